@@ -1,0 +1,190 @@
+//! Wire conventions applied to every request: correlation id (reused when the client sends a
+//! valid one), per-key rate limit and its headers, rendering of error bodies with the
+//! correlation id, metrics and one structured log line per request.
+
+use crate::error::ErrorBody;
+use crate::ratelimit::Decision;
+use crate::AppState;
+use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+pub(crate) static X_CORRELATION_ID: HeaderName = HeaderName::from_static("x-correlation-id");
+pub(crate) static API_KEY: HeaderName = HeaderName::from_static("api_key");
+
+/// Per-request context: correlation id, start time, and what auth learned (for the log line).
+#[derive(Clone)]
+pub struct RequestCtx {
+    pub correlation_id: Arc<str>,
+    pub started: Instant,
+    pub(crate) partner: Arc<OnceLock<String>>,
+}
+
+/// SHA-256 of the raw `api_key` header, computed once per request.
+#[derive(Clone, Copy)]
+pub(crate) struct KeyHash(pub [u8; 32]);
+
+#[derive(Serialize)]
+pub struct ResponseContext {
+    pub correlation_id: Arc<str>,
+    pub request_status: &'static str,
+    pub time_took_in_seconds: f64,
+}
+
+impl RequestCtx {
+    /// The `response_context` of a 2xx body.
+    pub fn response_context(&self, request_status: &'static str) -> ResponseContext {
+        ResponseContext {
+            correlation_id: self.correlation_id.clone(),
+            request_status,
+            time_took_in_seconds: self.started.elapsed().as_secs_f64(),
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestCtx {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<RequestCtx>()
+            .cloned()
+            .unwrap_or_else(|| RequestCtx {
+                correlation_id: new_correlation_id().into(),
+                started: Instant::now(),
+                partner: Default::default(),
+            }))
+    }
+}
+
+pub(crate) fn new_correlation_id() -> String {
+    hex::encode(rand::random::<[u8; 16]>())
+}
+
+fn client_correlation_id(headers: &HeaderMap) -> Option<String> {
+    let v = headers.get(&X_CORRELATION_ID)?.to_str().ok()?;
+    let ok = !v.is_empty()
+        && v.len() <= 64
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    ok.then(|| v.to_string())
+}
+
+pub(crate) fn hash_key(raw: &[u8]) -> [u8; 32] {
+    domain::keys::hash_key(raw)
+}
+
+pub(crate) async fn wire_conventions(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let correlation_id: Arc<str> = client_correlation_id(req.headers())
+        .unwrap_or_else(new_correlation_id)
+        .into();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned());
+    let method = req.method().clone();
+    let key_hash = req.headers().get(&API_KEY).map(|v| hash_key(v.as_bytes()));
+    if let Some(h) = key_hash {
+        req.extensions_mut().insert(KeyHash(h));
+    }
+
+    // The limiter guards the API proper; health and meta endpoints are not limited.
+    let limited = req.uri().path().starts_with("/v1/");
+    let decision = if limited && state.limiter.enabled() {
+        let bucket = match key_hash {
+            Some(h) => h,
+            None => {
+                let ip = req
+                    .extensions()
+                    .get::<ConnectInfo<SocketAddr>>()
+                    .map(|c| c.0.ip().to_string())
+                    .unwrap_or_default();
+                hash_key(ip.as_bytes())
+            }
+        };
+        Some(state.limiter.check(&bucket))
+    } else {
+        None
+    };
+
+    let ctx = RequestCtx {
+        correlation_id: correlation_id.clone(),
+        started,
+        partner: Default::default(),
+    };
+    req.extensions_mut().insert(ctx.clone());
+
+    let mut resp = match &decision {
+        Some(d) if !d.allowed => rate_limited(d),
+        _ => next.run(req).await,
+    };
+
+    if let Some(err) = resp.extensions_mut().remove::<ErrorBody>() {
+        if let Some(internal) = &err.log {
+            tracing::error!(correlation_id = %correlation_id, error = %internal, "request failed");
+        }
+        let status = resp.status();
+        let mut headers = std::mem::take(resp.headers_mut());
+        headers.remove(axum::http::header::CONTENT_LENGTH);
+        let body = serde_json::json!({"detail": err.detail, "correlation_id": &*correlation_id});
+        resp = (status, axum::Json(body)).into_response();
+        for (k, v) in headers.iter() {
+            if k != axum::http::header::CONTENT_TYPE {
+                resp.headers_mut().insert(k.clone(), v.clone());
+            }
+        }
+    }
+
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&correlation_id) {
+        h.insert(X_CORRELATION_ID.clone(), v);
+    }
+    if let Some(d) = &decision {
+        h.insert("x-ratelimit-limit", HeaderValue::from(d.limit));
+        h.insert("x-ratelimit-remaining", HeaderValue::from(d.remaining));
+        h.insert("x-ratelimit-reset", HeaderValue::from(d.reset_unix));
+    }
+
+    let status = resp.status();
+    let elapsed = started.elapsed();
+    let route_label = route.as_deref().unwrap_or("unmatched");
+    state
+        .metrics
+        .observe(route_label, method.as_str(), status.as_u16(), elapsed);
+    let partner = ctx.partner.get().map(String::as_str).unwrap_or("-");
+    if status.is_server_error() {
+        tracing::warn!(http.method = %method, http.route = route_label, http.status = status.as_u16(),
+            latency_ms = elapsed.as_secs_f64() * 1000.0, correlation_id = %correlation_id, partner, "request");
+    } else {
+        tracing::info!(http.method = %method, http.route = route_label, http.status = status.as_u16(),
+            latency_ms = elapsed.as_secs_f64() * 1000.0, correlation_id = %correlation_id, partner, "request");
+    }
+    resp
+}
+
+fn rate_limited(d: &Decision) -> Response {
+    let body = serde_json::json!({
+        "error": "rate_limit_exceeded",
+        "message": format!("API rate limit exceeded. Please retry after {} seconds.", d.retry_after),
+        "retry_after": d.retry_after,
+    });
+    let mut resp = (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
+    resp.headers_mut().insert(
+        axum::http::header::RETRY_AFTER,
+        HeaderValue::from(d.retry_after),
+    );
+    resp
+}

@@ -1,0 +1,103 @@
+//! The HTTP API of prospect-events. Every route is listed in [`router`]; handlers are thin:
+//! extract (auth, body), validate into domain types, one store call, shape the response.
+//! Cross-cutting wire conventions (correlation id, rate limit, error bodies, metrics, request
+//! logs) live in `context`.
+
+mod auth;
+mod body;
+mod context;
+mod enrollments;
+mod error;
+mod meta;
+mod metrics;
+mod ratelimit;
+
+pub use auth::Caller;
+pub use context::RequestCtx;
+pub use error::ApiError;
+pub use metrics::Metrics;
+
+use axum::routing::get;
+use axum::Router;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use store::DynStore;
+
+/// Settings of the API layer.
+#[derive(Clone, Debug)]
+pub struct ApiConfig {
+    /// Requests per minute per key; 0 turns the limiter off.
+    pub rate_limit_per_minute: u32,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// How long a resolved API key is cached (revocations take effect within this time).
+    pub key_cache_ttl: Duration,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            rate_limit_per_minute: 200,
+            max_body_bytes: 1024 * 1024,
+            key_cache_ttl: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: DynStore,
+    pub config: Arc<ApiConfig>,
+    pub(crate) keys: Arc<auth::KeyCache>,
+    pub(crate) limiter: Arc<ratelimit::RateLimiter>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl AppState {
+    pub fn new(store: DynStore, config: ApiConfig) -> Self {
+        Self {
+            keys: Arc::new(auth::KeyCache::new(config.key_cache_ttl)),
+            limiter: Arc::new(ratelimit::RateLimiter::new(config.rate_limit_per_minute)),
+            metrics: Arc::new(Metrics::default()),
+            store,
+            config: Arc::new(config),
+        }
+    }
+}
+
+/// Every route of the service.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthcheck/http", get(meta::healthcheck))
+        .route("/version/", get(meta::version))
+        .route("/openapi.json", get(meta::openapi))
+        .route("/metrics", get(meta::metrics))
+        .route(
+            "/v1/prospects/events/enrollments",
+            get(enrollments::list)
+                .post(enrollments::create)
+                .patch(enrollments::update)
+                .delete(enrollments::delete),
+        )
+        .fallback(meta::not_found)
+        .method_not_allowed_fallback(meta::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            context::wire_conventions,
+        ))
+        .with_state(state)
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then finishes in-flight requests.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

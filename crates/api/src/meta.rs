@@ -1,0 +1,39 @@
+//! Health, version, OpenAPI, metrics and the JSON answers for unknown routes and methods.
+
+use crate::error::ApiError;
+use crate::AppState;
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use axum::Json;
+
+pub(crate) async fn healthcheck() -> Json<&'static str> {
+    Json("OK")
+}
+
+pub(crate) async fn version() -> Json<&'static str> {
+    Json(env!("CARGO_PKG_VERSION"))
+}
+
+/// The OpenAPI document of this server: the reference endpoints plus ours.
+pub(crate) async fn openapi() -> impl IntoResponse {
+    (
+        [(CONTENT_TYPE, "application/json")],
+        include_str!("../openapi.json"),
+    )
+}
+
+pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+}
+
+pub(crate) async fn not_found() -> ApiError {
+    ApiError::NotFound("Not Found")
+}
+
+pub(crate) async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}

@@ -1,0 +1,277 @@
+//! Load generator for the prospect-events HTTP API: N keep-alive HTTP/1.1 connections, each
+//! sending requests back to back for a fixed duration; reports throughput and latency
+//! percentiles. Deliberately minimal (hand-written HTTP/1.1 over TCP) so the generator costs as
+//! little CPU as possible next to the server on a small machine.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, ValueEnum};
+use rand::{Rng, SeedableRng};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+#[derive(Parser, Clone)]
+#[command(about = "HTTP load generator for prospect-events")]
+struct Args {
+    /// Server address (host:port).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: String,
+    /// API key.
+    #[arg(long, env = "BENCH_API_KEY")]
+    key: String,
+    /// Operation to load.
+    #[arg(long, value_enum)]
+    op: Op,
+    /// Concurrent keep-alive connections.
+    #[arg(long, default_value_t = 32)]
+    connections: usize,
+    /// Measured duration in seconds.
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+    /// Unmeasured warm-up in seconds.
+    #[arg(long, default_value_t = 3)]
+    warmup: u64,
+    /// Enrollments created before a PATCH or GET run (PATCH picks one at random per request).
+    #[arg(long, default_value_t = 1000)]
+    enrollments: usize,
+    /// Prospect ids per enrollment body.
+    #[arg(long, default_value_t = 20)]
+    ids: usize,
+}
+
+#[derive(ValueEnum, Clone, Copy, PartialEq, Eq, Debug)]
+enum Op {
+    Post,
+    Patch,
+    Get,
+}
+
+const PATH: &str = "/v1/prospects/events/enrollments";
+const TYPES: [&str; 3] = [
+    "prospect_changed_role",
+    "prospect_changed_company",
+    "prospect_job_start_anniversary",
+];
+
+struct Conn {
+    reader: BufReader<tokio::net::tcp::OwnedReadHalf>,
+    writer: tokio::net::tcp::OwnedWriteHalf,
+    line: String,
+    body: Vec<u8>,
+}
+
+impl Conn {
+    async fn open(addr: &str) -> Result<Self> {
+        let s = TcpStream::connect(addr)
+            .await
+            .with_context(|| format!("connecting {addr}"))?;
+        s.set_nodelay(true)?;
+        let (r, w) = s.into_split();
+        Ok(Self {
+            reader: BufReader::new(r),
+            writer: w,
+            line: String::new(),
+            body: Vec::new(),
+        })
+    }
+
+    /// Sends one request and reads the whole response; returns the status code.
+    async fn call(&mut self, req: &[u8]) -> Result<u16> {
+        self.writer.write_all(req).await?;
+        self.line.clear();
+        self.reader.read_line(&mut self.line).await?;
+        let status: u16 = self
+            .line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .context("bad status line")?;
+        let mut len = 0usize;
+        loop {
+            self.line.clear();
+            if self.reader.read_line(&mut self.line).await? == 0 {
+                bail!("connection closed");
+            }
+            let l = self.line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = l.split_once(':') {
+                if k.eq_ignore_ascii_case("content-length") {
+                    len = v.trim().parse()?;
+                }
+            }
+        }
+        self.body.resize(len, 0);
+        self.reader.read_exact(&mut self.body).await?;
+        Ok(status)
+    }
+}
+
+fn request(method: &str, key: &str, body: Option<&str>) -> Vec<u8> {
+    let mut r = format!("{method} {PATH} HTTP/1.1\r\nhost: bench\r\napi_key: {key}\r\n");
+    if let Some(b) = body {
+        r.push_str(&format!(
+            "content-type: application/json\r\ncontent-length: {}\r\n\r\n{b}",
+            b.len()
+        ));
+    } else {
+        r.push_str("\r\n");
+    }
+    r.into_bytes()
+}
+
+fn body(rng: &mut impl Rng, ids: usize, enrollment_id: Option<&str>) -> String {
+    let prospects: Vec<String> = (0..ids)
+        .map(|_| hex::encode(rng.random::<[u8; 20]>()))
+        .collect();
+    let n = rng.random_range(1..=3);
+    let types: Vec<&str> = TYPES[..n].to_vec();
+    let mut v = serde_json::json!({
+        "enrollment_key": format!("bench_{}", rng.random_range(0..100)),
+        "event_types": types,
+        "prospect_ids": prospects,
+    });
+    if let Some(id) = enrollment_id {
+        v["enrollment_id"] = serde_json::Value::String(id.to_string());
+    }
+    v.to_string()
+}
+
+async fn setup(args: &Args) -> Result<Vec<String>> {
+    let mut conn = Conn::open(&args.addr).await?;
+    let mut rng = rand::rngs::SmallRng::from_rng(&mut rand::rng());
+    let mut ids = Vec::with_capacity(args.enrollments);
+    for _ in 0..args.enrollments {
+        let req = request("POST", &args.key, Some(&body(&mut rng, args.ids, None)));
+        let status = conn.call(&req).await?;
+        if status != 200 {
+            bail!(
+                "setup POST answered {status}: {}",
+                String::from_utf8_lossy(&conn.body)
+            );
+        }
+        let v: serde_json::Value = serde_json::from_slice(&conn.body)?;
+        ids.push(
+            v["enrollment_id"]
+                .as_str()
+                .context("no enrollment_id")?
+                .to_string(),
+        );
+    }
+    Ok(ids)
+}
+
+struct Report {
+    latencies_us: Vec<u32>,
+    errors: u64,
+    first_error: Option<String>,
+}
+
+async fn worker(
+    args: Arc<Args>,
+    ids: Arc<Vec<String>>,
+    measure_from: Instant,
+    stop: Arc<AtomicBool>,
+) -> Result<Report> {
+    let mut conn = Conn::open(&args.addr).await?;
+    let mut rng = rand::rngs::SmallRng::from_rng(&mut rand::rng());
+    let mut rep = Report {
+        latencies_us: Vec::with_capacity(200_000),
+        errors: 0,
+        first_error: None,
+    };
+    let get = request("GET", &args.key, None);
+    while !stop.load(Ordering::Relaxed) {
+        let req = match args.op {
+            Op::Get => get.clone(),
+            Op::Post => request("POST", &args.key, Some(&body(&mut rng, args.ids, None))),
+            Op::Patch => {
+                let id = &ids[rng.random_range(0..ids.len())];
+                request(
+                    "PATCH",
+                    &args.key,
+                    Some(&body(&mut rng, args.ids, Some(id))),
+                )
+            }
+        };
+        let t = Instant::now();
+        let status = conn.call(&req).await?;
+        let us = t.elapsed().as_micros().min(u32::MAX as u128) as u32;
+        if t >= measure_from {
+            if status == 200 {
+                rep.latencies_us.push(us);
+            } else {
+                rep.errors += 1;
+                if rep.first_error.is_none() {
+                    rep.first_error =
+                        Some(format!("{status}: {}", String::from_utf8_lossy(&conn.body)));
+                }
+            }
+        }
+    }
+    Ok(rep)
+}
+
+fn pct(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i] as f64 / 1000.0
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Arc::new(Args::parse());
+    let ids = if args.op == Op::Post {
+        Vec::new()
+    } else {
+        setup(&args).await?
+    };
+    let ids = Arc::new(ids);
+    let stop = Arc::new(AtomicBool::new(false));
+    let measure_from = Instant::now() + Duration::from_secs(args.warmup);
+    let mut tasks = Vec::new();
+    for _ in 0..args.connections {
+        tasks.push(tokio::spawn(worker(
+            args.clone(),
+            ids.clone(),
+            measure_from,
+            stop.clone(),
+        )));
+    }
+    tokio::time::sleep(Duration::from_secs(args.warmup + args.seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Vec::new();
+    let mut errors = 0;
+    let mut first_error = None;
+    for t in tasks {
+        let r = t.await??;
+        all.extend(r.latencies_us);
+        errors += r.errors;
+        first_error = first_error.or(r.first_error);
+    }
+    all.sort_unstable();
+    let secs = args.seconds as f64;
+    println!(
+        "{{\"op\":\"{:?}\",\"connections\":{},\"seconds\":{},\"ok\":{},\"errors\":{},\"rps\":{:.0},\"p50_ms\":{:.3},\"p90_ms\":{:.3},\"p99_ms\":{:.3},\"p999_ms\":{:.3},\"max_ms\":{:.3}}}",
+        args.op,
+        args.connections,
+        args.seconds,
+        all.len(),
+        errors,
+        all.len() as f64 / secs,
+        pct(&all, 0.50),
+        pct(&all, 0.90),
+        pct(&all, 0.99),
+        pct(&all, 0.999),
+        pct(&all, 1.0),
+    );
+    if let Some(e) = first_error {
+        eprintln!("first error: {e}");
+    }
+    Ok(())
+}

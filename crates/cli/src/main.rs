@@ -1,0 +1,79 @@
+//! The `prospect-events` binary: parses the command line, loads configuration, sets up
+//! telemetry and runs one subcommand. All behaviour lives in the library crates.
+
+mod config;
+mod keys;
+mod serve;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use config::{DbArgs, ServeArgs};
+
+#[derive(Parser)]
+#[command(
+    name = "prospect-events",
+    version,
+    about = "Watches B2B prospects for career events and notifies clients by pull API and signed webhooks."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the API (and, as they land, the delivery worker and anniversary scanner).
+    Serve(ServeArgs),
+    /// Manage API keys.
+    Keys {
+        #[command(subcommand)]
+        command: keys::KeysCommand,
+    },
+    /// Apply database migrations and exit.
+    Migrate(DbArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: starting the runtime: {e}");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<std::process::ExitCode> {
+    match cli.command {
+        Command::Serve(args) => {
+            let cfg = config::ServeConfig::load(args)?;
+            config::init_tracing(cfg.log_format);
+            serve::run(cfg).await?;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Keys { command } => keys::run(command).await,
+        Command::Migrate(db) => {
+            let cfg = config::DbConfig::load(&db)?;
+            config::init_tracing(cfg.log_format);
+            store::open(&cfg.database_url).await.map_err(|e| {
+                anyhow::anyhow!("migrating {}: {e}", store::redact_url(&cfg.database_url))
+            })?;
+            eprintln!(
+                "migrations applied to {}",
+                store::redact_url(&cfg.database_url)
+            );
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+    }
+}

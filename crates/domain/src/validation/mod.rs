@@ -1,0 +1,196 @@
+//! Request validation that reproduces the reference server's (FastAPI + pydantic v2) 422 bodies.
+//!
+//! Entry points: [`parse_body`] (raw bytes -> JSON value, or FastAPI's body errors) and the
+//! `from_json` constructor of each request type in [`requests`]. Errors are [`FieldError`]s in
+//! pydantic's order; [`detail_json`] renders the `{"detail": [...]}` body.
+//!
+//! Everything here is checked against golden files produced by the real FastAPI + pydantic
+//! (tools/reference_oracle, fixtures in crates/domain/tests/golden). Known, documented
+//! divergences from the reference (all far from what clients send):
+//! * `NaN`, `Infinity`, `-Infinity` and overflowing float literals (`1e400`) are valid JSON for
+//!   Python; the reference then answers **500** whenever it echoes such a value in an error
+//!   (Starlette renders with `allow_nan=False`) and accepts it silently inside
+//!   `request_context`. We read them as `null`: same result inside `request_context`, a 422
+//!   (or 200) where the reference crashes.
+//! * Integers beyond 64 bits are echoed as floats (the reference echoes them exactly).
+//! * Lone UTF-16 surrogate escapes (`"\ud800"`) become U+FFFD (Python keeps the surrogate and
+//!   crashes with 500 when it has to echo it).
+//! * A body nested deeper than [`pyjson::MAX_DEPTH`] is [`BodyError::TooDeep`] (Python raises
+//!   RecursionError at a stack-dependent depth; FastAPI answers 400 "There was an error parsing
+//!   the body", exactly as for invalid UTF-8).
+//! * Bodies in UTF-16/UTF-32 (which `json.loads(bytes)` auto-detects) are treated as invalid
+//!   UTF-8. A UTF-8 BOM is skipped, as `json.loads(bytes)` does.
+//! * JSON error messages are those of CPython 3.11's decoder; CPython >= 3.13 says "Illegal
+//!   trailing comma before end of object/array" for trailing commas.
+
+mod errors;
+pub mod pyjson;
+pub mod requests;
+
+use serde::{Serialize, Serializer};
+use serde_json::{json, Value};
+
+pub use requests::{
+    CheckConnectivity, EnrollmentAdd, EnrollmentDelete, EnrollmentUpdate, EntityType,
+    EventsRequest, Simulation, WebhookAdd, PROSPECT_ID_PATTERN, SIMULATION_EVENT_TYPES,
+};
+
+/// One element of an error location: a field name or a list index.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Loc {
+    Field(String),
+    Index(usize),
+}
+
+impl Serialize for Loc {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Loc::Field(f) => s.serialize_str(f),
+            Loc::Index(i) => s.serialize_u64(*i as u64),
+        }
+    }
+}
+
+impl From<&str> for Loc {
+    fn from(s: &str) -> Self {
+        Loc::Field(s.to_owned())
+    }
+}
+
+impl From<usize> for Loc {
+    fn from(i: usize) -> Self {
+        Loc::Index(i)
+    }
+}
+
+/// One pydantic error as FastAPI renders it in a 422 body.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FieldError {
+    /// pydantic's `type`, e.g. `missing`, `string_too_short`.
+    pub kind: String,
+    pub loc: Vec<Loc>,
+    pub msg: String,
+    pub input: Value,
+    pub ctx: Option<Value>,
+}
+
+impl FieldError {
+    /// `{"type", "loc", "msg", "input", "ctx"?}` in that key order.
+    pub fn to_json(&self) -> Value {
+        let mut m = serde_json::Map::new();
+        m.insert("type".into(), Value::String(self.kind.clone()));
+        m.insert(
+            "loc".into(),
+            Value::Array(self.loc.iter().map(loc_json).collect()),
+        );
+        m.insert("msg".into(), Value::String(self.msg.clone()));
+        m.insert("input".into(), self.input.clone());
+        if let Some(ctx) = &self.ctx {
+            m.insert("ctx".into(), ctx.clone());
+        }
+        Value::Object(m)
+    }
+}
+
+fn loc_json(l: &Loc) -> Value {
+    match l {
+        Loc::Field(f) => Value::String(f.clone()),
+        Loc::Index(i) => json!(i),
+    }
+}
+
+impl Serialize for FieldError {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.to_json().serialize(s)
+    }
+}
+
+/// `{"detail": [...]}`, the 422 body.
+pub fn detail_json(errors: &[FieldError]) -> Value {
+    json!({ "detail": errors.iter().map(FieldError::to_json).collect::<Vec<_>>() })
+}
+
+/// Why a body could not be turned into a JSON value.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum BodyError {
+    /// Answer 422 with these errors (empty body, malformed JSON).
+    #[error("invalid request body")]
+    Invalid(Vec<FieldError>),
+    /// Not UTF-8: FastAPI answers 400 `{"detail":"There was an error parsing the body"}`.
+    #[error("There was an error parsing the body")]
+    NotUtf8,
+    /// Nested too deep (Python: RecursionError): also 400 "There was an error parsing the body".
+    #[error("There was an error parsing the body")]
+    TooDeep,
+}
+
+/// Parses a JSON request body exactly as FastAPI does (for a JSON content type):
+/// * empty body -> `missing` at `["body"]`, "Field required", input null;
+/// * malformed JSON -> `json_invalid` at `["body", <char offset>]`, "JSON decode error",
+///   input `{}`, ctx `{"error": <Python's JSONDecodeError.msg>}`;
+/// * invalid UTF-8 -> [`BodyError::NotUtf8`].
+///
+/// The value returned is then validated by a request's `from_json` (a non-object body, `null`
+/// included, gives `model_attributes_type` there).
+pub fn parse_body(bytes: &[u8]) -> Result<Value, BodyError> {
+    if bytes.is_empty() {
+        return Err(BodyError::Invalid(vec![errors::fe(
+            "missing",
+            vec![Loc::from("body")],
+            "Field required",
+            Value::Null,
+            None,
+        )]));
+    }
+    // json.loads(bytes) decodes with 'utf-8-sig' when the body starts with a UTF-8 BOM.
+    let bytes = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
+    let text = std::str::from_utf8(bytes).map_err(|_| BodyError::NotUtf8)?;
+    match pyjson::loads(text) {
+        Ok(v) => Ok(v),
+        Err(pyjson::LoadError::TooDeep) => Err(BodyError::TooDeep),
+        Err(pyjson::LoadError::Decode(e)) => Err(BodyError::Invalid(vec![errors::fe(
+            "json_invalid",
+            vec![Loc::from("body"), Loc::Index(e.pos)],
+            "JSON decode error",
+            json!({}),
+            Some(json!({ "error": e.msg })),
+        )])),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_json_key_order() {
+        let e = errors::string_too_short(
+            vec!["body".into(), "enrollment_key".into()],
+            &json!("ab"),
+            4,
+        );
+        assert_eq!(
+            serde_json::to_string(&e.to_json()).unwrap(),
+            r#"{"type":"string_too_short","loc":["body","enrollment_key"],"msg":"String should have at least 4 characters","input":"ab","ctx":{"min_length":4}}"#
+        );
+        let m = errors::missing(vec!["body".into(), Loc::Index(3)], &json!(null));
+        assert_eq!(
+            serde_json::to_string(&m).unwrap(),
+            r#"{"type":"missing","loc":["body",3],"msg":"Field required","input":null}"#
+        );
+    }
+
+    #[test]
+    fn body_errors() {
+        assert_eq!(parse_body(b"\xff{}"), Err(BodyError::NotUtf8));
+        assert_eq!(parse_body(b"\xef\xbb\xbf{}").unwrap(), json!({}));
+        let Err(BodyError::Invalid(e)) = parse_body(b"") else {
+            panic!()
+        };
+        assert_eq!(e[0].kind, "missing");
+        let Err(BodyError::Invalid(e)) = parse_body("{\"é\":1,}".as_bytes()) else {
+            panic!()
+        };
+        assert_eq!(e[0].loc, vec![Loc::from("body"), Loc::Index(7)]);
+    }
+}

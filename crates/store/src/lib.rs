@@ -1,0 +1,119 @@
+//! Persistence for prospect-events behind one backend-neutral trait, [`Store`].
+//! Backends live in their own modules (`sqlite` now, `postgres` next); nothing backend-specific
+//! (connections, SQL dialect, rusqlite types) crosses this crate's public surface.
+//! Every method touching partner-owned data takes a [`Scope`] and filters by it in the query.
+
+mod model;
+pub mod sqlite;
+
+pub use model::*;
+
+use async_trait::async_trait;
+use domain::{EventType, ProspectId};
+use std::sync::Arc;
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The object does not exist in the caller's scope (or at all).
+    #[error("not found")]
+    NotFound,
+    /// A uniqueness or state conflict.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The database cannot be reached or is overloaded; the request may be retried.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else. The text is for logs, never for response bodies.
+    #[error("database error: {0}")]
+    Internal(String),
+}
+
+/// The persistence contract. Both backends pass the same contract tests.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Short backend name for logs and metrics ("sqlite", "postgres").
+    fn backend(&self) -> &'static str;
+
+    /// Cheap liveness probe of the database.
+    async fn ping(&self) -> StoreResult<()>;
+
+    // --- API keys, tenants, partners -----------------------------------------------------
+    /// Stores a new key (only its hash), creating the tenant and partner when missing.
+    async fn create_key(&self, key: NewApiKey) -> StoreResult<()>;
+    async fn list_keys(&self) -> StoreResult<Vec<ApiKeyInfo>>;
+    /// Revokes every active key whose prefix starts with `prefix`; returns how many.
+    async fn revoke_keys(&self, prefix: &str) -> StoreResult<u64>;
+    /// Resolves an active key hash to its principal (tenant, default partner, owned partners).
+    async fn principal(&self, key_hash: &[u8; 32]) -> StoreResult<Option<Principal>>;
+
+    // --- Enrollments ---------------------------------------------------------------------
+    async fn create_enrollment(&self, scope: &Scope, new: NewEnrollment) -> StoreResult<()>;
+    /// Replaces key, event types and prospect ids atomically. `NotFound` outside the scope.
+    async fn update_enrollment(
+        &self,
+        scope: &Scope,
+        enrollment_id: &str,
+        spec: EnrollmentSpec,
+    ) -> StoreResult<()>;
+    async fn delete_enrollment(&self, scope: &Scope, enrollment_id: &str) -> StoreResult<()>;
+    async fn list_enrollments(
+        &self,
+        scope: &Scope,
+        query: &EnrollmentQuery,
+    ) -> StoreResult<EnrollmentPage>;
+    /// The enrollments (of any tenant/partner) that cover `prospect` for `event_type`:
+    /// the fan-out lookup, one index range scan.
+    async fn covering_enrollments(
+        &self,
+        prospect: &ProspectId,
+        event_type: EventType,
+    ) -> StoreResult<Vec<CoveringEnrollment>>;
+}
+
+pub type DynStore = Arc<dyn Store>;
+
+/// Opens the store named by a database URL (`sqlite://path`, `sqlite::memory:`), running
+/// migrations first.
+pub async fn open(url: &str) -> StoreResult<DynStore> {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        let store = sqlite::SqliteStore::open(path, sqlite::SqliteOptions::default()).await?;
+        Ok(Arc::new(store))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Err(StoreError::Internal(
+            "the PostgreSQL backend is not built yet in this version".into(),
+        ))
+    } else {
+        Err(StoreError::Internal(format!(
+            "unsupported database URL scheme (expected sqlite:// or postgres://): {}",
+            redact_url(url)
+        )))
+    }
+}
+
+/// Removes a password from a URL so it can be logged.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            super::redact_url("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(super::redact_url("sqlite://./x.db"), "sqlite://./x.db");
+    }
+}

@@ -1,0 +1,49 @@
+//! Forward-only migrations for SQLite, embedded in the binary and applied in order at open.
+
+use super::internal;
+use crate::StoreError;
+use rusqlite::Connection;
+
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "enrollments",
+    include_str!("../../migrations/sqlite/0001_enrollments.sql"),
+)];
+
+pub(super) fn run(conn: &mut Connection) -> Result<(), StoreError> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+            version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
+    )
+    .map_err(internal)?;
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(internal)?;
+    let current: i64 = tx
+        .query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(internal)?;
+    let newest = MIGRATIONS.last().map(|m| m.0).unwrap_or(0);
+    if current > newest {
+        return Err(StoreError::Internal(format!(
+            "database schema version {current} is newer than this binary ({newest})"
+        )));
+    }
+    for (version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+        tracing::info!(
+            migration.version = version,
+            migration.name = name,
+            "applying migration"
+        );
+        tx.execute_batch(sql).map_err(internal)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, unixepoch())",
+            rusqlite::params![version, name],
+        )
+        .map_err(internal)?;
+    }
+    tx.commit().map_err(internal)
+}

@@ -1,0 +1,246 @@
+//! The embedded SQLite backend (WAL, `synchronous=FULL`).
+//!
+//! Writes go through one writer thread that commits in groups: every job runs in its own
+//! SAVEPOINT inside a shared transaction, and all replies are sent only after the COMMIT (and
+//! its fsync) returned. A job that fails rolls back to its savepoint without affecting the
+//! others. This gives one fsync per group instead of per request while keeping every answered
+//! write durable. Reads use a small pool of connections on the blocking thread pool.
+
+mod migrate;
+mod queries;
+
+use crate::StoreError;
+use rusqlite::{Connection, OpenFlags};
+use std::any::Any;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use tokio::sync::{mpsc, oneshot};
+
+/// Tuning knobs of the SQLite backend.
+#[derive(Clone, Debug)]
+pub struct SqliteOptions {
+    /// Read connections kept open.
+    pub readers: usize,
+    /// Most jobs committed in one transaction.
+    pub max_group: usize,
+    /// Pending write jobs before callers wait.
+    pub queue: usize,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        Self {
+            readers: 4,
+            max_group: 512,
+            queue: 8192,
+        }
+    }
+}
+
+type JobResult = Result<Box<dyn Any + Send>, StoreError>;
+type JobFn = Box<dyn FnOnce(&Connection) -> JobResult + Send>;
+
+struct Job {
+    run: JobFn,
+    reply: oneshot::Sender<JobResult>,
+}
+
+pub struct SqliteStore {
+    writer: mpsc::Sender<Job>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+    path: PathBuf,
+}
+
+impl SqliteStore {
+    /// Opens (creating when missing) the database at `path`, runs migrations, starts the writer.
+    /// `:memory:` is refused: readers and writer must share one database file.
+    pub async fn open(path: &str, opts: SqliteOptions) -> Result<Self, StoreError> {
+        let path = PathBuf::from(path);
+        if path.as_os_str() == ":memory:" {
+            return Err(StoreError::Internal(
+                "sqlite::memory: is not supported; use a file path".into(),
+            ));
+        }
+        let p = path.clone();
+        let (writer_conn, readers) = tokio::task::spawn_blocking(move || {
+            if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    StoreError::Internal(format!("creating {}: {e}", dir.display()))
+                })?;
+            }
+            let mut w = open_conn(&p, false)?;
+            migrate::run(&mut w)?;
+            let readers = (0..opts.readers.max(1))
+                .map(|_| open_conn(&p, true))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok::<_, StoreError>((w, readers))
+        })
+        .await
+        .map_err(|e| StoreError::Internal(format!("open task: {e}")))??;
+
+        let (tx, rx) = mpsc::channel(opts.queue.max(1));
+        let max_group = opts.max_group.max(1);
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || writer_loop(writer_conn, rx, max_group))
+            .map_err(|e| StoreError::Internal(format!("spawning writer: {e}")))?;
+        Ok(Self {
+            writer: tx,
+            readers: Arc::new(Mutex::new(readers)),
+            path,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` inside the group-commit writer; resolves after the enclosing COMMIT.
+    pub(crate) async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (reply, rx) = oneshot::channel();
+        let run: JobFn = Box::new(move |c| f(c).map(|v| Box::new(v) as Box<dyn Any + Send>));
+        self.writer
+            .send(Job { run, reply })
+            .await
+            .map_err(|_| StoreError::Unavailable("sqlite writer stopped".into()))?;
+        let out = rx
+            .await
+            .map_err(|_| StoreError::Unavailable("sqlite writer stopped".into()))??;
+        out.downcast::<T>()
+            .map(|b| *b)
+            .map_err(|_| StoreError::Internal("writer returned an unexpected type".into()))
+    }
+
+    /// Runs `f` on a pooled read connection on the blocking pool.
+    pub(crate) async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let pool = self.readers.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = pool.lock().map_err(|_| poisoned())?.pop();
+            let conn = match conn {
+                Some(c) => c,
+                None => open_conn(&path, true)?,
+            };
+            let out = f(&conn);
+            let mut guard = pool.lock().map_err(|_| poisoned())?;
+            if guard.len() < 16 {
+                guard.push(conn);
+            }
+            out
+        })
+        .await
+        .map_err(|e| StoreError::Internal(format!("read task: {e}")))?
+    }
+}
+
+fn poisoned() -> StoreError {
+    StoreError::Internal("reader pool lock poisoned".into())
+}
+
+fn open_conn(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags).map_err(internal)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(internal)?;
+    if !read_only {
+        // WAL lets readers run beside the writer; FULL makes each COMMIT durable (fsync).
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(internal)?;
+    }
+    conn.execute_batch(
+        "PRAGMA synchronous = FULL;
+         PRAGMA foreign_keys = ON;
+         PRAGMA temp_store = MEMORY;
+         PRAGMA cache_size = -32000;",
+    )
+    .map_err(internal)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>, max_group: usize) {
+    let mut group: Vec<Job> = Vec::with_capacity(max_group);
+    let mut results: Vec<JobResult> = Vec::with_capacity(max_group);
+    while let Some(first) = rx.blocking_recv() {
+        group.push(first);
+        while group.len() < max_group {
+            match rx.try_recv() {
+                Ok(j) => group.push(j),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            let msg = format!("begin: {e}");
+            for job in group.drain(..) {
+                // The receiver may have gone away (client disconnected); nothing to do then.
+                let _ = job.reply.send(Err(StoreError::Unavailable(msg.clone())));
+            }
+            continue;
+        }
+        let mut replies = Vec::with_capacity(group.len());
+        for job in group.drain(..) {
+            results.push(run_in_savepoint(&conn, job.run));
+            replies.push(job.reply);
+        }
+        let commit = conn.execute_batch("COMMIT");
+        if let Err(e) = commit {
+            tracing::error!(error = %e, "sqlite group commit failed; rolling back the group");
+            // Best effort: the transaction may already be gone.
+            let _ = conn.execute_batch("ROLLBACK");
+            let msg = format!("commit: {e}");
+            results.clear();
+            for r in replies {
+                let _ = r.send(Err(StoreError::Unavailable(msg.clone())));
+            }
+            continue;
+        }
+        for (reply, res) in replies.into_iter().zip(results.drain(..)) {
+            // A dropped receiver means the caller went away; the write is committed anyway.
+            let _ = reply.send(res);
+        }
+    }
+}
+
+fn run_in_savepoint(conn: &Connection, run: JobFn) -> JobResult {
+    if let Err(e) = conn.execute_batch("SAVEPOINT job") {
+        return Err(internal(e));
+    }
+    let res = run(conn);
+    let end = if res.is_ok() {
+        conn.execute_batch("RELEASE job")
+    } else {
+        conn.execute_batch("ROLLBACK TO job; RELEASE job")
+    };
+    match end {
+        Ok(()) => res,
+        Err(e) => Err(internal(e)),
+    }
+}
+
+pub(crate) fn internal(e: rusqlite::Error) -> StoreError {
+    match e {
+        rusqlite::Error::SqliteFailure(ref f, _)
+            if matches!(
+                f.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ) =>
+        {
+            StoreError::Unavailable(e.to_string())
+        }
+        other => StoreError::Internal(other.to_string()),
+    }
+}
