@@ -20,6 +20,9 @@ Modelling choices (also documented in crates/domain/src/validation/mod.rs):
     field_validator (RFC 3339 or YYYY-MM-DD, SPEC §3) -> `value_error`. (A literal
     `Union[datetime, str]` would accept any string and unix numbers; the SPEC narrows it.)
   - `WebhookSimulation.number_of_events`: `Field(1, ge=1, le=10)`.
+* WebhookSimulation: the OpenAPI marks no field required and shows no default and no
+  additionalProperties:false. We require `event_name` (nothing to simulate without it), default
+  `number_of_events` to 1, keep `event_time` optional, and ignore unknown keys (pydantic default).
 """
 from __future__ import annotations
 

@@ -39,6 +39,9 @@ struct Args {
     /// Prospect ids per enrollment body.
     #[arg(long, default_value_t = 20)]
     ids: usize,
+    /// Query string of the GET load (a page of the partner's enrollments).
+    #[arg(long, default_value = "?limit=100")]
+    get_query: String,
 }
 
 #[derive(ValueEnum, Clone, Copy, PartialEq, Eq, Debug)]
@@ -111,7 +114,11 @@ impl Conn {
 }
 
 fn request(method: &str, key: &str, body: Option<&str>) -> Vec<u8> {
-    let mut r = format!("{method} {PATH} HTTP/1.1\r\nhost: bench\r\napi_key: {key}\r\n");
+    request_to(method, PATH, key, body)
+}
+
+fn request_to(method: &str, path: &str, key: &str, body: Option<&str>) -> Vec<u8> {
+    let mut r = format!("{method} {path} HTTP/1.1\r\nhost: bench\r\napi_key: {key}\r\n");
     if let Some(b) = body {
         r.push_str(&format!(
             "content-type: application/json\r\ncontent-length: {}\r\n\r\n{b}",
@@ -183,7 +190,7 @@ async fn worker(
         errors: 0,
         first_error: None,
     };
-    let get = request("GET", &args.key, None);
+    let get = request_to("GET", &format!("{PATH}{}", args.get_query), &args.key, None);
     while !stop.load(Ordering::Relaxed) {
         let req = match args.op {
             Op::Get => get.clone(),
