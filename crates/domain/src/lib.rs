@@ -2,8 +2,10 @@
 //! reference-identical (pydantic v2) errors, and later change detection and signing.
 //! Nothing here performs I/O, reads the clock or touches a database.
 
+pub mod detect;
 pub mod ids;
 pub mod keys;
+pub mod snapshot;
 pub mod validation;
 
 pub use ids::{event_mask, EnrollmentId, EventType, PartnerId, ProspectId, TenantId};

@@ -9,6 +9,7 @@ pub mod sqlite;
 pub use model::*;
 
 use async_trait::async_trait;
+use domain::snapshot::Snapshot;
 use domain::{EventType, ProspectId};
 use std::sync::Arc;
 
@@ -70,6 +71,28 @@ pub trait Store: Send + Sync + 'static {
         prospect: &ProspectId,
         event_type: EventType,
     ) -> StoreResult<Vec<CoveringEnrollment>>;
+
+    // --- Snapshots, events, outbox -------------------------------------------------------
+    /// Applies snapshots in order, atomically: state changes, detected events and their
+    /// notifications (one per covering enrollment) commit together or not at all.
+    async fn ingest_snapshots(
+        &self,
+        batch: Vec<Snapshot>,
+        opts: IngestOptions,
+    ) -> StoreResult<IngestCounts>;
+    /// Events of the given prospects and types in the window, newest first.
+    async fn query_events(&self, query: &EventQuery) -> StoreResult<Vec<StoredEvent>>;
+    /// Fires the anniversaries due since the last scan up to `now + lead_days` (at most once
+    /// each) and remembers how far it got, so none is lost while the service is down.
+    async fn scan_anniversaries(
+        &self,
+        now: time::OffsetDateTime,
+        lead_days: u32,
+    ) -> StoreResult<ScanReport>;
+    /// Deletes events whose event_time is before `before`; returns how many.
+    async fn prune_events(&self, before: time::OffsetDateTime) -> StoreResult<u64>;
+    /// Outbox rows of one scope (or of everyone), oldest first.
+    async fn outbox(&self, scope: Option<&Scope>, limit: u32) -> StoreResult<Vec<OutboxRow>>;
 }
 
 pub type DynStore = Arc<dyn Store>;

@@ -162,3 +162,147 @@ mod tests {
         assert_eq!(decode_event_types(&encode_event_types(&types)), types);
     }
 }
+
+// --- Events -----------------------------------------------------------------------------------
+
+/// How ingestion decides time-dependent things (anniversaries due "now").
+#[derive(Clone, Copy, Debug)]
+pub struct IngestOptions {
+    pub now: time::OffsetDateTime,
+    pub anniversary_lead_days: u32,
+}
+
+/// Counts of one ingestion (a batch, or a whole file when added up).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IngestCounts {
+    /// First snapshot of a prospect.
+    pub baselines: u64,
+    /// Older than or identical to the current state, or newer without any event.
+    pub unchanged: u64,
+    /// Became the current state and produced at least one event.
+    pub changed: u64,
+    /// Events stored (re-detected events with a known id are not counted).
+    pub events_created: u64,
+    pub notifications_queued: u64,
+}
+
+impl std::ops::AddAssign for IngestCounts {
+    fn add_assign(&mut self, o: Self) {
+        self.baselines += o.baselines;
+        self.unchanged += o.unchanged;
+        self.changed += o.changed;
+        self.events_created += o.events_created;
+        self.notifications_queued += o.notifications_queued;
+    }
+}
+
+/// A stored event as the events API returns it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredEvent {
+    pub event_id: String,
+    pub event_type: domain::EventType,
+    pub event_time: time::OffsetDateTime,
+    pub prospect_id: ProspectId,
+    pub data: serde_json::Value,
+}
+
+#[derive(Clone, Debug)]
+pub struct EventQuery {
+    pub prospect_ids: Vec<ProspectId>,
+    pub event_types: Vec<domain::EventType>,
+    /// Inclusive bounds.
+    pub from: time::OffsetDateTime,
+    pub to: Option<time::OffsetDateTime>,
+}
+
+/// What one anniversary scan did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ScanReport {
+    /// The window scanned: anniversaries with after < date <= until.
+    pub after: Option<time::Date>,
+    pub until: Option<time::Date>,
+    pub candidates: u64,
+    pub events_created: u64,
+    pub notifications_queued: u64,
+}
+
+/// One outbox row, for inspection (tests, CLI) and the delivery log.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutboxRow {
+    pub delivery_id: String,
+    pub event_id: String,
+    pub event_name: String,
+    pub tenant: TenantId,
+    pub partner: PartnerId,
+    pub enrollment_id: Option<String>,
+    pub enrollment_key: String,
+    pub payload: serde_json::Value,
+    pub status: DeliveryStatus,
+    pub attempts: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeliveryStatus {
+    Pending,
+    Delivered,
+    Failed,
+}
+
+impl DeliveryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Failed => "failed",
+        }
+    }
+
+    pub fn code(self) -> i64 {
+        match self {
+            DeliveryStatus::Pending => 0,
+            DeliveryStatus::Delivered => 1,
+            DeliveryStatus::Failed => 2,
+        }
+    }
+
+    pub fn from_code(c: i64) -> Self {
+        match c {
+            1 => DeliveryStatus::Delivered,
+            2 => DeliveryStatus::Failed,
+            _ => DeliveryStatus::Pending,
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Pending, Self::Delivered, Self::Failed]
+            .into_iter()
+            .find(|d| d.as_str() == s)
+    }
+}
+
+/// The delivery id of the notification of `event_id` to `enrollment_id`: deterministic, so
+/// re-queueing the same pair is idempotent.
+pub fn delivery_id_for(event_id: &str, enrollment_id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let h = Sha256::digest(format!("{event_id}/{enrollment_id}").as_bytes());
+    format!("dl_{}", hex::encode(&h[..12]))
+}
+
+/// The JSON body POSTed to the partner's webhook for one (event, enrollment).
+pub fn notification_payload(
+    event: &domain::detect::DetectedEvent,
+    to: &CoveringEnrollment,
+) -> serde_json::Value {
+    serde_json::json!({
+        "tenant_id": to.tenant.0,
+        "partner_id": to.partner.0,
+        "event_id": event.event_id,
+        "event_name": event.event_type.as_str(),
+        "event_time": domain::snapshot::format_timestamp(event.event_time),
+        "entity_id": event.prospect_id.to_string(),
+        "entity_type": "prospect",
+        "enrollment_key": to.enrollment_key,
+        "enrollment_id": to.enrollment_id.0,
+        "data": event.data,
+    })
+}

@@ -4,11 +4,18 @@ use super::internal;
 use crate::StoreError;
 use rusqlite::Connection;
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "enrollments",
-    include_str!("../../migrations/sqlite/0001_enrollments.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "enrollments",
+        include_str!("../../migrations/sqlite/0001_enrollments.sql"),
+    ),
+    (
+        2,
+        "events",
+        include_str!("../../migrations/sqlite/0002_events.sql"),
+    ),
+];
 
 pub(super) fn run(conn: &mut Connection) -> Result<(), StoreError> {
     conn.execute_batch(

@@ -6,6 +6,7 @@
 //! others. This gives one fsync per group instead of per request while keeping every answered
 //! write durable. Reads use a small pool of connections on the blocking thread pool.
 
+mod events;
 mod migrate;
 mod queries;
 

@@ -4,6 +4,7 @@ use super::{internal, SqliteStore};
 use crate::model::*;
 use crate::{Store, StoreError, StoreResult};
 use async_trait::async_trait;
+use domain::snapshot::Snapshot;
 use domain::{event_mask, EnrollmentId, EventType, PartnerId, ProspectId, TenantId};
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -248,6 +249,39 @@ impl Store for SqliteStore {
         let prospect = *prospect;
         self.read(move |c| covering(c, &prospect, event_type)).await
     }
+
+    async fn ingest_snapshots(
+        &self,
+        batch: Vec<Snapshot>,
+        opts: IngestOptions,
+    ) -> StoreResult<IngestCounts> {
+        self.write(move |c| super::events::ingest(c, batch, opts))
+            .await
+    }
+
+    async fn query_events(&self, query: &EventQuery) -> StoreResult<Vec<StoredEvent>> {
+        let query = query.clone();
+        self.read(move |c| super::events::query_events(c, &query))
+            .await
+    }
+
+    async fn scan_anniversaries(
+        &self,
+        now: time::OffsetDateTime,
+        lead_days: u32,
+    ) -> StoreResult<ScanReport> {
+        self.scan(now, lead_days).await
+    }
+
+    async fn prune_events(&self, before: time::OffsetDateTime) -> StoreResult<u64> {
+        self.prune(before).await
+    }
+
+    async fn outbox(&self, scope: Option<&Scope>, limit: u32) -> StoreResult<Vec<OutboxRow>> {
+        let scope = scope.cloned();
+        self.read(move |c| super::events::outbox(c, scope.as_ref(), limit))
+            .await
+    }
 }
 
 pub(crate) fn unix_now() -> i64 {
@@ -413,7 +447,11 @@ pub(crate) fn paginate(mut rows: Vec<(i64, Enrollment)>, limit: Option<u32>) -> 
     }
 }
 
-fn covering(c: &Connection, p: &ProspectId, et: EventType) -> StoreResult<Vec<CoveringEnrollment>> {
+pub(super) fn covering(
+    c: &Connection,
+    p: &ProspectId,
+    et: EventType,
+) -> StoreResult<Vec<CoveringEnrollment>> {
     let mut s = c
         .prepare_cached(
             "SELECT e.tenant_id, e.partner_id, e.enrollment_id, e.enrollment_key

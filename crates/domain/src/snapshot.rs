@@ -1,0 +1,293 @@
+//! Snapshots: one observation of a person, as ingested from NDJSON or CSV (SPEC §3).
+//!
+//! Parsing rules (decisions where the SPEC is silent):
+//! * `prospect_id` is required and must be exactly 40 **lowercase** hex characters (the same rule
+//!   as the API's `^[a-f0-9]{40}$`, so every ingested prospect can be pulled/enrolled).
+//! * `observed_at` is required: RFC 3339 (any offset; stored normalized to UTC) or `YYYY-MM-DD`
+//!   (midnight UTC). The UTC value must lie in years 0000–9999.
+//! * `company_id` must be 32 hex characters; upper case is accepted and stored **lowercase**, so
+//!   comparisons and event data are case-insensitive/canonical.
+//! * `job_start_date` must be `YYYY-MM-DD` (exactly 10 characters, a real calendar date).
+//! * Structured values (`prospect_id`, `observed_at`, `company_id`, `job_start_date`) are trimmed
+//!   of surrounding whitespace before parsing (CSV friendliness).
+//! * Free-text fields (`full_name`, `linkedin_url`, `company_name`, `job_title`) are stored as
+//!   given (raw, not trimmed); a value that is empty or whitespace-only is null.
+//! * Absent, JSON `null` and `""` all mean null for optional fields. A JSON value of another type
+//!   (number, bool, array, object) for a known field is an error.
+//! * **Unknown fields/columns are ignored** (vendor feeds often carry extra columns).
+//! * In JSON, a duplicated key keeps its last value; in CSV, a duplicated known column is an error.
+//!
+//! The fingerprint is SHA-256 over a versioned, length-prefixed encoding of every field (after
+//! normalization to the stored form), so it is stable across runs and releases.
+
+use crate::ids::ProspectId;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use time::format_description::well_known::Rfc3339;
+use time::{Date, Month, OffsetDateTime, UtcOffset};
+
+/// One observation of a person.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Snapshot {
+    pub prospect_id: ProspectId,
+    /// Always in UTC.
+    pub observed_at: OffsetDateTime,
+    pub full_name: Option<String>,
+    pub linkedin_url: Option<String>,
+    /// 32 lowercase hex characters.
+    pub company_id: Option<String>,
+    pub company_name: Option<String>,
+    pub job_title: Option<String>,
+    pub job_start_date: Option<Date>,
+}
+
+/// Column names of the CSV form, which are also the NDJSON keys (and the key order of `to_json`).
+pub const COLUMNS: [&str; 8] = [
+    "prospect_id",
+    "observed_at",
+    "full_name",
+    "linkedin_url",
+    "company_id",
+    "company_name",
+    "job_title",
+    "job_start_date",
+];
+
+/// Trimmed, case-folded (`to_lowercase`), inner whitespace collapsed to one space.
+pub fn normalize(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for (i, w) in s.split_whitespace().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        out.push_str(&w.to_lowercase());
+    }
+    out
+}
+
+/// Builder collecting raw values before validation.
+#[derive(Default)]
+struct Raw<'a> {
+    vals: [Option<&'a str>; 8],
+}
+
+impl<'a> Raw<'a> {
+    fn build(self) -> Result<Snapshot, String> {
+        let [pid, obs, full_name, linkedin_url, cid, company_name, job_title, jsd] = self.vals;
+
+        let pid = pid
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .ok_or("prospect_id: required")?;
+        let prospect_id =
+            ProspectId::parse(pid).ok_or("prospect_id: must be 40 lowercase hex characters")?;
+
+        let obs = obs
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .ok_or("observed_at: required")?;
+        let observed_at = parse_timestamp(obs).ok_or(
+            "observed_at: must be an RFC 3339 date-time or a YYYY-MM-DD date (years 0000-9999)",
+        )?;
+
+        let company_id = match cid.map(str::trim).filter(|s| !s.is_empty()) {
+            None => None,
+            Some(s) => {
+                if s.len() != 32 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err("company_id: must be 32 hex characters".into());
+                }
+                Some(s.to_ascii_lowercase())
+            }
+        };
+
+        let job_start_date = match jsd.map(str::trim).filter(|s| !s.is_empty()) {
+            None => None,
+            Some(s) => Some(parse_date(s).ok_or("job_start_date: must be a YYYY-MM-DD date")?),
+        };
+
+        let text = |v: Option<&str>| v.filter(|s| !s.trim().is_empty()).map(str::to_owned);
+        Ok(Snapshot {
+            prospect_id,
+            observed_at,
+            full_name: text(full_name),
+            linkedin_url: text(linkedin_url),
+            company_id,
+            company_name: text(company_name),
+            job_title: text(job_title),
+            job_start_date,
+        })
+    }
+}
+
+fn column_index(name: &str) -> Option<usize> {
+    COLUMNS.iter().position(|c| *c == name)
+}
+
+/// Strict `YYYY-MM-DD` (4-digit year, 2-digit month and day, a real calendar date).
+pub fn parse_date(s: &str) -> Option<Date> {
+    let b = s.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let digits = |r: std::ops::Range<usize>| -> Option<u32> {
+        let mut v = 0u32;
+        for &c in &b[r] {
+            if !c.is_ascii_digit() {
+                return None;
+            }
+            v = v * 10 + u32::from(c - b'0');
+        }
+        Some(v)
+    };
+    let y = digits(0..4)? as i32;
+    let m = Month::try_from(digits(5..7)? as u8).ok()?;
+    let d = digits(8..10)? as u8;
+    Date::from_calendar_date(y, m, d).ok()
+}
+
+/// RFC 3339 date-time (normalized to UTC) or `YYYY-MM-DD` (midnight UTC). The UTC result must
+/// be formattable as RFC 3339 (years 0000–9999).
+pub fn parse_timestamp(s: &str) -> Option<OffsetDateTime> {
+    let t = if s.len() == 10 {
+        parse_date(s)?.midnight().assume_utc()
+    } else {
+        OffsetDateTime::parse(s, &Rfc3339)
+            .ok()?
+            .checked_to_offset(UtcOffset::UTC)?
+    };
+    (0..=9999).contains(&t.year()).then_some(t)
+}
+
+/// `YYYY-MM-DD` of a date (years 0000–9999).
+pub fn format_date(d: Date) -> String {
+    format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
+}
+
+/// RFC 3339 in UTC (`Z`), with fractional seconds only when present.
+pub fn format_timestamp(t: OffsetDateTime) -> String {
+    t.to_offset(UtcOffset::UTC)
+        .format(&Rfc3339)
+        .unwrap_or_else(|_| t.unix_timestamp().to_string())
+}
+
+impl Snapshot {
+    /// Parses one NDJSON line. Errors are short and human, prefixed by the field name
+    /// (`"prospect_id: must be 40 lowercase hex characters"`, `"invalid JSON: …"`).
+    pub fn from_json_line(line: &str) -> Result<Snapshot, String> {
+        let v: Value = serde_json::from_str(line).map_err(|e| format!("invalid JSON: {e}"))?;
+        Self::from_json(&v)
+    }
+
+    /// Parses a JSON value (an object with the `COLUMNS` keys); also reads back `to_json`.
+    pub fn from_json(v: &Value) -> Result<Snapshot, String> {
+        let obj: &Map<String, Value> = v.as_object().ok_or("expected a JSON object")?;
+        let mut raw = Raw::default();
+        for (i, name) in COLUMNS.iter().enumerate() {
+            raw.vals[i] = match obj.get(*name) {
+                None | Some(Value::Null) => None,
+                Some(Value::String(s)) => Some(s.as_str()),
+                Some(_) => return Err(format!("{name}: must be a string")),
+            };
+        }
+        raw.build()
+    }
+
+    /// Parses a CSV record given as (column name, raw value) pairs; an empty string is null.
+    /// Unknown columns are ignored; a known column given twice is an error.
+    pub fn from_fields<'a>(
+        fields: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Snapshot, String> {
+        let mut raw = Raw::default();
+        let mut seen = [false; 8];
+        for (name, value) in fields {
+            if let Some(i) = column_index(name) {
+                if std::mem::replace(&mut seen[i], true) {
+                    return Err(format!("duplicate column: {name}"));
+                }
+                raw.vals[i] = Some(value);
+            }
+        }
+        raw.build()
+    }
+
+    /// Stable fingerprint of the whole content (every field, in stored form).
+    pub fn fingerprint(&self) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(b"prospect-events/snapshot/v1\0");
+        h.update(self.prospect_id.as_bytes());
+        h.update(self.observed_at.unix_timestamp_nanos().to_be_bytes());
+        let jsd = self.job_start_date.map(format_date);
+        for f in [
+            &self.full_name,
+            &self.linkedin_url,
+            &self.company_id,
+            &self.company_name,
+            &self.job_title,
+            &jsd,
+        ] {
+            match f {
+                None => h.update([0u8]),
+                Some(s) => {
+                    h.update([1u8]);
+                    h.update((s.len() as u64).to_be_bytes());
+                    h.update(s.as_bytes());
+                }
+            }
+        }
+        h.finalize().into()
+    }
+
+    /// JSON object with the `COLUMNS` keys in order; absent values are `null`. `observed_at` is
+    /// RFC 3339 UTC, `job_start_date` `YYYY-MM-DD`. `from_json` reads it back identically.
+    pub fn to_json(&self) -> Value {
+        let s = |v: &Option<String>| v.clone().map_or(Value::Null, Value::String);
+        let mut m = Map::new();
+        m.insert(
+            "prospect_id".into(),
+            Value::String(self.prospect_id.to_string()),
+        );
+        m.insert(
+            "observed_at".into(),
+            Value::String(format_timestamp(self.observed_at)),
+        );
+        m.insert("full_name".into(), s(&self.full_name));
+        m.insert("linkedin_url".into(), s(&self.linkedin_url));
+        m.insert("company_id".into(), s(&self.company_id));
+        m.insert("company_name".into(), s(&self.company_name));
+        m.insert("job_title".into(), s(&self.job_title));
+        m.insert(
+            "job_start_date".into(),
+            self.job_start_date
+                .map_or(Value::Null, |d| Value::String(format_date(d))),
+        );
+        Value::Object(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalize_collapses() {
+        assert_eq!(normalize("  ACME \t  Corp \n"), "acme corp");
+        assert_eq!(normalize(""), "");
+    }
+
+    #[test]
+    fn round_trip() {
+        let s = Snapshot::from_json_line(
+            r#"{"prospect_id":"20ae6cbf564ee683e66685e429844a5ff8ffc30f","observed_at":"2024-05-01T12:30:00.5+02:00","company_id":"ABCDEF0123456789abcdef0123456789","job_start_date":"2020-02-29","full_name":"A B"}"#,
+        )
+        .unwrap();
+        assert_eq!(s.observed_at.offset(), UtcOffset::UTC);
+        assert_eq!(format_timestamp(s.observed_at), "2024-05-01T10:30:00.5Z");
+        assert_eq!(
+            s.company_id.as_deref(),
+            Some("abcdef0123456789abcdef0123456789")
+        );
+        let back = Snapshot::from_json(&s.to_json()).unwrap();
+        assert_eq!(back, s);
+        assert_eq!(back.fingerprint(), s.fingerprint());
+    }
+}

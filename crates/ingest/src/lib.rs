@@ -1,0 +1,332 @@
+//! Streaming snapshot ingestion shared by `prospect-events ingest` and the admin HTTP endpoint.
+//! A parser thread reads NDJSON or CSV from any `Read`, turns lines into snapshots and sends
+//! bounded batches to the store, so memory stays flat whatever the input size. Each batch is
+//! applied atomically; invalid lines are reported one by one and never stop the valid ones.
+
+use domain::snapshot::Snapshot;
+use serde::Serialize;
+use std::io::{BufRead, BufReader, Read};
+use std::sync::Arc;
+use store::{DynStore, IngestCounts, IngestOptions, StoreError};
+use time::OffsetDateTime;
+use tokio::sync::mpsc;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Ndjson,
+    Csv,
+}
+
+impl Format {
+    /// By file extension: `.csv` is CSV, anything else NDJSON.
+    pub fn from_path(path: &str) -> Format {
+        if path.to_ascii_lowercase().ends_with(".csv") {
+            Format::Csv
+        } else {
+            Format::Ndjson
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Format> {
+        match s.to_ascii_lowercase().as_str() {
+            "ndjson" | "jsonl" | "json" => Some(Format::Ndjson),
+            "csv" => Some(Format::Csv),
+            _ => None,
+        }
+    }
+}
+
+/// One rejected input line (1-based line number in the input).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LineError {
+    pub line: u64,
+    pub error: String,
+}
+
+/// What an ingestion did, in the SPEC's words.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    pub lines: u64,
+    pub accepted: u64,
+    pub rejected: u64,
+    pub baselines: u64,
+    pub unchanged: u64,
+    pub changed: u64,
+    pub events_created: u64,
+    pub notifications_queued: u64,
+}
+
+impl Summary {
+    fn add(&mut self, c: IngestCounts) {
+        self.baselines += c.baselines;
+        self.unchanged += c.unchanged;
+        self.changed += c.changed;
+        self.events_created += c.events_created;
+        self.notifications_queued += c.notifications_queued;
+    }
+}
+
+/// Progress after each applied batch.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Progress {
+    pub bytes_read: u64,
+    pub summary: Summary,
+}
+
+pub type Clock = Arc<dyn Fn() -> OffsetDateTime + Send + Sync>;
+
+#[derive(Clone)]
+pub struct Options {
+    pub batch_size: usize,
+    pub anniversary_lead_days: u32,
+    pub clock: Clock,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            batch_size: 5000,
+            anniversary_lead_days: 7,
+            clock: Arc::new(OffsetDateTime::now_utc),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("reading the input: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("CSV: {0}")]
+    Csv(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+struct Batch {
+    snapshots: Vec<Snapshot>,
+    errors: Vec<LineError>,
+    lines: u64,
+    bytes_read: u64,
+}
+
+/// Counts bytes pulled through a reader (for progress and ETA).
+struct Counting<R> {
+    inner: R,
+    read: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// Ingests everything `source` yields. `on_error` sees each rejected line in input order;
+/// `on_progress` runs after each committed batch. Returns the summary, or the first fatal
+/// error (I/O, store); batches committed before a fatal error stay committed.
+pub async fn ingest(
+    store: &DynStore,
+    source: Box<dyn Read + Send>,
+    format: Format,
+    opts: &Options,
+    mut on_error: impl FnMut(&LineError),
+    mut on_progress: impl FnMut(&Progress),
+) -> Result<Summary, IngestError> {
+    let (tx, mut rx) = mpsc::channel::<Result<Batch, IngestError>>(2);
+    let batch_size = opts.batch_size.max(1);
+    let parser = std::thread::Builder::new()
+        .name("ingest-parser".into())
+        .spawn(move || {
+            let read = Arc::new(std::sync::atomic::AtomicU64::new(0));
+            let counting = Counting {
+                inner: source,
+                read: read.clone(),
+            };
+            let res = match format {
+                Format::Ndjson => parse_ndjson(counting, batch_size, &read, &tx),
+                Format::Csv => parse_csv(counting, batch_size, &read, &tx),
+            };
+            if let Err(e) = res {
+                // The receiver may be gone after a store error; nothing else to tell then.
+                let _ = tx.blocking_send(Err(e));
+            }
+        })?;
+
+    let mut progress = Progress::default();
+    let mut outcome = Ok(());
+    while let Some(msg) = rx.recv().await {
+        let batch = match msg {
+            Ok(b) => b,
+            Err(e) => {
+                outcome = Err(e);
+                break;
+            }
+        };
+        let s = &mut progress.summary;
+        s.lines += batch.lines;
+        s.rejected += batch.errors.len() as u64;
+        let accepted = batch.snapshots.len() as u64;
+        if !batch.snapshots.is_empty() {
+            let o = IngestOptions {
+                now: (opts.clock)(),
+                anniversary_lead_days: opts.anniversary_lead_days,
+            };
+            match store.ingest_snapshots(batch.snapshots, o).await {
+                Ok(counts) => s.add(counts),
+                Err(e) => {
+                    outcome = Err(e.into());
+                    break;
+                }
+            }
+        }
+        s.accepted += accepted;
+        for e in &batch.errors {
+            on_error(e);
+        }
+        progress.bytes_read = batch.bytes_read;
+        on_progress(&progress);
+    }
+    drop(rx);
+    // The parser ends once its channel is closed; a panic there is a bug worth surfacing.
+    if parser.join().is_err() {
+        return Err(IngestError::Csv("the parser thread panicked".into()));
+    }
+    outcome.map(|()| progress.summary)
+}
+
+type Sender = mpsc::Sender<Result<Batch, IngestError>>;
+
+fn new_batch(n: usize) -> Batch {
+    Batch {
+        snapshots: Vec::with_capacity(n),
+        errors: Vec::new(),
+        lines: 0,
+        bytes_read: 0,
+    }
+}
+
+/// Sends a full batch; false when the consumer has stopped.
+fn flush(batch: &mut Batch, n: usize, read: &std::sync::atomic::AtomicU64, tx: &Sender) -> bool {
+    let mut full = std::mem::replace(batch, new_batch(n));
+    full.bytes_read = read.load(std::sync::atomic::Ordering::Relaxed);
+    tx.blocking_send(Ok(full)).is_ok()
+}
+
+fn parse_ndjson<R: Read>(
+    source: R,
+    n: usize,
+    read: &std::sync::atomic::AtomicU64,
+    tx: &Sender,
+) -> Result<(), IngestError> {
+    let mut reader = BufReader::with_capacity(256 * 1024, source);
+    let mut buf = Vec::with_capacity(1024);
+    let mut batch = new_batch(n);
+    let mut line_no = 0u64;
+    loop {
+        buf.clear();
+        if reader.read_until(b'\n', &mut buf)? == 0 {
+            break;
+        }
+        line_no += 1;
+        let text = match std::str::from_utf8(&buf) {
+            Ok(t) => t.trim(),
+            Err(_) => {
+                batch.lines += 1;
+                batch.errors.push(LineError {
+                    line: line_no,
+                    error: "line is not valid UTF-8".into(),
+                });
+                continue;
+            }
+        };
+        if text.is_empty() {
+            continue;
+        }
+        batch.lines += 1;
+        match Snapshot::from_json_line(text) {
+            Ok(s) => batch.snapshots.push(s),
+            Err(error) => batch.errors.push(LineError {
+                line: line_no,
+                error,
+            }),
+        }
+        if batch.lines as usize >= n && !flush(&mut batch, n, read, tx) {
+            return Ok(());
+        }
+    }
+    if batch.lines > 0 {
+        flush(&mut batch, n, read, tx);
+    }
+    Ok(())
+}
+
+fn parse_csv<R: Read>(
+    source: R,
+    n: usize,
+    read: &std::sync::atomic::AtomicU64,
+    tx: &Sender,
+) -> Result<(), IngestError> {
+    let mut rdr = csv::ReaderBuilder::new()
+        .flexible(true)
+        .has_headers(true)
+        .from_reader(source);
+    let headers: Vec<String> = rdr
+        .headers()
+        .map_err(|e| IngestError::Csv(format!("reading the header line: {e}")))?
+        .iter()
+        .map(|h| h.trim().trim_start_matches('\u{feff}').to_string())
+        .collect();
+    if !headers.iter().any(|h| h == "prospect_id") {
+        return Err(IngestError::Csv(
+            "the header line must name the columns, including prospect_id".into(),
+        ));
+    }
+    let mut batch = new_batch(n);
+    let mut record = csv::StringRecord::new();
+    loop {
+        let line = rdr.position().line();
+        match rdr.read_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {
+                batch.lines += 1;
+                let line = record.position().map(|p| p.line()).unwrap_or(line);
+                if record.len() != headers.len() {
+                    batch.errors.push(LineError {
+                        line,
+                        error: format!(
+                            "expected {} fields like the header, found {}",
+                            headers.len(),
+                            record.len()
+                        ),
+                    });
+                } else {
+                    let fields = headers.iter().map(String::as_str).zip(record.iter());
+                    match Snapshot::from_fields(fields) {
+                        Ok(s) => batch.snapshots.push(s),
+                        Err(error) => batch.errors.push(LineError { line, error }),
+                    }
+                }
+            }
+            Err(e) => {
+                if matches!(e.kind(), csv::ErrorKind::Io(_)) {
+                    return Err(IngestError::Csv(e.to_string()));
+                }
+                batch.lines += 1;
+                batch.errors.push(LineError {
+                    line,
+                    error: format!("invalid CSV: {e}"),
+                });
+            }
+        }
+        if batch.lines as usize >= n && !flush(&mut batch, n, read, tx) {
+            return Ok(());
+        }
+    }
+    if batch.lines > 0 {
+        flush(&mut batch, n, read, tx);
+    }
+    Ok(())
+}

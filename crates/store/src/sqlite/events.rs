@@ -1,0 +1,419 @@
+//! Snapshot ingestion (state, detection, events, outbox fan-out in one transaction), the events
+//! query, the anniversary scanner and retention for SQLite.
+
+use super::{internal, SqliteStore};
+use crate::model::*;
+use crate::{StoreError, StoreResult};
+use domain::detect::{anniversaries, detect_changes, DetectedEvent, Outcome};
+use domain::snapshot::{format_date, parse_date, Snapshot};
+use domain::{PartnerId, ProspectId, TenantId};
+use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::HashMap;
+use time::{Date, Duration, OffsetDateTime};
+
+const SCAN_JOB: &str = "anniversary_scan";
+const SCAN_CHUNK: usize = 2000;
+
+/// The anniversary window checked at ingestion: due today or within the lead days.
+pub(crate) fn ingest_window(now: OffsetDateTime, lead_days: u32) -> (Date, Date) {
+    let today = now.date();
+    (
+        today - Duration::days(1),
+        today + Duration::days(lead_days as i64),
+    )
+}
+
+pub(super) fn ingest(
+    c: &Connection,
+    batch: Vec<Snapshot>,
+    opts: IngestOptions,
+) -> StoreResult<IngestCounts> {
+    let mut counts = IngestCounts::default();
+    let mut states: HashMap<ProspectId, Option<Snapshot>> = HashMap::with_capacity(batch.len());
+    let mut dirty: Vec<ProspectId> = Vec::new();
+    let (after, until) = ingest_window(opts.now, opts.anniversary_lead_days);
+    let now_s = opts.now.unix_timestamp();
+    for snap in batch {
+        let pid = snap.prospect_id;
+        if !states.contains_key(&pid) {
+            let loaded = load_state(c, &pid)?;
+            states.insert(pid, loaded);
+        }
+        let current = states.get(&pid).and_then(|s| s.as_ref());
+        let det = detect_changes(current, &snap);
+        let mut events = det.events;
+        if det.becomes_current {
+            let start_changed = current.map(|c| c.job_start_date) != Some(snap.job_start_date);
+            if start_changed {
+                events.extend(anniversaries(&snap, after, until));
+            }
+        }
+        match (det.outcome, events.is_empty()) {
+            (Outcome::Baseline, _) => counts.baselines += 1,
+            (_, true) => counts.unchanged += 1,
+            (_, false) => counts.changed += 1,
+        }
+        for ev in &events {
+            if insert_event(c, ev, now_s)? {
+                counts.events_created += 1;
+                counts.notifications_queued += fan_out(c, ev, opts.now)?;
+            }
+        }
+        if det.becomes_current {
+            if !dirty.contains(&pid) {
+                dirty.push(pid);
+            }
+            states.insert(pid, Some(snap));
+        }
+    }
+    let mut up = c
+        .prepare_cached(
+            "INSERT INTO prospect_state (prospect_id, observed_at, full_name, linkedin_url,
+                company_id, company_name, job_title, job_start_date, anniv_md, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+             ON CONFLICT (prospect_id) DO UPDATE SET observed_at = excluded.observed_at,
+                full_name = excluded.full_name, linkedin_url = excluded.linkedin_url,
+                company_id = excluded.company_id, company_name = excluded.company_name,
+                job_title = excluded.job_title, job_start_date = excluded.job_start_date,
+                anniv_md = excluded.anniv_md, updated_at = excluded.updated_at",
+        )
+        .map_err(internal)?;
+    for pid in dirty {
+        let Some(Some(s)) = states.get(&pid) else {
+            continue;
+        };
+        up.execute(params![
+            &pid.as_bytes()[..],
+            s.observed_at.unix_timestamp_nanos() as i64,
+            s.full_name,
+            s.linkedin_url,
+            s.company_id,
+            s.company_name,
+            s.job_title,
+            s.job_start_date.map(format_date),
+            s.job_start_date.map(month_day),
+            now_s
+        ])
+        .map_err(internal)?;
+    }
+    Ok(counts)
+}
+
+fn month_day(d: Date) -> i64 {
+    d.month() as i64 * 100 + d.day() as i64
+}
+
+fn load_state(c: &Connection, pid: &ProspectId) -> StoreResult<Option<Snapshot>> {
+    c.prepare_cached(
+        "SELECT observed_at, full_name, linkedin_url, company_id, company_name, job_title,
+                job_start_date
+         FROM prospect_state WHERE prospect_id = ?1",
+    )
+    .and_then(|mut s| {
+        s.query_row(params![&pid.as_bytes()[..]], |r| {
+            let nanos: i64 = r.get(0)?;
+            let start: Option<String> = r.get(6)?;
+            Ok(Snapshot {
+                prospect_id: *pid,
+                observed_at: OffsetDateTime::from_unix_timestamp_nanos(nanos as i128)
+                    .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+                full_name: r.get(1)?,
+                linkedin_url: r.get(2)?,
+                company_id: r.get(3)?,
+                company_name: r.get(4)?,
+                job_title: r.get(5)?,
+                job_start_date: start.as_deref().and_then(parse_date),
+            })
+        })
+        .optional()
+    })
+    .map_err(internal)
+}
+
+/// Stores an event unless its id is known; true when it was new.
+fn insert_event(c: &Connection, ev: &DetectedEvent, now_s: i64) -> StoreResult<bool> {
+    let n = c
+        .prepare_cached(
+            "INSERT OR IGNORE INTO events (event_id, prospect_id, event_type, event_time, data, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                ev.event_id,
+                &ev.prospect_id.as_bytes()[..],
+                ev.event_type.bit(),
+                ev.event_time.unix_timestamp(),
+                ev.data.to_string(),
+                now_s
+            ])
+        })
+        .map_err(internal)?;
+    Ok(n == 1)
+}
+
+/// Queues one notification per enrollment covering the event's prospect and type, with the
+/// enrollment's key as of now. Returns how many were queued.
+fn fan_out(c: &Connection, ev: &DetectedEvent, now: OffsetDateTime) -> StoreResult<u64> {
+    let covering = super::queries::covering(c, &ev.prospect_id, ev.event_type)?;
+    if covering.is_empty() {
+        return Ok(0);
+    }
+    let mut ins = c
+        .prepare_cached(
+            "INSERT OR IGNORE INTO notifications (delivery_id, event_id, event_name, event_time,
+                tenant_id, partner_id, enrollment_id, enrollment_key, payload, next_attempt_at, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        )
+        .map_err(internal)?;
+    let now_ms = (now.unix_timestamp_nanos() / 1_000_000) as i64;
+    let mut queued = 0;
+    for to in covering {
+        let payload = notification_payload(ev, &to);
+        queued += ins
+            .execute(params![
+                delivery_id_for(&ev.event_id, &to.enrollment_id.0),
+                ev.event_id,
+                ev.event_type.as_str(),
+                ev.event_time.unix_timestamp(),
+                to.tenant.0,
+                to.partner.0,
+                to.enrollment_id.0,
+                to.enrollment_key,
+                payload.to_string(),
+                now_ms,
+                now.unix_timestamp()
+            ])
+            .map_err(internal)? as u64;
+    }
+    Ok(queued)
+}
+
+pub(super) fn query_events(c: &Connection, q: &EventQuery) -> StoreResult<Vec<StoredEvent>> {
+    let mut s = c
+        .prepare_cached(
+            "SELECT id, event_id, event_time, data FROM events
+             WHERE prospect_id = ?1 AND event_type = ?2 AND event_time >= ?3 AND event_time <= ?4",
+        )
+        .map_err(internal)?;
+    let from = q.from.unix_timestamp();
+    let to = q.to.map(|t| t.unix_timestamp()).unwrap_or(i64::MAX);
+    let mut out: Vec<(i64, StoredEvent)> = Vec::new();
+    for pid in &q.prospect_ids {
+        for et in &q.event_types {
+            let rows = s
+                .query_map(params![&pid.as_bytes()[..], et.bit(), from, to], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, String>(3)?,
+                    ))
+                })
+                .map_err(internal)?;
+            for row in rows {
+                let (id, event_id, t, data) = row.map_err(internal)?;
+                out.push((
+                    id,
+                    StoredEvent {
+                        event_id,
+                        event_type: *et,
+                        event_time: OffsetDateTime::from_unix_timestamp(t)
+                            .map_err(|e| StoreError::Internal(format!("event time: {e}")))?,
+                        prospect_id: *pid,
+                        data: serde_json::from_str(&data)
+                            .map_err(|e| StoreError::Internal(format!("event data: {e}")))?,
+                    },
+                ));
+            }
+        }
+    }
+    out.sort_by(|a, b| (b.1.event_time, b.0).cmp(&(a.1.event_time, a.0)));
+    Ok(out.into_iter().map(|(_, e)| e).collect())
+}
+
+/// Candidate prospects whose job-start month/day can fall in (after, until], one page.
+fn scan_candidates(
+    c: &Connection,
+    after: Date,
+    until: Date,
+    from_pid: &[u8],
+) -> StoreResult<Vec<Vec<u8>>> {
+    let all = (until - after).whole_days() >= 366;
+    let lo = month_day(after + Duration::days(1));
+    let hi = month_day(until);
+    let wraps = (after + Duration::days(1)).year() != until.year();
+    // 229: a 29 February start has its anniversary on 28 February in non-leap years.
+    let sql = if all {
+        "SELECT prospect_id FROM prospect_state
+         WHERE anniv_md IS NOT NULL AND ?1 = ?1 AND ?2 = ?2 AND prospect_id > ?3
+         ORDER BY prospect_id LIMIT ?4"
+    } else if wraps {
+        "SELECT prospect_id FROM prospect_state
+         WHERE (anniv_md >= ?1 OR anniv_md <= ?2 OR anniv_md = 229) AND prospect_id > ?3
+         ORDER BY prospect_id LIMIT ?4"
+    } else {
+        "SELECT prospect_id FROM prospect_state
+         WHERE (anniv_md BETWEEN ?1 AND ?2 OR anniv_md = 229) AND prospect_id > ?3
+         ORDER BY prospect_id LIMIT ?4"
+    };
+    let mut s = c.prepare_cached(sql).map_err(internal)?;
+    let rows = s
+        .query_map(params![lo, hi, from_pid, SCAN_CHUNK as i64], |r| {
+            r.get::<_, Vec<u8>>(0)
+        })
+        .map_err(internal)?;
+    rows.collect::<Result<_, _>>().map_err(internal)
+}
+
+fn scan_chunk(
+    c: &Connection,
+    pids: &[Vec<u8>],
+    after: Date,
+    until: Date,
+    now: OffsetDateTime,
+) -> StoreResult<(u64, u64)> {
+    let (mut events, mut queued) = (0, 0);
+    for raw in pids {
+        let Some(pid) = ProspectId::from_bytes(raw) else {
+            continue;
+        };
+        let Some(state) = load_state(c, &pid)? else {
+            continue;
+        };
+        for ev in anniversaries(&state, after, until) {
+            if insert_event(c, &ev, now.unix_timestamp())? {
+                events += 1;
+                queued += fan_out(c, &ev, now)?;
+            }
+        }
+    }
+    Ok((events, queued))
+}
+
+impl SqliteStore {
+    pub(super) async fn scan(
+        &self,
+        now: OffsetDateTime,
+        lead_days: u32,
+    ) -> StoreResult<ScanReport> {
+        let today = now.date();
+        let until = today + Duration::days(lead_days as i64);
+        let stored: Option<String> = self
+            .read(|c| {
+                c.query_row(
+                    "SELECT value FROM job_state WHERE name = ?1",
+                    params![SCAN_JOB],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(internal)
+            })
+            .await?;
+        let after = stored
+            .as_deref()
+            .and_then(parse_date)
+            .unwrap_or(today - Duration::days(1));
+        let mut report = ScanReport {
+            after: Some(after),
+            until: Some(until),
+            ..Default::default()
+        };
+        if until <= after {
+            return Ok(report);
+        }
+        let mut from: Vec<u8> = Vec::new();
+        loop {
+            let start = from.clone();
+            let pids = self
+                .read(move |c| scan_candidates(c, after, until, &start))
+                .await?;
+            let Some(last) = pids.last().cloned() else {
+                break;
+            };
+            report.candidates += pids.len() as u64;
+            let (e, q) = self
+                .write(move |c| scan_chunk(c, &pids, after, until, now))
+                .await?;
+            report.events_created += e;
+            report.notifications_queued += q;
+            from = last;
+        }
+        let until_s = format_date(until);
+        self.write(move |c| {
+            c.execute(
+                "INSERT INTO job_state (name, value, updated_at) VALUES (?1, ?2, unixepoch())
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                params![SCAN_JOB, until_s],
+            )
+            .map_err(internal)?;
+            Ok(())
+        })
+        .await?;
+        Ok(report)
+    }
+
+    pub(super) async fn prune(&self, before: OffsetDateTime) -> StoreResult<u64> {
+        let cutoff = before.unix_timestamp();
+        let mut total = 0;
+        loop {
+            let n = self
+                .write(move |c| {
+                    c.execute(
+                        "DELETE FROM events WHERE id IN
+                           (SELECT id FROM events WHERE event_time < ?1 LIMIT 5000)",
+                        params![cutoff],
+                    )
+                    .map_err(internal)
+                })
+                .await?;
+            total += n as u64;
+            if n < 5000 {
+                return Ok(total);
+            }
+        }
+    }
+}
+
+pub(super) fn outbox(
+    c: &Connection,
+    scope: Option<&Scope>,
+    limit: u32,
+) -> StoreResult<Vec<OutboxRow>> {
+    let (sql, scoped) = match scope {
+        Some(_) => (
+            "SELECT delivery_id, event_id, event_name, tenant_id, partner_id, enrollment_id,
+                    enrollment_key, payload, status, attempts
+             FROM notifications WHERE tenant_id = ?1 AND partner_id = ?2 ORDER BY id LIMIT ?3",
+            true,
+        ),
+        None => (
+            "SELECT delivery_id, event_id, event_name, tenant_id, partner_id, enrollment_id,
+                    enrollment_key, payload, status, attempts
+             FROM notifications WHERE ?1 IS NULL AND ?2 IS NULL ORDER BY id LIMIT ?3",
+            false,
+        ),
+    };
+    let (t, p) = match (scope, scoped) {
+        (Some(s), true) => (Some(s.tenant.0.clone()), Some(s.partner.0.clone())),
+        _ => (None, None),
+    };
+    let mut s = c.prepare_cached(sql).map_err(internal)?;
+    let rows = s
+        .query_map(params![t, p, limit], |r| {
+            let payload: String = r.get(7)?;
+            Ok(OutboxRow {
+                delivery_id: r.get(0)?,
+                event_id: r.get(1)?,
+                event_name: r.get(2)?,
+                tenant: TenantId(r.get(3)?),
+                partner: PartnerId(r.get(4)?),
+                enrollment_id: r.get(5)?,
+                enrollment_key: r.get(6)?,
+                payload: serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null),
+                status: DeliveryStatus::from_code(r.get(8)?),
+                attempts: r.get(9)?,
+            })
+        })
+        .map_err(internal)?;
+    rows.collect::<Result<_, _>>().map_err(internal)
+}
