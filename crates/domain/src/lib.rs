@@ -5,6 +5,7 @@
 pub mod detect;
 pub mod ids;
 pub mod keys;
+pub mod signing;
 pub mod snapshot;
 pub mod validation;
 

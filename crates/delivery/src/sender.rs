@@ -1,0 +1,380 @@
+//! One signed delivery attempt over HTTP.
+
+use std::error::Error as StdError;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use domain::signing::{sign, SigningError};
+use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE, LOCATION, RETRY_AFTER};
+use reqwest::redirect;
+
+use crate::retry::parse_retry_after;
+use crate::ssrf::{find_refusal, is_forbidden_ip, literal_ip, GuardedResolver, SsrfRefused};
+
+/// `User-Agent` of every attempt.
+pub const USER_AGENT: &str = concat!("prospect-events/", env!("CARGO_PKG_VERSION"));
+/// How much of a response body is kept for the attempt record.
+pub const RESPONSE_BODY_PREFIX_BYTES: usize = 4096;
+
+/// Classification of one attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// 2xx: the notification is delivered.
+    Delivered,
+    /// 410 Gone: the caller disables the webhook (the notification stays pending).
+    Gone,
+    /// Anything else — other statuses (incl. 3xx, never followed), timeouts, connection
+    /// errors, SSRF refusals: schedule another attempt with the [`crate::RetryPolicy`]
+    /// (passing `AttemptResult::retry_after`, set only for 429/503).
+    Retry,
+}
+
+/// Outcome for an HTTP status code.
+pub fn classify_status(status: u16) -> Outcome {
+    match status {
+        200..=299 => Outcome::Delivered,
+        410 => Outcome::Gone,
+        _ => Outcome::Retry,
+    }
+}
+
+/// Everything worth recording about one attempt.
+#[derive(Debug, Clone)]
+pub struct AttemptResult {
+    pub outcome: Outcome,
+    /// When the attempt started.
+    pub started_at: SystemTime,
+    /// HTTP status, if a response was received.
+    pub status: Option<u16>,
+    /// Milliseconds until the response head arrived (or until the attempt failed).
+    pub latency_ms: u64,
+    /// First 4 KiB of the response body, lossy UTF-8 (empty without a response).
+    pub response_body_prefix: String,
+    /// Why the attempt failed (None when delivered): transport error, timeout, SSRF refusal,
+    /// redirect not followed, or `"HTTP <status>"`.
+    pub error: Option<String>,
+    /// Parsed `Retry-After`, only for 429/503 answers that carried one.
+    pub retry_after: Option<Duration>,
+    /// The target was refused by the SSRF guard (no connection was made).
+    pub ssrf_refused: bool,
+    /// The attempt hit the per-attempt timeout.
+    pub timed_out: bool,
+}
+
+/// Per-attempt headers; build them with [`signed_headers`] right before each attempt so the
+/// timestamp is fresh (receivers reject timestamps more than 300 s off).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedHeaders {
+    pub timestamp: i64,
+    pub signature: String,
+    pub delivery_id: String,
+    pub event_id: String,
+}
+
+/// Signs `body` with the webhook secret at `now_unix` (SPEC §4: HMAC-SHA256 over
+/// `"{timestamp}.{body}"`, keyed with the URL-safe-base64-decoded secret).
+pub fn signed_headers(
+    secret_b64: &str,
+    delivery_id: &str,
+    event_id: &str,
+    now_unix: i64,
+    body: &[u8],
+) -> Result<SignedHeaders, SigningError> {
+    Ok(SignedHeaders {
+        timestamp: now_unix,
+        signature: sign(secret_b64, now_unix, body)?,
+        delivery_id: delivery_id.to_string(),
+        event_id: event_id.to_string(),
+    })
+}
+
+#[derive(Debug, Clone)]
+pub struct SenderConfig {
+    /// Whole-attempt timeout (connect + request + response head + body prefix). Default 15 s.
+    pub timeout: Duration,
+    /// Connect timeout (capped by `timeout`). Default 5 s.
+    pub connect_timeout: Duration,
+    /// Lift the SSRF guard (tests, local development).
+    pub allow_private_targets: bool,
+    /// Idle keep-alive connections kept per host. Default 8.
+    pub pool_max_idle_per_host: usize,
+    /// How long idle pooled connections live. Default 60 s.
+    pub pool_idle_timeout: Duration,
+}
+
+impl Default for SenderConfig {
+    fn default() -> Self {
+        SenderConfig {
+            timeout: Duration::from_secs(15),
+            connect_timeout: Duration::from_secs(5),
+            allow_private_targets: false,
+            pool_max_idle_per_host: 8,
+            pool_idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SenderError {
+    #[error("building the HTTP client failed: {0}")]
+    Build(#[from] reqwest::Error),
+}
+
+/// Reqwest-based sender; cheap to clone (shares the connection pool).
+#[derive(Debug, Clone)]
+pub struct Sender {
+    client: reqwest::Client,
+    config: SenderConfig,
+}
+
+impl Sender {
+    pub fn new(config: SenderConfig) -> Result<Self, SenderError> {
+        let mut builder = reqwest::Client::builder()
+            .redirect(redirect::Policy::none())
+            // A proxy would resolve the target itself, bypassing the guard.
+            .no_proxy()
+            .timeout(config.timeout)
+            .connect_timeout(config.connect_timeout.min(config.timeout))
+            .pool_max_idle_per_host(config.pool_max_idle_per_host)
+            .pool_idle_timeout(config.pool_idle_timeout)
+            .tcp_nodelay(true)
+            .user_agent(USER_AGENT);
+        if !config.allow_private_targets {
+            builder = builder.dns_resolver(GuardedResolver::shared());
+        }
+        Ok(Sender {
+            client: builder.build()?,
+            config,
+        })
+    }
+
+    pub fn config(&self) -> &SenderConfig {
+        &self.config
+    }
+
+    /// POSTs `body` to `url` with the signed headers; never panics, never returns an error:
+    /// every failure is folded into the [`AttemptResult`].
+    pub async fn send(
+        &self,
+        url: &str,
+        body: impl Into<Bytes>,
+        headers: &SignedHeaders,
+    ) -> AttemptResult {
+        let started_at = SystemTime::now();
+        let start = Instant::now();
+        let fail = |error: String, ssrf_refused: bool, timed_out: bool| AttemptResult {
+            outcome: Outcome::Retry,
+            started_at,
+            status: None,
+            latency_ms: start.elapsed().as_millis() as u64,
+            response_body_prefix: String::new(),
+            error: Some(error),
+            retry_after: None,
+            ssrf_refused,
+            timed_out,
+        };
+
+        let parsed = match reqwest::Url::parse(url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => u,
+            Ok(_) => {
+                return fail(
+                    format!("invalid webhook URL (not absolute http/https): {url}"),
+                    false,
+                    false,
+                )
+            }
+            Err(e) => return fail(format!("invalid webhook URL: {e}"), false, false),
+        };
+        // reqwest does not run the resolver for literal IPs: check them here.
+        if !self.config.allow_private_targets {
+            if let Some(ip) = literal_ip(&parsed) {
+                if is_forbidden_ip(ip) {
+                    let r = SsrfRefused {
+                        host: ip.to_string(),
+                        addrs: vec![ip],
+                    };
+                    tracing::warn!(%ip, "webhook target refused by SSRF guard");
+                    return fail(r.to_string(), true, false);
+                }
+            }
+        }
+
+        let mut hm = HeaderMap::new();
+        hm.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        hm.insert("x-timestamp", HeaderValue::from(headers.timestamp));
+        for (name, value) in [
+            ("x-signature", headers.signature.as_str()),
+            ("x-delivery-id", headers.delivery_id.as_str()),
+            ("x-event-id", headers.event_id.as_str()),
+        ] {
+            match HeaderValue::from_str(value) {
+                Ok(v) => {
+                    hm.insert(name, v);
+                }
+                Err(_) => return fail(format!("invalid {name} header value"), false, false),
+            }
+        }
+
+        let timeout = self.config.timeout;
+        let attempt = async {
+            let mut resp = self
+                .client
+                .post(parsed)
+                .headers(hm)
+                .body(body.into())
+                .send()
+                .await?;
+            let latency_ms = start.elapsed().as_millis() as u64;
+            let status = resp.status().as_u16();
+            let retry_after = match status {
+                429 | 503 => resp
+                    .headers()
+                    .get(RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| parse_retry_after(v, SystemTime::now())),
+                _ => None,
+            };
+            let location = resp
+                .headers()
+                .get(LOCATION)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+            let mut prefix: Vec<u8> = Vec::new();
+            let mut body_error = None;
+            while prefix.len() < RESPONSE_BODY_PREFIX_BYTES {
+                match resp.chunk().await {
+                    Ok(Some(chunk)) => {
+                        let take = chunk.len().min(RESPONSE_BODY_PREFIX_BYTES - prefix.len());
+                        prefix.extend_from_slice(&chunk[..take]);
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        body_error = Some(e);
+                        break;
+                    }
+                }
+            }
+            Ok::<_, reqwest::Error>((
+                status,
+                latency_ms,
+                retry_after,
+                location,
+                prefix,
+                body_error,
+            ))
+        };
+
+        // reqwest enforces the timeout too; this outer bound is a safety net.
+        let result = match tokio::time::timeout(timeout + Duration::from_millis(50), attempt).await
+        {
+            Ok(r) => r,
+            Err(_) => return fail(timeout_message(timeout), false, true),
+        };
+        match result {
+            Ok((status, latency_ms, retry_after, location, prefix, body_error)) => {
+                let outcome = classify_status(status);
+                // A 2xx whose body could not be read completely is still delivered: the
+                // receiver accepted the notification.
+                let error = match outcome {
+                    Outcome::Delivered => None,
+                    _ if (300..400).contains(&status) => Some(match location {
+                        Some(l) => format!("redirect not followed: HTTP {status} to {l}"),
+                        None => format!("redirect not followed: HTTP {status}"),
+                    }),
+                    _ => Some(match &body_error {
+                        Some(e) if e.is_timeout() => {
+                            format!("HTTP {status}; body: {}", timeout_message(timeout))
+                        }
+                        _ => format!("HTTP {status}"),
+                    }),
+                };
+                AttemptResult {
+                    outcome,
+                    started_at,
+                    status: Some(status),
+                    latency_ms,
+                    response_body_prefix: String::from_utf8_lossy(&prefix).into_owned(),
+                    error,
+                    retry_after,
+                    ssrf_refused: false,
+                    timed_out: false,
+                }
+            }
+            Err(e) => {
+                if let Some(r) = find_refusal(&e) {
+                    return fail(r.to_string(), true, false);
+                }
+                if e.is_timeout() {
+                    return fail(timeout_message(timeout), false, true);
+                }
+                fail(describe(&e), false, false)
+            }
+        }
+    }
+}
+
+fn timeout_message(timeout: Duration) -> String {
+    format!("timeout after {} ms", timeout.as_millis())
+}
+
+/// "connection error: a: b: c" from the error chain, without reqwest's URL noise repeated.
+fn describe(e: &reqwest::Error) -> String {
+    let kind = if e.is_connect() {
+        "connection error"
+    } else if e.is_request() || e.is_body() {
+        "request error"
+    } else {
+        "error"
+    };
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur: Option<&(dyn StdError + 'static)> = e.source();
+    while let Some(s) = cur {
+        let text = s.to_string();
+        if parts.last() != Some(&text) {
+            parts.push(text);
+        }
+        cur = s.source();
+    }
+    if parts.is_empty() {
+        parts.push(e.to_string());
+    }
+    format!("{kind}: {}", parts.join(": "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_classification() {
+        assert_eq!(classify_status(200), Outcome::Delivered);
+        assert_eq!(classify_status(204), Outcome::Delivered);
+        assert_eq!(classify_status(299), Outcome::Delivered);
+        assert_eq!(classify_status(410), Outcome::Gone);
+        for s in [100, 301, 302, 307, 308, 400, 404, 429, 500, 503] {
+            assert_eq!(classify_status(s), Outcome::Retry, "{s}");
+        }
+    }
+
+    #[test]
+    fn headers_are_signed_per_attempt() {
+        let secret = domain::signing::generate_secret([1; 32]);
+        let h = signed_headers(&secret, "d1", "e1", 100, b"{}").unwrap();
+        assert_eq!(h.timestamp, 100);
+        assert!(domain::signing::verify(
+            &secret,
+            "100",
+            &h.signature,
+            b"{}",
+            100,
+            300
+        ));
+        let h2 = signed_headers(&secret, "d1", "e1", 101, b"{}").unwrap();
+        assert_ne!(h.signature, h2.signature);
+        assert!(signed_headers("!!", "d", "e", 1, b"").is_err());
+    }
+
+    #[test]
+    fn user_agent_has_version() {
+        assert!(USER_AGENT.starts_with("prospect-events/0."));
+    }
+}
