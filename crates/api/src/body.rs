@@ -26,7 +26,8 @@ macro_rules! from_json {
 from_json!(
     validation::EnrollmentAdd,
     validation::EnrollmentUpdate,
-    validation::EnrollmentDelete
+    validation::EnrollmentDelete,
+    validation::EventsRequest
 );
 
 pub struct JsonBody<T>(pub T);

@@ -13,6 +13,8 @@ pub enum ApiError {
     NotFound(&'static str),
     Validation(Vec<FieldError>),
     BadRequest(&'static str),
+    BadRequestOwned(String),
+    Forbidden(&'static str),
     PayloadTooLarge,
     UnsupportedMediaType,
     MethodNotAllowed,
@@ -54,6 +56,8 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, m.to_string(), None),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, m.to_string(), None),
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m.to_string(), None),
+            ApiError::BadRequestOwned(m) => (StatusCode::BAD_REQUEST, m, None),
+            ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, m.to_string(), None),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, m.to_string(), None),
             ApiError::PayloadTooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,

@@ -3,11 +3,13 @@
 //! Cross-cutting wire conventions (correlation id, rate limit, error bodies, metrics, request
 //! logs) live in `context`.
 
+mod admin;
 mod auth;
 mod body;
 mod context;
 mod enrollments;
 mod error;
+mod events;
 mod meta;
 mod metrics;
 mod ratelimit;
@@ -17,7 +19,7 @@ pub use context::RequestCtx;
 pub use error::ApiError;
 pub use metrics::Metrics;
 
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -33,6 +35,10 @@ pub struct ApiConfig {
     pub max_body_bytes: usize,
     /// How long a resolved API key is cached (revocations take effect within this time).
     pub key_cache_ttl: Duration,
+    /// Largest snapshot upload accepted by the admin ingestion endpoint (streamed).
+    pub max_ingest_bytes: usize,
+    /// Anniversaries due within this many days fire at ingestion.
+    pub anniversary_lead_days: u32,
 }
 
 impl Default for ApiConfig {
@@ -41,6 +47,8 @@ impl Default for ApiConfig {
             rate_limit_per_minute: 200,
             max_body_bytes: 1024 * 1024,
             key_cache_ttl: Duration::from_secs(1),
+            max_ingest_bytes: 1024 * 1024 * 1024,
+            anniversary_lead_days: 7,
         }
     }
 }
@@ -80,6 +88,11 @@ pub fn router(state: AppState) -> Router {
                 .post(enrollments::create)
                 .patch(enrollments::update)
                 .delete(enrollments::delete),
+        )
+        .route("/v1/prospects/events", post(events::fetch))
+        .route(
+            "/v1/admin/prospects/snapshots",
+            post(admin::ingest_snapshots),
         )
         .fallback(meta::not_found)
         .method_not_allowed_fallback(meta::method_not_allowed)

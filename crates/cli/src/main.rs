@@ -2,6 +2,7 @@
 //! telemetry and runs one subcommand. All behaviour lives in the library crates.
 
 mod config;
+mod ingest;
 mod keys;
 mod serve;
 
@@ -31,6 +32,8 @@ enum Command {
     },
     /// Apply database migrations and exit.
     Migrate(DbArgs),
+    /// Ingest snapshots (NDJSON or CSV) from a file or standard input.
+    Ingest(ingest::IngestArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -63,6 +66,7 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Keys { command } => keys::run(command).await,
+        Command::Ingest(args) => ingest::run(args).await,
         Command::Migrate(db) => {
             let cfg = config::DbConfig::load(&db)?;
             config::init_tracing(cfg.log_format);

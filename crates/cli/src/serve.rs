@@ -19,6 +19,8 @@ pub async fn run(cfg: ServeConfig) -> Result<()> {
         rate_limit_per_minute: cfg.rate_limit,
         max_body_bytes: cfg.max_body_bytes,
         key_cache_ttl: Duration::from_secs(1),
+        anniversary_lead_days: cfg.anniversary_lead_days,
+        ..api::ApiConfig::default()
     };
     let state = api::AppState::new(store, api_cfg);
     let listener = tokio::net::TcpListener::bind(&cfg.listen)

@@ -311,8 +311,11 @@ fn parse_csv<R: Read>(
                 }
             }
             Err(e) => {
-                if matches!(e.kind(), csv::ErrorKind::Io(_)) {
-                    return Err(IngestError::Csv(e.to_string()));
+                if let csv::ErrorKind::Io(_) = e.kind() {
+                    if let csv::ErrorKind::Io(io) = e.into_kind() {
+                        return Err(IngestError::Io(io));
+                    }
+                    return Err(IngestError::Csv("I/O error".into()));
                 }
                 batch.lines += 1;
                 batch.errors.push(LineError {

@@ -1,0 +1,100 @@
+//! `POST /v1/prospects/events`: events of up to 40 prospects, newest first, for any prospect
+//! (enrolled or not). Without `timestamp_from` the window is the last 3 months.
+
+use crate::body::JsonBody;
+use crate::context::{RequestCtx, ResponseContext};
+use crate::error::ApiError;
+use crate::{AppState, Caller};
+use axum::extract::State;
+use axum::Json;
+use domain::snapshot::format_timestamp;
+use domain::validation::EventsRequest;
+use serde::Serialize;
+use store::EventQuery;
+use time::OffsetDateTime;
+
+#[derive(Serialize)]
+pub(crate) struct EventsOut {
+    response_context: ResponseContext,
+    output_events: Vec<EventOut>,
+}
+
+#[derive(Serialize)]
+struct EventOut {
+    event_name: &'static str,
+    event_time: String,
+    event_id: String,
+    data: serde_json::Value,
+    prospect_id: String,
+}
+
+pub(crate) async fn fetch(
+    State(state): State<AppState>,
+    ctx: RequestCtx,
+    _caller: Caller,
+    JsonBody(req): JsonBody<EventsRequest>,
+) -> Result<Json<EventsOut>, ApiError> {
+    let from = req
+        .timestamp_from
+        .unwrap_or_else(|| three_months_before(OffsetDateTime::now_utc()));
+    let events = state
+        .store
+        .query_events(&EventQuery {
+            prospect_ids: req.prospect_ids,
+            event_types: req.event_types,
+            from,
+            to: req.timestamp_to,
+        })
+        .await?;
+    let status = if events.is_empty() { "miss" } else { "success" };
+    Ok(Json(EventsOut {
+        response_context: ctx.response_context(status),
+        output_events: events
+            .into_iter()
+            .map(|e| EventOut {
+                event_name: e.event_type.as_str(),
+                event_time: format_timestamp(e.event_time),
+                event_id: e.event_id,
+                data: e.data,
+                prospect_id: e.prospect_id.to_string(),
+            })
+            .collect(),
+    }))
+}
+
+/// The same instant three calendar months earlier (day clamped to the month's length).
+fn three_months_before(t: OffsetDateTime) -> OffsetDateTime {
+    let d = t.date();
+    let (mut y, mut m) = (d.year(), d.month() as i32 - 3);
+    if m < 1 {
+        m += 12;
+        y -= 1;
+    }
+    let month = time::Month::try_from(m as u8).unwrap_or(time::Month::January);
+    let day = d.day().min(month.length(y));
+    time::Date::from_calendar_date(y, month, day)
+        .map(|nd| t.replace_date(nd))
+        .unwrap_or(t - time::Duration::days(92))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn three_months_clamps_days() {
+        assert_eq!(
+            three_months_before(datetime!(2026-05-31 10:00 UTC)),
+            datetime!(2026-02-28 10:00 UTC)
+        );
+        assert_eq!(
+            three_months_before(datetime!(2026-02-15 00:00 UTC)),
+            datetime!(2025-11-15 00:00 UTC)
+        );
+        assert_eq!(
+            three_months_before(datetime!(2024-05-31 00:00 UTC)),
+            datetime!(2024-02-29 00:00 UTC)
+        );
+    }
+}
