@@ -9,6 +9,8 @@ pub const P1: &str = "20ae6cbf564ee683e66685e429844a5ff8ffc30f";
 pub const P2: &str = "4c485f009d59e319dc039cdf3e935b85014e6a33";
 pub const P3: &str = "0000000000000000000000000000000000000003";
 
+pub mod receiver;
+
 pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
@@ -17,6 +19,31 @@ pub struct TestApp {
     pub store: DynStore,
     _dir: tempfile::TempDir,
     _shutdown: tokio::sync::oneshot::Sender<()>,
+    _worker_stop: Option<tokio::sync::watch::Sender<bool>>,
+}
+
+/// Delivery settings for tests: private targets allowed (receivers listen on 127.0.0.1), a
+/// seconds-scale retry schedule and a short timeout.
+pub fn test_delivery() -> (delivery::SenderConfig, delivery::WorkerConfig) {
+    (
+        delivery::SenderConfig {
+            allow_private_targets: true,
+            timeout: Duration::from_secs(2),
+            ..Default::default()
+        },
+        delivery::WorkerConfig {
+            retry: delivery::RetryPolicy::new(
+                vec![
+                    Duration::from_secs(1),
+                    Duration::from_secs(1),
+                    Duration::from_secs(1),
+                ],
+                0.2,
+            ),
+            poll: Duration::from_millis(10),
+            ..Default::default()
+        },
+    )
 }
 
 /// API settings for tests: no rate limit and no key cache unless a test asks for them.
@@ -34,10 +61,44 @@ impl TestApp {
     }
 
     pub async fn spawn_with(config: ApiConfig) -> Self {
+        Self::spawn_full(config, None).await
+    }
+
+    /// A server with a running delivery worker.
+    pub async fn spawn_with_worker(
+        sender: delivery::SenderConfig,
+        worker: delivery::WorkerConfig,
+    ) -> Self {
+        Self::spawn_full(test_config(), Some((sender, worker))).await
+    }
+
+    pub async fn spawn_full(
+        config: ApiConfig,
+        delivery_cfg: Option<(delivery::SenderConfig, delivery::WorkerConfig)>,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let url = format!("sqlite://{}", dir.path().join("test.db").display());
         let store = store::open(&url).await.expect("open store");
-        let state = AppState::new(store.clone(), config);
+        let (sender_cfg, worker_cfg) = match delivery_cfg {
+            Some((s, w)) => (s, Some(w)),
+            None => (delivery::SenderConfig::default(), None),
+        };
+        let sender = delivery::Sender::new(sender_cfg).expect("sender");
+        let mut worker_stop = None;
+        let mut wake = None;
+        if let Some(wc) = worker_cfg {
+            let worker = delivery::Worker::new(
+                store.clone(),
+                sender.clone(),
+                std::sync::Arc::new(delivery::Limiter::default()),
+                wc,
+            );
+            wake = Some(worker.wake_handle());
+            let (tx, rx) = tokio::sync::watch::channel(false);
+            tokio::spawn(worker.run(rx));
+            worker_stop = Some(tx);
+        }
+        let state = AppState::with_delivery(store.clone(), config, sender, wake);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -54,6 +115,7 @@ impl TestApp {
             store,
             _dir: dir,
             _shutdown: tx,
+            _worker_stop: worker_stop,
         };
         app.key = app.new_key("con_test", "partner_a", false).await;
         app
@@ -112,4 +174,55 @@ fn rand_bytes() -> [u8; 24] {
     let mut out = [0u8; 24];
     out.copy_from_slice(&h[..24]);
     out
+}
+
+// --- Helpers for the events/ingestion tests ---------------------------------------------------
+
+impl TestApp {
+    /// `POST /v1/admin/prospects/snapshots` with `key`, the given content type (None: no header)
+    /// and body; returns the status and the JSON answer.
+    pub async fn ingest_snapshots(
+        &self,
+        key: &str,
+        content_type: Option<&str>,
+        body: impl Into<reqwest::Body>,
+    ) -> (u16, serde_json::Value) {
+        let mut req = self.with_key(reqwest::Method::POST, "/v1/admin/prospects/snapshots", key);
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        let resp = req.body(body).send().await.expect("ingest request");
+        let status = resp.status().as_u16();
+        let v = resp.json().await.unwrap_or(serde_json::Value::Null);
+        (status, v)
+    }
+
+    /// `POST /v1/prospects/events` with the default key; returns the status and the JSON answer.
+    pub async fn events(&self, body: &serde_json::Value) -> (u16, serde_json::Value) {
+        let resp = self
+            .req(reqwest::Method::POST, "/v1/prospects/events")
+            .json(body)
+            .send()
+            .await
+            .expect("events request");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+    }
+}
+
+/// The `prospect-events` binary built in the same target directory as the running test
+/// (`target/<profile>/prospect-events`, found from the test executable's path, which is
+/// `target/<profile>/deps/e2e-<hash>`). Cargo cannot give one package's tests another package's
+/// binary (`CARGO_BIN_EXE_*` is per package), so tests needing it skip, with a message, when it
+/// has not been built: `cargo test --workspace` (or `cargo build -p prospect-events` first)
+/// builds it. `PROSPECT_EVENTS_BIN` overrides the lookup.
+pub fn cli_binary() -> Option<std::path::PathBuf> {
+    if let Some(p) = std::env::var_os("PROSPECT_EVENTS_BIN") {
+        return Some(p.into());
+    }
+    let exe = std::env::current_exe().ok()?;
+    let profile_dir = exe.parent()?.parent()?;
+    let name = format!("prospect-events{}", std::env::consts::EXE_SUFFIX);
+    let p = profile_dir.join(name);
+    p.is_file().then_some(p)
 }

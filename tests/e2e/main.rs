@@ -2,5 +2,8 @@
 
 mod auth;
 mod enrollments;
+mod events;
+mod ingest_cli;
 mod meta;
 mod validation;
+mod webhooks;

@@ -100,6 +100,11 @@ pub(crate) async fn ingest_snapshots(
         }
         other => ApiError::BadRequestOwned(other.to_string()),
     })?;
+    if summary.notifications_queued > 0 {
+        if let Some(wake) = &state.wake {
+            wake.notify();
+        }
+    }
     Ok(Json(IngestOut {
         response_context: ctx.response_context("success"),
         summary,

@@ -18,6 +18,21 @@ use store::{Principal, Scope};
 pub struct Caller {
     pub scope: Scope,
     pub admin: bool,
+    pub principal: Arc<Principal>,
+}
+
+impl Caller {
+    /// The scope of another partner of the caller's tenant, if the tenant owns it.
+    pub fn owned_scope(&self, partner: &str) -> Option<Scope> {
+        self.principal
+            .partners
+            .iter()
+            .any(|p| p.0 == partner)
+            .then(|| Scope {
+                tenant: self.scope.tenant.clone(),
+                partner: PartnerId(partner.to_string()),
+            })
+    }
 }
 
 const PARTNER_HEADERS: [&str; 3] = ["x-context-partner-id", "partner-id", "partner_id"];
@@ -49,7 +64,7 @@ impl FromRequestParts<AppState> for Caller {
 
 /// Resolves the partner from the first present partner header, else the key's default, and
 /// checks the optional `tenant` header.
-fn scope_for(p: &Principal, headers: &HeaderMap) -> Result<Caller, ApiError> {
+fn scope_for(p: &Arc<Principal>, headers: &HeaderMap) -> Result<Caller, ApiError> {
     if let Some(t) = headers.get("tenant") {
         if t.as_bytes() != p.tenant.0.as_bytes() {
             return Err(ApiError::Unauthorized(
@@ -77,6 +92,7 @@ fn scope_for(p: &Principal, headers: &HeaderMap) -> Result<Caller, ApiError> {
             partner: PartnerId(partner.0),
         },
         admin: p.admin,
+        principal: p.clone(),
     })
 }
 
@@ -130,13 +146,13 @@ mod tests {
     use super::*;
     use domain::TenantId;
 
-    fn principal() -> Principal {
-        Principal {
+    fn principal() -> Arc<Principal> {
+        Arc::new(Principal {
             tenant: TenantId("con_a".into()),
             default_partner: PartnerId("p1".into()),
             admin: false,
             partners: vec![PartnerId("p1".into()), PartnerId("p2".into())],
-        }
+        })
     }
 
     #[test]

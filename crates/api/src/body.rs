@@ -27,7 +27,10 @@ from_json!(
     validation::EnrollmentAdd,
     validation::EnrollmentUpdate,
     validation::EnrollmentDelete,
-    validation::EventsRequest
+    validation::EventsRequest,
+    validation::WebhookAdd,
+    validation::CheckConnectivity,
+    validation::ReplayRequest
 );
 
 pub struct JsonBody<T>(pub T);

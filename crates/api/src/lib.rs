@@ -13,6 +13,7 @@ mod events;
 mod meta;
 mod metrics;
 mod ratelimit;
+mod webhooks;
 
 pub use auth::Caller;
 pub use context::RequestCtx;
@@ -61,11 +62,29 @@ pub struct AppState {
     pub(crate) keys: Arc<auth::KeyCache>,
     pub(crate) limiter: Arc<ratelimit::RateLimiter>,
     pub metrics: Arc<Metrics>,
+    /// Outbound client for connectivity checks (same SSRF guard as the worker).
+    pub sender: delivery::Sender,
+    /// Wakes this process's delivery worker when notifications were queued here.
+    pub wake: Option<delivery::Wake>,
 }
 
 impl AppState {
+    /// State with a default outbound sender (SSRF guard on) and no worker to wake.
     pub fn new(store: DynStore, config: ApiConfig) -> Self {
+        let sender = delivery::Sender::new(delivery::SenderConfig::default())
+            .expect("the default HTTP client configuration is valid");
+        Self::with_delivery(store, config, sender, None)
+    }
+
+    pub fn with_delivery(
+        store: DynStore,
+        config: ApiConfig,
+        sender: delivery::Sender,
+        wake: Option<delivery::Wake>,
+    ) -> Self {
         Self {
+            sender,
+            wake,
             keys: Arc::new(auth::KeyCache::new(config.key_cache_ttl)),
             limiter: Arc::new(ratelimit::RateLimiter::new(config.rate_limit_per_minute)),
             metrics: Arc::new(Metrics::default()),
@@ -94,6 +113,28 @@ pub fn router(state: AppState) -> Router {
             "/v1/admin/prospects/snapshots",
             post(admin::ingest_snapshots),
         )
+        .route("/v1/webhooks", post(webhooks::add))
+        .route(
+            "/v1/webhooks/check_connectivity",
+            post(webhooks::check_connectivity),
+        )
+        .route(
+            "/v1/webhooks/{partner_id}",
+            get(webhooks::get_one).delete(webhooks::delete),
+        )
+        .route(
+            "/v1/webhooks/{partner_id}/deliveries",
+            get(webhooks::list_deliveries),
+        )
+        .route(
+            "/v1/webhooks/{partner_id}/deliveries/{delivery_id}",
+            get(webhooks::get_delivery),
+        )
+        .route(
+            "/v1/webhooks/{partner_id}/deliveries/{delivery_id}/retry",
+            post(webhooks::retry_delivery),
+        )
+        .route("/v1/webhooks/{partner_id}/replay", post(webhooks::replay))
         .fallback(meta::not_found)
         .method_not_allowed_fallback(meta::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

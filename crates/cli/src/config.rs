@@ -52,6 +52,9 @@ pub struct ServeArgs {
     /// Interval of the anniversary scanner (default 24h).
     #[arg(long, env = "PROSPECT_EVENTS_SCAN_INTERVAL")]
     pub scan_interval: Option<String>,
+    /// Keep events this long (default 400d).
+    #[arg(long, env = "PROSPECT_EVENTS_EVENT_RETENTION")]
+    pub event_retention: Option<String>,
     /// Largest accepted request body in bytes (default 1048576).
     #[arg(long, env = "PROSPECT_EVENTS_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
@@ -88,6 +91,7 @@ struct FileConfig {
     disable_after: Option<String>,
     anniversary_lead_days: Option<u32>,
     scan_interval: Option<String>,
+    event_retention: Option<String>,
     max_body_bytes: Option<usize>,
     no_worker: Option<bool>,
     no_scanner: Option<bool>,
@@ -147,10 +151,8 @@ impl DbConfig {
     }
 }
 
-/// Everything `serve` needs, resolved and validated. The delivery and scanner settings are
-/// validated now and consumed by the worker and scanner as they land.
+/// Everything `serve` needs, resolved and validated.
 #[derive(Debug, Clone)]
-#[allow(dead_code)]
 pub struct ServeConfig {
     pub db: DbConfig,
     pub log_format: LogFormat,
@@ -162,6 +164,7 @@ pub struct ServeConfig {
     pub disable_after: Duration,
     pub anniversary_lead_days: u32,
     pub scan_interval: Duration,
+    pub event_retention: Duration,
     pub max_body_bytes: usize,
     pub worker: bool,
     pub scanner: bool,
@@ -199,6 +202,9 @@ impl ServeConfig {
         if max_body_bytes == 0 {
             bail!("--max-body-bytes must be positive");
         }
+        if retry_schedule.is_empty() || retry_schedule.iter().any(|d| d.is_zero()) {
+            bail!("--retry-schedule needs at least one positive delay");
+        }
         Ok(Self {
             log_format: db.log_format,
             db,
@@ -228,6 +234,12 @@ impl ServeConfig {
                 args.scan_interval,
                 file.scan_interval,
                 "24h",
+            )?,
+            event_retention: dur(
+                "event-retention",
+                args.event_retention,
+                file.event_retention,
+                "400d",
             )?,
             max_body_bytes,
             worker: !(args.no_worker || file.no_worker.unwrap_or(false)),

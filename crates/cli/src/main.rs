@@ -2,6 +2,7 @@
 //! telemetry and runs one subcommand. All behaviour lives in the library crates.
 
 mod config;
+mod demo;
 mod ingest;
 mod keys;
 mod serve;
@@ -34,6 +35,9 @@ enum Command {
     Migrate(DbArgs),
     /// Ingest snapshots (NDJSON or CSV) from a file or standard input.
     Ingest(ingest::IngestArgs),
+    /// A self-contained tour: temporary database, local receiver, enroll, patch, ingest,
+    /// verified notifications.
+    Demo,
 }
 
 fn main() -> std::process::ExitCode {
@@ -67,6 +71,10 @@ async fn run(cli: Cli) -> Result<std::process::ExitCode> {
         }
         Command::Keys { command } => keys::run(command).await,
         Command::Ingest(args) => ingest::run(args).await,
+        Command::Demo => {
+            config::init_tracing(config::LogFormat::Text);
+            demo::run().await
+        }
         Command::Migrate(db) => {
             let cfg = config::DbConfig::load(&db)?;
             config::init_tracing(cfg.log_format);

@@ -1,37 +1,119 @@
-//! `serve`: opens the store (running migrations), then serves the API until SIGINT/SIGTERM,
-//! finishing in-flight requests before exiting.
+//! `serve`: opens the store (running migrations), then runs the API, the delivery worker and
+//! the anniversary scanner (each can be switched off) until SIGINT/SIGTERM; on shutdown it stops
+//! accepting, finishes in-flight requests and delivery attempts, then exits.
 
 use crate::config::ServeConfig;
 use anyhow::{Context, Result};
+use delivery::{Limiter, RetryPolicy, Sender, SenderConfig, Worker, WorkerConfig};
+use std::sync::Arc;
 use std::time::Duration;
+use store::DynStore;
+use tokio::sync::watch;
 
 pub async fn run(cfg: ServeConfig) -> Result<()> {
     let store = store::open(&cfg.db.database_url)
         .await
         .map_err(|e| anyhow::anyhow!("opening {}: {e}", store::redact_url(&cfg.db.database_url)))?;
     tracing::info!(database = %store::redact_url(&cfg.db.database_url), backend = store.backend(), "store ready");
-    if !cfg.api {
-        tracing::info!("API disabled (--no-api); waiting for a shutdown signal");
-        shutdown_signal().await;
-        return Ok(());
+
+    let sender = Sender::new(SenderConfig {
+        timeout: cfg.delivery_timeout,
+        allow_private_targets: cfg.allow_private_targets,
+        ..SenderConfig::default()
+    })
+    .context("building the webhook HTTP client")?;
+    if cfg.allow_private_targets {
+        tracing::warn!(
+            "--allow-private-targets: webhooks may target loopback and private networks"
+        );
     }
-    let api_cfg = api::ApiConfig {
-        rate_limit_per_minute: cfg.rate_limit,
-        max_body_bytes: cfg.max_body_bytes,
-        key_cache_ttl: Duration::from_secs(1),
-        anniversary_lead_days: cfg.anniversary_lead_days,
-        ..api::ApiConfig::default()
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+
+    let mut wake = None;
+    if cfg.worker {
+        let worker = Worker::new(
+            store.clone(),
+            sender.clone(),
+            Arc::new(Limiter::default()),
+            WorkerConfig {
+                retry: RetryPolicy::new(cfg.retry_schedule.clone(), 0.2),
+                disable_after: cfg.disable_after,
+                ..WorkerConfig::default()
+            },
+        );
+        wake = Some(worker.wake_handle());
+        tasks.spawn(worker.run(stop_rx.clone()));
+    }
+    if cfg.scanner {
+        tasks.spawn(scanner(
+            store.clone(),
+            cfg.anniversary_lead_days,
+            cfg.scan_interval,
+            cfg.event_retention,
+            stop_rx.clone(),
+        ));
+    }
+
+    let stop_signal = async move {
+        shutdown_signal().await;
+        // Receivers only need the value; a send error means everyone already stopped.
+        let _ = stop_tx.send(true);
     };
-    let state = api::AppState::new(store, api_cfg);
-    let listener = tokio::net::TcpListener::bind(&cfg.listen)
-        .await
-        .with_context(|| format!("binding {}", cfg.listen))?;
-    tracing::info!(listen = %listener.local_addr()?, "serving the API");
-    api::serve(listener, state, shutdown_signal())
-        .await
-        .context("serving")?;
+    if cfg.api {
+        let api_cfg = api::ApiConfig {
+            rate_limit_per_minute: cfg.rate_limit,
+            max_body_bytes: cfg.max_body_bytes,
+            anniversary_lead_days: cfg.anniversary_lead_days,
+            ..api::ApiConfig::default()
+        };
+        let state = api::AppState::with_delivery(store, api_cfg, sender, wake);
+        let listener = tokio::net::TcpListener::bind(&cfg.listen)
+            .await
+            .with_context(|| format!("binding {}", cfg.listen))?;
+        tracing::info!(listen = %listener.local_addr()?, "serving the API");
+        api::serve(listener, state, stop_signal)
+            .await
+            .context("serving")?;
+    } else {
+        tracing::info!("API disabled (--no-api)");
+        stop_signal.await;
+    }
+    while tasks.join_next().await.is_some() {}
     tracing::info!("shut down cleanly");
     Ok(())
+}
+
+/// Fires due anniversaries at start and then every `interval`, and applies event retention.
+async fn scanner(
+    store: DynStore,
+    lead_days: u32,
+    interval: Duration,
+    retention: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let now = time::OffsetDateTime::now_utc();
+        match store.scan_anniversaries(now, lead_days).await {
+            Ok(r) => tracing::info!(
+                scan.candidates = r.candidates,
+                scan.events_created = r.events_created,
+                scan.notifications_queued = r.notifications_queued,
+                "anniversary scan done"
+            ),
+            Err(e) => tracing::warn!(error = %e, "anniversary scan failed; retrying next interval"),
+        }
+        let cutoff = now - time::Duration::seconds(retention.as_secs() as i64);
+        match store.prune_events(cutoff).await {
+            Ok(n) if n > 0 => tracing::info!(events.pruned = n, "event retention applied"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "event retention failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.changed() => return,
+        }
+    }
 }
 
 async fn shutdown_signal() {
@@ -59,5 +141,5 @@ async fn shutdown_signal() {
         _ = ctrl_c => {},
         _ = term => {},
     }
-    tracing::info!("shutdown signal received; finishing in-flight requests");
+    tracing::info!("shutdown signal received; finishing in-flight work");
 }

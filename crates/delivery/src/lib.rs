@@ -14,6 +14,7 @@ pub mod limiter;
 pub mod retry;
 pub mod sender;
 pub mod ssrf;
+pub mod worker;
 
 pub use limiter::{Limiter, Permit};
 pub use retry::{parse_retry_after, RetryPolicy};
@@ -22,3 +23,4 @@ pub use sender::{
     SignedHeaders, RESPONSE_BODY_PREFIX_BYTES, USER_AGENT,
 };
 pub use ssrf::{is_forbidden_ip, validate_webhook_url};
+pub use worker::{Wake, Worker, WorkerConfig};

@@ -4,6 +4,7 @@
 //! Every method touching partner-owned data takes a [`Scope`] and filters by it in the query.
 
 mod model;
+pub mod postgres;
 pub mod sqlite;
 
 pub use model::*;
@@ -93,6 +94,59 @@ pub trait Store: Send + Sync + 'static {
     async fn prune_events(&self, before: time::OffsetDateTime) -> StoreResult<u64>;
     /// Outbox rows of one scope (or of everyone), oldest first.
     async fn outbox(&self, scope: Option<&Scope>, limit: u32) -> StoreResult<Vec<OutboxRow>>;
+
+    // --- Webhooks --------------------------------------------------------------------------
+    /// Registers (or replaces, with a new secret) the partner's webhook and enables it.
+    async fn put_webhook(
+        &self,
+        scope: &Scope,
+        url: &str,
+        secret: &str,
+        now_ms: i64,
+    ) -> StoreResult<Webhook>;
+    async fn get_webhook(&self, scope: &Scope) -> StoreResult<Option<Webhook>>;
+    /// `NotFound` when the partner has no webhook. Pending notifications stay pending.
+    async fn delete_webhook(&self, scope: &Scope) -> StoreResult<()>;
+
+    // --- Delivery --------------------------------------------------------------------------
+    /// Leases up to `limit` due notifications of enabled webhooks until `now_ms + lease_ms`,
+    /// skipping the scopes in `exclude` (webhooks with enough work in flight).
+    async fn claim_due(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: u32,
+        exclude: &[Scope],
+    ) -> StoreResult<Vec<Claimed>>;
+    /// Records an attempt and moves the notification (and its webhook's health) on. When the
+    /// lease is no longer ours the attempt is still recorded but the state is left alone.
+    async fn record_attempt(&self, record: AttemptRecord) -> StoreResult<()>;
+    /// Queues notifications that do not come from stored events (simulations).
+    async fn queue_direct(
+        &self,
+        scope: &Scope,
+        items: Vec<DirectNotification>,
+        now_ms: i64,
+    ) -> StoreResult<u64>;
+    async fn list_deliveries(
+        &self,
+        scope: &Scope,
+        query: &DeliveryQuery,
+    ) -> StoreResult<DeliveryPage>;
+    async fn get_delivery(
+        &self,
+        scope: &Scope,
+        delivery_id: &str,
+    ) -> StoreResult<Option<(DeliveryInfo, Vec<AttemptInfo>)>>;
+    /// Re-queues one delivery now with a fresh retry cycle. `NotFound` outside the scope.
+    async fn retry_delivery(
+        &self,
+        scope: &Scope,
+        delivery_id: &str,
+        now_ms: i64,
+    ) -> StoreResult<()>;
+    /// Re-queues every notification of the scope whose event falls in the window.
+    async fn replay(&self, scope: &Scope, query: &ReplayQuery, now_ms: i64) -> StoreResult<u64>;
 }
 
 pub type DynStore = Arc<dyn Store>;
@@ -104,9 +158,9 @@ pub async fn open(url: &str) -> StoreResult<DynStore> {
         let store = sqlite::SqliteStore::open(path, sqlite::SqliteOptions::default()).await?;
         Ok(Arc::new(store))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Err(StoreError::Internal(
-            "the PostgreSQL backend is not built yet in this version".into(),
-        ))
+        let store =
+            postgres::PostgresStore::open(url, postgres::PostgresOptions::default()).await?;
+        Ok(Arc::new(store))
     } else {
         Err(StoreError::Internal(format!(
             "unsupported database URL scheme (expected sqlite:// or postgres://): {}",

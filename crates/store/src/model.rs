@@ -306,3 +306,123 @@ pub fn notification_payload(
         "data": event.data,
     })
 }
+
+// --- Webhooks and delivery ------------------------------------------------------------------
+
+/// A partner's webhook registration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Webhook {
+    pub webhook_url: String,
+    pub secret: String,
+    pub generation: i64,
+    pub enabled: bool,
+    pub disabled_reason: Option<String>,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    pub last_modified_time: i64,
+}
+
+/// A notification claimed for delivery, with everything needed to send it.
+#[derive(Clone, Debug)]
+pub struct Claimed {
+    /// Internal row id (the lease is checked against it when recording).
+    pub row: i64,
+    pub delivery_id: String,
+    pub event_id: String,
+    pub payload: String,
+    /// Attempts made in the current retry cycle before this one.
+    pub cycle_attempts: u32,
+    /// The lease this claim holds (unix ms); recording checks it is still ours.
+    pub lease_until: i64,
+    pub scope: Scope,
+    pub webhook_url: String,
+    pub secret: String,
+    pub generation: i64,
+}
+
+/// What to do with a notification after an attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    Delivered,
+    /// Try again at this time (unix ms).
+    RetryAt(i64),
+    /// The retry schedule is exhausted: state `failed`.
+    GiveUp,
+    /// The receiver answered 410: disable the webhook; the notification waits.
+    Gone,
+}
+
+/// One recorded delivery attempt.
+#[derive(Clone, Debug)]
+pub struct AttemptRecord {
+    pub row: i64,
+    pub lease_until: i64,
+    pub scope: Scope,
+    pub generation: i64,
+    pub attempted_at: i64,
+    pub status_code: Option<u16>,
+    pub error: Option<String>,
+    pub latency_ms: u64,
+    pub response_body: String,
+    pub outcome: AttemptOutcome,
+    /// Disable the webhook when it has failed continuously for this long (ms).
+    pub disable_after_ms: i64,
+}
+
+/// A notification queued directly (webhook simulations).
+#[derive(Clone, Debug)]
+pub struct DirectNotification {
+    pub delivery_id: String,
+    pub event_id: String,
+    pub event_name: String,
+    pub event_time: i64,
+    pub enrollment_key: String,
+    pub payload: serde_json::Value,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct DeliveryQuery {
+    pub status: Option<DeliveryStatus>,
+    pub event_name: Option<String>,
+    pub limit: u32,
+    pub cursor: Option<Cursor>,
+}
+
+/// A delivery as the delivery log shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeliveryInfo {
+    pub delivery_id: String,
+    pub event_id: String,
+    pub event_name: String,
+    pub enrollment_id: Option<String>,
+    pub status: DeliveryStatus,
+    pub attempts: u32,
+    pub last_attempt_at: Option<i64>,
+    pub next_attempt_at: Option<i64>,
+    pub last_status_code: Option<u16>,
+    pub last_error: Option<String>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct DeliveryPage {
+    pub deliveries: Vec<DeliveryInfo>,
+    pub next_cursor: Option<Cursor>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct AttemptInfo {
+    pub attempted_at: i64,
+    pub status_code: Option<u16>,
+    pub error: Option<String>,
+    pub latency_ms: u64,
+    pub response_body: Option<String>,
+}
+
+/// Which notifications a replay re-queues.
+#[derive(Clone, Debug)]
+pub struct ReplayQuery {
+    /// Inclusive bounds on event_time (unix seconds).
+    pub from: i64,
+    pub to: Option<i64>,
+    pub event_names: Option<Vec<String>>,
+}

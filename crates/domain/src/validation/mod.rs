@@ -32,7 +32,8 @@ use serde_json::{json, Value};
 
 pub use requests::{
     CheckConnectivity, EnrollmentAdd, EnrollmentDelete, EnrollmentUpdate, EntityType,
-    EventsRequest, Simulation, WebhookAdd, PROSPECT_ID_PATTERN, SIMULATION_EVENT_TYPES,
+    EventsRequest, ReplayRequest, Simulation, WebhookAdd, PROSPECT_ID_PATTERN,
+    SIMULATION_EVENT_TYPES,
 };
 
 /// One element of an error location: a field name or a list index.

@@ -857,6 +857,53 @@ impl CheckConnectivity {
     }
 }
 
+/// Body of `POST /v1/webhooks/{partner_id}/replay` (beyond the reference; same validation
+/// style): `timestamp_from` required, `timestamp_to` optional, `event_types` optional (≥ 1).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReplayRequest {
+    pub timestamp_from: OffsetDateTime,
+    pub timestamp_to: Option<OffsetDateTime>,
+    pub event_types: Option<Vec<EventType>>,
+}
+
+impl ReplayRequest {
+    pub const FIELDS: [&'static str; 4] = [
+        "request_context",
+        "timestamp_from",
+        "timestamp_to",
+        "event_types",
+    ];
+
+    pub fn from_json(v: &Value) -> Result<Self, Vec<FieldError>> {
+        let mut m = body_model(v)?;
+        let rc = m.optional("request_context", v_request_context);
+        let from = m.required("timestamp_from", |v, loc, errs| {
+            if v.is_null() {
+                errs.push(super::errors::fe(
+                    "value_error",
+                    loc,
+                    "Value error, timestamp_from is required",
+                    v.clone(),
+                    Some(serde_json::json!({"error": {}})),
+                ));
+                return None;
+            }
+            v_timestamp(v, loc, errs).flatten()
+        });
+        let to = m.optional("timestamp_to", v_timestamp);
+        let event_types = m.optional("event_types", v_event_types);
+        m.forbid_extra(&Self::FIELDS);
+        let out = (|| {
+            Some(Self {
+                timestamp_from: from?,
+                timestamp_to: to?.flatten(),
+                event_types: event_types?,
+            })
+        })();
+        m.finish(rc.and(out))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,6 +15,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "events",
         include_str!("../../migrations/sqlite/0002_events.sql"),
     ),
+    (
+        3,
+        "webhooks",
+        include_str!("../../migrations/sqlite/0003_webhooks.sql"),
+    ),
 ];
 
 pub(super) fn run(conn: &mut Connection) -> Result<(), StoreError> {

@@ -9,6 +9,7 @@
 mod events;
 mod migrate;
 mod queries;
+mod webhooks;
 
 use crate::StoreError;
 use rusqlite::{Connection, OpenFlags};

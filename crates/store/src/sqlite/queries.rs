@@ -1,6 +1,6 @@
 //! `Store` implemented with SQL for SQLite. Every partner-owned query filters by scope.
 
-use super::{internal, SqliteStore};
+use super::{internal, webhooks, SqliteStore};
 use crate::model::*;
 use crate::{Store, StoreError, StoreResult};
 use async_trait::async_trait;
@@ -280,6 +280,94 @@ impl Store for SqliteStore {
     async fn outbox(&self, scope: Option<&Scope>, limit: u32) -> StoreResult<Vec<OutboxRow>> {
         let scope = scope.cloned();
         self.read(move |c| super::events::outbox(c, scope.as_ref(), limit))
+            .await
+    }
+
+    async fn put_webhook(
+        &self,
+        scope: &Scope,
+        url: &str,
+        secret: &str,
+        now_ms: i64,
+    ) -> StoreResult<Webhook> {
+        let (scope, url, secret) = (scope.clone(), url.to_string(), secret.to_string());
+        self.write(move |c| webhooks::put_webhook(c, &scope, &url, &secret, now_ms))
+            .await
+    }
+
+    async fn get_webhook(&self, scope: &Scope) -> StoreResult<Option<Webhook>> {
+        let scope = scope.clone();
+        self.read(move |c| webhooks::get_webhook(c, &scope)).await
+    }
+
+    async fn delete_webhook(&self, scope: &Scope) -> StoreResult<()> {
+        let scope = scope.clone();
+        self.write(move |c| webhooks::delete_webhook(c, &scope))
+            .await
+    }
+
+    async fn claim_due(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: u32,
+        exclude: &[Scope],
+    ) -> StoreResult<Vec<Claimed>> {
+        let exclude = exclude.to_vec();
+        self.write(move |c| webhooks::claim_due(c, now_ms, lease_ms, limit, &exclude))
+            .await
+    }
+
+    async fn record_attempt(&self, record: AttemptRecord) -> StoreResult<()> {
+        self.write(move |c| webhooks::record_attempt(c, &record))
+            .await
+    }
+
+    async fn queue_direct(
+        &self,
+        scope: &Scope,
+        items: Vec<DirectNotification>,
+        now_ms: i64,
+    ) -> StoreResult<u64> {
+        let scope = scope.clone();
+        self.write(move |c| webhooks::queue_direct(c, &scope, &items, now_ms))
+            .await
+    }
+
+    async fn list_deliveries(
+        &self,
+        scope: &Scope,
+        query: &DeliveryQuery,
+    ) -> StoreResult<DeliveryPage> {
+        let (scope, query) = (scope.clone(), query.clone());
+        self.read(move |c| webhooks::list_deliveries(c, &scope, &query))
+            .await
+    }
+
+    async fn get_delivery(
+        &self,
+        scope: &Scope,
+        delivery_id: &str,
+    ) -> StoreResult<Option<(DeliveryInfo, Vec<AttemptInfo>)>> {
+        let (scope, id) = (scope.clone(), delivery_id.to_string());
+        self.read(move |c| webhooks::get_delivery(c, &scope, &id))
+            .await
+    }
+
+    async fn retry_delivery(
+        &self,
+        scope: &Scope,
+        delivery_id: &str,
+        now_ms: i64,
+    ) -> StoreResult<()> {
+        let (scope, id) = (scope.clone(), delivery_id.to_string());
+        self.write(move |c| webhooks::retry_delivery(c, &scope, &id, now_ms))
+            .await
+    }
+
+    async fn replay(&self, scope: &Scope, query: &ReplayQuery, now_ms: i64) -> StoreResult<u64> {
+        let (scope, query) = (scope.clone(), query.clone());
+        self.write(move |c| webhooks::replay(c, &scope, &query, now_ms))
             .await
     }
 }

@@ -1,0 +1,578 @@
+//! `/v1/webhooks`: registration (one per partner; re-registering replaces URL and secret),
+//! connectivity check (a signed test notification, or simulated events through the normal
+//! pipeline), and the delivery log and replay (beyond the reference).
+
+use crate::body::JsonBody;
+use crate::context::{RequestCtx, ResponseContext};
+use crate::error::ApiError;
+use crate::{AppState, Caller};
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use domain::snapshot::format_timestamp;
+use domain::validation::{
+    CheckConnectivity, FieldError, Loc, ReplayRequest, Simulation, WebhookAdd,
+};
+use serde::Serialize;
+use serde_json::{json, Value};
+use store::{
+    AttemptInfo, Cursor, DeliveryInfo, DeliveryQuery, DeliveryStatus, DirectNotification,
+    ReplayQuery, Scope, StoreError, Webhook,
+};
+use time::OffsetDateTime;
+
+#[derive(Serialize)]
+pub(crate) struct WebhookOut {
+    response_context: ResponseContext,
+    created_at: String,
+    last_modified_time: String,
+    webhook_url: String,
+    webhook_secret: String,
+}
+
+#[derive(Serialize)]
+pub(crate) struct ContextOnly {
+    response_context: ResponseContext,
+}
+
+fn ms_to_rfc3339(ms: i64) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .map(format_timestamp)
+        .unwrap_or_default()
+}
+
+fn now_ms() -> i64 {
+    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+fn webhook_out(ctx: &RequestCtx, w: Webhook) -> WebhookOut {
+    WebhookOut {
+        response_context: ctx.response_context("success"),
+        created_at: ms_to_rfc3339(w.created_at),
+        last_modified_time: ms_to_rfc3339(w.last_modified_time),
+        webhook_url: w.webhook_url,
+        webhook_secret: w.secret,
+    }
+}
+
+/// The scope of a partner named in a path or body: foreign partners look like missing ones.
+fn partner_scope(caller: &Caller, partner_id: &str) -> Result<Scope, ApiError> {
+    caller
+        .owned_scope(partner_id)
+        .ok_or(ApiError::NotFound("Partner not found"))
+}
+
+fn webhook_not_found(e: StoreError) -> ApiError {
+    match e {
+        StoreError::NotFound => ApiError::NotFound("Webhook not found"),
+        other => other.into(),
+    }
+}
+
+pub(crate) async fn add(
+    State(state): State<AppState>,
+    ctx: RequestCtx,
+    caller: Caller,
+    JsonBody(req): JsonBody<WebhookAdd>,
+) -> Result<Json<WebhookOut>, ApiError> {
+    let scope = partner_scope(&caller, &req.partner_id)?;
+    let secret = domain::signing::generate_secret(rand::random());
+    let w = state
+        .store
+        .put_webhook(&scope, &req.webhook_url, &secret, now_ms())
+        .await?;
+    if let Some(wake) = &state.wake {
+        wake.notify();
+    }
+    Ok(Json(webhook_out(&ctx, w)))
+}
+
+pub(crate) async fn get_one(
+    State(state): State<AppState>,
+    ctx: RequestCtx,
+    caller: Caller,
+    Path(partner_id): Path<String>,
+) -> Result<Json<WebhookOut>, ApiError> {
+    let scope = partner_scope(&caller, &partner_id)?;
+    let w = state
+        .store
+        .get_webhook(&scope)
+        .await?
+        .ok_or(ApiError::NotFound("Webhook not found"))?;
+    Ok(Json(webhook_out(&ctx, w)))
+}
+
+pub(crate) async fn delete(
+    State(state): State<AppState>,
+    ctx: RequestCtx,
+    caller: Caller,
+    Path(partner_id): Path<String>,
+) -> Result<Json<ContextOnly>, ApiError> {
+    let scope = partner_scope(&caller, &partner_id)?;
+    state
+        .store
+        .delete_webhook(&scope)
+        .await
+        .map_err(webhook_not_found)?;
+    Ok(Json(ContextOnly {
+        response_context: ctx.response_context("success"),
+    }))
+}
+
+#[derive(Serialize)]
+pub(crate) struct ConnectivityOut {
+    response_context: ResponseContext,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    webhook_response: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    queued_events: Option<u64>,
+}
+
+pub(crate) async fn check_connectivity(
+    State(state): State<AppState>,
+    ctx: RequestCtx,
+    caller: Caller,
+    JsonBody(req): JsonBody<CheckConnectivity>,
+) -> Result<Json<ConnectivityOut>, ApiError> {
+    let scope = partner_scope(&caller, &req.partner_id)?;
+    let w = state
+        .store
+        .get_webhook(&scope)
+        .await?
+        .ok_or(ApiError::NotFound("Webhook not found"))?;
+    if let Some(sim) = req.simulation {
+        let items = simulated(&scope, &sim);
+        let n = state.store.queue_direct(&scope, items, now_ms()).await?;
+        if let Some(wake) = &state.wake {
+            wake.notify();
+        }
+        return Ok(Json(ConnectivityOut {
+            response_context: ctx.response_context("success"),
+            webhook_response: None,
+            error: None,
+            queued_events: Some(n),
+        }));
+    }
+    let event_id = hex::encode(rand::random::<[u8; 16]>());
+    let delivery_id = format!("dl_{}", hex::encode(rand::random::<[u8; 12]>()));
+    let now = OffsetDateTime::now_utc();
+    let body = json!({
+        "tenant_id": scope.tenant.0,
+        "partner_id": scope.partner.0,
+        "event_id": event_id,
+        "event_name": "webhook_connectivity_check",
+        "event_time": format_timestamp(now),
+        "entity_id": null,
+        "entity_type": "prospect",
+        "enrollment_key": "connectivity_check",
+        "enrollment_id": null,
+        "data": {"event_name": "webhook_connectivity_check"},
+    })
+    .to_string();
+    let headers = delivery::signed_headers(
+        &w.secret,
+        &delivery_id,
+        &event_id,
+        now.unix_timestamp(),
+        body.as_bytes(),
+    )
+    .map_err(|e| ApiError::Internal(format!("signing with the stored secret: {e}")))?;
+    let res = state
+        .sender
+        .send(&w.webhook_url, body.into_bytes(), &headers)
+        .await;
+    let ok = matches!(res.status, Some(s) if (200..300).contains(&s));
+    let (webhook_response, error) = match res.status {
+        Some(code) => {
+            let mut body = res.response_body_prefix;
+            truncate_utf8(&mut body, 1024);
+            (
+                Some(json!({"status_code": code, "latency_ms": res.latency_ms, "body": body})),
+                None,
+            )
+        }
+        None => (None, res.error.or(Some("no response".into()))),
+    };
+    Ok(Json(ConnectivityOut {
+        response_context: ctx.response_context(if ok { "success" } else { "failure" }),
+        webhook_response,
+        error,
+        queued_events: None,
+    }))
+}
+
+fn truncate_utf8(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+}
+
+/// Realistic synthetic notifications of one simulation event type.
+fn simulated(scope: &Scope, sim: &Simulation) -> Vec<DirectNotification> {
+    let time = sim.event_time.unwrap_or_else(OffsetDateTime::now_utc);
+    (0..sim.number_of_events)
+        .map(|i| {
+            let event_id = hex::encode(rand::random::<[u8; 16]>());
+            let prospect = sim.event_name.starts_with("prospect_");
+            let entity_id = if prospect {
+                hex::encode(rand::random::<[u8; 20]>())
+            } else {
+                hex::encode(rand::random::<[u8; 16]>())
+            };
+            let data = simulated_data(&sim.event_name, i);
+            let payload = json!({
+                "tenant_id": scope.tenant.0,
+                "partner_id": scope.partner.0,
+                "event_id": event_id,
+                "event_name": sim.event_name,
+                "event_time": format_timestamp(time),
+                "entity_id": entity_id,
+                "entity_type": if prospect { "prospect" } else { "business" },
+                "enrollment_key": "simulation",
+                "enrollment_id": null,
+                "simulated": true,
+                "data": data,
+            });
+            DirectNotification {
+                delivery_id: format!("dl_{}", hex::encode(rand::random::<[u8; 12]>())),
+                event_id,
+                event_name: sim.event_name.clone(),
+                event_time: time.unix_timestamp(),
+                enrollment_key: "simulation".into(),
+                payload,
+            }
+        })
+        .collect()
+}
+
+fn simulated_data(event_name: &str, i: u32) -> Value {
+    const COMPANIES: [&str; 4] = ["Acme Corp", "Globex", "Initech", "Umbrella Group"];
+    const TITLES: [&str; 4] = [
+        "VP Sales",
+        "Head of Engineering",
+        "CFO",
+        "Director of Marketing",
+    ];
+    const NAMES: [&str; 4] = [
+        "Ada Lovelace",
+        "Grace Hopper",
+        "Alan Turing",
+        "Edsger Dijkstra",
+    ];
+    const ROUNDS: [&str; 4] = ["Seed", "Series A", "Series B", "Series C"];
+    let c = |k: u32| COMPANIES[((i + k) % 4) as usize];
+    let t = |k: u32| TITLES[((i + k) % 4) as usize];
+    match event_name {
+        "prospect_changed_role" | "prospect_changed_company" => json!({
+            "event_name": event_name,
+            "current_company_name": c(if event_name == "prospect_changed_company" { 1 } else { 0 }),
+            "current_company_id": hex::encode(rand::random::<[u8; 16]>()),
+            "current_job_title": t(1),
+            "previous_company_name": c(0),
+            "previous_company_id": hex::encode(rand::random::<[u8; 16]>()),
+            "previous_job_title": t(0),
+        }),
+        "prospect_job_start_anniversary" => json!({
+            "event_name": event_name,
+            "full_name": NAMES[(i % 4) as usize],
+            "company_name": c(0),
+            "years_at_company": 1 + i % 10,
+            "job_title": t(0),
+            "job_anniversary_date": format_timestamp(OffsetDateTime::now_utc())[..10].to_string(),
+            "linkedin_url": "https://www.linkedin.com/in/example",
+        }),
+        other
+            if other.contains("funding")
+                || other.contains("investment")
+                || other == "ipo_announcement" =>
+        {
+            json!({
+                "event_name": other,
+                "company_name": c(0),
+                "amount_usd": 5_000_000 * (1 + i as u64),
+                "round": ROUNDS[(i % 4) as usize],
+                "investors": ["Example Ventures", "Sample Capital"],
+            })
+        }
+        other
+            if other.starts_with("hiring_in_")
+                || other.starts_with("increase_in_")
+                || other.starts_with("decrease_in_") =>
+        {
+            json!({
+                "event_name": other,
+                "company_name": c(0),
+                "department": other.split("_in_").nth(1).unwrap_or("all_departments"),
+                "change_percentage": 5 + (i % 20),
+                "job_count": 3 + i,
+            })
+        }
+        other => json!({
+            "event_name": other,
+            "company_name": c(0),
+            "summary": format!("{} at {}", other.replace('_', " "), c(0)),
+            "link": "https://news.example.com/article",
+        }),
+    }
+}
+
+// --- Delivery log and replay -----------------------------------------------------------------
+
+#[derive(Serialize)]
+pub(crate) struct DeliveryOut {
+    delivery_id: String,
+    event_id: String,
+    event_name: String,
+    enrollment_id: Option<String>,
+    status: &'static str,
+    attempts: u32,
+    last_attempt_at: Option<String>,
+    next_attempt_at: Option<String>,
+    last_status_code: Option<u16>,
+    last_error: Option<String>,
+}
+
+impl From<DeliveryInfo> for DeliveryOut {
+    fn from(d: DeliveryInfo) -> Self {
+        Self {
+            delivery_id: d.delivery_id,
+            event_id: d.event_id,
+            event_name: d.event_name,
+            enrollment_id: d.enrollment_id,
+            status: d.status.as_str(),
+            attempts: d.attempts,
+            last_attempt_at: d.last_attempt_at.map(ms_to_rfc3339),
+            next_attempt_at: d.next_attempt_at.map(ms_to_rfc3339),
+            last_status_code: d.last_status_code,
+            last_error: d.last_error,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub(crate) struct AttemptOut {
+    attempted_at: String,
+    status_code: Option<u16>,
+    error: Option<String>,
+    latency_ms: u64,
+    response_body: Option<String>,
+}
+
+impl From<AttemptInfo> for AttemptOut {
+    fn from(a: AttemptInfo) -> Self {
+        Self {
+            attempted_at: ms_to_rfc3339(a.attempted_at),
+            status_code: a.status_code,
+            error: a.error,
+            latency_ms: a.latency_ms,
+            response_body: a.response_body,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub(crate) struct DeliveriesOut {
+    response_context: ResponseContext,
+    deliveries: Vec<DeliveryOut>,
+    next_cursor: Option<String>,
+}
+
+const DEFAULT_PAGE: u32 = 100;
+const MAX_PAGE: u32 = 1000;
+
+fn query_error(
+    field: &str,
+    kind: &str,
+    msg: String,
+    input: &str,
+    ctx: Option<Value>,
+) -> FieldError {
+    FieldError {
+        kind: kind.into(),
+        loc: vec![Loc::Field("query".into()), Loc::Field(field.into())],
+        msg,
+        input: Value::String(input.into()),
+        ctx,
+    }
+}
+
+fn parse_delivery_query(params: &[(String, String)]) -> Result<DeliveryQuery, Vec<FieldError>> {
+    let last = |name: &str| params.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v);
+    let mut errors = Vec::new();
+    let mut q = DeliveryQuery {
+        limit: DEFAULT_PAGE,
+        event_name: last("event_name").cloned(),
+        ..Default::default()
+    };
+    if let Some(s) = last("status") {
+        match DeliveryStatus::parse(s) {
+            Some(st) => q.status = Some(st),
+            None => errors.push(query_error(
+                "status",
+                "enum",
+                "Input should be 'pending', 'delivered' or 'failed'".into(),
+                s,
+                Some(json!({"expected": "'pending', 'delivered' or 'failed'"})),
+            )),
+        }
+    }
+    if let Some(l) = last("limit") {
+        match l.trim().parse::<i64>() {
+            Ok(n) if (1..=MAX_PAGE as i64).contains(&n) => q.limit = n as u32,
+            Ok(n) if n < 1 => errors.push(query_error(
+                "limit",
+                "greater_than_equal",
+                "Input should be greater than or equal to 1".into(),
+                l,
+                Some(json!({"ge": 1})),
+            )),
+            Ok(_) => errors.push(query_error(
+                "limit",
+                "less_than_equal",
+                format!("Input should be less than or equal to {MAX_PAGE}"),
+                l,
+                Some(json!({"le": MAX_PAGE})),
+            )),
+            Err(_) => errors.push(query_error(
+                "limit",
+                "int_parsing",
+                "Input should be a valid integer, unable to parse string as an integer".into(),
+                l,
+                None,
+            )),
+        }
+    }
+    if let Some(c) = last("cursor") {
+        match Cursor::decode(c) {
+            Some(cur) => q.cursor = Some(cur),
+            None => errors.push(query_error(
+                "cursor",
+                "value_error",
+                "Value error, cursor is not one returned by this endpoint".into(),
+                c,
+                Some(json!({"error": {}})),
+            )),
+        }
+    }
+    if errors.is_empty() {
+        Ok(q)
+    } else {
+        Err(errors)
+    }
+}
+
+pub(crate) async fn list_deliveries(
+    State(state): State<AppState>,
+    ctx: RequestCtx,
+    caller: Caller,
+    Path(partner_id): Path<String>,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Result<Json<DeliveriesOut>, ApiError> {
+    let scope = partner_scope(&caller, &partner_id)?;
+    let q = parse_delivery_query(&params).map_err(ApiError::Validation)?;
+    let page = state.store.list_deliveries(&scope, &q).await?;
+    let status = if page.deliveries.is_empty() {
+        "miss"
+    } else {
+        "success"
+    };
+    Ok(Json(DeliveriesOut {
+        response_context: ctx.response_context(status),
+        deliveries: page.deliveries.into_iter().map(Into::into).collect(),
+        next_cursor: page.next_cursor.map(Cursor::encode),
+    }))
+}
+
+#[derive(Serialize)]
+pub(crate) struct DeliveryDetailOut {
+    response_context: ResponseContext,
+    delivery: DeliveryOut,
+    attempt_list: Vec<AttemptOut>,
+}
+
+pub(crate) async fn get_delivery(
+    State(state): State<AppState>,
+    ctx: RequestCtx,
+    caller: Caller,
+    Path((partner_id, delivery_id)): Path<(String, String)>,
+) -> Result<Json<DeliveryDetailOut>, ApiError> {
+    let scope = partner_scope(&caller, &partner_id)?;
+    let (d, attempts) = state
+        .store
+        .get_delivery(&scope, &delivery_id)
+        .await?
+        .ok_or(ApiError::NotFound("Delivery not found"))?;
+    Ok(Json(DeliveryDetailOut {
+        response_context: ctx.response_context("success"),
+        delivery: d.into(),
+        attempt_list: attempts.into_iter().map(Into::into).collect(),
+    }))
+}
+
+#[derive(Serialize)]
+pub(crate) struct RetryOut {
+    response_context: ResponseContext,
+    delivery_id: String,
+    status: &'static str,
+}
+
+pub(crate) async fn retry_delivery(
+    State(state): State<AppState>,
+    ctx: RequestCtx,
+    caller: Caller,
+    Path((partner_id, delivery_id)): Path<(String, String)>,
+) -> Result<Json<RetryOut>, ApiError> {
+    let scope = partner_scope(&caller, &partner_id)?;
+    state
+        .store
+        .retry_delivery(&scope, &delivery_id, now_ms())
+        .await
+        .map_err(|e| match e {
+            StoreError::NotFound => ApiError::NotFound("Delivery not found"),
+            other => other.into(),
+        })?;
+    if let Some(wake) = &state.wake {
+        wake.notify();
+    }
+    Ok(Json(RetryOut {
+        response_context: ctx.response_context("success"),
+        delivery_id,
+        status: "pending",
+    }))
+}
+
+#[derive(Serialize)]
+pub(crate) struct ReplayOut {
+    response_context: ResponseContext,
+    requeued: u64,
+}
+
+pub(crate) async fn replay(
+    State(state): State<AppState>,
+    ctx: RequestCtx,
+    caller: Caller,
+    Path(partner_id): Path<String>,
+    JsonBody(req): JsonBody<ReplayRequest>,
+) -> Result<Json<ReplayOut>, ApiError> {
+    let scope = partner_scope(&caller, &partner_id)?;
+    let q = ReplayQuery {
+        from: req.timestamp_from.unix_timestamp(),
+        to: req.timestamp_to.map(|t| t.unix_timestamp()),
+        event_names: req
+            .event_types
+            .map(|ts| ts.iter().map(|t| t.as_str().to_string()).collect()),
+    };
+    let n = state.store.replay(&scope, &q, now_ms()).await?;
+    if let Some(wake) = &state.wake {
+        wake.notify();
+    }
+    Ok(Json(ReplayOut {
+        response_context: ctx.response_context(if n == 0 { "miss" } else { "success" }),
+        requeued: n,
+    }))
+}

@@ -1,0 +1,215 @@
+//! `demo`: a self-contained tour for a newcomer. A temporary database, the real API and
+//! delivery worker on a free local port, and a local receiver that verifies every signature.
+//! It enrolls prospects, patches the enrollment, registers the webhook, ingests snapshots
+//! with changes, prints the verified notifications, and exits 0 when all expected arrived.
+
+use anyhow::{bail, Context, Result};
+use axum::body::Bytes;
+use axum::http::HeaderMap;
+use delivery::{Limiter, Sender, SenderConfig, Worker, WorkerConfig};
+use serde_json::{json, Value};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const ALICE: &str = "a11ce00000000000000000000000000000000001";
+const BOB: &str = "b0b0000000000000000000000000000000000002";
+const CAROL: &str = "ca40100000000000000000000000000000000003";
+
+type Inbox = Arc<Mutex<Vec<(HeaderMap, Bytes)>>>;
+
+pub async fn run() -> Result<ExitCode> {
+    let dir = std::env::temp_dir().join(format!("prospect-events-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let result = tour(&dir).await;
+    // Best effort: the demo database lives in a temporary directory.
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+async fn tour(dir: &std::path::Path) -> Result<ExitCode> {
+    let db = format!("sqlite://{}", dir.join("demo.db").display());
+    println!("1. Temporary database: {db}");
+    let store = store::open(&db).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let key = new_key(&store, "con_demo", "partner_demo", false).await?;
+    let admin = new_key(&store, "con_demo", "ops", true).await?;
+
+    // The receiver a client would run: it checks X-Signature with the webhook secret.
+    let inbox: Inbox = Default::default();
+    let rx_inbox = inbox.clone();
+    let receiver = axum::Router::new().fallback(move |headers: HeaderMap, body: Bytes| {
+        let inbox = rx_inbox.clone();
+        async move {
+            inbox.lock().map(|mut v| v.push((headers, body))).ok();
+            "ok"
+        }
+    });
+    let rl = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let receiver_url = format!("http://{}/webhook", rl.local_addr()?);
+    tokio::spawn(async move { axum::serve(rl, receiver).await });
+    println!("2. Local webhook receiver: {receiver_url}");
+
+    // The service itself: API + worker. Private targets are allowed for this local tour only.
+    let sender = Sender::new(SenderConfig {
+        allow_private_targets: true,
+        ..SenderConfig::default()
+    })?;
+    let worker = Worker::new(
+        store.clone(),
+        sender.clone(),
+        Arc::new(Limiter::default()),
+        WorkerConfig::default(),
+    );
+    let state = api::AppState::with_delivery(
+        store.clone(),
+        api::ApiConfig::default(),
+        sender,
+        Some(worker.wake_handle()),
+    );
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let worker_task = tokio::spawn(worker.run(stop_rx));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let mut api_stop = stop_tx.subscribe();
+    tokio::spawn(api::serve(listener, state, async move {
+        // Any change (or a dropped sender) means stop.
+        let _ = api_stop.changed().await;
+    }));
+    println!("3. prospect-events API: {base}");
+
+    let http = reqwest::Client::new();
+    let call = |method: reqwest::Method, path: &str, key: &str, body: Value| {
+        http.request(method, format!("{base}{path}"))
+            .header("api_key", key)
+            .json(&body)
+            .send()
+    };
+
+    let r: Value = call(
+        reqwest::Method::POST,
+        "/v1/prospects/events/enrollments",
+        &key,
+        json!({"enrollment_key": "sales_leaders", "prospect_ids": [ALICE, BOB],
+               "event_types": ["prospect_changed_role"]}),
+    )
+    .await?
+    .json()
+    .await?;
+    let enrollment_id = r["enrollment_id"]
+        .as_str()
+        .context("no enrollment_id")?
+        .to_string();
+    println!("4. POST enrollment → {enrollment_id} (alice, bob; role changes)");
+
+    let r = call(
+        reqwest::Method::PATCH,
+        "/v1/prospects/events/enrollments",
+        &key,
+        json!({"enrollment_key": "tech_executives_monitor", "enrollment_id": enrollment_id,
+               "prospect_ids": [ALICE, CAROL],
+               "event_types": ["prospect_changed_role", "prospect_changed_company"]}),
+    )
+    .await?;
+    if !r.status().is_success() {
+        bail!("PATCH failed: {}", r.text().await?);
+    }
+    println!("5. PATCH enrollment → key tech_executives_monitor, prospects alice + carol, role and company changes");
+
+    let r: Value = call(
+        reqwest::Method::POST,
+        "/v1/webhooks",
+        &key,
+        json!({"partner_id": "partner_demo", "webhook_url": receiver_url}),
+    )
+    .await?
+    .json()
+    .await?;
+    let secret = r["webhook_secret"]
+        .as_str()
+        .context("no webhook_secret")?
+        .to_string();
+    println!("6. POST webhook → secret {}…", &secret[..8]);
+
+    let snapshots = [
+        json!({"prospect_id": ALICE, "observed_at": "2026-01-05", "full_name": "Alice Adams", "company_name": "Acme", "job_title": "Sales Manager"}),
+        json!({"prospect_id": BOB, "observed_at": "2026-01-05", "full_name": "Bob Brown", "company_name": "Globex", "job_title": "Engineer"}),
+        json!({"prospect_id": CAROL, "observed_at": "2026-01-05", "full_name": "Carol Chen", "company_name": "Initech", "job_title": "CTO"}),
+        json!({"prospect_id": ALICE, "observed_at": "2026-03-01", "full_name": "Alice Adams", "company_name": "Acme", "job_title": "VP Sales"}),
+        json!({"prospect_id": BOB, "observed_at": "2026-03-01", "full_name": "Bob Brown", "company_name": "Globex", "job_title": "Staff Engineer"}),
+        json!({"prospect_id": CAROL, "observed_at": "2026-03-01", "full_name": "Carol Chen", "company_name": "Umbrella", "job_title": "CTO", "job_start_date": "2026-02-15"}),
+    ];
+    let body: String = snapshots.iter().map(|s| format!("{s}\n")).collect();
+    let r: Value = http
+        .post(format!("{base}/v1/admin/prospects/snapshots"))
+        .header("api_key", &admin)
+        .header("content-type", "application/x-ndjson")
+        .body(body)
+        .send()
+        .await?
+        .json()
+        .await?;
+    println!("7. Ingested 6 snapshots → {}", r["summary"]);
+
+    // Alice changed role and Carol changed company; Bob is no longer enrolled.
+    let expected = 2;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while inbox.lock().map(|v| v.len()).unwrap_or(0) < expected && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let got = inbox.lock().map(|v| v.clone()).unwrap_or_default();
+    println!("8. Notifications received by the local receiver:");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs() as i64;
+    let mut verified = 0;
+    for (headers, body) in &got {
+        let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let ok =
+            domain::signing::verify(&secret, h("x-timestamp"), h("x-signature"), body, now, 300);
+        verified += usize::from(ok);
+        let n: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        println!(
+            "   {} {} prospect {} enrollment_key={} signature {}",
+            if ok { "✔" } else { "✘" },
+            n["event_name"].as_str().unwrap_or("?"),
+            &n["entity_id"].as_str().unwrap_or("?")[..8],
+            n["enrollment_key"].as_str().unwrap_or("?"),
+            if ok { "verified" } else { "INVALID" }
+        );
+        println!("     data: {}", n["data"]);
+    }
+    // Stopping: the worker finishes in-flight attempts; a send error means it already stopped.
+    let _ = stop_tx.send(true);
+    let _ = worker_task.await;
+    if got.len() == expected && verified == expected {
+        println!("Done: {verified} signed notifications delivered and verified.");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!(
+            "Expected {expected} verified notifications, got {} ({verified} verified).",
+            got.len()
+        );
+        Ok(ExitCode::from(1))
+    }
+}
+
+async fn new_key(
+    store: &store::DynStore,
+    tenant: &str,
+    partner: &str,
+    admin: bool,
+) -> Result<String> {
+    let key = domain::keys::format_key(rand::random());
+    store
+        .create_key(store::NewApiKey {
+            key_hash: domain::keys::hash_key(key.as_bytes()),
+            prefix: domain::keys::display_prefix(&key),
+            tenant: domain::TenantId(tenant.into()),
+            partner: domain::PartnerId(partner.into()),
+            admin,
+            created_at: 0,
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("creating a demo key: {e}"))?;
+    Ok(key)
+}

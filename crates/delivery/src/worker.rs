@@ -1,0 +1,269 @@
+//! The delivery worker: claim due notifications with a lease (a short write transaction),
+//! send each one outside any transaction, record the attempt (another short transaction).
+//! A crash between claim and record only delays the notification until the lease expires:
+//! it is delivered again, never dropped (at-least-once).
+//!
+//! Fairness: a webhook never has more than `per_webhook_queue` notifications claimed at once
+//! (its scope is excluded from claims beyond that), and sending goes through the [`Limiter`],
+//! so one slow receiver holds at most its own slots.
+
+use crate::{signed_headers, Limiter, Outcome, RetryPolicy, Sender};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use store::{AttemptOutcome, AttemptRecord, Claimed, DynStore, Scope};
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinSet;
+
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    pub retry: RetryPolicy,
+    /// How long a claim is ours; must exceed the worst wait + attempt of a claimed row.
+    pub lease: Duration,
+    /// Most notifications claimed in one transaction.
+    pub batch: u32,
+    /// Most notifications in flight (claimed, not yet recorded) in this process.
+    pub max_in_flight: usize,
+    /// Most notifications claimed at once for one webhook.
+    pub per_webhook_queue: usize,
+    /// Idle poll interval (new work from this process also wakes the worker at once).
+    pub poll: Duration,
+    /// Disable a webhook failing continuously for this long.
+    pub disable_after: Duration,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            retry: RetryPolicy::default(),
+            lease: Duration::from_secs(120),
+            batch: 256,
+            max_in_flight: 1024,
+            per_webhook_queue: 256,
+            poll: Duration::from_millis(20),
+            disable_after: Duration::from_secs(5 * 86_400),
+        }
+    }
+}
+
+/// Handle to wake the worker when new notifications were queued in this process.
+#[derive(Clone, Default)]
+pub struct Wake(Arc<Notify>);
+
+impl Wake {
+    pub fn notify(&self) {
+        self.0.notify_one();
+    }
+}
+
+pub struct Worker {
+    store: DynStore,
+    sender: Sender,
+    limiter: Arc<Limiter>,
+    cfg: WorkerConfig,
+    wake: Wake,
+    in_flight: Arc<Mutex<HashMap<Scope, usize>>>,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Worker {
+    pub fn new(store: DynStore, sender: Sender, limiter: Arc<Limiter>, cfg: WorkerConfig) -> Self {
+        Self {
+            store,
+            sender,
+            limiter,
+            cfg,
+            wake: Wake::default(),
+            in_flight: Default::default(),
+        }
+    }
+
+    pub fn wake_handle(&self) -> Wake {
+        self.wake.clone()
+    }
+
+    /// Claims once and delivers what was claimed, waiting for every attempt to be recorded.
+    /// Returns how many notifications were attempted. (Tests drive delivery with this.)
+    pub async fn run_once(&self) -> usize {
+        let mut set = JoinSet::new();
+        let n = self.claim_into(&mut set).await;
+        while set.join_next().await.is_some() {}
+        n
+    }
+
+    /// Runs until `shutdown` turns true, then finishes the attempts in flight.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let mut set = JoinSet::new();
+        tracing::info!(
+            retry.steps = self.cfg.retry.schedule.len(),
+            "delivery worker started"
+        );
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            while set.try_join_next().is_some() {}
+            let claimed = if set.len() < self.cfg.max_in_flight {
+                self.claim_into(&mut set).await
+            } else {
+                0
+            };
+            if claimed > 0 && set.len() < self.cfg.max_in_flight {
+                continue;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.cfg.poll) => {}
+                _ = self.wake.0.notified() => {}
+                Some(_) = set.join_next(), if !set.is_empty() => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+        let pending = set.len();
+        if pending > 0 {
+            tracing::info!(in_flight = pending, "finishing delivery attempts in flight");
+        }
+        while set.join_next().await.is_some() {}
+        tracing::info!("delivery worker stopped");
+    }
+
+    async fn claim_into(&self, set: &mut JoinSet<()>) -> usize {
+        let room = self.cfg.max_in_flight.saturating_sub(set.len());
+        if room == 0 {
+            return 0;
+        }
+        let exclude: Vec<Scope> = match self.in_flight.lock() {
+            Ok(m) => m
+                .iter()
+                .filter(|(_, n)| **n >= self.cfg.per_webhook_queue)
+                .map(|(s, _)| s.clone())
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        let limit = (self.cfg.batch as usize).min(room) as u32;
+        let claimed = match self
+            .store
+            .claim_due(now_ms(), self.cfg.lease.as_millis() as i64, limit, &exclude)
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "claiming due notifications failed; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                return 0;
+            }
+        };
+        let n = claimed.len();
+        for c in claimed {
+            if let Ok(mut m) = self.in_flight.lock() {
+                *m.entry(c.scope.clone()).or_default() += 1;
+            }
+            let job = Attempt {
+                store: self.store.clone(),
+                sender: self.sender.clone(),
+                limiter: self.limiter.clone(),
+                retry: self.cfg.retry.clone(),
+                disable_after: self.cfg.disable_after,
+                in_flight: self.in_flight.clone(),
+            };
+            set.spawn(job.deliver(c));
+        }
+        n
+    }
+}
+
+struct Attempt {
+    store: DynStore,
+    sender: Sender,
+    limiter: Arc<Limiter>,
+    retry: RetryPolicy,
+    disable_after: Duration,
+    in_flight: Arc<Mutex<HashMap<Scope, usize>>>,
+}
+
+impl Attempt {
+    #[tracing::instrument(skip_all, fields(delivery.id = %c.delivery_id, partner = %c.scope.partner))]
+    async fn deliver(self, c: Claimed) {
+        let key = format!("{}\u{1f}{}", c.scope.tenant.0, c.scope.partner.0);
+        let permit = self.limiter.acquire(&key).await;
+        let attempted_at = now_ms();
+        let record = match signed_headers(
+            &c.secret,
+            &c.delivery_id,
+            &c.event_id,
+            attempted_at / 1000,
+            c.payload.as_bytes(),
+        ) {
+            Ok(headers) => {
+                let res = self
+                    .sender
+                    .send(&c.webhook_url, c.payload.clone().into_bytes(), &headers)
+                    .await;
+                let outcome = match res.outcome {
+                    Outcome::Delivered => AttemptOutcome::Delivered,
+                    Outcome::Gone => AttemptOutcome::Gone,
+                    Outcome::Retry => {
+                        match self.retry.delay_after(
+                            c.cycle_attempts + 1,
+                            res.retry_after,
+                            &mut rand::rng(),
+                        ) {
+                            Some(d) => AttemptOutcome::RetryAt(now_ms() + d.as_millis() as i64),
+                            None => AttemptOutcome::GiveUp,
+                        }
+                    }
+                };
+                tracing::debug!(
+                    delivery.status = res.status,
+                    delivery.latency_ms = res.latency_ms,
+                    delivery.outcome = ?outcome,
+                    "delivery attempt"
+                );
+                AttemptRecord {
+                    row: c.row,
+                    lease_until: c.lease_until,
+                    scope: c.scope.clone(),
+                    generation: c.generation,
+                    attempted_at,
+                    status_code: res.status,
+                    error: res.error,
+                    latency_ms: res.latency_ms,
+                    response_body: res.response_body_prefix,
+                    outcome,
+                    disable_after_ms: self.disable_after.as_millis() as i64,
+                }
+            }
+            Err(e) => AttemptRecord {
+                row: c.row,
+                lease_until: c.lease_until,
+                scope: c.scope.clone(),
+                generation: c.generation,
+                attempted_at,
+                status_code: None,
+                error: Some(format!("cannot sign with the stored secret: {e}")),
+                latency_ms: 0,
+                response_body: String::new(),
+                outcome: AttemptOutcome::GiveUp,
+                disable_after_ms: self.disable_after.as_millis() as i64,
+            },
+        };
+        drop(permit);
+        if let Err(e) = self.store.record_attempt(record).await {
+            // The lease expires and the notification is delivered again: at-least-once.
+            tracing::warn!(error = %e, "recording a delivery attempt failed");
+        }
+        if let Ok(mut m) = self.in_flight.lock() {
+            if let Some(n) = m.get_mut(&c.scope) {
+                *n -= 1;
+                if *n == 0 {
+                    m.remove(&c.scope);
+                }
+            }
+        }
+    }
+}

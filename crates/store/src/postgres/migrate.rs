@@ -1,0 +1,73 @@
+//! Forward-only migrations for PostgreSQL, embedded in the binary and applied in order at open.
+//! One transaction under `pg_advisory_xact_lock`, so replicas starting together apply each
+//! migration exactly once (the others wait, then find nothing left to do).
+
+use super::pg;
+use crate::StoreError;
+use deadpool_postgres::Object;
+
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "enrollments",
+        include_str!("../../migrations/postgres/0001_enrollments.sql"),
+    ),
+    (
+        2,
+        "events",
+        include_str!("../../migrations/postgres/0002_events.sql"),
+    ),
+    (
+        3,
+        "webhooks",
+        include_str!("../../migrations/postgres/0003_webhooks.sql"),
+    ),
+];
+
+pub(super) async fn run(conn: &mut Object) -> Result<(), StoreError> {
+    let tx = conn.transaction().await.map_err(pg)?;
+    // The key is per database and schema (tests use one schema each).
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended(
+            current_database() || '/' || current_schema() || '/schema_migrations', 0))",
+        &[],
+    )
+    .await
+    .map_err(pg)?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+            version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+    )
+    .await
+    .map_err(pg)?;
+    let current: i64 = tx
+        .query_one(
+            "SELECT COALESCE(MAX(version), 0)::BIGINT FROM schema_migrations",
+            &[],
+        )
+        .await
+        .map_err(pg)?
+        .get(0);
+    let newest = MIGRATIONS.last().map(|m| m.0).unwrap_or(0);
+    if current > newest {
+        return Err(StoreError::Internal(format!(
+            "database schema version {current} is newer than this binary ({newest})"
+        )));
+    }
+    for (version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+        tracing::info!(
+            migration.version = version,
+            migration.name = name,
+            "applying migration"
+        );
+        tx.batch_execute(sql).await.map_err(pg)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name, applied_at)
+             VALUES ($1, $2, EXTRACT(EPOCH FROM now())::BIGINT)",
+            &[version, name],
+        )
+        .await
+        .map_err(pg)?;
+    }
+    tx.commit().await.map_err(pg)
+}

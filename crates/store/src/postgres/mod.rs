@@ -1,0 +1,216 @@
+//! The PostgreSQL backend (scale-out: any number of `serve` replicas share one database).
+//!
+//! Same data model and semantics as the SQLite backend (see `crate::sqlite`); the differences are
+//! in how concurrency is handled, because several processes write at once:
+//! * every multi-row change runs in one transaction (READ COMMITTED);
+//! * ingestion locks the state rows of the prospects it touches (`SELECT … FOR UPDATE`, in
+//!   prospect-id order so that replicas never deadlock), after inserting a placeholder row for
+//!   each prospect not seen yet (so two replicas ingesting a new prospect serialize too);
+//! * the anniversary scanner holds a session advisory lock while it runs (one replica at a time);
+//! * notification claims use `FOR UPDATE SKIP LOCKED` with leases;
+//! * migrations run under a transaction-level advisory lock.
+//!
+//! Connections come from a pool with short timeouts: while PostgreSQL is unreachable every call
+//! fails within a few seconds with [`StoreError::Unavailable`], and the pool reconnects by itself
+//! once the server is back (closed connections are discarded when recycled).
+
+mod events;
+mod migrate;
+mod queries;
+mod webhooks;
+
+use crate::StoreError;
+use deadpool_postgres::{
+    Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
+};
+use std::time::Duration;
+use tokio_postgres::NoTls;
+
+/// Tuning knobs of the PostgreSQL backend.
+#[derive(Clone, Debug)]
+pub struct PostgresOptions {
+    /// Most connections this process opens.
+    pub max_connections: usize,
+    /// Longest wait for a pooled connection, and for opening a new one.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+pub struct PostgresStore {
+    pool: Pool,
+    /// Key of the scanner's session advisory lock (derived from database and schema, so tests
+    /// running in separate schemas do not exclude each other).
+    scan_lock_key: i64,
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://user:pass@host:port/db?...`), runs migrations and keeps a
+    /// pool. Extra URL parameters understood here (removed before connecting): `pool_size`.
+    pub async fn open(url: &str, mut opts: PostgresOptions) -> Result<Self, StoreError> {
+        let url = take_pool_params(url, &mut opts)?;
+        let mut cfg: tokio_postgres::Config = url.parse().map_err(|e| {
+            StoreError::Internal(format!(
+                "invalid PostgreSQL URL {}: {e}",
+                crate::redact_url(&url)
+            ))
+        })?;
+        if cfg.get_connect_timeout().is_none() {
+            cfg.connect_timeout(opts.acquire_timeout);
+        }
+        if cfg.get_application_name().is_none() {
+            cfg.application_name("prospect-events");
+        }
+        // Notice a vanished server on idle and busy connections within seconds.
+        cfg.keepalives(true);
+        cfg.keepalives_idle(Duration::from_secs(10));
+        cfg.keepalives_interval(Duration::from_secs(2));
+        cfg.keepalives_retries(3);
+        cfg.tcp_user_timeout(Duration::from_secs(20));
+        let mgr = Manager::from_config(
+            cfg,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(mgr)
+            .max_size(opts.max_connections.max(1))
+            .wait_timeout(Some(opts.acquire_timeout))
+            .create_timeout(Some(opts.acquire_timeout))
+            .recycle_timeout(Some(opts.acquire_timeout))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| StoreError::Internal(format!("building the pool: {e}")))?;
+        let mut conn = get(&pool).await?;
+        migrate::run(&mut conn).await?;
+        let scan_lock_key: i64 = conn
+            .query_one(
+                "SELECT hashtextextended(current_database() || '/' || current_schema()
+                    || '/anniversary_scan', 0)",
+                &[],
+            )
+            .await
+            .map_err(pg)?
+            .get(0);
+        drop(conn);
+        Ok(Self {
+            pool,
+            scan_lock_key,
+        })
+    }
+
+    pub(crate) async fn conn(&self) -> Result<Object, StoreError> {
+        get(&self.pool).await
+    }
+}
+
+async fn get(pool: &Pool) -> Result<Object, StoreError> {
+    pool.get().await.map_err(|e| match e {
+        PoolError::Timeout(t) => StoreError::Unavailable(format!(
+            "no PostgreSQL connection within the timeout ({t:?})"
+        )),
+        PoolError::Backend(e) => pg(e),
+        PoolError::Closed => StoreError::Unavailable("the connection pool is closed".into()),
+        other => StoreError::Internal(format!("connection pool: {other}")),
+    })
+}
+
+/// Removes the pool parameters this crate understands from the URL's query string.
+fn take_pool_params(url: &str, opts: &mut PostgresOptions) -> Result<String, StoreError> {
+    let Some((base, query)) = url.split_once('?') else {
+        return Ok(url.to_string());
+    };
+    let mut kept = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        match k {
+            "pool_size" => {
+                opts.max_connections = v.parse().map_err(|_| {
+                    StoreError::Internal(format!("invalid pool_size in the database URL: {v}"))
+                })?
+            }
+            _ => kept.push(pair),
+        }
+    }
+    Ok(if kept.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    })
+}
+
+/// SQLSTATE codes after which retrying the whole transaction is safe and may succeed.
+pub(crate) fn is_retryable(e: &StoreError) -> bool {
+    matches!(e, StoreError::Unavailable(m) if m.contains("[40001]") || m.contains("[40P01]"))
+}
+
+/// Maps a driver error to the store's error kinds: connection trouble, overload, shutdown,
+/// deadlocks and serialization failures are `Unavailable` (retryable, a prompt 503); the rest is
+/// `Internal`. Unique violations are mapped to `Conflict` by the callers that expect them.
+pub(crate) fn pg(e: tokio_postgres::Error) -> StoreError {
+    if let Some(db) = e.as_db_error() {
+        let code = db.code().code();
+        let msg = format!("[{code}] {}", db.message());
+        let transient = code.starts_with("08") // connection exception
+            || code.starts_with("53") // insufficient resources (too many connections, …)
+            || code.starts_with("57P") // admin/crash shutdown, cannot connect now
+            || code == "57014" // query canceled (statement timeout)
+            || code == "40001" // serialization failure
+            || code == "40P01" // deadlock detected
+            || code == "55P03"; // lock not available
+        return if transient {
+            StoreError::Unavailable(msg)
+        } else {
+            StoreError::Internal(msg)
+        };
+    }
+    let text = e.to_string();
+    if e.is_closed()
+        || text.starts_with("error communicating")
+        || text.starts_with("error connecting")
+        || text.starts_with("timeout")
+        || text.starts_with("connection closed")
+        || text.starts_with("unexpected message")
+    {
+        let detail = std::error::Error::source(&e)
+            .map(|s| format!("{text}: {s}"))
+            .unwrap_or(text);
+        StoreError::Unavailable(detail)
+    } else {
+        StoreError::Internal(text)
+    }
+}
+
+/// True when the driver error is a unique-constraint violation.
+pub(crate) fn is_unique_violation(e: &tokio_postgres::Error) -> bool {
+    e.as_db_error().map(|d| d.code().code()) == Some("23505")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pool_params_are_taken_from_the_url() {
+        let mut o = PostgresOptions::default();
+        let u =
+            take_pool_params("postgres://u@h/db?pool_size=40&connect_timeout=2", &mut o).unwrap();
+        assert_eq!(u, "postgres://u@h/db?connect_timeout=2");
+        assert_eq!(o.max_connections, 40);
+        let u = take_pool_params("postgres://u@h/db?pool_size=4", &mut o).unwrap();
+        assert_eq!(u, "postgres://u@h/db");
+        assert!(take_pool_params("postgres://u@h/db?pool_size=x", &mut o).is_err());
+        assert_eq!(
+            take_pool_params("postgres://u@h/db", &mut o).unwrap(),
+            "postgres://u@h/db"
+        );
+    }
+}

@@ -1,0 +1,423 @@
+//! Webhooks, the delivery claim/record cycle, simulations and the delivery log for SQLite.
+
+use super::internal;
+use crate::model::*;
+use crate::{StoreError, StoreResult};
+use domain::{PartnerId, TenantId};
+use rusqlite::{params, Connection, OptionalExtension};
+
+fn webhook_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Webhook> {
+    Ok(Webhook {
+        webhook_url: r.get(0)?,
+        secret: r.get(1)?,
+        generation: r.get(2)?,
+        enabled: r.get(3)?,
+        disabled_reason: r.get(4)?,
+        created_at: r.get(5)?,
+        last_modified_time: r.get(6)?,
+    })
+}
+
+const WEBHOOK_COLS: &str =
+    "webhook_url, secret, generation, enabled, disabled_reason, created_at, last_modified_time";
+
+pub(super) fn get_webhook(c: &Connection, scope: &Scope) -> StoreResult<Option<Webhook>> {
+    c.prepare_cached(&format!(
+        "SELECT {WEBHOOK_COLS} FROM webhooks WHERE tenant_id = ?1 AND partner_id = ?2"
+    ))
+    .and_then(|mut s| {
+        s.query_row(params![scope.tenant.0, scope.partner.0], webhook_row)
+            .optional()
+    })
+    .map_err(internal)
+}
+
+pub(super) fn put_webhook(
+    c: &Connection,
+    scope: &Scope,
+    url: &str,
+    secret: &str,
+    now_ms: i64,
+) -> StoreResult<Webhook> {
+    c.prepare_cached(&format!(
+        "INSERT INTO webhooks (tenant_id, partner_id, webhook_url, secret, created_at, last_modified_time)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5)
+         ON CONFLICT (tenant_id, partner_id) DO UPDATE SET webhook_url = excluded.webhook_url,
+            secret = excluded.secret, generation = webhooks.generation + 1, enabled = 1,
+            disabled_reason = NULL, failing_since = NULL, last_modified_time = excluded.last_modified_time
+         RETURNING {WEBHOOK_COLS}"
+    ))
+    .and_then(|mut s| {
+        s.query_row(
+            params![scope.tenant.0, scope.partner.0, url, secret, now_ms],
+            webhook_row,
+        )
+    })
+    .map_err(internal)
+}
+
+pub(super) fn delete_webhook(c: &Connection, scope: &Scope) -> StoreResult<()> {
+    let n = c
+        .prepare_cached("DELETE FROM webhooks WHERE tenant_id = ?1 AND partner_id = ?2")
+        .and_then(|mut s| s.execute(params![scope.tenant.0, scope.partner.0]))
+        .map_err(internal)?;
+    if n == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
+
+fn scope_key(s: &Scope) -> String {
+    format!("{}\u{1f}{}", s.tenant.0, s.partner.0)
+}
+
+pub(super) fn claim_due(
+    c: &Connection,
+    now_ms: i64,
+    lease_ms: i64,
+    limit: u32,
+    exclude: &[Scope],
+) -> StoreResult<Vec<Claimed>> {
+    let excluded =
+        serde_json::Value::from(exclude.iter().map(scope_key).collect::<Vec<_>>()).to_string();
+    let lease_until = now_ms + lease_ms;
+    let mut s = c
+        .prepare_cached(
+            "UPDATE notifications SET lease_until = ?1
+             WHERE id IN (
+                SELECT n.id FROM notifications n
+                JOIN webhooks w ON w.tenant_id = n.tenant_id AND w.partner_id = n.partner_id
+                WHERE n.status = 0 AND n.next_attempt_at <= ?2
+                  AND (n.lease_until IS NULL OR n.lease_until < ?2)
+                  AND w.enabled = 1
+                  AND (n.tenant_id || char(31) || n.partner_id) NOT IN (SELECT value FROM json_each(?4))
+                ORDER BY n.next_attempt_at
+                LIMIT ?3)
+             RETURNING id, delivery_id, event_id, payload, cycle_attempts, tenant_id, partner_id",
+        )
+        .map_err(internal)?;
+    let rows = s
+        .query_map(params![lease_until, now_ms, limit, excluded], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, u32>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, String>(6)?,
+            ))
+        })
+        .map_err(internal)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(internal)?;
+    let mut hooks: std::collections::HashMap<(String, String), Option<Webhook>> =
+        Default::default();
+    let mut out = Vec::with_capacity(rows.len());
+    for (row, delivery_id, event_id, payload, cycle_attempts, tenant, partner) in rows {
+        let scope = Scope {
+            tenant: TenantId(tenant),
+            partner: PartnerId(partner),
+        };
+        let key = (scope.tenant.0.clone(), scope.partner.0.clone());
+        if !hooks.contains_key(&key) {
+            hooks.insert(key.clone(), get_webhook(c, &scope)?);
+        }
+        let Some(Some(w)) = hooks.get(&key) else {
+            continue;
+        };
+        out.push(Claimed {
+            row,
+            delivery_id,
+            event_id,
+            payload,
+            cycle_attempts,
+            lease_until,
+            webhook_url: w.webhook_url.clone(),
+            secret: w.secret.clone(),
+            generation: w.generation,
+            scope,
+        });
+    }
+    out.sort_by_key(|c| c.row);
+    Ok(out)
+}
+
+pub(super) fn record_attempt(c: &Connection, r: &AttemptRecord) -> StoreResult<()> {
+    c.prepare_cached(
+        "INSERT INTO delivery_attempts (notification_id, attempted_at, status_code, error, latency_ms, response_body)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            r.row,
+            r.attempted_at,
+            r.status_code,
+            r.error,
+            r.latency_ms as i64,
+            r.response_body
+        ])
+    })
+    .map_err(internal)?;
+    // status: 0 pending, 1 delivered, 2 failed. A 410 leaves the notification pending: it
+    // flows again once the partner re-registers the webhook.
+    let (status, next): (i64, Option<i64>) = match r.outcome {
+        AttemptOutcome::Delivered => (1, None),
+        AttemptOutcome::RetryAt(t) => (0, Some(t)),
+        AttemptOutcome::GiveUp => (2, None),
+        AttemptOutcome::Gone => (0, Some(r.attempted_at)),
+    };
+    c.prepare_cached(
+        "UPDATE notifications SET status = ?3, attempts = attempts + 1,
+            cycle_attempts = cycle_attempts + 1,
+            next_attempt_at = COALESCE(?4, next_attempt_at), lease_until = NULL,
+            last_attempt_at = ?5, last_status_code = ?6, last_error = ?7
+         WHERE id = ?1 AND lease_until = ?2",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            r.row,
+            r.lease_until,
+            status,
+            next,
+            r.attempted_at,
+            r.status_code,
+            r.error
+        ])
+    })
+    .map_err(internal)?;
+    let (t, p, g) = (&r.scope.tenant.0, &r.scope.partner.0, r.generation);
+    match r.outcome {
+        AttemptOutcome::Delivered => {
+            c.prepare_cached(
+                "UPDATE webhooks SET failing_since = NULL
+                 WHERE tenant_id = ?1 AND partner_id = ?2 AND generation = ?3 AND failing_since IS NOT NULL",
+            )
+            .and_then(|mut s| s.execute(params![t, p, g]))
+            .map_err(internal)?;
+        }
+        AttemptOutcome::Gone => {
+            c.prepare_cached(
+                "UPDATE webhooks SET enabled = 0, disabled_reason = 'receiver answered 410 Gone'
+                 WHERE tenant_id = ?1 AND partner_id = ?2 AND generation = ?3",
+            )
+            .and_then(|mut s| s.execute(params![t, p, g]))
+            .map_err(internal)?;
+        }
+        AttemptOutcome::RetryAt(_) | AttemptOutcome::GiveUp => {
+            c.prepare_cached(
+                "UPDATE webhooks SET failing_since = COALESCE(failing_since, ?4),
+                    enabled = CASE WHEN COALESCE(failing_since, ?4) <= ?4 - ?5 THEN 0 ELSE enabled END,
+                    disabled_reason = CASE WHEN COALESCE(failing_since, ?4) <= ?4 - ?5
+                        THEN 'failing continuously' ELSE disabled_reason END
+                 WHERE tenant_id = ?1 AND partner_id = ?2 AND generation = ?3",
+            )
+            .and_then(|mut s| s.execute(params![t, p, g, r.attempted_at, r.disable_after_ms]))
+            .map_err(internal)?;
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn queue_direct(
+    c: &Connection,
+    scope: &Scope,
+    items: &[DirectNotification],
+    now_ms: i64,
+) -> StoreResult<u64> {
+    let mut s = c
+        .prepare_cached(
+            "INSERT OR IGNORE INTO notifications (delivery_id, event_id, event_name, event_time,
+                tenant_id, partner_id, enrollment_id, enrollment_key, payload, next_attempt_at, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, ?7, ?8, ?9, ?10)",
+        )
+        .map_err(internal)?;
+    let mut n = 0;
+    for it in items {
+        n += s
+            .execute(params![
+                it.delivery_id,
+                it.event_id,
+                it.event_name,
+                it.event_time,
+                scope.tenant.0,
+                scope.partner.0,
+                it.enrollment_key,
+                it.payload.to_string(),
+                now_ms,
+                now_ms / 1000
+            ])
+            .map_err(internal)? as u64;
+    }
+    Ok(n)
+}
+
+const DELIVERY_COLS: &str =
+    "id, delivery_id, event_id, event_name, enrollment_id, status, attempts,
+    last_attempt_at, next_attempt_at, last_status_code, last_error";
+
+fn delivery_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, DeliveryInfo)> {
+    let status = DeliveryStatus::from_code(r.get(5)?);
+    Ok((
+        r.get(0)?,
+        DeliveryInfo {
+            delivery_id: r.get(1)?,
+            event_id: r.get(2)?,
+            event_name: r.get(3)?,
+            enrollment_id: r.get(4)?,
+            status,
+            attempts: r.get(6)?,
+            last_attempt_at: r.get(7)?,
+            next_attempt_at: if status == DeliveryStatus::Pending {
+                r.get(8)?
+            } else {
+                None
+            },
+            last_status_code: r.get(9)?,
+            last_error: r.get(10)?,
+        },
+    ))
+}
+
+pub(super) fn list_deliveries(
+    c: &Connection,
+    scope: &Scope,
+    q: &DeliveryQuery,
+) -> StoreResult<DeliveryPage> {
+    let after = q.cursor.map(|c| c.0).unwrap_or(0);
+    let mut s = c
+        .prepare_cached(&format!(
+            "SELECT {DELIVERY_COLS} FROM notifications
+             WHERE tenant_id = ?1 AND partner_id = ?2 AND id > ?3
+               AND (?4 IS NULL OR status = ?4) AND (?5 IS NULL OR event_name = ?5)
+             ORDER BY id LIMIT ?6"
+        ))
+        .map_err(internal)?;
+    let mut rows = s
+        .query_map(
+            params![
+                scope.tenant.0,
+                scope.partner.0,
+                after,
+                q.status.map(|s| s.code()),
+                q.event_name,
+                q.limit as i64 + 1
+            ],
+            delivery_row,
+        )
+        .map_err(internal)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(internal)?;
+    let next_cursor = if rows.len() > q.limit as usize {
+        rows.truncate(q.limit as usize);
+        rows.last().map(|(id, _)| Cursor(*id))
+    } else {
+        None
+    };
+    Ok(DeliveryPage {
+        deliveries: rows.into_iter().map(|(_, d)| d).collect(),
+        next_cursor,
+    })
+}
+
+pub(super) fn get_delivery(
+    c: &Connection,
+    scope: &Scope,
+    delivery_id: &str,
+) -> StoreResult<Option<(DeliveryInfo, Vec<AttemptInfo>)>> {
+    let row = c
+        .prepare_cached(&format!(
+            "SELECT {DELIVERY_COLS} FROM notifications
+             WHERE delivery_id = ?1 AND tenant_id = ?2 AND partner_id = ?3"
+        ))
+        .and_then(|mut s| {
+            s.query_row(
+                params![delivery_id, scope.tenant.0, scope.partner.0],
+                delivery_row,
+            )
+            .optional()
+        })
+        .map_err(internal)?;
+    let Some((id, info)) = row else {
+        return Ok(None);
+    };
+    let mut s = c
+        .prepare_cached(
+            "SELECT attempted_at, status_code, error, latency_ms, response_body
+             FROM delivery_attempts WHERE notification_id = ?1 ORDER BY id",
+        )
+        .map_err(internal)?;
+    let attempts = s
+        .query_map(params![id], |r| {
+            Ok(AttemptInfo {
+                attempted_at: r.get(0)?,
+                status_code: r.get(1)?,
+                error: r.get(2)?,
+                latency_ms: r.get::<_, i64>(3)? as u64,
+                response_body: r.get(4)?,
+            })
+        })
+        .map_err(internal)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(internal)?;
+    Ok(Some((info, attempts)))
+}
+
+pub(super) fn retry_delivery(
+    c: &Connection,
+    scope: &Scope,
+    delivery_id: &str,
+    now_ms: i64,
+) -> StoreResult<()> {
+    let n = c
+        .prepare_cached(
+            "UPDATE notifications SET status = 0, cycle_attempts = 0, next_attempt_at = ?4,
+                lease_until = NULL
+             WHERE delivery_id = ?1 AND tenant_id = ?2 AND partner_id = ?3",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                delivery_id,
+                scope.tenant.0,
+                scope.partner.0,
+                now_ms
+            ])
+        })
+        .map_err(internal)?;
+    if n == 0 {
+        return Err(StoreError::NotFound);
+    }
+    Ok(())
+}
+
+pub(super) fn replay(
+    c: &Connection,
+    scope: &Scope,
+    q: &ReplayQuery,
+    now_ms: i64,
+) -> StoreResult<u64> {
+    let names = q
+        .event_names
+        .as_ref()
+        .map(|n| serde_json::Value::from(n.clone()).to_string());
+    let n = c
+        .prepare_cached(
+            "UPDATE notifications SET status = 0, cycle_attempts = 0, next_attempt_at = ?6,
+                lease_until = NULL
+             WHERE tenant_id = ?1 AND partner_id = ?2 AND event_time >= ?3
+               AND (?4 IS NULL OR event_time <= ?4)
+               AND (?5 IS NULL OR event_name IN (SELECT value FROM json_each(?5)))",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                scope.tenant.0,
+                scope.partner.0,
+                q.from,
+                q.to,
+                names,
+                now_ms
+            ])
+        })
+        .map_err(internal)?;
+    Ok(n as u64)
+}

@@ -1,0 +1,173 @@
+//! A real local webhook receiver for tests: records every request, answers as scripted, and
+//! verifies signatures with code written from the SPEC's description (not the server's signer).
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How the receiver answers.
+#[derive(Clone, Debug)]
+pub enum Reply {
+    Status(u16),
+    /// Status with a `Retry-After` header (seconds).
+    RetryAfter(u16, u64),
+    /// Never answers (until the client gives up).
+    Hang,
+}
+
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub at: Instant,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Received {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).expect("notification body is JSON")
+    }
+
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// SPEC §4: X-Signature = URL-safe base64 (padded) of HMAC-SHA256 keyed with the
+    /// URL-safe-base64-decoded secret over "{X-Timestamp}.{raw body}"; timestamp within 300 s.
+    pub fn signature_valid(&self, secret: &str) -> bool {
+        let b64 = base64::engine::general_purpose::URL_SAFE;
+        let Ok(key) = b64.decode(secret) else {
+            return false;
+        };
+        let ts = self.header("x-timestamp");
+        let Ok(ts_num) = ts.parse::<i64>() else {
+            return false;
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        if (now - ts_num).abs() > 300 {
+            return false;
+        }
+        let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+        mac.update(ts.as_bytes());
+        mac.update(b".");
+        mac.update(&self.body);
+        let expected = b64.encode(mac.finalize().into_bytes());
+        expected == self.header("x-signature")
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    script: VecDeque<Reply>,
+    default: Option<Reply>,
+    received: Vec<Received>,
+}
+
+#[derive(Clone)]
+pub struct Receiver {
+    pub url: String,
+    inner: Arc<Mutex<Inner>>,
+    _stop: Arc<tokio::sync::oneshot::Sender<()>>,
+}
+
+async fn handle(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let reply = {
+        let mut g = inner.lock().unwrap();
+        g.received.push(Received {
+            at: Instant::now(),
+            headers,
+            body: body.to_vec(),
+        });
+        g.script
+            .pop_front()
+            .or_else(|| g.default.clone())
+            .unwrap_or(Reply::Status(200))
+    };
+    match reply {
+        Reply::Status(s) => (StatusCode::from_u16(s).unwrap(), "ok").into_response(),
+        Reply::RetryAfter(s, secs) => (
+            StatusCode::from_u16(s).unwrap(),
+            [("retry-after", secs.to_string())],
+            "slow down",
+        )
+            .into_response(),
+        Reply::Hang => {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            StatusCode::OK.into_response()
+        }
+    }
+}
+
+impl Receiver {
+    /// Starts a receiver answering `default` unless a scripted reply is queued.
+    pub async fn start(default: Reply) -> Self {
+        let inner = Arc::new(Mutex::new(Inner {
+            default: Some(default),
+            ..Default::default()
+        }));
+        let app = axum::Router::new()
+            .fallback(handle)
+            .with_state(inner.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+        Receiver {
+            url: format!("http://{addr}/hook"),
+            inner,
+            _stop: Arc::new(tx),
+        }
+    }
+
+    /// Queues replies used (in order) before the default.
+    pub fn script(&self, replies: impl IntoIterator<Item = Reply>) {
+        self.inner.lock().unwrap().script.extend(replies);
+    }
+
+    pub fn set_default(&self, reply: Reply) {
+        self.inner.lock().unwrap().default = Some(reply);
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.inner.lock().unwrap().received.clone()
+    }
+
+    /// Waits until at least `n` requests arrived (or panics after `timeout`).
+    pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Received> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let got = self.received();
+            if got.len() >= n {
+                return got;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "receiver got {} of {n} requests within {timeout:?}",
+                got.len()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
