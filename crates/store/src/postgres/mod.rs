@@ -147,6 +147,55 @@ fn take_pool_params(url: &str, opts: &mut PostgresOptions) -> Result<String, Sto
     })
 }
 
+/// Test support: creates the empty schema `schema` in the database at `base_url` and returns a
+/// URL whose connections use it (`options=-csearch_path=…`), so that each test (or each test
+/// server) gets its own tables in one shared throwaway database. `schema` must be a plain
+/// lowercase identifier (`[a-z0-9_]`, not starting with a digit).
+pub async fn create_test_schema(base_url: &str, schema: &str) -> Result<String, StoreError> {
+    check_schema_name(schema)?;
+    admin_exec(base_url, &format!("CREATE SCHEMA {schema}")).await?;
+    let sep = if base_url.contains('?') { '&' } else { '?' };
+    Ok(format!("{base_url}{sep}options=-csearch_path%3D{schema}"))
+}
+
+/// Test support: drops a schema made by [`create_test_schema`], with everything in it.
+pub async fn drop_test_schema(base_url: &str, schema: &str) -> Result<(), StoreError> {
+    check_schema_name(schema)?;
+    admin_exec(base_url, &format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await
+}
+
+fn check_schema_name(schema: &str) -> Result<(), StoreError> {
+    let ok = !schema.is_empty()
+        && schema.len() < 64
+        && !schema.starts_with(|c: char| c.is_ascii_digit())
+        && schema
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::Internal(format!(
+            "invalid schema name: {schema}"
+        )))
+    }
+}
+
+async fn admin_exec(base_url: &str, sql: &str) -> Result<(), StoreError> {
+    let url = take_pool_params(base_url, &mut PostgresOptions::default())?;
+    let mut cfg: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e| StoreError::Internal(format!("invalid PostgreSQL URL: {e}")))?;
+    if cfg.get_connect_timeout().is_none() {
+        cfg.connect_timeout(Duration::from_secs(5));
+    }
+    let (client, conn) = cfg.connect(NoTls).await.map_err(pg)?;
+    let task = tokio::spawn(conn);
+    let res = client.batch_execute(sql).await.map_err(pg);
+    drop(client);
+    let _ = task.await;
+    res
+}
+
 /// SQLSTATE codes after which retrying the whole transaction is safe and may succeed.
 pub(crate) fn is_retryable(e: &StoreError) -> bool {
     matches!(e, StoreError::Unavailable(m) if m.contains("[40001]") || m.contains("[40P01]"))

@@ -7,6 +7,7 @@ use crate::{Store, StoreError, StoreResult};
 use async_trait::async_trait;
 use domain::snapshot::Snapshot;
 use domain::{event_mask, EnrollmentId, EventType, PartnerId, ProspectId, TenantId};
+use std::collections::HashSet;
 use tokio_postgres::Row;
 
 #[async_trait]
@@ -154,12 +155,17 @@ impl Store for PostgresStore {
     ) -> StoreResult<()> {
         let mut c = self.conn().await?;
         let tx = c.transaction().await.map_err(pg)?;
+        // Locks the row and reads the stored prospect list (the current index rows) in the
+        // same statement that replaces it.
         let s = tx
             .prepare_cached(
-                "UPDATE enrollments SET enrollment_key = $4, event_types = $5, event_mask = $6,
+                "UPDATE enrollments e SET enrollment_key = $4, event_types = $5, event_mask = $6,
                     prospect_ids = $7, updated_at = $8
-                 WHERE enrollment_id = $1 AND tenant_id = $2 AND partner_id = $3
-                 RETURNING id",
+                 FROM (SELECT id, prospect_ids FROM enrollments
+                       WHERE enrollment_id = $1 AND tenant_id = $2 AND partner_id = $3
+                       FOR UPDATE) old
+                 WHERE e.id = old.id
+                 RETURNING e.id, old.prospect_ids",
             )
             .await
             .map_err(pg)?;
@@ -183,28 +189,33 @@ impl Store for PostgresStore {
             return Err(StoreError::NotFound);
         };
         let id: i64 = row.get(0);
-        replace_prospects(&tx, id, &spec.prospect_ids).await?;
+        let old = decode_prospect_ids(row.get::<_, &str>(1));
+        replace_prospects(&tx, id, &old, &spec.prospect_ids).await?;
         tx.commit().await.map_err(pg)
     }
 
     async fn delete_enrollment(&self, scope: &Scope, enrollment_id: &str) -> StoreResult<()> {
-        let c = self.conn().await?;
-        // enrollment_prospects rows go with it (ON DELETE CASCADE), in the same statement.
-        let s = c
+        let mut c = self.conn().await?;
+        let tx = c.transaction().await.map_err(pg)?;
+        let s = tx
             .prepare_cached(
                 "DELETE FROM enrollments
-                 WHERE enrollment_id = $1 AND tenant_id = $2 AND partner_id = $3",
+                 WHERE enrollment_id = $1 AND tenant_id = $2 AND partner_id = $3
+                 RETURNING id, prospect_ids",
             )
             .await
             .map_err(pg)?;
-        let n = c
-            .execute(&s, &[&enrollment_id, &scope.tenant.0, &scope.partner.0])
+        let row = tx
+            .query_opt(&s, &[&enrollment_id, &scope.tenant.0, &scope.partner.0])
             .await
             .map_err(pg)?;
-        if n == 0 {
+        let Some(row) = row else {
             return Err(StoreError::NotFound);
-        }
-        Ok(())
+        };
+        let id: i64 = row.get(0);
+        let old = decode_prospect_ids(row.get::<_, &str>(1));
+        replace_prospects(&tx, id, &old, &[]).await?;
+        tx.commit().await.map_err(pg)
     }
 
     async fn list_enrollments(
@@ -491,20 +502,35 @@ async fn insert_prospects(
     Ok(())
 }
 
-/// Replaces the prospect rows of one enrollment, touching only the difference.
+/// Replaces the prospect rows of one enrollment (`current` as stored in its row), touching
+/// only the difference.
 async fn replace_prospects(
     tx: &deadpool_postgres::Transaction<'_>,
     id: i64,
-    ids: &[ProspectId],
+    current: &[ProspectId],
+    wanted: &[ProspectId],
 ) -> StoreResult<()> {
-    let wanted = id_bytes(ids);
-    let s = tx
-        .prepare_cached(
-            "DELETE FROM enrollment_prospects
-             WHERE enrollment_ref = $1 AND prospect_id <> ALL($2::BYTEA[])",
-        )
-        .await
-        .map_err(pg)?;
-    tx.execute(&s, &[&id, &wanted]).await.map_err(pg)?;
-    insert_prospects(tx, id, ids).await
+    let cur: HashSet<&ProspectId> = current.iter().collect();
+    let want: HashSet<&ProspectId> = wanted.iter().collect();
+    let gone: Vec<&[u8]> = current
+        .iter()
+        .filter(|p| !want.contains(p))
+        .map(|p| &p.as_bytes()[..])
+        .collect();
+    let added: Vec<ProspectId> = wanted
+        .iter()
+        .filter(|p| !cur.contains(p))
+        .copied()
+        .collect();
+    if !gone.is_empty() {
+        let s = tx
+            .prepare_cached(
+                "DELETE FROM enrollment_prospects
+                 WHERE prospect_id = ANY($2::BYTEA[]) AND enrollment_ref = $1",
+            )
+            .await
+            .map_err(pg)?;
+        tx.execute(&s, &[&id, &gone]).await.map_err(pg)?;
+    }
+    insert_prospects(tx, id, &added).await
 }

@@ -1,10 +1,18 @@
 //! The embedded SQLite backend (WAL, `synchronous=FULL`).
 //!
-//! Writes go through one writer thread that commits in groups: every job runs in its own
-//! SAVEPOINT inside a shared transaction, and all replies are sent only after the COMMIT (and
-//! its fsync) returned. A job that fails rolls back to its savepoint without affecting the
-//! others. This gives one fsync per group instead of per request while keeping every answered
-//! write durable. Reads use a small pool of connections on the blocking thread pool.
+//! Writes go through one writer thread that commits in groups: the jobs queued meanwhile run in
+//! one transaction, and all replies are sent only after the COMMIT (and its fsync) returned.
+//! One fsync per group instead of per request, and every answered write is durable.
+//!
+//! Contract of a job: it may fail "cleanly" with `NotFound` or `Conflict` only before it has
+//! written anything (decide, then write), so the others' writes commit unaffected. Any other
+//! error may leave partial writes, so the whole group is rolled back and every job in it fails
+//! with `Unavailable` (callers may retry). This avoids a SAVEPOINT per job, whose page copies
+//! cost more than the work of a typical request.
+//!
+//! Checkpoints run on their own thread and connection (`wal_autocheckpoint` is off for the
+//! writer), so the writer never stalls copying the WAL back into the database.
+//! Reads use a small pool of connections on the blocking thread pool.
 
 mod events;
 mod migrate;
@@ -51,6 +59,8 @@ pub struct SqliteStore {
     writer: mpsc::Sender<Job>,
     readers: Arc<Mutex<Vec<Connection>>>,
     path: PathBuf,
+    /// The checkpointer runs while this is alive.
+    _alive: Arc<()>,
 }
 
 impl SqliteStore {
@@ -82,6 +92,18 @@ impl SqliteStore {
 
         let (tx, rx) = mpsc::channel(opts.queue.max(1));
         let max_group = opts.max_group.max(1);
+        let checkpoint_conn = {
+            let p = path.clone();
+            tokio::task::spawn_blocking(move || open_conn(&p, false))
+                .await
+                .map_err(|e| StoreError::Internal(format!("open task: {e}")))??
+        };
+        let alive = Arc::new(());
+        let watch = Arc::downgrade(&alive);
+        std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || checkpoint_loop(checkpoint_conn, watch))
+            .map_err(|e| StoreError::Internal(format!("spawning checkpointer: {e}")))?;
         std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || writer_loop(writer_conn, rx, max_group))
@@ -90,6 +112,7 @@ impl SqliteStore {
             writer: tx,
             readers: Arc::new(Mutex::new(readers)),
             path,
+            _alive: alive,
         })
     }
 
@@ -160,7 +183,12 @@ fn open_conn(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
         .map_err(internal)?;
     if !read_only {
         // WAL lets readers run beside the writer; FULL makes each COMMIT durable (fsync).
+        // Checkpoints are the checkpointer thread's job.
         conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(internal)?;
+        conn.pragma_update(None, "wal_autocheckpoint", 0)
+            .map_err(internal)?;
+        conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)
             .map_err(internal)?;
     }
     conn.execute_batch(
@@ -172,6 +200,22 @@ fn open_conn(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
     .map_err(internal)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
+}
+
+/// Copies the WAL back into the database in the background. PASSIVE never blocks the writer
+/// or readers (FULL/RESTART/TRUNCATE would stall writes); once everything is copied the writer
+/// restarts the WAL from its beginning, and `journal_size_limit` trims the file then.
+fn checkpoint_loop(conn: Connection, alive: std::sync::Weak<()>) {
+    while alive.strong_count() > 0 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::debug!(error = %e, "background checkpoint skipped");
+        }
+    }
+    // Final checkpoint on close; the WAL is valid either way.
+    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+        tracing::debug!(error = %e, "final checkpoint skipped");
+    }
 }
 
 fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>, max_group: usize) {
@@ -194,16 +238,40 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>, max_group: usize) 
             continue;
         }
         let mut replies = Vec::with_capacity(group.len());
+        let mut dirty_failure = None;
         for job in group.drain(..) {
-            results.push(run_in_savepoint(&conn, job.run));
+            let res = if dirty_failure.is_none() {
+                (job.run)(&conn)
+            } else {
+                Err(StoreError::Unavailable("group rolled back".into()))
+            };
+            if let Err(e) = &res {
+                if !matches!(e, StoreError::NotFound | StoreError::Conflict(_))
+                    && dirty_failure.is_none()
+                {
+                    dirty_failure = Some(e.to_string());
+                }
+            }
+            results.push(res);
             replies.push(job.reply);
         }
-        let commit = conn.execute_batch("COMMIT");
+        let commit = match &dirty_failure {
+            None => conn.execute_batch("COMMIT"),
+            Some(e) => {
+                tracing::error!(error = %e, "a write failed mid-group; rolling back the group");
+                Err(rusqlite::Error::InvalidQuery)
+            }
+        };
         if let Err(e) = commit {
-            tracing::error!(error = %e, "sqlite group commit failed; rolling back the group");
+            if dirty_failure.is_none() {
+                tracing::error!(error = %e, "sqlite group commit failed; rolling back the group");
+            }
             // Best effort: the transaction may already be gone.
             let _ = conn.execute_batch("ROLLBACK");
-            let msg = format!("commit: {e}");
+            let msg = match &dirty_failure {
+                Some(f) => format!("group rolled back after: {f}"),
+                None => format!("commit: {e}"),
+            };
             results.clear();
             for r in replies {
                 let _ = r.send(Err(StoreError::Unavailable(msg.clone())));
@@ -214,22 +282,6 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>, max_group: usize) 
             // A dropped receiver means the caller went away; the write is committed anyway.
             let _ = reply.send(res);
         }
-    }
-}
-
-fn run_in_savepoint(conn: &Connection, run: JobFn) -> JobResult {
-    if let Err(e) = conn.execute_batch("SAVEPOINT job") {
-        return Err(internal(e));
-    }
-    let res = run(conn);
-    let end = if res.is_ok() {
-        conn.execute_batch("RELEASE job")
-    } else {
-        conn.execute_batch("ROLLBACK TO job; RELEASE job")
-    };
-    match end {
-        Ok(()) => res,
-        Err(e) => Err(internal(e)),
     }
 }
 

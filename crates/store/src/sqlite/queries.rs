@@ -170,34 +170,40 @@ impl Store for SqliteStore {
         let enrollment_id = enrollment_id.to_string();
         self.write(move |c| {
             let now = unix_now();
-            let row: Option<i64> = c
+            // Clean-failure contract of the writer: NotFound is decided before any write.
+            let row: Option<(i64, String)> = c
                 .prepare_cached(
-                    "UPDATE enrollments SET enrollment_key = ?4, event_types = ?5, event_mask = ?6,
-                        prospect_ids = ?7, updated_at = ?8
-                     WHERE enrollment_id = ?1 AND tenant_id = ?2 AND partner_id = ?3
-                     RETURNING id",
+                    "SELECT id, prospect_ids FROM enrollments
+                     WHERE enrollment_id = ?1 AND tenant_id = ?2 AND partner_id = ?3",
                 )
                 .and_then(|mut s| {
                     s.query_row(
-                        params![
-                            enrollment_id,
-                            scope.tenant.0,
-                            scope.partner.0,
-                            spec.enrollment_key,
-                            encode_event_types(&spec.event_types),
-                            event_mask(&spec.event_types),
-                            encode_prospect_ids(&spec.prospect_ids),
-                            now
-                        ],
-                        |r| r.get(0),
+                        params![enrollment_id, scope.tenant.0, scope.partner.0],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
                     )
                     .optional()
                 })
                 .map_err(internal)?;
-            let Some(id) = row else {
+            let Some((id, old_ids)) = row else {
                 return Err(StoreError::NotFound);
             };
-            replace_prospects(c, id, &spec.prospect_ids)
+            c.prepare_cached(
+                "UPDATE enrollments SET enrollment_key = ?2, event_types = ?3, event_mask = ?4,
+                    prospect_ids = ?5, updated_at = ?6
+                 WHERE id = ?1",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    id,
+                    spec.enrollment_key,
+                    encode_event_types(&spec.event_types),
+                    event_mask(&spec.event_types),
+                    encode_prospect_ids(&spec.prospect_ids),
+                    now
+                ])
+            })
+            .map_err(internal)?;
+            replace_prospects(c, id, &decode_prospect_ids(&old_ids), &spec.prospect_ids)
         })
         .await
     }
@@ -206,26 +212,24 @@ impl Store for SqliteStore {
         let scope = scope.clone();
         let enrollment_id = enrollment_id.to_string();
         self.write(move |c| {
-            let id: Option<i64> = c
+            let row: Option<(i64, String)> = c
                 .prepare_cached(
                     "DELETE FROM enrollments
-                     WHERE enrollment_id = ?1 AND tenant_id = ?2 AND partner_id = ?3 RETURNING id",
+                     WHERE enrollment_id = ?1 AND tenant_id = ?2 AND partner_id = ?3
+                     RETURNING id, prospect_ids",
                 )
                 .and_then(|mut s| {
                     s.query_row(
                         params![enrollment_id, scope.tenant.0, scope.partner.0],
-                        |r| r.get(0),
+                        |r| Ok((r.get(0)?, r.get(1)?)),
                     )
                     .optional()
                 })
                 .map_err(internal)?;
-            let Some(id) = id else {
+            let Some((id, old_ids)) = row else {
                 return Err(StoreError::NotFound);
             };
-            c.prepare_cached("DELETE FROM enrollment_prospects WHERE enrollment_ref = ?1")
-                .and_then(|mut s| s.execute(params![id]))
-                .map_err(internal)?;
-            Ok(())
+            replace_prospects(c, id, &decode_prospect_ids(&old_ids), &[])
         })
         .await
     }
@@ -409,28 +413,24 @@ fn insert_prospects(c: &Connection, id: i64, ids: &[ProspectId]) -> StoreResult<
     Ok(())
 }
 
-/// Replaces the prospect rows of one enrollment, touching only the difference.
-fn replace_prospects(c: &Connection, id: i64, ids: &[ProspectId]) -> StoreResult<()> {
-    let mut current: Vec<[u8; 20]> = {
-        let mut s = c
-            .prepare_cached(
-                "SELECT prospect_id FROM enrollment_prospects WHERE enrollment_ref = ?1",
-            )
-            .map_err(internal)?;
-        let rows = s
-            .query_map(params![id], |r| r.get::<_, [u8; 20]>(0))
-            .map_err(internal)?;
-        rows.collect::<Result<_, _>>().map_err(internal)?
-    };
-    current.sort_unstable();
-    let mut wanted: Vec<[u8; 20]> = ids.iter().map(|p| p.0).collect();
-    wanted.sort_unstable();
+/// Replaces the prospect rows of one enrollment (`current` as stored in its row), touching
+/// only the difference.
+fn replace_prospects(
+    c: &Connection,
+    id: i64,
+    current: &[ProspectId],
+    wanted: &[ProspectId],
+) -> StoreResult<()> {
+    let mut cur: Vec<[u8; 20]> = current.iter().map(|p| p.0).collect();
+    cur.sort_unstable();
+    let mut want: Vec<[u8; 20]> = wanted.iter().map(|p| p.0).collect();
+    want.sort_unstable();
     let mut del = c
         .prepare_cached(
             "DELETE FROM enrollment_prospects WHERE prospect_id = ?1 AND enrollment_ref = ?2",
         )
         .map_err(internal)?;
-    for p in current.iter().filter(|p| wanted.binary_search(p).is_err()) {
+    for p in cur.iter().filter(|p| want.binary_search(p).is_err()) {
         del.execute(params![&p[..], id]).map_err(internal)?;
     }
     let mut ins = c
@@ -438,7 +438,7 @@ fn replace_prospects(c: &Connection, id: i64, ids: &[ProspectId]) -> StoreResult
             "INSERT OR IGNORE INTO enrollment_prospects (prospect_id, enrollment_ref) VALUES (?1, ?2)",
         )
         .map_err(internal)?;
-    for p in wanted.iter().filter(|p| current.binary_search(p).is_err()) {
+    for p in want.iter().filter(|p| cur.binary_search(p).is_err()) {
         ins.execute(params![&p[..], id]).map_err(internal)?;
     }
     Ok(())
