@@ -20,8 +20,11 @@ async fn send_raw(app: &TestApp, method: Method, body: &str) -> (u16, Value) {
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
+/// (type, loc, msg) of one error.
+type Row = (String, Value, String);
+
 /// (type, loc, msg) of each error, in order.
-fn summary(body: &Value) -> Vec<(String, Value, String)> {
+fn summary(body: &Value) -> Vec<Row> {
     body["detail"]
         .as_array()
         .unwrap_or_else(|| panic!("no detail list in {body}"))
@@ -36,7 +39,7 @@ fn summary(body: &Value) -> Vec<(String, Value, String)> {
         .collect()
 }
 
-fn row(t: &str, loc: Value, msg: &str) -> (String, Value, String) {
+fn row(t: &str, loc: Value, msg: &str) -> Row {
     (t.to_string(), loc, msg.to_string())
 }
 
@@ -44,7 +47,7 @@ fn row(t: &str, loc: Value, msg: &str) -> (String, Value, String) {
 async fn spec_table_rows() {
     let app = TestApp::spawn().await;
     let ok_types = json!(["prospect_changed_role"]);
-    let cases: Vec<(Method, Value, Vec<(String, Value, String)>)> = vec![
+    let cases: Vec<(Method, Value, Vec<Row>)> = vec![
         (
             Method::POST,
             json!({"event_types": ok_types, "prospect_ids": [P1]}),

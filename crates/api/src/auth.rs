@@ -96,10 +96,13 @@ fn scope_for(p: &Arc<Principal>, headers: &HeaderMap) -> Result<Caller, ApiError
     })
 }
 
+/// When a key was resolved, and to whom (None: unknown or revoked).
+type CacheEntry = (Instant, Option<Arc<Principal>>);
+
 /// Short-lived cache of key hash → principal, so a request costs no database read for auth.
 pub(crate) struct KeyCache {
     ttl: Duration,
-    entries: Mutex<HashMap<[u8; 32], (Instant, Option<Arc<Principal>>)>>,
+    entries: Mutex<HashMap<[u8; 32], CacheEntry>>,
 }
 
 impl KeyCache {

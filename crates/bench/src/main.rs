@@ -42,6 +42,12 @@ struct Args {
     /// Query string of the GET load (a page of the partner's enrollments).
     #[arg(long, default_value = "?limit=100")]
     get_query: String,
+    /// Prospect ids (one per line) the `events` load asks about (`--ids` random ones a request).
+    #[arg(long)]
+    prospect_file: Option<String>,
+    /// `timestamp_from` of the `events` load (empty: none, the default 3-month window).
+    #[arg(long, default_value = "2000-01-01")]
+    events_from: String,
 }
 
 #[derive(ValueEnum, Clone, Copy, PartialEq, Eq, Debug)]
@@ -49,6 +55,8 @@ enum Op {
     Post,
     Patch,
     Get,
+    /// `POST /v1/prospects/events` for `--ids` random prospects of `--prospect-file`.
+    Events,
 }
 
 const PATH: &str = "/v1/prospects/events/enrollments";
@@ -177,6 +185,17 @@ struct Report {
     first_error: Option<String>,
 }
 
+fn events_body(rng: &mut impl Rng, prospects: &[String], ids: usize, from: &str) -> String {
+    let chosen: Vec<&str> = (0..ids.clamp(1, 40))
+        .map(|_| prospects[rng.random_range(0..prospects.len())].as_str())
+        .collect();
+    let mut v = serde_json::json!({"event_types": TYPES, "prospect_ids": chosen});
+    if !from.is_empty() {
+        v["timestamp_from"] = serde_json::Value::String(from.to_string());
+    }
+    v.to_string()
+}
+
 async fn worker(
     args: Arc<Args>,
     ids: Arc<Vec<String>>,
@@ -194,6 +213,12 @@ async fn worker(
     while !stop.load(Ordering::Relaxed) {
         let req = match args.op {
             Op::Get => get.clone(),
+            Op::Events => request_to(
+                "POST",
+                "/v1/prospects/events",
+                &args.key,
+                Some(&events_body(&mut rng, &ids, args.ids, &args.events_from)),
+            ),
             Op::Post => request("POST", &args.key, Some(&body(&mut rng, args.ids, None))),
             Op::Patch => {
                 let id = &ids[rng.random_range(0..ids.len())];
@@ -233,7 +258,22 @@ fn pct(sorted: &[u32], p: f64) -> f64 {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Arc::new(Args::parse());
-    let ids = if args.op == Op::Post {
+    let ids = if args.op == Op::Events {
+        let path = args
+            .prospect_file
+            .as_deref()
+            .context("--op events needs --prospect-file")?;
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
+        let ids: Vec<String> = text
+            .lines()
+            .map(|l| l.trim().to_string())
+            .filter(|l| !l.is_empty())
+            .collect();
+        if ids.is_empty() {
+            bail!("{path} holds no prospect ids");
+        }
+        ids
+    } else if args.op == Op::Post {
         Vec::new()
     } else {
         setup(&args).await?

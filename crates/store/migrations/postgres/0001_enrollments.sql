@@ -45,10 +45,11 @@ CREATE TABLE enrollments (
 CREATE INDEX enrollments_scope ON enrollments (tenant_id, partner_id, id);
 CREATE INDEX enrollments_scope_key ON enrollments (tenant_id, partner_id, enrollment_key, id);
 
--- "Which enrollments cover prospect P?" is one range scan of this primary key.
+-- "Which enrollments cover prospect P?" is one range scan of this primary key. The rows of
+-- one enrollment are found from enrollments.prospect_ids (no second index to maintain on the
+-- PATCH path); the store deletes them with their enrollment in the same transaction.
 CREATE TABLE enrollment_prospects (
     prospect_id    BYTEA NOT NULL,
-    enrollment_ref BIGINT NOT NULL REFERENCES enrollments (id) ON DELETE CASCADE,
+    enrollment_ref BIGINT NOT NULL,
     PRIMARY KEY (prospect_id, enrollment_ref)
 );
-CREATE INDEX enrollment_prospects_ref ON enrollment_prospects (enrollment_ref);

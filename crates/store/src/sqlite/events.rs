@@ -35,9 +35,8 @@ pub(super) fn ingest(
     let now_s = opts.now.unix_timestamp();
     for snap in batch {
         let pid = snap.prospect_id;
-        if !states.contains_key(&pid) {
-            let loaded = load_state(c, &pid)?;
-            states.insert(pid, loaded);
+        if let std::collections::hash_map::Entry::Vacant(slot) = states.entry(pid) {
+            slot.insert(load_state(c, &pid)?);
         }
         let current = states.get(&pid).and_then(|s| s.as_ref());
         let det = detect_changes(current, &snap);
@@ -227,7 +226,7 @@ pub(super) fn query_events(c: &Connection, q: &EventQuery) -> StoreResult<Vec<St
             }
         }
     }
-    out.sort_by(|a, b| (b.1.event_time, b.0).cmp(&(a.1.event_time, a.0)));
+    out.sort_by_key(|e| std::cmp::Reverse((e.1.event_time, e.0)));
     Ok(out.into_iter().map(|(_, e)| e).collect())
 }
 

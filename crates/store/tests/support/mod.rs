@@ -1,3 +1,4 @@
+#![allow(dead_code)] // each test binary uses part of it
 //! Backends for the store contract tests: a fresh SQLite file, or a fresh schema in the
 //! PostgreSQL database named by `PROSPECT_EVENTS_TEST_POSTGRES_URL`.
 
@@ -64,21 +65,10 @@ impl Backend {
             return None;
         };
         let schema = unique("contract");
-        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        let schema_url = store::postgres::create_test_schema(&url, &schema)
             .await
-            .unwrap_or_else(|e| panic!("connecting to {PG_ENV}: {e}"));
-        let task = tokio::spawn(conn);
-        client
-            .batch_execute(&format!("CREATE SCHEMA {schema}"))
-            .await
-            .expect("create schema");
-        drop(client);
-        let _ = task.await;
-        let sep = if url.contains('?') { '&' } else { '?' };
-        let schema_url = format!("{url}{sep}options=-csearch_path%3D{schema}");
-        let store = store::open(&schema_url)
-            .await
-            .expect("open postgres store");
+            .unwrap_or_else(|e| panic!("creating a schema via {PG_ENV}: {e}"));
+        let store = store::open(&schema_url).await.expect("open postgres store");
         Some(Backend {
             store,
             cleanup: Cleanup::Schema {
@@ -97,16 +87,7 @@ impl Backend {
                 let _ = std::fs::remove_dir_all(d);
             }
             Cleanup::Schema { admin_url, schema } => {
-                if let Ok((client, conn)) =
-                    tokio_postgres::connect(&admin_url, tokio_postgres::NoTls).await
-                {
-                    let task = tokio::spawn(conn);
-                    let _ = client
-                        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
-                        .await;
-                    drop(client);
-                    let _ = task.await;
-                }
+                let _ = store::postgres::drop_test_schema(&admin_url, &schema).await;
             }
         }
     }
