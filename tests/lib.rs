@@ -46,6 +46,31 @@ pub fn test_delivery() -> (delivery::SenderConfig, delivery::WorkerConfig) {
     )
 }
 
+/// The database of one test: a fresh SQLite file, or, when `PROSPECT_EVENTS_TEST_BACKEND` is
+/// `postgres`, a fresh schema in the database at `PROSPECT_EVENTS_TEST_POSTGRES_URL` (start one
+/// with `scripts/pg-test-cluster.sh`). The same suite thus runs against both backends.
+pub async fn test_database_url(dir: &tempfile::TempDir) -> String {
+    if std::env::var("PROSPECT_EVENTS_TEST_BACKEND").as_deref() == Ok("postgres") {
+        let base = std::env::var("PROSPECT_EVENTS_TEST_POSTGRES_URL").expect(
+            "PROSPECT_EVENTS_TEST_BACKEND=postgres needs PROSPECT_EVENTS_TEST_POSTGRES_URL \
+             (eval \"$(scripts/pg-test-cluster.sh)\")",
+        );
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static N: AtomicU64 = AtomicU64::new(0);
+        let schema = format!(
+            "e2e_{}_{}_{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed),
+            rand_bytes()[0]
+        );
+        store::postgres::create_test_schema(&base, &schema)
+            .await
+            .expect("create a test schema")
+    } else {
+        format!("sqlite://{}", dir.path().join("test.db").display())
+    }
+}
+
 /// API settings for tests: no rate limit and no key cache unless a test asks for them.
 pub fn test_config() -> ApiConfig {
     ApiConfig {
@@ -77,7 +102,7 @@ impl TestApp {
         delivery_cfg: Option<(delivery::SenderConfig, delivery::WorkerConfig)>,
     ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
-        let url = format!("sqlite://{}", dir.path().join("test.db").display());
+        let url = test_database_url(&dir).await;
         let store = store::open(&url).await.expect("open store");
         let (sender_cfg, worker_cfg) = match delivery_cfg {
             Some((s, w)) => (s, Some(w)),
