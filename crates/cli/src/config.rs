@@ -43,6 +43,10 @@ pub struct ServeArgs {
     /// Timeout of one delivery attempt (default 15s).
     #[arg(long, env = "PROSPECT_EVENTS_DELIVERY_TIMEOUT")]
     pub delivery_timeout: Option<String>,
+    /// How long a claimed notification is reserved for one worker; after a crash it is
+    /// delivered again once this passes (default 120s; must exceed the delivery timeout).
+    #[arg(long, env = "PROSPECT_EVENTS_DELIVERY_LEASE")]
+    pub delivery_lease: Option<String>,
     /// Disable a webhook after failing continuously this long (default 5d).
     #[arg(long, env = "PROSPECT_EVENTS_DISABLE_AFTER")]
     pub disable_after: Option<String>,
@@ -88,6 +92,7 @@ struct FileConfig {
     allow_private_targets: Option<bool>,
     retry_schedule: Option<String>,
     delivery_timeout: Option<String>,
+    delivery_lease: Option<String>,
     disable_after: Option<String>,
     anniversary_lead_days: Option<u32>,
     scan_interval: Option<String>,
@@ -161,6 +166,7 @@ pub struct ServeConfig {
     pub allow_private_targets: bool,
     pub retry_schedule: Vec<Duration>,
     pub delivery_timeout: Duration,
+    pub delivery_lease: Duration,
     pub disable_after: Duration,
     pub anniversary_lead_days: u32,
     pub scan_interval: Duration,
@@ -205,7 +211,7 @@ impl ServeConfig {
         if retry_schedule.is_empty() || retry_schedule.iter().any(|d| d.is_zero()) {
             bail!("--retry-schedule needs at least one positive delay");
         }
-        Ok(Self {
+        let cfg = Self {
             log_format: db.log_format,
             db,
             listen,
@@ -218,6 +224,12 @@ impl ServeConfig {
                 args.delivery_timeout,
                 file.delivery_timeout,
                 "15s",
+            )?,
+            delivery_lease: dur(
+                "delivery-lease",
+                args.delivery_lease,
+                file.delivery_lease,
+                "120s",
             )?,
             disable_after: dur(
                 "disable-after",
@@ -245,7 +257,11 @@ impl ServeConfig {
             worker: !(args.no_worker || file.no_worker.unwrap_or(false)),
             scanner: !(args.no_scanner || file.no_scanner.unwrap_or(false)),
             api: !(args.no_api || file.no_api.unwrap_or(false)),
-        })
+        };
+        if cfg.delivery_lease <= cfg.delivery_timeout {
+            bail!("--delivery-lease must be longer than --delivery-timeout");
+        }
+        Ok(cfg)
     }
 }
 

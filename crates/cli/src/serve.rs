@@ -39,6 +39,7 @@ pub async fn run(cfg: ServeConfig) -> Result<()> {
             WorkerConfig {
                 retry: RetryPolicy::new(cfg.retry_schedule.clone(), 0.2),
                 disable_after: cfg.disable_after,
+                lease: cfg.delivery_lease,
                 ..WorkerConfig::default()
             },
         );
