@@ -20,6 +20,8 @@ pub enum Reply {
     RetryAfter(u16, u64),
     /// Never answers (until the client gives up).
     Hang,
+    /// Answers with this status after this many milliseconds.
+    Slow(u16, u64),
 }
 
 #[derive(Clone, Debug)]
@@ -107,6 +109,10 @@ async fn handle(
             "slow down",
         )
             .into_response(),
+        Reply::Slow(s, ms) => {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            (StatusCode::from_u16(s).unwrap(), "ok").into_response()
+        }
         Reply::Hang => {
             tokio::time::sleep(Duration::from_secs(3600)).await;
             StatusCode::OK.into_response()

@@ -3,7 +3,10 @@
 mod auth;
 mod enrollments;
 mod events;
+mod graceful;
 mod ingest_cli;
 mod meta;
+mod replicas;
+mod serve_crash;
 mod validation;
 mod webhooks;

@@ -587,3 +587,35 @@ async fn retry_and_replay_requeue_deliveries() {
         .unwrap();
     assert_eq!(none["requeued"], 0);
 }
+
+/// Claimed notifications waiting for a send slot longer than their lease are not sent twice:
+/// the worker renews the lease before sending.
+#[tokio::test]
+async fn slow_receivers_get_each_notification_once() {
+    let (s, mut w) = test_delivery();
+    w.lease = Duration::from_secs(3);
+    let app = TestApp::spawn_with_worker(s, w).await;
+    let admin = app.new_key("con_ops", "ops", true).await;
+    let rx = Receiver::start(Reply::Slow(200, 400)).await;
+    register(&app, &app.key, "partner_a", &rx.url).await;
+    let ids: Vec<String> = (0..40).map(|i| format!("{:040x}", 0x7000 + i)).collect();
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    enroll(&app, &app.key, "first_half", &refs[..20]).await;
+    enroll(&app, &app.key, "second_half", &refs[20..]).await;
+    one_event_each(&app, &admin, &refs, 0).await;
+    // 40 sends, 4 at a time, 0.4 s each: about 4 s, longer than the 3 s lease.
+    let got = rx.wait_for(40, Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let all = rx.received();
+    let mut distinct: Vec<&str> = all.iter().map(|r| r.header("x-delivery-id")).collect();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 40);
+    assert_eq!(
+        all.len(),
+        40,
+        "no notification sent twice (got {})",
+        all.len()
+    );
+    assert!(got.len() >= 40);
+}

@@ -48,6 +48,11 @@ struct Args {
     /// `timestamp_from` of the `events` load (empty: none, the default 3-month window).
     #[arg(long, default_value = "2000-01-01")]
     events_from: String,
+    /// PATCH: how many of the enrollment's prospect ids each request replaces, keeping the
+    /// others (default: all of them, the worst case). Each connection PATCHes its own share of
+    /// the enrollments so it knows their current ids.
+    #[arg(long)]
+    changed_ids: Option<usize>,
 }
 
 #[derive(ValueEnum, Clone, Copy, PartialEq, Eq, Debug)]
@@ -142,6 +147,10 @@ fn body(rng: &mut impl Rng, ids: usize, enrollment_id: Option<&str>) -> String {
     let prospects: Vec<String> = (0..ids)
         .map(|_| hex::encode(rng.random::<[u8; 20]>()))
         .collect();
+    body_with(rng, &prospects, enrollment_id)
+}
+
+fn body_with(rng: &mut impl Rng, prospects: &[String], enrollment_id: Option<&str>) -> String {
     let n = rng.random_range(1..=3);
     let types: Vec<&str> = TYPES[..n].to_vec();
     let mut v = serde_json::json!({
@@ -155,12 +164,21 @@ fn body(rng: &mut impl Rng, ids: usize, enrollment_id: Option<&str>) -> String {
     v.to_string()
 }
 
-async fn setup(args: &Args) -> Result<Vec<String>> {
+async fn setup(args: &Args) -> Result<(Vec<String>, Vec<Vec<String>>)> {
     let mut conn = Conn::open(&args.addr).await?;
     let mut rng = rand::rngs::SmallRng::from_rng(&mut rand::rng());
     let mut ids = Vec::with_capacity(args.enrollments);
+    let mut lists = Vec::with_capacity(args.enrollments);
     for _ in 0..args.enrollments {
-        let req = request("POST", &args.key, Some(&body(&mut rng, args.ids, None)));
+        let prospects: Vec<String> = (0..args.ids)
+            .map(|_| hex::encode(rng.random::<[u8; 20]>()))
+            .collect();
+        let req = request(
+            "POST",
+            &args.key,
+            Some(&body_with(&mut rng, &prospects, None)),
+        );
+        lists.push(prospects);
         let status = conn.call(&req).await?;
         if status != 200 {
             bail!(
@@ -176,7 +194,7 @@ async fn setup(args: &Args) -> Result<Vec<String>> {
                 .to_string(),
         );
     }
-    Ok(ids)
+    Ok((ids, lists))
 }
 
 struct Report {
@@ -199,9 +217,18 @@ fn events_body(rng: &mut impl Rng, prospects: &[String], ids: usize, from: &str)
 async fn worker(
     args: Arc<Args>,
     ids: Arc<Vec<String>>,
+    lists: Arc<Vec<Vec<String>>>,
+    me: usize,
     measure_from: Instant,
     stop: Arc<AtomicBool>,
 ) -> Result<Report> {
+    // This connection's share of the enrollments and their current prospect ids.
+    let mut mine: Vec<(usize, Vec<String>)> = lists
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| i % args.connections == me)
+        .map(|(i, l)| (i, l.clone()))
+        .collect();
     let mut conn = Conn::open(&args.addr).await?;
     let mut rng = rand::rngs::SmallRng::from_rng(&mut rand::rng());
     let mut rep = Report {
@@ -220,14 +247,30 @@ async fn worker(
                 Some(&events_body(&mut rng, &ids, args.ids, &args.events_from)),
             ),
             Op::Post => request("POST", &args.key, Some(&body(&mut rng, args.ids, None))),
-            Op::Patch => {
-                let id = &ids[rng.random_range(0..ids.len())];
-                request(
-                    "PATCH",
-                    &args.key,
-                    Some(&body(&mut rng, args.ids, Some(id))),
-                )
-            }
+            Op::Patch => match args.changed_ids {
+                Some(n) if !mine.is_empty() => {
+                    let k = rng.random_range(0..mine.len());
+                    let (idx, list) = &mut mine[k];
+                    for _ in 0..n.min(list.len()) {
+                        let at = rng.random_range(0..list.len());
+                        list[at] = hex::encode(rng.random::<[u8; 20]>());
+                    }
+                    let id = &ids[*idx];
+                    request(
+                        "PATCH",
+                        &args.key,
+                        Some(&body_with(&mut rng, list, Some(id))),
+                    )
+                }
+                _ => {
+                    let id = &ids[rng.random_range(0..ids.len())];
+                    request(
+                        "PATCH",
+                        &args.key,
+                        Some(&body(&mut rng, args.ids, Some(id))),
+                    )
+                }
+            },
         };
         let t = Instant::now();
         let status = conn.call(&req).await?;
@@ -258,6 +301,7 @@ fn pct(sorted: &[u32], p: f64) -> f64 {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Arc::new(Args::parse());
+    let mut lists = Vec::new();
     let ids = if args.op == Op::Events {
         let path = args
             .prospect_file
@@ -276,16 +320,21 @@ async fn main() -> Result<()> {
     } else if args.op == Op::Post {
         Vec::new()
     } else {
-        setup(&args).await?
+        let (ids, l) = setup(&args).await?;
+        lists = l;
+        ids
     };
     let ids = Arc::new(ids);
+    let lists = Arc::new(lists);
     let stop = Arc::new(AtomicBool::new(false));
     let measure_from = Instant::now() + Duration::from_secs(args.warmup);
     let mut tasks = Vec::new();
-    for _ in 0..args.connections {
+    for me in 0..args.connections {
         tasks.push(tokio::spawn(worker(
             args.clone(),
             ids.clone(),
+            lists.clone(),
+            me,
             measure_from,
             stop.clone(),
         )));
@@ -304,8 +353,9 @@ async fn main() -> Result<()> {
     all.sort_unstable();
     let secs = args.seconds as f64;
     println!(
-        "{{\"op\":\"{:?}\",\"connections\":{},\"seconds\":{},\"ok\":{},\"errors\":{},\"rps\":{:.0},\"p50_ms\":{:.3},\"p90_ms\":{:.3},\"p99_ms\":{:.3},\"p999_ms\":{:.3},\"max_ms\":{:.3}}}",
+        "{{\"op\":\"{:?}\",\"changed_ids\":{},\"connections\":{},\"seconds\":{},\"ok\":{},\"errors\":{},\"rps\":{:.0},\"p50_ms\":{:.3},\"p90_ms\":{:.3},\"p99_ms\":{:.3},\"p999_ms\":{:.3},\"max_ms\":{:.3}}}",
         args.op,
+        args.changed_ids.unwrap_or(args.ids),
         args.connections,
         args.seconds,
         all.len(),

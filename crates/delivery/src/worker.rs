@@ -39,7 +39,7 @@ impl Default for WorkerConfig {
             lease: Duration::from_secs(120),
             batch: 256,
             max_in_flight: 1024,
-            per_webhook_queue: 256,
+            per_webhook_queue: 64,
             poll: Duration::from_millis(20),
             disable_after: Duration::from_secs(5 * 86_400),
         }
@@ -92,7 +92,8 @@ impl Worker {
     /// Returns how many notifications were attempted. (Tests drive delivery with this.)
     pub async fn run_once(&self) -> usize {
         let mut set = JoinSet::new();
-        let n = self.claim_into(&mut set).await;
+        let (_keep, stop) = watch::channel(false);
+        let n = self.claim_into(&mut set, &stop).await;
         while set.join_next().await.is_some() {}
         n
     }
@@ -110,7 +111,7 @@ impl Worker {
             }
             while set.try_join_next().is_some() {}
             let claimed = if set.len() < self.cfg.max_in_flight {
-                self.claim_into(&mut set).await
+                self.claim_into(&mut set, &shutdown).await
             } else {
                 0
             };
@@ -126,13 +127,16 @@ impl Worker {
         }
         let pending = set.len();
         if pending > 0 {
-            tracing::info!(in_flight = pending, "finishing delivery attempts in flight");
+            tracing::info!(
+                in_flight = pending,
+                "finishing attempts already sending; handing back claims not yet started"
+            );
         }
         while set.join_next().await.is_some() {}
         tracing::info!("delivery worker stopped");
     }
 
-    async fn claim_into(&self, set: &mut JoinSet<()>) -> usize {
+    async fn claim_into(&self, set: &mut JoinSet<()>, stop: &watch::Receiver<bool>) -> usize {
         let room = self.cfg.max_in_flight.saturating_sub(set.len());
         if room == 0 {
             return 0;
@@ -169,6 +173,8 @@ impl Worker {
                 limiter: self.limiter.clone(),
                 retry: self.cfg.retry.clone(),
                 disable_after: self.cfg.disable_after,
+                lease: self.cfg.lease,
+                stop: stop.clone(),
                 in_flight: self.in_flight.clone(),
             };
             set.spawn(job.deliver(c));
@@ -183,15 +189,86 @@ struct Attempt {
     limiter: Arc<Limiter>,
     retry: RetryPolicy,
     disable_after: Duration,
+    lease: Duration,
+    stop: watch::Receiver<bool>,
     in_flight: Arc<Mutex<HashMap<Scope, usize>>>,
+}
+
+/// Decrements the in-flight count of a scope however an attempt ends.
+struct InFlight {
+    map: Arc<Mutex<HashMap<Scope, usize>>>,
+    scope: Scope,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.map.lock() {
+            if let Some(n) = m.get_mut(&self.scope) {
+                *n -= 1;
+                if *n == 0 {
+                    m.remove(&self.scope);
+                }
+            }
+        }
+    }
 }
 
 impl Attempt {
     #[tracing::instrument(skip_all, fields(delivery.id = %c.delivery_id, partner = %c.scope.partner))]
-    async fn deliver(self, c: Claimed) {
+    async fn deliver(mut self, c: Claimed) {
+        let _in_flight = InFlight {
+            map: self.in_flight.clone(),
+            scope: c.scope.clone(),
+        };
         let key = format!("{}\u{1f}{}", c.scope.tenant.0, c.scope.partner.0);
-        let permit = self.limiter.acquire(&key).await;
+        // Waiting for a send slot: on shutdown, hand the claim back instead of sending.
+        let permit = tokio::select! {
+            p = self.limiter.acquire(&key) => Some(p),
+            stopped = self.stop.wait_for(|s| *s) => {
+                drop(stopped);
+                None
+            }
+        };
+        let Some(permit) = permit else {
+            if let Err(e) = self.store.set_lease(c.row, c.lease_until, None).await {
+                tracing::debug!(error = %e, "releasing an unstarted claim failed; its lease will expire");
+            }
+            return;
+        };
+        // The lease must outlast this attempt: renew it when the wait for a slot used it up,
+        // and give up the notification if meanwhile someone else claimed it.
+        let mut lease_until = c.lease_until;
+        let timeout_ms = self.sender.config().timeout.as_millis() as i64;
+        if now_ms() + timeout_ms + 5_000 > lease_until {
+            let renewed = now_ms() + (self.lease.as_millis() as i64).max(timeout_ms + 5_000);
+            match self
+                .store
+                .set_lease(c.row, lease_until, Some(renewed))
+                .await
+            {
+                Ok(true) => lease_until = renewed,
+                Ok(false) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "renewing a lease failed; leaving the notification to its lease");
+                    return;
+                }
+            }
+        }
         let attempted_at = now_ms();
+        let outcome_record =
+            |status_code, error, latency_ms, response_body, outcome| AttemptRecord {
+                row: c.row,
+                lease_until,
+                scope: c.scope.clone(),
+                generation: c.generation,
+                attempted_at,
+                status_code,
+                error,
+                latency_ms,
+                response_body,
+                outcome,
+                disable_after_ms: self.disable_after.as_millis() as i64,
+            };
         let record = match signed_headers(
             &c.secret,
             &c.delivery_id,
@@ -207,16 +284,14 @@ impl Attempt {
                 let outcome = match res.outcome {
                     Outcome::Delivered => AttemptOutcome::Delivered,
                     Outcome::Gone => AttemptOutcome::Gone,
-                    Outcome::Retry => {
-                        match self.retry.delay_after(
-                            c.cycle_attempts + 1,
-                            res.retry_after,
-                            &mut rand::rng(),
-                        ) {
-                            Some(d) => AttemptOutcome::RetryAt(now_ms() + d.as_millis() as i64),
-                            None => AttemptOutcome::GiveUp,
-                        }
-                    }
+                    Outcome::Retry => match self.retry.delay_after(
+                        c.cycle_attempts + 1,
+                        res.retry_after,
+                        &mut rand::rng(),
+                    ) {
+                        Some(d) => AttemptOutcome::RetryAt(now_ms() + d.as_millis() as i64),
+                        None => AttemptOutcome::GiveUp,
+                    },
                 };
                 tracing::debug!(
                     delivery.status = res.status,
@@ -224,46 +299,26 @@ impl Attempt {
                     delivery.outcome = ?outcome,
                     "delivery attempt"
                 );
-                AttemptRecord {
-                    row: c.row,
-                    lease_until: c.lease_until,
-                    scope: c.scope.clone(),
-                    generation: c.generation,
-                    attempted_at,
-                    status_code: res.status,
-                    error: res.error,
-                    latency_ms: res.latency_ms,
-                    response_body: res.response_body_prefix,
+                outcome_record(
+                    res.status,
+                    res.error,
+                    res.latency_ms,
+                    res.response_body_prefix,
                     outcome,
-                    disable_after_ms: self.disable_after.as_millis() as i64,
-                }
+                )
             }
-            Err(e) => AttemptRecord {
-                row: c.row,
-                lease_until: c.lease_until,
-                scope: c.scope.clone(),
-                generation: c.generation,
-                attempted_at,
-                status_code: None,
-                error: Some(format!("cannot sign with the stored secret: {e}")),
-                latency_ms: 0,
-                response_body: String::new(),
-                outcome: AttemptOutcome::GiveUp,
-                disable_after_ms: self.disable_after.as_millis() as i64,
-            },
+            Err(e) => outcome_record(
+                None,
+                Some(format!("cannot sign with the stored secret: {e}")),
+                0,
+                String::new(),
+                AttemptOutcome::GiveUp,
+            ),
         };
         drop(permit);
         if let Err(e) = self.store.record_attempt(record).await {
             // The lease expires and the notification is delivered again: at-least-once.
             tracing::warn!(error = %e, "recording a delivery attempt failed");
-        }
-        if let Ok(mut m) = self.in_flight.lock() {
-            if let Some(n) = m.get_mut(&c.scope) {
-                *n -= 1;
-                if *n == 0 {
-                    m.remove(&c.scope);
-                }
-            }
         }
     }
 }

@@ -119,8 +119,12 @@ pub trait Store: Send + Sync + 'static {
         exclude: &[Scope],
     ) -> StoreResult<Vec<Claimed>>;
     /// Records an attempt and moves the notification (and its webhook's health) on. When the
-    /// lease is no longer ours the attempt is still recorded but the state is left alone.
+    /// lease is no longer ours the attempt is still recorded (and counted) but the state is
+    /// left alone.
     async fn record_attempt(&self, record: AttemptRecord) -> StoreResult<()>;
+    /// Moves a claim's lease from `expected` to `until` (None releases the claim). False when
+    /// the lease is no longer ours (it expired and another worker claimed the notification).
+    async fn set_lease(&self, row: i64, expected: i64, until: Option<i64>) -> StoreResult<bool>;
     /// Queues notifications that do not come from stored events (simulations).
     async fn queue_direct(
         &self,

@@ -377,6 +377,10 @@ impl Store for PostgresStore {
         self.record_attempt_impl(&record).await
     }
 
+    async fn set_lease(&self, row: i64, expected: i64, until: Option<i64>) -> StoreResult<bool> {
+        self.set_lease_impl(row, expected, until).await
+    }
+
     async fn queue_direct(
         &self,
         scope: &Scope,

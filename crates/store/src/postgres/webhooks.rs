@@ -173,6 +173,27 @@ impl PostgresStore {
         Ok(out)
     }
 
+    pub(super) async fn set_lease_impl(
+        &self,
+        row: i64,
+        expected: i64,
+        until: Option<i64>,
+    ) -> StoreResult<bool> {
+        let c = self.conn().await?;
+        let s = c
+            .prepare_cached(
+                "UPDATE notifications SET lease_until = $3
+                 WHERE id = $1 AND lease_until = $2 AND status = 0",
+            )
+            .await
+            .map_err(pg)?;
+        let n = c
+            .execute(&s, &[&row, &expected, &until])
+            .await
+            .map_err(pg)?;
+        Ok(n == 1)
+    }
+
     pub(super) async fn record_attempt_impl(&self, r: &AttemptRecord) -> StoreResult<()> {
         let mut c = self.conn().await?;
         let tx = c.transaction().await.map_err(pg)?;
@@ -206,30 +227,29 @@ impl PostgresStore {
             AttemptOutcome::GiveUp => (2, None),
             AttemptOutcome::Gone => (0, Some(r.attempted_at)),
         };
+        // Every attempt counts; only the lease holder moves the notification's state.
         let s = tx
             .prepare_cached(
-                "UPDATE notifications SET status = $3, attempts = attempts + 1,
-                    cycle_attempts = cycle_attempts + 1,
-                    next_attempt_at = COALESCE($4, next_attempt_at), lease_until = NULL,
-                    last_attempt_at = $5, last_status_code = $6, last_error = $7
+                "UPDATE notifications SET attempts = attempts + 1,
+                    last_attempt_at = $2, last_status_code = $3, last_error = $4
+                 WHERE id = $1",
+            )
+            .await
+            .map_err(pg)?;
+        tx.execute(&s, &[&r.row, &r.attempted_at, &code, &r.error])
+            .await
+            .map_err(pg)?;
+        let s = tx
+            .prepare_cached(
+                "UPDATE notifications SET status = $3, cycle_attempts = cycle_attempts + 1,
+                    next_attempt_at = COALESCE($4, next_attempt_at), lease_until = NULL
                  WHERE id = $1 AND lease_until = $2",
             )
             .await
             .map_err(pg)?;
-        tx.execute(
-            &s,
-            &[
-                &r.row,
-                &r.lease_until,
-                &status,
-                &next,
-                &r.attempted_at,
-                &code,
-                &r.error,
-            ],
-        )
-        .await
-        .map_err(pg)?;
+        tx.execute(&s, &[&r.row, &r.lease_until, &status, &next])
+            .await
+            .map_err(pg)?;
         let (t, p, g) = (&r.scope.tenant.0, &r.scope.partner.0, &r.generation);
         match r.outcome {
             AttemptOutcome::Delivered => {

@@ -327,6 +327,11 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn set_lease(&self, row: i64, expected: i64, until: Option<i64>) -> StoreResult<bool> {
+        self.write(move |c| webhooks::set_lease(c, row, expected, until))
+            .await
+    }
+
     async fn queue_direct(
         &self,
         scope: &Scope,

@@ -167,24 +167,20 @@ pub(super) fn record_attempt(c: &Connection, r: &AttemptRecord) -> StoreResult<(
         AttemptOutcome::GiveUp => (2, None),
         AttemptOutcome::Gone => (0, Some(r.attempted_at)),
     };
+    // Every attempt counts; only the lease holder moves the notification's state.
     c.prepare_cached(
-        "UPDATE notifications SET status = ?3, attempts = attempts + 1,
-            cycle_attempts = cycle_attempts + 1,
-            next_attempt_at = COALESCE(?4, next_attempt_at), lease_until = NULL,
-            last_attempt_at = ?5, last_status_code = ?6, last_error = ?7
+        "UPDATE notifications SET attempts = attempts + 1,
+            last_attempt_at = ?2, last_status_code = ?3, last_error = ?4
+         WHERE id = ?1",
+    )
+    .and_then(|mut s| s.execute(params![r.row, r.attempted_at, r.status_code, r.error]))
+    .map_err(internal)?;
+    c.prepare_cached(
+        "UPDATE notifications SET status = ?3, cycle_attempts = cycle_attempts + 1,
+            next_attempt_at = COALESCE(?4, next_attempt_at), lease_until = NULL
          WHERE id = ?1 AND lease_until = ?2",
     )
-    .and_then(|mut s| {
-        s.execute(params![
-            r.row,
-            r.lease_until,
-            status,
-            next,
-            r.attempted_at,
-            r.status_code,
-            r.error
-        ])
-    })
+    .and_then(|mut s| s.execute(params![r.row, r.lease_until, status, next]))
     .map_err(internal)?;
     let (t, p, g) = (&r.scope.tenant.0, &r.scope.partner.0, r.generation);
     match r.outcome {
@@ -420,4 +416,20 @@ pub(super) fn replay(
         })
         .map_err(internal)?;
     Ok(n as u64)
+}
+
+pub(super) fn set_lease(
+    c: &Connection,
+    row: i64,
+    expected: i64,
+    until: Option<i64>,
+) -> StoreResult<bool> {
+    let n = c
+        .prepare_cached(
+            "UPDATE notifications SET lease_until = ?3
+             WHERE id = ?1 AND lease_until = ?2 AND status = 0",
+        )
+        .and_then(|mut s| s.execute(params![row, expected, until]))
+        .map_err(internal)?;
+    Ok(n == 1)
 }

@@ -1,0 +1,553 @@
+//! At-least-once delivery across a crash, with a real `prospect-events serve` child process:
+//! 2,000 notifications flow to a local receiver, the server is SIGKILLed while deliveries are in
+//! flight, restarted on the same database with the same flags, and then every notification is
+//! received at least once and ends `delivered`. Duplicates are allowed only for the notifications
+//! that were claimed (leased) but not recorded at the kill.
+//!
+//! The binary is `target/<profile>/prospect-events` (see `prospect_events_e2e::cli_binary`);
+//! without it the test prints a notice and passes without running — build it with
+//! `cargo build -p prospect-events` (or run `cargo test --workspace`).
+//!
+//! The helpers here (a child `serve` that is killed when dropped, `keys create`, a receiver that
+//! answers after a delay) are shared with `graceful.rs`.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use prospect_events_e2e::cli_binary;
+use prospect_events_e2e::receiver::Received;
+use reqwest::Method;
+use serde_json::{json, Value};
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+macro_rules! binary_or_skip {
+    () => {
+        match prospect_events_e2e::cli_binary() {
+            Some(b) => b,
+            None => {
+                eprintln!(
+                    "SKIPPED: target/<profile>/prospect-events is not built; run \
+                     `cargo build -p prospect-events` (or `cargo test --workspace`) first"
+                );
+                return;
+            }
+        }
+    };
+}
+pub(crate) use binary_or_skip;
+
+const ENROLL: &str = "/v1/prospects/events/enrollments";
+
+/// A command for the binary, isolated from the caller's PROSPECT_EVENTS_* / DATABASE_URL
+/// settings and working directory.
+fn command(bin: &Path, dir: &Path) -> Command {
+    let mut c = Command::new(bin);
+    c.env_clear().current_dir(dir);
+    c
+}
+
+/// `prospect-events keys create`; returns the printed key.
+pub(crate) fn keys_create(
+    dir: &Path,
+    db: &str,
+    tenant: &str,
+    partner: &str,
+    admin: bool,
+) -> String {
+    let bin = cli_binary().expect("binary");
+    let mut c = command(&bin, dir);
+    c.env("RUST_LOG", "warn").args([
+        "keys",
+        "create",
+        "--tenant",
+        tenant,
+        "--partner",
+        partner,
+        "--database-url",
+        db,
+    ]);
+    if admin {
+        c.arg("--admin");
+    }
+    let o = c.stdin(Stdio::null()).output().expect("run keys create");
+    assert!(o.status.success(), "keys create: {o:?}");
+    let out = String::from_utf8(o.stdout).unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 1, "keys create prints only the key: {out:?}");
+    lines[0].to_string()
+}
+
+/// A port nobody listens on right now.
+pub(crate) fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// A running `prospect-events serve`; killed (SIGKILL) when dropped, so a failing test leaves
+/// no process behind.
+pub(crate) struct Serve {
+    child: Option<Child>,
+    pub base: String,
+    pub log: PathBuf,
+}
+
+impl Serve {
+    /// Starts `serve --database-url db --listen 127.0.0.1:port <extra>` and waits until
+    /// `/healthcheck/http` answers. Its stderr goes to `dir/<log_name>`.
+    pub async fn start(dir: &Path, db: &str, port: u16, extra: &[&str], log_name: &str) -> Serve {
+        let bin = cli_binary().expect("binary");
+        let listen = format!("127.0.0.1:{port}");
+        let log = dir.join(log_name);
+        let stderr = std::fs::File::create(&log).unwrap();
+        let child = command(&bin, dir)
+            .env("RUST_LOG", "info")
+            .args(["serve", "--database-url", db, "--listen", &listen])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn prospect-events serve");
+        let mut s = Serve {
+            child: Some(child),
+            base: format!("http://{listen}"),
+            log,
+        };
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = s.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("serve exited at start ({status}):\n{}", s.log_text());
+            }
+            if let Ok(r) = client.get(s.url("/healthcheck/http")).send().await {
+                if r.status() == 200 {
+                    return s;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "serve not ready within 30 s:\n{}",
+                s.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILL, and reap.
+    pub fn kill(&mut self) -> ExitStatus {
+        let mut c = self.child.take().expect("running");
+        c.kill().unwrap();
+        c.wait().unwrap()
+    }
+
+    /// Sends SIGTERM (the child keeps running until it exits on its own).
+    pub fn terminate(&self) {
+        let ok = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .expect("run kill")
+            .success();
+        assert!(ok, "kill -TERM {}", self.pid());
+    }
+
+    /// Waits for the child to exit on its own within `timeout` (panics otherwise).
+    pub async fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                self.child = None;
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "serve did not exit within {timeout:?}:\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A webhook receiver answering 200 after `delay` (`slow_checks` for connectivity checks).
+/// Every request is recorded on arrival, before the answer, so a request whose answer the
+/// sender never saw (because it was killed) still counts as received.
+#[derive(Clone)]
+pub(crate) struct SlowReceiver {
+    pub url: String,
+    got: Arc<Mutex<Vec<Received>>>,
+    _stop: Arc<tokio::sync::oneshot::Sender<()>>,
+}
+
+#[derive(Clone)]
+struct RxState {
+    got: Arc<Mutex<Vec<Received>>>,
+    delay: Duration,
+    check_delay: Duration,
+}
+
+async fn slow_handle(State(st): State<RxState>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let is_check = serde_json::from_slice::<Value>(&body)
+        .map(|v| v["event_name"] == "webhook_connectivity_check")
+        .unwrap_or(false);
+    st.got.lock().unwrap().push(Received {
+        at: Instant::now(),
+        headers,
+        body: body.to_vec(),
+    });
+    tokio::time::sleep(if is_check { st.check_delay } else { st.delay }).await;
+    StatusCode::OK
+}
+
+impl SlowReceiver {
+    pub async fn start(delay: Duration, check_delay: Duration) -> Self {
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let app = axum::Router::new()
+            .fallback(slow_handle)
+            .with_state(RxState {
+                got: got.clone(),
+                delay,
+                check_delay,
+            });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+        SlowReceiver {
+            url: format!("http://{addr}/hook"),
+            got,
+            _stop: Arc::new(tx),
+        }
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.got.lock().unwrap().clone()
+    }
+
+    /// Notifications received (connectivity checks excluded).
+    pub fn notifications(&self) -> Vec<Received> {
+        self.received()
+            .into_iter()
+            .filter(|r| !r.header("x-delivery-id").is_empty())
+            .filter(|r| r.json()["event_name"] != "webhook_connectivity_check")
+            .collect()
+    }
+
+    pub fn count(&self) -> usize {
+        self.got.lock().unwrap().len()
+    }
+}
+
+/// `api_key` request against a child server.
+pub(crate) fn req(
+    client: &reqwest::Client,
+    s: &Serve,
+    method: Method,
+    path: &str,
+    key: &str,
+) -> reqwest::RequestBuilder {
+    client.request(method, s.url(path)).header("api_key", key)
+}
+
+/// Registers `url` as the partner's webhook; returns its secret.
+pub(crate) async fn register(
+    client: &reqwest::Client,
+    s: &Serve,
+    key: &str,
+    partner: &str,
+    url: &str,
+) -> String {
+    let resp = req(client, s, Method::POST, "/v1/webhooks", key)
+        .json(&json!({"partner_id": partner, "webhook_url": url}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().await.unwrap();
+    v["webhook_secret"].as_str().unwrap().to_string()
+}
+
+pub(crate) fn prospect(i: usize) -> String {
+    format!("{:040x}", 0x00c0_ffee_0000_usize + i)
+}
+
+/// Enrolls `n` prospects (20 per enrollment) for role and company changes.
+pub(crate) async fn enroll_many(client: &reqwest::Client, s: &Serve, key: &str, n: usize) {
+    let ids: Vec<String> = (0..n).map(prospect).collect();
+    for chunk in ids.chunks(20) {
+        let resp = req(client, s, Method::POST, ENROLL, key)
+            .json(&json!({"enrollment_key": "crash", "prospect_ids": chunk,
+                "event_types": ["prospect_changed_role", "prospect_changed_company"]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+}
+
+/// A baseline then a move (new company and new title) for each of `n` prospects, through the
+/// admin endpoint: two events, hence two notifications, per enrolled prospect.
+pub(crate) async fn ingest_moves(
+    client: &reqwest::Client,
+    s: &Serve,
+    admin: &str,
+    n: usize,
+) -> Value {
+    let mut body = String::new();
+    for i in 0..n {
+        let p = prospect(i);
+        body.push_str(
+            &json!({"prospect_id": p, "observed_at": "2026-01-01", "full_name": "Ada",
+                "company_name": "Acme", "job_title": "Engineer"})
+            .to_string(),
+        );
+        body.push('\n');
+        body.push_str(
+            &json!({"prospect_id": p, "observed_at": "2026-01-02", "full_name": "Ada",
+                "company_name": "Globex", "job_title": "Lead"})
+            .to_string(),
+        );
+        body.push('\n');
+    }
+    let resp = req(
+        client,
+        s,
+        Method::POST,
+        "/v1/admin/prospects/snapshots",
+        admin,
+    )
+    .header("content-type", "application/x-ndjson")
+    .body(body)
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.json::<Value>().await.unwrap()["summary"].clone()
+}
+
+/// Pending notifications holding a lease: claimed by a worker, attempt not recorded.
+pub(crate) fn leased_pending(db_path: &Path) -> HashSet<String> {
+    let c = rusqlite::Connection::open(db_path).unwrap();
+    c.busy_timeout(Duration::from_secs(5)).unwrap();
+    let mut s = c
+        .prepare(
+            "SELECT delivery_id FROM notifications WHERE status = 0 AND lease_until IS NOT NULL",
+        )
+        .unwrap();
+    s.query_map([], |r| r.get::<_, String>(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+/// Delivery id → number of times received.
+fn receipts(got: &[Received]) -> HashMap<String, usize> {
+    let mut m = HashMap::new();
+    for r in got {
+        *m.entry(r.header("x-delivery-id").to_string()).or_default() += 1;
+    }
+    m
+}
+
+const NOTIFICATIONS: usize = 2_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigkill_with_deliveries_in_flight_then_restart_delivers_everything() {
+    let _bin = binary_or_skip!();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let db_path = d.join("crash.db");
+    let db = format!("sqlite://{}", db_path.display());
+    let port = free_port();
+    // A short lease so the notifications claimed at the kill come back within seconds (the
+    // lease must exceed the delivery timeout).
+    let flags = [
+        "--allow-private-targets",
+        "--rate-limit",
+        "0",
+        "--retry-schedule",
+        "1s,1s,1s",
+        "--delivery-timeout",
+        "2s",
+        "--delivery-lease",
+        "3s",
+        "--no-scanner",
+    ];
+
+    let key = keys_create(d, &db, "con_crash", "partner_a", false);
+    let admin = keys_create(d, &db, "con_ops", "ops", true);
+    // 5 ms per notification: with 4 concurrent sends per webhook, 2,000 take ~2.5 s, so the
+    // kill lands mid-stream.
+    let rx = SlowReceiver::start(Duration::from_millis(5), Duration::ZERO).await;
+    let client = reqwest::Client::new();
+
+    let mut serve = Serve::start(d, &db, port, &flags, "serve-1.log").await;
+    let secret = register(&client, &serve, &key, "partner_a", &rx.url).await;
+    enroll_many(&client, &serve, &key, NOTIFICATIONS / 2).await;
+    let summary = ingest_moves(&client, &serve, &admin, NOTIFICATIONS / 2).await;
+    assert_eq!(
+        summary["notifications_queued"], NOTIFICATIONS as u64,
+        "{summary}"
+    );
+
+    // Kill once the receiver has some, but not all.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while rx.count() < 400 {
+        assert!(
+            Instant::now() < deadline,
+            "only {} notifications received:\n{}",
+            rx.count(),
+            serve.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let status = serve.kill();
+    {
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(9), "{status:?}");
+    }
+    let at_kill = receipts(&rx.received());
+    let in_flight = leased_pending(&db_path);
+    eprintln!(
+        "at the kill: {} distinct notifications received, {} claimed but not recorded",
+        at_kill.len(),
+        in_flight.len()
+    );
+    assert!(
+        at_kill.len() < NOTIFICATIONS,
+        "the kill came too late: everything was already received"
+    );
+    assert!(
+        !in_flight.is_empty(),
+        "nothing was in flight at the kill: the test proves nothing"
+    );
+    assert!(
+        in_flight.len() <= 1024,
+        "more in flight than the worker allows"
+    );
+
+    // Restart on the same database with the same flags; everything arrives.
+    let mut serve = Serve::start(d, &db, port, &flags, "serve-2.log").await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let http = reqwest::Client::new();
+    loop {
+        let got = receipts(&rx.received());
+        // Everything received, and nothing still pending (the notifications in flight at the
+        // kill were received once already and are re-sent when their lease expires).
+        if got.len() >= NOTIFICATIONS {
+            let pending: serde_json::Value = http
+                .get(serve.url("/v1/webhooks/partner_a/deliveries?status=pending&limit=1"))
+                .header("api_key", &key)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if pending["deliveries"]
+                .as_array()
+                .is_some_and(|d| d.is_empty())
+            {
+                break;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "after the restart only {} of {NOTIFICATIONS} notifications were received:\n{}",
+            got.len(),
+            serve.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Clean shutdown, so every attempt is recorded before the database is read.
+    serve.terminate();
+    let status = serve.wait_exit(Duration::from_secs(20)).await;
+    assert!(status.success(), "{status:?}:\n{}", serve.log_text());
+
+    let got = rx.received();
+    for r in &got {
+        assert!(
+            r.signature_valid(&secret),
+            "a notification failed signature verification"
+        );
+    }
+    let counts = receipts(&got);
+    let store = store::open(&db).await.unwrap();
+    let scope = store::Scope {
+        tenant: domain::TenantId("con_crash".into()),
+        partner: domain::PartnerId("partner_a".into()),
+    };
+    let outbox = store.outbox(Some(&scope), 100_000).await.unwrap();
+    assert_eq!(outbox.len(), NOTIFICATIONS);
+    let ids: HashSet<&str> = outbox.iter().map(|r| r.delivery_id.as_str()).collect();
+    for row in &outbox {
+        assert!(
+            counts.contains_key(&row.delivery_id),
+            "{} was never received",
+            row.delivery_id
+        );
+        assert_eq!(
+            row.status,
+            store::DeliveryStatus::Delivered,
+            "{} ended {:?}",
+            row.delivery_id,
+            row.status
+        );
+        assert!(row.attempts >= 1);
+    }
+    assert!(
+        counts.keys().all(|id| ids.contains(id.as_str())),
+        "the receiver got a delivery id the outbox does not have"
+    );
+    let dups: Vec<(&String, &usize)> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    eprintln!(
+        "received {} requests for {} notifications: {} duplicates (in flight at the kill: {}, \
+         received before it: {})",
+        got.len(),
+        counts.len(),
+        dups.len(),
+        in_flight.len(),
+        in_flight
+            .iter()
+            .filter(|id| at_kill.contains_key(*id))
+            .count(),
+    );
+    for (id, n) in &dups {
+        assert!(
+            in_flight.contains(*id) && at_kill.contains_key(*id),
+            "{id} received {n} times but was not received and unrecorded at the kill"
+        );
+        assert_eq!(**n, 2, "{id} received {n} times");
+    }
+    assert!(dups.len() <= in_flight.len());
+}
