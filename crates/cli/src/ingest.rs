@@ -32,7 +32,7 @@ pub struct IngestArgs {
     )]
     pub anniversary_lead_days: u32,
     /// Snapshots per transaction.
-    #[arg(long, default_value_t = 5000)]
+    #[arg(long, default_value_t = 20_000)]
     pub batch_size: usize,
     #[command(flatten)]
     pub db: DbArgs,

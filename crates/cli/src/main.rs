@@ -41,7 +41,16 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    // Usage errors exit 1: exit code 2 means "some lines rejected" for `ingest`.
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 1 } else { 0 };
+            // Printing help or the error can only fail on a closed terminal.
+            let _ = e.print();
+            return std::process::ExitCode::from(code);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -85,7 +85,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Self {
-            batch_size: 5000,
+            batch_size: 20_000,
             anniversary_lead_days: 7,
             clock: Arc::new(OffsetDateTime::now_utc),
         }
@@ -263,12 +263,75 @@ fn parse_ndjson<R: Read>(
     Ok(())
 }
 
+/// Turns CRLF line ends into LF. The csv reader counts a CRLF record end differently from an LF
+/// one, which made reported line numbers of Excel/Windows exports one too small; values are
+/// unaffected except a CRLF inside a quoted field, which becomes LF.
+struct CrlfToLf<R> {
+    inner: R,
+    /// Converted bytes not yet handed out, from `pos`.
+    buf: Vec<u8>,
+    pos: usize,
+    /// A `\r` held back because the input chunk ended right after it.
+    pending_cr: bool,
+}
+
+impl<R> CrlfToLf<R> {
+    fn new(inner: R) -> Self {
+        Self {
+            inner,
+            buf: Vec::new(),
+            pos: 0,
+            pending_cr: false,
+        }
+    }
+}
+
+impl<R: Read> Read for CrlfToLf<R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos == self.buf.len() {
+            let mut chunk = [0u8; 64 * 1024];
+            let n = self.inner.read(&mut chunk)?;
+            self.buf.clear();
+            self.pos = 0;
+            if n == 0 {
+                if std::mem::take(&mut self.pending_cr) {
+                    self.buf.push(b'\r');
+                    break;
+                }
+                return Ok(0);
+            }
+            let mut bytes = &chunk[..n];
+            if std::mem::take(&mut self.pending_cr) && bytes[0] != b'\n' {
+                self.buf.push(b'\r');
+            }
+            if bytes[bytes.len() - 1] == b'\r' {
+                self.pending_cr = true;
+                bytes = &bytes[..bytes.len() - 1];
+            }
+            let mut i = 0;
+            while i < bytes.len() {
+                if bytes[i] == b'\r' && bytes.get(i + 1) == Some(&b'\n') {
+                    i += 1;
+                    continue;
+                }
+                self.buf.push(bytes[i]);
+                i += 1;
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
 fn parse_csv<R: Read>(
     source: R,
     n: usize,
     read: &std::sync::atomic::AtomicU64,
     tx: &Sender,
 ) -> Result<(), IngestError> {
+    let source = CrlfToLf::new(source);
     let mut rdr = csv::ReaderBuilder::new()
         .flexible(true)
         .has_headers(true)
@@ -332,4 +395,39 @@ fn parse_csv<R: Read>(
         flush(&mut batch, n, read, tx);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CrlfToLf;
+    use std::io::Read;
+
+    /// A reader that hands out one byte at a time, to split CRLF across reads.
+    struct Trickle<'a>(&'a [u8]);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.0.is_empty() || buf.is_empty() {
+                return Ok(0);
+            }
+            buf[0] = self.0[0];
+            self.0 = &self.0[1..];
+            Ok(1)
+        }
+    }
+
+    #[test]
+    fn crlf_becomes_lf_even_across_reads() {
+        for input in [&b"a,b\r\nc,d\r\n"[..], b"x\ry\r\n\r\nz\r", b"", b"\r\n"] {
+            let expected = String::from_utf8_lossy(input).replace("\r\n", "\n");
+            let mut out = String::new();
+            CrlfToLf::new(Trickle(input))
+                .read_to_string(&mut out)
+                .unwrap();
+            assert_eq!(out, expected, "{input:?}");
+            let mut out = String::new();
+            CrlfToLf::new(input).read_to_string(&mut out).unwrap();
+            assert_eq!(out, expected, "{input:?}");
+        }
+    }
 }

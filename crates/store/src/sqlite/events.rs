@@ -28,6 +28,11 @@ pub(super) fn ingest(
     batch: Vec<Snapshot>,
     opts: IngestOptions,
 ) -> StoreResult<IngestCounts> {
+    // Apply in prospect-id order (stable, so each prospect's snapshots keep their order, which
+    // is all detection depends on): the state and index B-trees are then walked in key order
+    // instead of at random, which keeps the page cache and the WAL small.
+    let mut batch = batch;
+    batch.sort_by_key(|s| s.prospect_id);
     let mut counts = IngestCounts::default();
     let mut states: HashMap<ProspectId, Option<Snapshot>> = HashMap::with_capacity(batch.len());
     let mut dirty: Vec<ProspectId> = Vec::new();

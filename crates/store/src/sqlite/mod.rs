@@ -191,12 +191,14 @@ fn open_conn(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
         conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)
             .map_err(internal)?;
     }
-    conn.execute_batch(
+    // The writer keeps a larger page cache (hot prospect state and indexes); readers less.
+    let cache_kib = if read_only { 16_384 } else { 65_536 };
+    conn.execute_batch(&format!(
         "PRAGMA synchronous = FULL;
          PRAGMA foreign_keys = ON;
          PRAGMA temp_store = MEMORY;
-         PRAGMA cache_size = -32000;",
-    )
+         PRAGMA cache_size = -{cache_kib};"
+    ))
     .map_err(internal)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
