@@ -365,7 +365,7 @@ const CRASH_PROSPECTS: u32 = 40_000;
 const CRASH_ROUNDS: u32 = 5;
 
 fn crash_pid(p: u32) -> String {
-    format!("{:040x}", 0xc0ffee_0000u64 + p as u64)
+    format!("{:040x}", 0x00c0_ffee_0000_u64 + p as u64)
 }
 
 /// 200,000 lines: round r of every prospect, then round r+1 (so a kill leaves histories cut in

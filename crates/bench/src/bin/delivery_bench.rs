@@ -1,5 +1,6 @@
-//! Delivery benchmark (issue 4): one process with a temporary SQLite database, the real store,
-//! the real worker and sender, and a local keep-alive receiver.
+//! Delivery benchmark (issue 4): one process with a temporary SQLite database (or, with
+//! `--database-url postgres://…`, an empty PostgreSQL database or schema), the real store, the
+//! real worker and sender, and a local keep-alive receiver.
 //!
 //! * `throughput`: queue N notifications through ingestion (enrollments × changed prospects),
 //!   then start the worker and time until the receiver got all of them and every attempt is
@@ -21,6 +22,10 @@ use time::OffsetDateTime;
 
 #[derive(Parser)]
 struct Args {
+    /// Database to use instead of a temporary SQLite file, e.g. a fresh PostgreSQL schema
+    /// (`postgres://…?options=-csearch_path%3Dbench`). It must be empty.
+    #[arg(long, global = true)]
+    database_url: Option<String>,
     #[command(subcommand)]
     mode: Mode,
 }
@@ -118,11 +123,18 @@ fn opts() -> IngestOptions {
     }
 }
 
-async fn setup() -> Result<(tempdir::Dir, DynStore, Scope, String, Receipts)> {
+async fn setup(
+    database_url: Option<&str>,
+) -> Result<(tempdir::Dir, DynStore, Scope, String, Receipts)> {
     let dir = tempdir::Dir::new()?;
-    let store = store::open(&format!("sqlite://{}/bench.db", dir.0.display()))
+    let url = match database_url {
+        Some(u) => u.to_string(),
+        None => format!("sqlite://{}/bench.db", dir.0.display()),
+    };
+    let store = store::open(&url)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    eprintln!("backend: {}", store.backend());
     let scope = Scope {
         tenant: TenantId("con_bench".into()),
         partner: PartnerId("bench".into()),
@@ -190,7 +202,7 @@ fn pct(v: &[f64], p: f64) -> f64 {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let (_dir, store, scope, _url, got) = setup().await?;
+    let (_dir, store, scope, _url, got) = setup(args.database_url.as_deref()).await?;
     match args.mode {
         Mode::Throughput { notifications } => {
             let n = notifications as u64;

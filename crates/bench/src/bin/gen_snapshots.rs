@@ -163,7 +163,7 @@ fn main() -> Result<()> {
         for (i, person) in people.iter_mut().enumerate() {
             if round > 0 && rng.chance(p_change) {
                 let r = rng.below(10);
-                if r < 5 || r >= 8 {
+                if !(5..8).contains(&r) {
                     person.title = (person.title + 1 + rng.below(TITLES.len() as u64 - 1) as usize)
                         % TITLES.len();
                 }

@@ -299,6 +299,7 @@ async fn ingest_once(
 
     let mut counts = IngestCounts::default();
     let mut dirty: Vec<ProspectId> = Vec::new();
+    let mut dirty_set: std::collections::HashSet<ProspectId> = Default::default();
     let mut events: Vec<DetectedEvent> = Vec::new();
     let (after, until) = ingest_window(opts.now, opts.anniversary_lead_days);
     for snap in batch {
@@ -319,7 +320,7 @@ async fn ingest_once(
         }
         events.extend(found);
         if det.becomes_current {
-            if !dirty.contains(&pid) {
+            if dirty_set.insert(pid) {
                 dirty.push(pid);
             }
             states.insert(pid, Some(snap.clone()));

@@ -8,7 +8,6 @@ use domain::detect::{anniversaries, detect_changes, DetectedEvent, Outcome};
 use domain::snapshot::{format_date, parse_date, Snapshot};
 use domain::{PartnerId, ProspectId, TenantId};
 use rusqlite::{params, Connection, OptionalExtension};
-use std::collections::HashMap;
 use time::{Date, Duration, OffsetDateTime};
 
 const SCAN_JOB: &str = "anniversary_scan";
@@ -28,109 +27,122 @@ pub(super) fn ingest(
     batch: Vec<Snapshot>,
     opts: IngestOptions,
 ) -> StoreResult<IngestCounts> {
-    // Apply in prospect-id order (stable, so each prospect's snapshots keep their order, which
-    // is all detection depends on): the state and index B-trees are then walked in key order
-    // instead of at random, which keeps the page cache and the WAL small.
-    let mut batch = batch;
-    batch.sort_by_key(|s| s.prospect_id);
+    // Apply in prospect-id order, each prospect's snapshots in their input order (which is all
+    // detection depends on): state and index B-trees are walked in key order instead of at
+    // random, and a prospect seen several times in the batch is read and written once.
+    let mut slots: Vec<Option<Snapshot>> = batch.into_iter().map(Some).collect();
+    let mut order: Vec<u32> = (0..slots.len() as u32).collect();
+    order.sort_unstable_by_key(|&i| (slots[i as usize].as_ref().map(|s| s.prospect_id), i));
+
     let mut counts = IngestCounts::default();
-    let mut states: HashMap<ProspectId, Option<Snapshot>> = HashMap::with_capacity(batch.len());
-    let mut dirty: Vec<ProspectId> = Vec::new();
     let (after, until) = ingest_window(opts.now, opts.anniversary_lead_days);
     let now_s = opts.now.unix_timestamp();
-    for snap in batch {
-        let pid = snap.prospect_id;
-        if let std::collections::hash_map::Entry::Vacant(slot) = states.entry(pid) {
-            slot.insert(load_state(c, &pid)?);
-        }
-        let current = states.get(&pid).and_then(|s| s.as_ref());
-        let det = detect_changes(current, &snap);
-        let mut events = det.events;
-        if det.becomes_current {
-            let start_changed = current.map(|c| c.job_start_date) != Some(snap.job_start_date);
-            if start_changed {
-                events.extend(anniversaries(&snap, after, until));
-            }
-        }
-        match (det.outcome, events.is_empty()) {
-            (Outcome::Baseline, _) => counts.baselines += 1,
-            (_, true) => counts.unchanged += 1,
-            (_, false) => counts.changed += 1,
-        }
-        for ev in &events {
-            if insert_event(c, ev, now_s)? {
-                counts.events_created += 1;
-                counts.notifications_queued += fan_out(c, ev, opts.now)?;
-            }
-        }
-        if det.becomes_current {
-            if !dirty.contains(&pid) {
-                dirty.push(pid);
-            }
-            states.insert(pid, Some(snap));
-        }
-    }
-    let mut up = c
-        .prepare_cached(
-            "INSERT INTO prospect_state (prospect_id, observed_at, full_name, linkedin_url,
-                company_id, company_name, job_title, job_start_date, anniv_md, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
-             ON CONFLICT (prospect_id) DO UPDATE SET observed_at = excluded.observed_at,
-                full_name = excluded.full_name, linkedin_url = excluded.linkedin_url,
-                company_id = excluded.company_id, company_name = excluded.company_name,
-                job_title = excluded.job_title, job_start_date = excluded.job_start_date,
-                anniv_md = excluded.anniv_md, updated_at = excluded.updated_at",
-        )
-        .map_err(internal)?;
-    for pid in dirty {
-        let Some(Some(s)) = states.get(&pid) else {
-            continue;
+    let mut load = c.prepare_cached(LOAD_STATE).map_err(internal)?;
+    let mut insert = c.prepare_cached(INSERT_STATE).map_err(internal)?;
+    let mut update = c.prepare_cached(UPDATE_STATE).map_err(internal)?;
+
+    let mut k = 0;
+    while k < order.len() {
+        let pid = match &slots[order[k] as usize] {
+            Some(s) => s.prospect_id,
+            None => break,
         };
-        up.execute(params![
-            &pid.as_bytes()[..],
-            s.observed_at.unix_timestamp_nanos() as i64,
-            s.full_name,
-            s.linkedin_url,
-            s.company_id,
-            s.company_name,
-            s.job_title,
-            s.job_start_date.map(format_date),
-            s.job_start_date.map(month_day),
-            now_s
-        ])
-        .map_err(internal)?;
+        let stored = load_state_with(&mut load, &pid)?;
+        let existed = stored.is_some();
+        let mut current = stored;
+        let mut changed_state = false;
+        while k < order.len() {
+            let Some(snap) = slots[order[k] as usize].take_if(|s| s.prospect_id == pid) else {
+                break;
+            };
+            k += 1;
+            let det = detect_changes(current.as_ref(), &snap);
+            let mut events = det.events;
+            if det.becomes_current {
+                let start_changed =
+                    current.as_ref().map(|c| c.job_start_date) != Some(snap.job_start_date);
+                if start_changed {
+                    events.extend(anniversaries(&snap, after, until));
+                }
+            }
+            match (det.outcome, events.is_empty()) {
+                (Outcome::Baseline, _) => counts.baselines += 1,
+                (_, true) => counts.unchanged += 1,
+                (_, false) => counts.changed += 1,
+            }
+            for ev in &events {
+                if insert_event(c, ev, now_s)? {
+                    counts.events_created += 1;
+                    counts.notifications_queued += fan_out(c, ev, opts.now)?;
+                }
+            }
+            if det.becomes_current {
+                current = Some(snap);
+                changed_state = true;
+            }
+        }
+        if let (true, Some(s)) = (changed_state, &current) {
+            let stmt = if existed { &mut update } else { &mut insert };
+            stmt.execute(params![
+                &pid.as_bytes()[..],
+                s.observed_at.unix_timestamp_nanos() as i64,
+                s.full_name,
+                s.linkedin_url,
+                s.company_id,
+                s.company_name,
+                s.job_title,
+                s.job_start_date.map(format_date),
+                s.job_start_date.map(month_day),
+                now_s
+            ])
+            .map_err(internal)?;
+        }
     }
     Ok(counts)
 }
+
+const LOAD_STATE: &str = "SELECT observed_at, full_name, linkedin_url, company_id, company_name,
+        job_title, job_start_date
+     FROM prospect_state WHERE prospect_id = ?1";
+
+const INSERT_STATE: &str = "INSERT INTO prospect_state (prospect_id, observed_at, full_name,
+        linkedin_url, company_id, company_name, job_title, job_start_date, anniv_md, updated_at)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+
+const UPDATE_STATE: &str = "UPDATE prospect_state SET observed_at = ?2, full_name = ?3,
+        linkedin_url = ?4, company_id = ?5, company_name = ?6, job_title = ?7,
+        job_start_date = ?8, anniv_md = ?9, updated_at = ?10
+     WHERE prospect_id = ?1";
 
 fn month_day(d: Date) -> i64 {
     d.month() as i64 * 100 + d.day() as i64
 }
 
 fn load_state(c: &Connection, pid: &ProspectId) -> StoreResult<Option<Snapshot>> {
-    c.prepare_cached(
-        "SELECT observed_at, full_name, linkedin_url, company_id, company_name, job_title,
-                job_start_date
-         FROM prospect_state WHERE prospect_id = ?1",
-    )
-    .and_then(|mut s| {
-        s.query_row(params![&pid.as_bytes()[..]], |r| {
-            let nanos: i64 = r.get(0)?;
-            let start: Option<String> = r.get(6)?;
-            Ok(Snapshot {
-                prospect_id: *pid,
-                observed_at: OffsetDateTime::from_unix_timestamp_nanos(nanos as i128)
-                    .unwrap_or(OffsetDateTime::UNIX_EPOCH),
-                full_name: r.get(1)?,
-                linkedin_url: r.get(2)?,
-                company_id: r.get(3)?,
-                company_name: r.get(4)?,
-                job_title: r.get(5)?,
-                job_start_date: start.as_deref().and_then(parse_date),
-            })
+    let mut s = c.prepare_cached(LOAD_STATE).map_err(internal)?;
+    load_state_with(&mut s, pid)
+}
+
+fn load_state_with(
+    s: &mut rusqlite::CachedStatement<'_>,
+    pid: &ProspectId,
+) -> StoreResult<Option<Snapshot>> {
+    s.query_row(params![&pid.as_bytes()[..]], |r| {
+        let nanos: i64 = r.get(0)?;
+        let start: Option<String> = r.get(6)?;
+        Ok(Snapshot {
+            prospect_id: *pid,
+            observed_at: OffsetDateTime::from_unix_timestamp_nanos(nanos as i128)
+                .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+            full_name: r.get(1)?,
+            linkedin_url: r.get(2)?,
+            company_id: r.get(3)?,
+            company_name: r.get(4)?,
+            job_title: r.get(5)?,
+            job_start_date: start.as_deref().and_then(parse_date),
         })
-        .optional()
     })
+    .optional()
     .map_err(internal)
 }
 
