@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Reproducible API benchmark: release build, fresh SQLite database in a temp dir, rate limit off,
-# then POST, PATCH and GET loads from crates/bench over keep-alive connections.
+# then PATCH, POST and GET loads from crates/bench over keep-alive connections (the load
+# generator runs on the same 2 cores as the server).
 # Usage: bench/run.sh [connections=32] [seconds=20]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +19,11 @@ PID=$!
 trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null; rm -rf "$DIR"' EXIT
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/healthcheck/http" >/dev/null && break; sleep 0.1; done
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem/{print $2}') GiB, $(uname -r)"
-for op in post patch get; do
+# PATCH first on a fresh database: every request replaces all 20 ids (worst case), then a
+# typical edit (2 of 20 ids replaced, key and types rewritten); then POST and GET.
+$GEN --addr "127.0.0.1:$PORT" --key "$KEY" --op patch --connections "$CONNS" --seconds "$SECS" --enrollments 1000
+$GEN --addr "127.0.0.1:$PORT" --key "$KEY" --op patch --changed-ids 2 --connections "$CONNS" --seconds "$SECS" --enrollments 1000
+for op in post get; do
   $GEN --addr "127.0.0.1:$PORT" --key "$KEY" --op $op --connections "$CONNS" --seconds "$SECS" --enrollments 1000
 done
 echo "server peak RSS: $(awk '/VmHWM/{print $2, $3}' /proc/$PID/status)"

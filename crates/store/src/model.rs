@@ -280,6 +280,10 @@ impl DeliveryStatus {
     }
 }
 
+/// `next_attempt_at` of notifications that wait for their webhook (none registered, disabled or
+/// deleted): out of the claim index's due range until a registration moves them back to now.
+pub const PARKED: i64 = i64::MAX;
+
 /// The delivery id of the notification of `event_id` to `enrollment_id`: deterministic, so
 /// re-queueing the same pair is idempotent.
 pub fn delivery_id_for(event_id: &str, enrollment_id: &str) -> String {

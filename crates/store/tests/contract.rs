@@ -63,6 +63,7 @@ contract!(
     prune_deletes_old_events,
     webhook_put_get_delete,
     claims_leases_and_attempts,
+    notifications_without_a_webhook_wait_parked,
     concurrent_claims_never_overlap,
     delivery_log_retry_replay_and_direct,
     webhook_disabled_by_gone_and_by_continuous_failure,
@@ -1280,7 +1281,8 @@ async fn claims_leases_and_attempts(s: DynStore) {
         .unwrap()
         .unwrap();
     assert_eq!(info.status, DeliveryStatus::Delivered);
-    assert_eq!(info.attempts, 1);
+    // Both attempts really happened, so both count; only the lease holder moved the state.
+    assert_eq!(info.attempts, 2);
     assert_eq!(info.last_attempt_at, Some(later + 5));
     assert_eq!(info.last_status_code, Some(200));
     assert_eq!(info.next_attempt_at, None);
@@ -1651,6 +1653,76 @@ async fn webhook_disabled_by_gone_and_by_continuous_failure(s: DynStore) {
     assert!(w.disabled_reason.is_some());
     assert!(s
         .claim_due(now + 5 * day, 30_000, 10, std::slice::from_ref(&a))
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+/// Notifications of a partner without an enabled webhook are parked out of the claim range
+/// (so claims never scan them) and flow again from the moment the webhook is registered.
+async fn notifications_without_a_webhook_wait_parked(s: DynStore) {
+    let a = scope("t1", "pa");
+    queue_changes(&s, &a, 1, 3).await;
+    let now = ms(NOW) + 1_000;
+    let page = s
+        .list_deliveries(
+            &a,
+            &DeliveryQuery {
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.deliveries.len(), 3);
+    assert!(page
+        .deliveries
+        .iter()
+        .all(|d| d.status == DeliveryStatus::Pending));
+    assert!(
+        page.deliveries.iter().all(|d| d.next_attempt_at.is_none()),
+        "parked: no time"
+    );
+    assert!(s
+        .claim_due(i64::MAX - 1, 1, 10, &[])
+        .await
+        .unwrap()
+        .is_empty());
+
+    s.put_webhook(&a, "http://127.0.0.1:9/a", "sa", now)
+        .await
+        .unwrap();
+    let got = s.claim_due(now, 30_000, 10, &[]).await.unwrap();
+    assert_eq!(got.len(), 3, "registration makes them due now");
+
+    // A 410 disables the webhook: the notification goes back to waiting, parked.
+    s.record_attempt(attempt(&got[0], now + 1, AttemptOutcome::Gone, Some(410)))
+        .await
+        .unwrap();
+    // Releasing the other claims (shutdown) while disabled keeps nothing claimable.
+    for c in &got[1..] {
+        assert!(s.set_lease(c.row, c.lease_until, None).await.unwrap());
+    }
+    assert!(s
+        .claim_due(now + 10, 30_000, 10, &[])
+        .await
+        .unwrap()
+        .is_empty());
+    // Re-registration: all three flow again.
+    s.put_webhook(&a, "http://127.0.0.1:9/a2", "sa2", now + 20)
+        .await
+        .unwrap();
+    let got = s.claim_due(now + 30, 30_000, 10, &[]).await.unwrap();
+    assert_eq!(got.len(), 3);
+    assert!(got.iter().all(|c| c.webhook_url.ends_with("/a2")));
+
+    // Deleting the webhook parks what is pending and not held.
+    for c in &got {
+        assert!(s.set_lease(c.row, c.lease_until, None).await.unwrap());
+    }
+    s.delete_webhook(&a).await.unwrap();
+    assert!(s
+        .claim_due(i64::MAX - 1, 1, 10, &[])
         .await
         .unwrap()
         .is_empty());

@@ -498,7 +498,8 @@ async fn store_events(
             "INSERT INTO notifications (delivery_id, event_id, event_name, event_time,
                 tenant_id, partner_id, enrollment_id, enrollment_key, payload, next_attempt_at,
                 created_at)
-             SELECT x.d, x.e, x.n, x.t, x.tn, x.pa, x.en, x.k, x.pl, $10, $11
+             SELECT x.d, x.e, x.n, x.t, x.tn, x.pa, x.en, x.k, x.pl,
+                CASE WHEN EXISTS (SELECT 1 FROM webhooks w WHERE w.tenant_id = x.tn AND w.partner_id = x.pa AND w.enabled) THEN $10 ELSE 9223372036854775807 END, $11
              FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[], $5::TEXT[],
                          $6::TEXT[], $7::TEXT[], $8::TEXT[], $9::TEXT[])
                   WITH ORDINALITY AS x(d, e, n, t, tn, pa, en, k, pl, o)

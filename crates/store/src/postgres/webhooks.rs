@@ -5,6 +5,13 @@
 
 use super::{pg, PostgresStore};
 use crate::model::*;
+
+/// Parks the scope's unleased pending notifications when it has no enabled webhook.
+const PARK_IF_DISABLED: &str = "UPDATE notifications n SET next_attempt_at = 9223372036854775807
+     WHERE n.tenant_id = $1 AND n.partner_id = $2 AND n.status = 0 AND n.lease_until IS NULL
+       AND n.next_attempt_at <> 9223372036854775807
+       AND NOT EXISTS (SELECT 1 FROM webhooks w
+                       WHERE w.tenant_id = n.tenant_id AND w.partner_id = n.partner_id AND w.enabled)";
 use crate::{StoreError, StoreResult};
 use domain::{PartnerId, TenantId};
 use tokio_postgres::Row;
@@ -39,10 +46,9 @@ fn delivery_row(r: &Row) -> (i64, DeliveryInfo) {
             status,
             attempts: r.get::<_, i32>(6) as u32,
             last_attempt_at: r.get(7),
-            next_attempt_at: if status == DeliveryStatus::Pending {
-                r.get(8)
-            } else {
-                None
+            next_attempt_at: match r.get::<_, Option<i64>>(8) {
+                Some(t) if status == DeliveryStatus::Pending && t != PARKED => Some(t),
+                _ => None,
             },
             last_status_code: r.get::<_, Option<i32>>(9).map(|c| c as u16),
             last_error: r.get(10),
@@ -94,6 +100,18 @@ impl PostgresStore {
             )
             .await
             .map_err(pg)?;
+        // Parked notifications (no webhook, or disabled) flow again from now.
+        let s = c
+            .prepare_cached(
+                "UPDATE notifications SET next_attempt_at = $3
+                 WHERE tenant_id = $1 AND partner_id = $2 AND status = 0
+                   AND next_attempt_at = 9223372036854775807",
+            )
+            .await
+            .map_err(pg)?;
+        c.execute(&s, &[&scope.tenant.0, &scope.partner.0, &now_ms])
+            .await
+            .map_err(pg)?;
         Ok(webhook_row(&row))
     }
 
@@ -110,6 +128,10 @@ impl PostgresStore {
         if n == 0 {
             return Err(StoreError::NotFound);
         }
+        let s = c.prepare_cached(PARK_IF_DISABLED).await.map_err(pg)?;
+        c.execute(&s, &[&scope.tenant.0, &scope.partner.0])
+            .await
+            .map_err(pg)?;
         Ok(())
     }
 
@@ -139,7 +161,7 @@ impl PostgresStore {
                     ORDER BY n.next_attempt_at
                     LIMIT $3
                     FOR UPDATE OF n SKIP LOCKED)
-                 UPDATE notifications n SET lease_until = $1
+                 UPDATE notifications n SET lease_until = $1, next_attempt_at = $1
                  FROM due, webhooks w
                  WHERE n.id = due.id AND w.tenant_id = n.tenant_id AND w.partner_id = n.partner_id
                  RETURNING n.id, n.delivery_id, n.event_id, n.payload, n.cycle_attempts,
@@ -182,7 +204,7 @@ impl PostgresStore {
         let c = self.conn().await?;
         let s = c
             .prepare_cached(
-                "UPDATE notifications SET lease_until = $3
+                "UPDATE notifications SET lease_until = $3, next_attempt_at = COALESCE($3, 0)
                  WHERE id = $1 AND lease_until = $2 AND status = 0",
             )
             .await
@@ -291,6 +313,10 @@ impl PostgresStore {
                     .map_err(pg)?;
             }
         }
+        if !matches!(r.outcome, AttemptOutcome::Delivered) {
+            let s = tx.prepare_cached(PARK_IF_DISABLED).await.map_err(pg)?;
+            tx.execute(&s, &[t, p]).await.map_err(pg)?;
+        }
         tx.commit().await.map_err(pg)
     }
 
@@ -315,7 +341,8 @@ impl PostgresStore {
                 "INSERT INTO notifications (delivery_id, event_id, event_name, event_time,
                     tenant_id, partner_id, enrollment_id, enrollment_key, payload,
                     next_attempt_at, created_at)
-                 SELECT x.d, x.e, x.n, x.t, $7, $8, NULL, x.k, x.pl, $9, $10
+                 SELECT x.d, x.e, x.n, x.t, $7, $8, NULL, x.k, x.pl,
+                    CASE WHEN EXISTS (SELECT 1 FROM webhooks w WHERE w.tenant_id = $7 AND w.partner_id = $8 AND w.enabled) THEN $9 ELSE 9223372036854775807 END, $10
                  FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[], $5::TEXT[],
                              $6::TEXT[]) WITH ORDINALITY AS x(d, e, n, t, k, pl, o)
                  ORDER BY x.o
@@ -439,7 +466,8 @@ impl PostgresStore {
         let c = self.conn().await?;
         let s = c
             .prepare_cached(
-                "UPDATE notifications SET status = 0, cycle_attempts = 0, next_attempt_at = $4,
+                "UPDATE notifications SET status = 0, cycle_attempts = 0,
+                    next_attempt_at = CASE WHEN EXISTS (SELECT 1 FROM webhooks w WHERE w.tenant_id = $2 AND w.partner_id = $3 AND w.enabled) THEN $4 ELSE 9223372036854775807 END,
                     lease_until = NULL
                  WHERE delivery_id = $1 AND tenant_id = $2 AND partner_id = $3",
             )
@@ -467,7 +495,8 @@ impl PostgresStore {
         let c = self.conn().await?;
         let s = c
             .prepare_cached(
-                "UPDATE notifications SET status = 0, cycle_attempts = 0, next_attempt_at = $6,
+                "UPDATE notifications SET status = 0, cycle_attempts = 0,
+                    next_attempt_at = CASE WHEN EXISTS (SELECT 1 FROM webhooks w WHERE w.tenant_id = $1 AND w.partner_id = $2 AND w.enabled) THEN $6 ELSE 9223372036854775807 END,
                     lease_until = NULL
                  WHERE tenant_id = $1 AND partner_id = $2 AND event_time >= $3
                    AND ($4::BIGINT IS NULL OR event_time <= $4)

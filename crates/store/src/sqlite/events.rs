@@ -185,6 +185,16 @@ fn fan_out(c: &Connection, ev: &DetectedEvent, now: OffsetDateTime) -> StoreResu
     let mut queued = 0;
     for to in covering {
         let payload = notification_payload(ev, &to);
+        let scope = Scope {
+            tenant: to.tenant.clone(),
+            partner: to.partner.clone(),
+        };
+        // Without an enabled webhook the notification waits parked (out of the claim range).
+        let due = if super::webhooks::webhook_enabled(c, &scope)? {
+            now_ms
+        } else {
+            PARKED
+        };
         queued += ins
             .execute(params![
                 delivery_id_for(&ev.event_id, &to.enrollment_id.0),
@@ -196,7 +206,7 @@ fn fan_out(c: &Connection, ev: &DetectedEvent, now: OffsetDateTime) -> StoreResu
                 to.enrollment_id.0,
                 to.enrollment_key,
                 payload.to_string(),
-                now_ms,
+                due,
                 now.unix_timestamp()
             ])
             .map_err(internal)? as u64;

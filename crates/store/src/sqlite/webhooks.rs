@@ -54,6 +54,7 @@ pub(super) fn put_webhook(
         )
     })
     .map_err(internal)
+    .and_then(|w| unpark(c, scope, now_ms).map(|()| w))
 }
 
 pub(super) fn delete_webhook(c: &Connection, scope: &Scope) -> StoreResult<()> {
@@ -64,7 +65,7 @@ pub(super) fn delete_webhook(c: &Connection, scope: &Scope) -> StoreResult<()> {
     if n == 0 {
         return Err(StoreError::NotFound);
     }
-    Ok(())
+    park(c, scope)
 }
 
 fn scope_key(s: &Scope) -> String {
@@ -83,7 +84,7 @@ pub(super) fn claim_due(
     let lease_until = now_ms + lease_ms;
     let mut s = c
         .prepare_cached(
-            "UPDATE notifications SET lease_until = ?1
+            "UPDATE notifications SET lease_until = ?1, next_attempt_at = ?1
              WHERE id IN (
                 SELECT n.id FROM notifications n
                 JOIN webhooks w ON w.tenant_id = n.tenant_id AND w.partner_id = n.partner_id
@@ -212,7 +213,55 @@ pub(super) fn record_attempt(c: &Connection, r: &AttemptRecord) -> StoreResult<(
             .map_err(internal)?;
         }
     }
+    if !matches!(r.outcome, AttemptOutcome::Delivered) && !webhook_enabled(c, &r.scope)? {
+        park(c, &r.scope)?;
+    }
     Ok(())
+}
+
+/// Whether the scope has an enabled webhook (notifications are parked otherwise).
+pub(super) fn webhook_enabled(c: &Connection, scope: &Scope) -> StoreResult<bool> {
+    c.prepare_cached("SELECT enabled FROM webhooks WHERE tenant_id = ?1 AND partner_id = ?2")
+        .and_then(|mut s| {
+            s.query_row(params![scope.tenant.0, scope.partner.0], |r| {
+                r.get::<_, bool>(0)
+            })
+            .optional()
+        })
+        .map(|e| e.unwrap_or(false))
+        .map_err(internal)
+}
+
+/// Parks the scope's pending notifications that nobody holds a lease on.
+fn park(c: &Connection, scope: &Scope) -> StoreResult<()> {
+    c.prepare_cached(
+        "UPDATE notifications SET next_attempt_at = ?3
+         WHERE tenant_id = ?1 AND partner_id = ?2 AND status = 0 AND lease_until IS NULL
+           AND next_attempt_at != ?3",
+    )
+    .and_then(|mut s| s.execute(params![scope.tenant.0, scope.partner.0, PARKED]))
+    .map_err(internal)?;
+    Ok(())
+}
+
+/// Makes the scope's parked notifications due now.
+fn unpark(c: &Connection, scope: &Scope, now_ms: i64) -> StoreResult<()> {
+    c.prepare_cached(
+        "UPDATE notifications SET next_attempt_at = ?3
+         WHERE tenant_id = ?1 AND partner_id = ?2 AND status = 0 AND next_attempt_at = ?4",
+    )
+    .and_then(|mut s| s.execute(params![scope.tenant.0, scope.partner.0, now_ms, PARKED]))
+    .map_err(internal)?;
+    Ok(())
+}
+
+/// When a (re-)queued notification of `scope` becomes due: now, or parked without a webhook.
+fn due_at(c: &Connection, scope: &Scope, now_ms: i64) -> StoreResult<i64> {
+    Ok(if webhook_enabled(c, scope)? {
+        now_ms
+    } else {
+        PARKED
+    })
 }
 
 pub(super) fn queue_direct(
@@ -228,6 +277,7 @@ pub(super) fn queue_direct(
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, ?7, ?8, ?9, ?10)",
         )
         .map_err(internal)?;
+    let due = due_at(c, scope, now_ms)?;
     let mut n = 0;
     for it in items {
         n += s
@@ -240,7 +290,7 @@ pub(super) fn queue_direct(
                 scope.partner.0,
                 it.enrollment_key,
                 it.payload.to_string(),
-                now_ms,
+                due,
                 now_ms / 1000
             ])
             .map_err(internal)? as u64;
@@ -264,10 +314,9 @@ fn delivery_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, DeliveryInfo)> 
             status,
             attempts: r.get(6)?,
             last_attempt_at: r.get(7)?,
-            next_attempt_at: if status == DeliveryStatus::Pending {
-                r.get(8)?
-            } else {
-                None
+            next_attempt_at: match r.get::<_, Option<i64>>(8)? {
+                Some(t) if status == DeliveryStatus::Pending && t != PARKED => Some(t),
+                _ => None,
             },
             last_status_code: r.get(9)?,
             last_error: r.get(10)?,
@@ -365,20 +414,14 @@ pub(super) fn retry_delivery(
     delivery_id: &str,
     now_ms: i64,
 ) -> StoreResult<()> {
+    let due = due_at(c, scope, now_ms)?;
     let n = c
         .prepare_cached(
             "UPDATE notifications SET status = 0, cycle_attempts = 0, next_attempt_at = ?4,
                 lease_until = NULL
              WHERE delivery_id = ?1 AND tenant_id = ?2 AND partner_id = ?3",
         )
-        .and_then(|mut s| {
-            s.execute(params![
-                delivery_id,
-                scope.tenant.0,
-                scope.partner.0,
-                now_ms
-            ])
-        })
+        .and_then(|mut s| s.execute(params![delivery_id, scope.tenant.0, scope.partner.0, due]))
         .map_err(internal)?;
     if n == 0 {
         return Err(StoreError::NotFound);
@@ -396,6 +439,7 @@ pub(super) fn replay(
         .event_names
         .as_ref()
         .map(|n| serde_json::Value::from(n.clone()).to_string());
+    let due = due_at(c, scope, now_ms)?;
     let n = c
         .prepare_cached(
             "UPDATE notifications SET status = 0, cycle_attempts = 0, next_attempt_at = ?6,
@@ -411,7 +455,7 @@ pub(super) fn replay(
                 q.from,
                 q.to,
                 names,
-                now_ms
+                due
             ])
         })
         .map_err(internal)?;
@@ -426,7 +470,7 @@ pub(super) fn set_lease(
 ) -> StoreResult<bool> {
     let n = c
         .prepare_cached(
-            "UPDATE notifications SET lease_until = ?3
+            "UPDATE notifications SET lease_until = ?3, next_attempt_at = COALESCE(?3, 0)
              WHERE id = ?1 AND lease_until = ?2 AND status = 0",
         )
         .and_then(|mut s| s.execute(params![row, expected, until]))
