@@ -1694,6 +1694,29 @@ async fn notifications_without_a_webhook_wait_parked(s: DynStore) {
         .unwrap();
     let got = s.claim_due(now, 30_000, 10, &[]).await.unwrap();
     assert_eq!(got.len(), 3, "registration makes them due now");
+    // Renewing a lease moves it; the old lease no longer matches.
+    assert!(s
+        .set_lease(got[0].row, got[0].lease_until, Some(now + 60_000))
+        .await
+        .unwrap());
+    assert!(!s
+        .set_lease(got[0].row, got[0].lease_until, Some(now + 70_000))
+        .await
+        .unwrap());
+    assert!(
+        s.claim_due(now + 40_000, 30_000, 10, &[])
+            .await
+            .unwrap()
+            .len()
+            == 2
+    );
+    let got: Vec<Claimed> = {
+        let mut g = got.clone();
+        g[0].lease_until = now + 60_000;
+        g[1].lease_until = now + 40_000 + 30_000;
+        g[2].lease_until = now + 40_000 + 30_000;
+        g
+    };
 
     // A 410 disables the webhook: the notification goes back to waiting, parked.
     s.record_attempt(attempt(&got[0], now + 1, AttemptOutcome::Gone, Some(410)))

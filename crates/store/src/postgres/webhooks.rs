@@ -204,7 +204,8 @@ impl PostgresStore {
         let c = self.conn().await?;
         let s = c
             .prepare_cached(
-                "UPDATE notifications SET lease_until = $3, next_attempt_at = COALESCE($3, 0)
+                "UPDATE notifications SET lease_until = $3::BIGINT,
+                    next_attempt_at = COALESCE($3::BIGINT, 0::BIGINT)
                  WHERE id = $1 AND lease_until = $2 AND status = 0",
             )
             .await
