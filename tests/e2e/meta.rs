@@ -61,6 +61,8 @@ async fn health_version_openapi_metrics() {
         "http_requests_total{route=\"/v1/prospects/events/enrollments\",method=\"GET\",status=\"200\"} 1"
     ), "{m}");
     assert!(m.contains("http_request_duration_seconds_bucket"));
+    assert!(m.contains("webhook_attempts_total{outcome=\"delivered\"}"));
+    assert!(m.contains("webhook_notifications_in_flight"));
 }
 
 #[tokio::test]

@@ -242,6 +242,23 @@ async fn notifications_are_signed_and_shaped_per_spec() {
     assert_eq!(d["delivery_id"], n.header("x-delivery-id"));
     assert_eq!(d["attempts"], 1);
     assert_eq!(d["last_status_code"], 200);
+
+    // The operator sees it in the metrics.
+    let m = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let delivered: u64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("webhook_attempts_total{outcome=\"delivered\"} "))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(delivered >= 1, "{m}");
 }
 
 #[tokio::test]

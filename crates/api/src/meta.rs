@@ -24,10 +24,11 @@ pub(crate) async fn openapi() -> impl IntoResponse {
 }
 
 pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    (
-        [(CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
-    )
+    ([(CONTENT_TYPE, "text/plain; version=0.0.4")], {
+        let mut text = state.metrics.render();
+        delivery::metrics::METRICS.render(&mut text);
+        text
+    })
 }
 
 pub(crate) async fn not_found() -> ApiError {

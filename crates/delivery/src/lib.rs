@@ -11,6 +11,7 @@
 //! for the HTTP side, never holding a transaction open across [`Sender::send`].
 
 pub mod limiter;
+pub mod metrics;
 pub mod retry;
 pub mod sender;
 pub mod ssrf;

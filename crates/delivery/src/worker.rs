@@ -202,6 +202,7 @@ struct InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
+        crate::metrics::METRICS.in_flight(-1);
         if let Ok(mut m) = self.map.lock() {
             if let Some(n) = m.get_mut(&self.scope) {
                 *n -= 1;
@@ -216,6 +217,7 @@ impl Drop for InFlight {
 impl Attempt {
     #[tracing::instrument(skip_all, fields(delivery.id = %c.delivery_id, partner = %c.scope.partner))]
     async fn deliver(mut self, c: Claimed) {
+        crate::metrics::METRICS.in_flight(1);
         let _in_flight = InFlight {
             map: self.in_flight.clone(),
             scope: c.scope.clone(),
@@ -316,6 +318,7 @@ impl Attempt {
             ),
         };
         drop(permit);
+        crate::metrics::METRICS.attempt(&record.outcome, record.latency_ms);
         if let Err(e) = self.store.record_attempt(record).await {
             // The lease expires and the notification is delivered again: at-least-once.
             tracing::warn!(error = %e, "recording a delivery attempt failed");
