@@ -3,13 +3,14 @@
 use crate::body::JsonBody;
 use crate::context::{RequestCtx, ResponseContext};
 use crate::error::ApiError;
+use crate::query::{query_error, Params};
 use crate::{AppState, Caller};
 use axum::extract::{Query, State};
 use axum::Json;
-use domain::validation::{EnrollmentAdd, EnrollmentDelete, EnrollmentUpdate, FieldError, Loc};
+use domain::validation::{EnrollmentAdd, EnrollmentDelete, EnrollmentUpdate, FieldError};
 use domain::{EnrollmentId, ProspectId};
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::json;
 use store::{Cursor, EnrollmentQuery, EnrollmentSpec, NewEnrollment, StoreError};
 
 #[derive(Serialize)]
@@ -156,16 +157,15 @@ fn unix_now() -> i64 {
 
 const MAX_LIMIT: u32 = 1000;
 
-/// Query parameters of GET, validated as FastAPI would (`loc` starts with "query"; the last
-/// occurrence of a repeated parameter wins).
+/// Query parameters of GET, validated as FastAPI would.
 fn parse_list_query(params: &[(String, String)]) -> Result<EnrollmentQuery, Vec<FieldError>> {
-    let last = |name: &str| params.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v);
+    let params = Params(params);
     let mut errors = Vec::new();
     let mut q = EnrollmentQuery {
-        enrollment_key: last("enrollment_key").cloned(),
+        enrollment_key: params.last("enrollment_key").cloned(),
         ..Default::default()
     };
-    if let Some(p) = last("prospect_id") {
+    if let Some(p) = params.last("prospect_id") {
         match ProspectId::parse(p) {
             Some(id) => q.prospect_id = Some(id),
             None => errors.push(query_error(
@@ -177,85 +177,12 @@ fn parse_list_query(params: &[(String, String)]) -> Result<EnrollmentQuery, Vec<
             )),
         }
     }
-    if let Some(l) = last("limit") {
-        match parse_python_int(l) {
-            None => errors.push(query_error(
-                "int_parsing",
-                "limit",
-                "Input should be a valid integer, unable to parse string as an integer".into(),
-                l,
-                None,
-            )),
-            Some(n) if n < 1 => errors.push(query_error(
-                "greater_than_equal",
-                "limit",
-                "Input should be greater than or equal to 1".into(),
-                l,
-                Some(json!({"ge": 1})),
-            )),
-            Some(n) if n > MAX_LIMIT as i128 => errors.push(query_error(
-                "less_than_equal",
-                "limit",
-                format!("Input should be less than or equal to {MAX_LIMIT}"),
-                l,
-                Some(json!({"le": MAX_LIMIT})),
-            )),
-            Some(n) => q.limit = Some(n as u32),
-        }
-    }
-    if let Some(c) = last("cursor") {
-        match Cursor::decode(c) {
-            Some(cur) => q.cursor = Some(cur),
-            None => errors.push(query_error(
-                "value_error",
-                "cursor",
-                "Value error, cursor is not one returned by this endpoint".into(),
-                c,
-                Some(json!({"error": {}})),
-            )),
-        }
-    }
+    q.limit = params.limit(MAX_LIMIT, &mut errors);
+    q.cursor = params.cursor(&mut errors);
     if errors.is_empty() {
         Ok(q)
     } else {
         Err(errors)
-    }
-}
-
-/// Integers as pydantic parses them from strings: optional sign, digits, `_` between digits,
-/// surrounding whitespace.
-fn parse_python_int(s: &str) -> Option<i128> {
-    let t = s.trim();
-    let (neg, digits) = match t.as_bytes().first()? {
-        b'-' => (true, &t[1..]),
-        b'+' => (false, &t[1..]),
-        _ => (false, t),
-    };
-    if digits.is_empty()
-        || digits.starts_with('_')
-        || digits.ends_with('_')
-        || digits.contains("__")
-        || !digits.bytes().all(|b| b.is_ascii_digit() || b == b'_')
-    {
-        return None;
-    }
-    let n: i128 = digits.replace('_', "").parse().ok()?;
-    Some(if neg { -n } else { n })
-}
-
-fn query_error(
-    kind: &str,
-    field: &str,
-    msg: String,
-    input: &str,
-    ctx: Option<Value>,
-) -> FieldError {
-    FieldError {
-        kind: kind.to_string(),
-        loc: vec![Loc::Field("query".into()), Loc::Field(field.into())],
-        msg,
-        input: Value::String(input.to_string()),
-        ctx,
     }
 }
 
@@ -305,14 +232,5 @@ mod tests {
             parse_list_query(&params(&[("limit", "ten")])).unwrap_err()[0].kind,
             "int_parsing"
         );
-    }
-
-    #[test]
-    fn python_ints() {
-        assert_eq!(parse_python_int(" 1_000 "), Some(1000));
-        assert_eq!(parse_python_int("-3"), Some(-3));
-        assert_eq!(parse_python_int("1__0"), None);
-        assert_eq!(parse_python_int("1.0"), None);
-        assert_eq!(parse_python_int(""), None);
     }
 }

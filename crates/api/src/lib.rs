@@ -12,6 +12,7 @@ mod error;
 mod events;
 mod meta;
 mod metrics;
+mod query;
 mod ratelimit;
 mod webhooks;
 

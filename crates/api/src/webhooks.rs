@@ -5,13 +5,12 @@
 use crate::body::JsonBody;
 use crate::context::{RequestCtx, ResponseContext};
 use crate::error::ApiError;
+use crate::query::{query_error, Params};
 use crate::{AppState, Caller};
 use axum::extract::{Path, Query, State};
 use axum::Json;
 use domain::snapshot::format_timestamp;
-use domain::validation::{
-    CheckConnectivity, FieldError, Loc, ReplayRequest, Simulation, WebhookAdd,
-};
+use domain::validation::{CheckConnectivity, FieldError, ReplayRequest, Simulation, WebhookAdd};
 use serde::Serialize;
 use serde_json::{json, Value};
 use store::{
@@ -385,80 +384,30 @@ pub(crate) struct DeliveriesOut {
 const DEFAULT_PAGE: u32 = 100;
 const MAX_PAGE: u32 = 1000;
 
-fn query_error(
-    field: &str,
-    kind: &str,
-    msg: String,
-    input: &str,
-    ctx: Option<Value>,
-) -> FieldError {
-    FieldError {
-        kind: kind.into(),
-        loc: vec![Loc::Field("query".into()), Loc::Field(field.into())],
-        msg,
-        input: Value::String(input.into()),
-        ctx,
-    }
-}
-
 fn parse_delivery_query(params: &[(String, String)]) -> Result<DeliveryQuery, Vec<FieldError>> {
-    let last = |name: &str| params.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v);
+    let params = Params(params);
     let mut errors = Vec::new();
     let mut q = DeliveryQuery {
         limit: DEFAULT_PAGE,
-        event_name: last("event_name").cloned(),
+        event_name: params.last("event_name").cloned(),
         ..Default::default()
     };
-    if let Some(s) = last("status") {
+    if let Some(s) = params.last("status") {
         match DeliveryStatus::parse(s) {
             Some(st) => q.status = Some(st),
             None => errors.push(query_error(
-                "status",
                 "enum",
+                "status",
                 "Input should be 'pending', 'delivered' or 'failed'".into(),
                 s,
                 Some(json!({"expected": "'pending', 'delivered' or 'failed'"})),
             )),
         }
     }
-    if let Some(l) = last("limit") {
-        match l.trim().parse::<i64>() {
-            Ok(n) if (1..=MAX_PAGE as i64).contains(&n) => q.limit = n as u32,
-            Ok(n) if n < 1 => errors.push(query_error(
-                "limit",
-                "greater_than_equal",
-                "Input should be greater than or equal to 1".into(),
-                l,
-                Some(json!({"ge": 1})),
-            )),
-            Ok(_) => errors.push(query_error(
-                "limit",
-                "less_than_equal",
-                format!("Input should be less than or equal to {MAX_PAGE}"),
-                l,
-                Some(json!({"le": MAX_PAGE})),
-            )),
-            Err(_) => errors.push(query_error(
-                "limit",
-                "int_parsing",
-                "Input should be a valid integer, unable to parse string as an integer".into(),
-                l,
-                None,
-            )),
-        }
+    if let Some(l) = params.limit(MAX_PAGE, &mut errors) {
+        q.limit = l;
     }
-    if let Some(c) = last("cursor") {
-        match Cursor::decode(c) {
-            Some(cur) => q.cursor = Some(cur),
-            None => errors.push(query_error(
-                "cursor",
-                "value_error",
-                "Value error, cursor is not one returned by this endpoint".into(),
-                c,
-                Some(json!({"error": {}})),
-            )),
-        }
-    }
+    q.cursor = params.cursor(&mut errors);
     if errors.is_empty() {
         Ok(q)
     } else {
