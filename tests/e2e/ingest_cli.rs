@@ -477,8 +477,9 @@ fn dump(path: &Path) -> Vec<Vec<String>> {
         "SELECT event_id, hex(prospect_id), event_type, event_time, data FROM events
          ORDER BY event_id",
         "SELECT delivery_id, event_id, event_name, event_time, tenant_id, partner_id,
-                enrollment_id, enrollment_key, payload, status, attempts
-         FROM notifications ORDER BY delivery_id",
+                enrollment_id, enrollment_key, p.payload, status, attempts
+         FROM notifications n JOIN notification_payloads p ON p.notification_id = n.id
+         ORDER BY delivery_id",
     ]
     .iter()
     .map(|sql| {

@@ -161,8 +161,9 @@ fn stored(db: &Db) -> (Vec<String>, Vec<String>) {
         ),
         rows(
             &db.path,
-            "SELECT delivery_id, event_id, enrollment_id, enrollment_key, payload, status
-             FROM notifications ORDER BY delivery_id",
+            "SELECT delivery_id, event_id, enrollment_id, enrollment_key, p.payload, status
+             FROM notifications n JOIN notification_payloads p ON p.notification_id = n.id
+             ORDER BY delivery_id",
         ),
     )
 }

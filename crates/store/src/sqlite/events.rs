@@ -177,8 +177,8 @@ fn fan_out(c: &Connection, ev: &DetectedEvent, now: OffsetDateTime) -> StoreResu
     let mut ins = c
         .prepare_cached(
             "INSERT OR IGNORE INTO notifications (delivery_id, event_id, event_name, event_time,
-                tenant_id, partner_id, enrollment_id, enrollment_key, payload, next_attempt_at, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                tenant_id, partner_id, enrollment_id, enrollment_key, next_attempt_at, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         )
         .map_err(internal)?;
     let now_ms = (now.unix_timestamp_nanos() / 1_000_000) as i64;
@@ -195,7 +195,7 @@ fn fan_out(c: &Connection, ev: &DetectedEvent, now: OffsetDateTime) -> StoreResu
         } else {
             PARKED
         };
-        queued += ins
+        let inserted = ins
             .execute(params![
                 delivery_id_for(&ev.event_id, &to.enrollment_id.0),
                 ev.event_id,
@@ -205,11 +205,14 @@ fn fan_out(c: &Connection, ev: &DetectedEvent, now: OffsetDateTime) -> StoreResu
                 to.partner.0,
                 to.enrollment_id.0,
                 to.enrollment_key,
-                payload.to_string(),
                 due,
                 now.unix_timestamp()
             ])
-            .map_err(internal)? as u64;
+            .map_err(internal)?;
+        if inserted == 1 {
+            super::webhooks::insert_payload(c, c.last_insert_rowid(), &payload.to_string())?;
+            queued += 1;
+        }
     }
     Ok(queued)
 }
@@ -408,14 +411,16 @@ pub(super) fn outbox(
     let (sql, scoped) = match scope {
         Some(_) => (
             "SELECT delivery_id, event_id, event_name, tenant_id, partner_id, enrollment_id,
-                    enrollment_key, payload, status, attempts
-             FROM notifications WHERE tenant_id = ?1 AND partner_id = ?2 ORDER BY id LIMIT ?3",
+                    enrollment_key, p.payload, status, attempts
+             FROM notifications n JOIN notification_payloads p ON p.notification_id = n.id
+             WHERE tenant_id = ?1 AND partner_id = ?2 ORDER BY id LIMIT ?3",
             true,
         ),
         None => (
             "SELECT delivery_id, event_id, event_name, tenant_id, partner_id, enrollment_id,
-                    enrollment_key, payload, status, attempts
-             FROM notifications WHERE ?1 IS NULL AND ?2 IS NULL ORDER BY id LIMIT ?3",
+                    enrollment_key, p.payload, status, attempts
+             FROM notifications n JOIN notification_payloads p ON p.notification_id = n.id
+             WHERE ?1 IS NULL AND ?2 IS NULL ORDER BY id LIMIT ?3",
             false,
         ),
     };

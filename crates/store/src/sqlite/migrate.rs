@@ -20,6 +20,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "webhooks",
         include_str!("../../migrations/sqlite/0003_webhooks.sql"),
     ),
+    (
+        4,
+        "notification_payloads",
+        include_str!("../../migrations/sqlite/0004_notification_payloads.sql"),
+    ),
 ];
 
 pub(super) fn run(conn: &mut Connection) -> Result<(), StoreError> {

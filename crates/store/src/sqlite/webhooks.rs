@@ -94,7 +94,7 @@ pub(super) fn claim_due(
                   AND (n.tenant_id || char(31) || n.partner_id) NOT IN (SELECT value FROM json_each(?4))
                 ORDER BY n.next_attempt_at
                 LIMIT ?3)
-             RETURNING id, delivery_id, event_id, payload, cycle_attempts, tenant_id, partner_id",
+             RETURNING id, delivery_id, event_id, cycle_attempts, tenant_id, partner_id",
         )
         .map_err(internal)?;
     let rows = s
@@ -103,10 +103,9 @@ pub(super) fn claim_due(
                 r.get::<_, i64>(0)?,
                 r.get::<_, String>(1)?,
                 r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, u32>(4)?,
+                r.get::<_, u32>(3)?,
+                r.get::<_, String>(4)?,
                 r.get::<_, String>(5)?,
-                r.get::<_, String>(6)?,
             ))
         })
         .map_err(internal)?
@@ -115,7 +114,10 @@ pub(super) fn claim_due(
     let mut hooks: std::collections::HashMap<(String, String), Option<Webhook>> =
         Default::default();
     let mut out = Vec::with_capacity(rows.len());
-    for (row, delivery_id, event_id, payload, cycle_attempts, tenant, partner) in rows {
+    let mut payload_of = c
+        .prepare_cached("SELECT payload FROM notification_payloads WHERE notification_id = ?1")
+        .map_err(internal)?;
+    for (row, delivery_id, event_id, cycle_attempts, tenant, partner) in rows {
         let scope = Scope {
             tenant: TenantId(tenant),
             partner: PartnerId(partner),
@@ -127,6 +129,9 @@ pub(super) fn claim_due(
         let Some(Some(w)) = hooks.get(&key) else {
             continue;
         };
+        let payload: String = payload_of
+            .query_row(params![row], |r| r.get(0))
+            .map_err(internal)?;
         out.push(Claimed {
             row,
             delivery_id,
@@ -168,20 +173,30 @@ pub(super) fn record_attempt(c: &Connection, r: &AttemptRecord) -> StoreResult<(
         AttemptOutcome::GiveUp => (2, None),
         AttemptOutcome::Gone => (0, Some(r.attempted_at)),
     };
-    // Every attempt counts; only the lease holder moves the notification's state.
+    // Every attempt counts; only the lease holder moves the notification's state (the right
+    // sides all see the row as it was, so each CASE tests the lease before this update).
     c.prepare_cached(
         "UPDATE notifications SET attempts = attempts + 1,
-            last_attempt_at = ?2, last_status_code = ?3, last_error = ?4
+            last_attempt_at = ?3, last_status_code = ?4, last_error = ?5,
+            status = CASE WHEN lease_until = ?2 THEN ?6 ELSE status END,
+            cycle_attempts = CASE WHEN lease_until = ?2 THEN cycle_attempts + 1
+                ELSE cycle_attempts END,
+            next_attempt_at = CASE WHEN lease_until = ?2 THEN COALESCE(?7, next_attempt_at)
+                ELSE next_attempt_at END,
+            lease_until = CASE WHEN lease_until = ?2 THEN NULL ELSE lease_until END
          WHERE id = ?1",
     )
-    .and_then(|mut s| s.execute(params![r.row, r.attempted_at, r.status_code, r.error]))
-    .map_err(internal)?;
-    c.prepare_cached(
-        "UPDATE notifications SET status = ?3, cycle_attempts = cycle_attempts + 1,
-            next_attempt_at = COALESCE(?4, next_attempt_at), lease_until = NULL
-         WHERE id = ?1 AND lease_until = ?2",
-    )
-    .and_then(|mut s| s.execute(params![r.row, r.lease_until, status, next]))
+    .and_then(|mut s| {
+        s.execute(params![
+            r.row,
+            r.lease_until,
+            r.attempted_at,
+            r.status_code,
+            r.error,
+            status,
+            next
+        ])
+    })
     .map_err(internal)?;
     let (t, p, g) = (&r.scope.tenant.0, &r.scope.partner.0, r.generation);
     match r.outcome {
@@ -273,14 +288,14 @@ pub(super) fn queue_direct(
     let mut s = c
         .prepare_cached(
             "INSERT OR IGNORE INTO notifications (delivery_id, event_id, event_name, event_time,
-                tenant_id, partner_id, enrollment_id, enrollment_key, payload, next_attempt_at, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, ?7, ?8, ?9, ?10)",
+                tenant_id, partner_id, enrollment_id, enrollment_key, next_attempt_at, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, ?7, ?8, ?9)",
         )
         .map_err(internal)?;
     let due = due_at(c, scope, now_ms)?;
     let mut n = 0;
     for it in items {
-        n += s
+        let inserted = s
             .execute(params![
                 it.delivery_id,
                 it.event_id,
@@ -289,11 +304,14 @@ pub(super) fn queue_direct(
                 scope.tenant.0,
                 scope.partner.0,
                 it.enrollment_key,
-                it.payload.to_string(),
                 due,
                 now_ms / 1000
             ])
-            .map_err(internal)? as u64;
+            .map_err(internal)?;
+        if inserted == 1 {
+            insert_payload(c, c.last_insert_rowid(), &it.payload.to_string())?;
+            n += 1;
+        }
     }
     Ok(n)
 }
@@ -476,4 +494,14 @@ pub(super) fn set_lease(
         .and_then(|mut s| s.execute(params![row, expected, until]))
         .map_err(internal)?;
     Ok(n == 1)
+}
+
+/// Stores the body of a notification just inserted (kept apart from the hot row).
+pub(super) fn insert_payload(c: &Connection, notification: i64, payload: &str) -> StoreResult<()> {
+    c.prepare_cached(
+        "INSERT INTO notification_payloads (notification_id, payload) VALUES (?1, ?2)",
+    )
+    .and_then(|mut s| s.execute(params![notification, payload]))
+    .map_err(internal)?;
+    Ok(())
 }
