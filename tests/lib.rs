@@ -9,6 +9,7 @@ pub const P1: &str = "20ae6cbf564ee683e66685e429844a5ff8ffc30f";
 pub const P2: &str = "4c485f009d59e319dc039cdf3e935b85014e6a33";
 pub const P3: &str = "0000000000000000000000000000000000000003";
 
+pub mod process;
 pub mod receiver;
 
 pub struct TestApp {

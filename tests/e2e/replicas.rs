@@ -16,11 +16,12 @@
 //! `prospect_events_e2e::cli_binary`).
 
 use prospect_events_e2e::cli_binary;
+use prospect_events_e2e::process::{free_port, keys_create, Serve};
 use prospect_events_e2e::receiver::{Receiver, Reply};
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -53,135 +54,30 @@ macro_rules! pg_and_binary_or_skip {
 
 // --- child processes ------------------------------------------------------------------------
 
-/// A `serve` child process; killed (and reaped) when dropped, also when the test panics.
-struct Replica {
-    name: &'static str,
-    base: String,
-    log: PathBuf,
-    child: Child,
+/// Delivery attempts a replica's worker made (its debug log has one line per attempt).
+fn attempts_logged(r: &Serve) -> usize {
+    r.log_text().matches("delivery attempt").count()
 }
 
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Replica {
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Delivery attempts this replica's worker made (its debug log has one line per attempt).
-    fn attempts_logged(&self) -> usize {
-        self.log_text().matches("delivery attempt").count()
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn command(bin: &Path, dir: &Path) -> Command {
-    let mut c = Command::new(bin);
-    // Isolated from the caller's PROSPECT_EVENTS_* / DATABASE_URL settings and working dir.
-    c.env_clear().current_dir(dir).env("NO_COLOR", "1");
-    c
-}
-
-/// Starts `serve` on a free port and waits until it answers its health check.
-async fn spawn_replica(
-    name: &'static str,
-    bin: &Path,
-    dir: &Path,
-    db: &str,
-    extra: &[&str],
-) -> Replica {
-    let port = free_port();
-    let log = dir.join(format!("{name}.log"));
-    let stderr = std::fs::File::create(&log).unwrap();
-    let child = command(bin, dir)
-        .env("RUST_LOG", "warn,prospect_events_delivery::worker=debug")
-        .args(["serve", "--database-url", db, "--listen"])
-        .arg(format!("127.0.0.1:{port}"))
-        .args([
-            "--allow-private-targets",
-            "--rate-limit",
-            "0",
-            "--retry-schedule",
-            "1s,1s,1s",
-        ])
-        .args(extra)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(stderr)
-        .spawn()
-        .expect("spawn prospect-events serve");
-    let mut r = Replica {
-        name,
-        base: format!("http://127.0.0.1:{port}"),
-        log,
-        child,
-    };
-    let client = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(Some(st)) = r.child.try_wait() {
-            panic!("replica {name} exited ({st}) at start:\n{}", r.log_text());
-        }
-        if let Ok(resp) = client.get(r.url("/healthcheck/http")).send().await {
-            if resp.status() == 200 {
-                return r;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "replica {name} did not start:\n{}",
-            r.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// `prospect-events keys create` (which also runs the migrations): the key on stdout.
-fn create_key(
-    bin: &Path,
-    dir: &Path,
-    db: &str,
-    tenant: &str,
-    partner: &str,
-    admin: bool,
-) -> String {
-    let mut c = command(bin, dir);
-    c.env("RUST_LOG", "warn").args([
-        "keys",
-        "create",
-        "--tenant",
-        tenant,
-        "--partner",
-        partner,
-        "--database-url",
+/// Starts `serve` on a free port with the replica flags; waits until it answers.
+async fn spawn_replica(name: &str, dir: &Path, db: &str, extra: &[&str]) -> Serve {
+    let mut flags = vec![
+        "--allow-private-targets",
+        "--rate-limit",
+        "0",
+        "--retry-schedule",
+        "1s,1s,1s",
+    ];
+    flags.extend_from_slice(extra);
+    Serve::start_logging(
+        dir,
         db,
-    ]);
-    if admin {
-        c.arg("--admin");
-    }
-    let out = c.output().expect("run keys create");
-    assert!(
-        out.status.success(),
-        "keys create failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
+        free_port(),
+        &flags,
+        &format!("{name}.log"),
+        "warn,prospect_events_delivery::worker=debug",
+    )
+    .await
 }
 
 /// A fresh schema in the database at `base` (one per test run).
@@ -347,16 +243,16 @@ async fn wait_distinct(rx: &Receiver, n: usize, timeout: Duration) -> HashSet<St
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_replicas_deliver_10000_notifications_exactly_once() {
-    let (base_url, bin) = pg_and_binary_or_skip!("two_replicas_deliver_10000_notifications");
+    let (base_url, _bin) = pg_and_binary_or_skip!("two_replicas_deliver_10000_notifications");
     const N: usize = 10_000;
     let dir = tempfile::tempdir().unwrap();
     let db = fresh_schema(&base_url, "two").await;
-    let key = create_key(&bin, dir.path(), &db, TENANT, PARTNER, false);
-    let admin = create_key(&bin, dir.path(), &db, "con_ops", "ops", true);
+    let key = keys_create(dir.path(), &db, TENANT, PARTNER, false);
+    let admin = keys_create(dir.path(), &db, "con_ops", "ops", true);
     // Both start at once (their migrations serialize on the database's advisory lock).
     let (a, b) = tokio::join!(
-        spawn_replica("a", &bin, dir.path(), &db, &[]),
-        spawn_replica("b", &bin, dir.path(), &db, &[])
+        spawn_replica("a", dir.path(), &db, &[]),
+        spawn_replica("b", dir.path(), &db, &[])
     );
     let client = reqwest::Client::new();
     let rx = Receiver::start(Reply::Status(200)).await;
@@ -430,8 +326,8 @@ async fn two_replicas_deliver_10000_notifications_exactly_once() {
     }
 
     // Both replicas' workers took part (each logs one line per attempt).
-    let (na, nb) = (a.attempts_logged(), b.attempts_logged());
-    eprintln!("attempts: replica {} {na}, replica {} {nb}", a.name, b.name);
+    let (na, nb) = (attempts_logged(&a), attempts_logged(&b));
+    eprintln!("attempts: replica a {na}, replica b {nb}");
     assert_eq!(
         na + nb,
         N,
@@ -536,19 +432,18 @@ fn assert_clean_503(status: u16, body: &str, took: Duration, what: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_restart_mid_run_answers_503_then_recovers_without_loss() {
-    let (_shared, bin) = pg_and_binary_or_skip!("postgres_restart_mid_run");
+    let (_shared, _bin) = pg_and_binary_or_skip!("postgres_restart_mid_run");
     const N: usize = 2_000;
     const BATCH: usize = 50;
     let dir = tempfile::tempdir().unwrap();
     let cluster = Cluster::start(dir.path().join("pg-state"));
     let db = cluster.url.clone();
-    let key = create_key(&bin, dir.path(), &db, TENANT, PARTNER, false);
-    let admin = create_key(&bin, dir.path(), &db, "con_ops", "ops", true);
+    let key = keys_create(dir.path(), &db, TENANT, PARTNER, false);
+    let admin = keys_create(dir.path(), &db, "con_ops", "ops", true);
     // A short lease, so an attempt whose outcome could not be recorded during the outage is
     // retried within the test (it must exceed the delivery timeout).
     let r = spawn_replica(
         "solo",
-        &bin,
         dir.path(),
         &db,
         &["--delivery-lease", "12s", "--delivery-timeout", "5s"],
