@@ -62,7 +62,10 @@ pub async fn test_database_url(dir: &tempfile::TempDir) -> String {
             "e2e_{}_{}_{}",
             std::process::id(),
             N.fetch_add(1, Ordering::Relaxed),
-            rand_bytes()[0]
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .subsec_nanos()
         );
         store::postgres::create_test_schema(&base, &schema)
             .await
@@ -149,18 +152,9 @@ impl TestApp {
 
     /// Creates a key exactly as `prospect-events keys create` does.
     pub async fn new_key(&self, tenant: &str, partner: &str, admin: bool) -> String {
-        let key = domain::keys::format_key(rand_bytes());
-        self.store
-            .create_key(store::NewApiKey {
-                key_hash: domain::keys::hash_key(key.as_bytes()),
-                prefix: domain::keys::display_prefix(&key),
-                tenant: TenantId(tenant.into()),
-                partner: PartnerId(partner.into()),
-                admin,
-                created_at: 0,
-            })
-            .await
-            .expect("create key");
+        let (key, record) =
+            store::NewApiKey::issue(TenantId(tenant.into()), PartnerId(partner.into()), admin, 0);
+        self.store.create_key(record).await.expect("create key");
         key
     }
 
@@ -185,21 +179,6 @@ impl TestApp {
             .request(method, self.url(path))
             .header("api_key", key)
     }
-}
-
-fn rand_bytes() -> [u8; 24] {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(1);
-    // Unique and unpredictable enough for tests: time-seeded counter hashed.
-    let n = N.fetch_add(1, Ordering::Relaxed);
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let h = domain::keys::hash_key(format!("{n}-{t}-{}", std::process::id()).as_bytes());
-    let mut out = [0u8; 24];
-    out.copy_from_slice(&h[..24]);
-    out
 }
 
 // --- Helpers for the events/ingestion tests ---------------------------------------------------

@@ -1,7 +1,7 @@
 //! Authentication: `api_key` header → principal (cached briefly) → partner scope.
 //! A `Caller` argument in a handler means the request is authenticated and scoped.
 
-use crate::context::{hash_key, KeyHash, RequestCtx, API_KEY};
+use crate::context::{KeyHash, RequestCtx, API_KEY};
 use crate::error::{ApiError, PARTNER_INVALID};
 use crate::AppState;
 use axum::extract::FromRequestParts;
@@ -44,7 +44,7 @@ impl FromRequestParts<AppState> for Caller {
         let hash = match parts.extensions.get::<KeyHash>() {
             Some(h) => h.0,
             None => match parts.headers.get(&API_KEY) {
-                Some(v) => hash_key(v.as_bytes()),
+                Some(v) => domain::keys::hash_key(v.as_bytes()),
                 None => return Err(ApiError::Unauthorized("Not authenticated")),
             },
         };

@@ -78,10 +78,6 @@ fn client_correlation_id(headers: &HeaderMap) -> Option<String> {
     ok.then(|| v.to_string())
 }
 
-pub(crate) fn hash_key(raw: &[u8]) -> [u8; 32] {
-    domain::keys::hash_key(raw)
-}
-
 pub(crate) async fn wire_conventions(
     State(state): State<AppState>,
     mut req: Request,
@@ -96,7 +92,10 @@ pub(crate) async fn wire_conventions(
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_owned());
     let method = req.method().clone();
-    let key_hash = req.headers().get(&API_KEY).map(|v| hash_key(v.as_bytes()));
+    let key_hash = req
+        .headers()
+        .get(&API_KEY)
+        .map(|v| domain::keys::hash_key(v.as_bytes()));
     if let Some(h) = key_hash {
         req.extensions_mut().insert(KeyHash(h));
     }
@@ -112,7 +111,7 @@ pub(crate) async fn wire_conventions(
                     .get::<ConnectInfo<SocketAddr>>()
                     .map(|c| c.0.ip().to_string())
                     .unwrap_or_default();
-                hash_key(ip.as_bytes())
+                domain::keys::hash_key(ip.as_bytes())
             }
         };
         Some(state.limiter.check(&bucket))

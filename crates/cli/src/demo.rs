@@ -199,16 +199,14 @@ async fn new_key(
     partner: &str,
     admin: bool,
 ) -> Result<String> {
-    let key = domain::keys::format_key(rand::random());
+    let (key, record) = store::NewApiKey::issue(
+        domain::TenantId(tenant.into()),
+        domain::PartnerId(partner.into()),
+        admin,
+        0,
+    );
     store
-        .create_key(store::NewApiKey {
-            key_hash: domain::keys::hash_key(key.as_bytes()),
-            prefix: domain::keys::display_prefix(&key),
-            tenant: domain::TenantId(tenant.into()),
-            partner: domain::PartnerId(partner.into()),
-            admin,
-            created_at: 0,
-        })
+        .create_key(record)
         .await
         .map_err(|e| anyhow::anyhow!("creating a demo key: {e}"))?;
     Ok(key)

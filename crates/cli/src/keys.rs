@@ -55,16 +55,10 @@ pub async fn run(cmd: KeysCommand) -> Result<ExitCode> {
                 bail!("--tenant and --partner must be 1-128 characters of [A-Za-z0-9_.-]");
             }
             let store = open(&db).await?;
-            let key = domain::keys::format_key(rand::random());
+            let (key, record) =
+                store::NewApiKey::issue(TenantId(tenant), PartnerId(partner), admin, now());
             store
-                .create_key(store::NewApiKey {
-                    key_hash: domain::keys::hash_key(key.as_bytes()),
-                    prefix: domain::keys::display_prefix(&key),
-                    tenant: TenantId(tenant),
-                    partner: PartnerId(partner),
-                    admin,
-                    created_at: now(),
-                })
+                .create_key(record)
                 .await
                 .map_err(|e| anyhow!("creating the key: {e}"))?;
             println!("{key}");

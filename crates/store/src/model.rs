@@ -30,6 +30,28 @@ pub struct NewApiKey {
     pub created_at: i64,
 }
 
+impl NewApiKey {
+    /// Issues a new key from the OS-seeded CSPRNG: the key itself (shown once, never stored)
+    /// and the record to store (its hash and display prefix).
+    pub fn issue(
+        tenant: TenantId,
+        partner: PartnerId,
+        admin: bool,
+        created_at: i64,
+    ) -> (String, NewApiKey) {
+        let key = domain::keys::format_key(rand::random());
+        let record = NewApiKey {
+            key_hash: domain::keys::hash_key(key.as_bytes()),
+            prefix: domain::keys::display_prefix(&key),
+            tenant,
+            partner,
+            admin,
+            created_at,
+        };
+        (key, record)
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct ApiKeyInfo {
     pub prefix: String,
