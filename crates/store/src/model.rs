@@ -147,17 +147,23 @@ pub(crate) fn decode_event_types(s: &str) -> Vec<EventType> {
 
 /// Encodes prospect ids for the denormalised list column: 40-hex ids concatenated.
 pub(crate) fn encode_prospect_ids(ids: &[ProspectId]) -> String {
-    let mut s = String::with_capacity(ids.len() * 40);
+    let mut s = Vec::with_capacity(ids.len() * 40);
     for id in ids {
-        s.push_str(&id.to_string());
+        s.extend_from_slice(&id.hex());
     }
-    s
+    // Hex digits are ASCII; the fallback is never taken.
+    String::from_utf8(s).unwrap_or_default()
 }
 
+/// Inverse of [`encode_prospect_ids`] (the column holds only what that function wrote).
 pub(crate) fn decode_prospect_ids(s: &str) -> Vec<ProspectId> {
     s.as_bytes()
-        .chunks(40)
-        .filter_map(|c| std::str::from_utf8(c).ok().and_then(ProspectId::parse))
+        .chunks_exact(40)
+        .filter_map(|c| {
+            let mut id = [0u8; 20];
+            hex::decode_to_slice(c, &mut id).ok()?;
+            Some(ProspectId(id))
+        })
         .collect()
 }
 

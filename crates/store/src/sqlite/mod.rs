@@ -1,8 +1,12 @@
-//! The embedded SQLite backend (WAL, `synchronous=FULL`).
+//! The embedded SQLite backend (WAL; every answered write is fdatasync'ed).
 //!
 //! Writes go through one writer thread that commits in groups: the jobs queued meanwhile run in
-//! one transaction, and all replies are sent only after the COMMIT (and its fsync) returned.
-//! One fsync per group instead of per request, and every answered write is durable.
+//! one transaction. The writer commits without syncing (`synchronous=NORMAL`) and hands the
+//! group's replies to a syncer thread, which fdatasyncs the WAL file and only then answers; while
+//! it waits on the disk the writer already runs the next group, and one fdatasync covers every
+//! group committed before it started. So one fsync per group (or fewer), and no write is answered
+//! before it is on disk. Readers may see a group's rows up to one fdatasync before it is durable
+//! (docs/decisions.md D10).
 //!
 //! Contract of a job: it may fail "cleanly" with `NotFound` or `Conflict` only before it has
 //! written anything (decide, then write), so the others' writes commit unaffected. Any other
@@ -24,6 +28,7 @@ use crate::StoreError;
 use rusqlite::{Connection, OpenFlags};
 use std::any::Any;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, oneshot};
 
@@ -81,7 +86,7 @@ impl SqliteStore {
                     StoreError::Internal(format!("creating {}: {e}", dir.display()))
                 })?;
             }
-            let mut w = open_conn(&p, false)?;
+            let mut w = open_conn_with(&p, false, "NORMAL")?;
             migrate::run(&mut w)?;
             let readers = (0..opts.readers.max(1))
                 .map(|_| open_conn(&p, true))
@@ -99,15 +104,34 @@ impl SqliteStore {
                 .await
                 .map_err(|e| StoreError::Internal(format!("open task: {e}")))??
         };
+        // The writer opened the database in WAL mode, so its `-wal` file exists now and stays
+        // until the last connection closes; the writer keeps it open for the store's lifetime.
+        let wal_path = {
+            let mut s = path.clone().into_os_string();
+            s.push("-wal");
+            PathBuf::from(s)
+        };
+        let wal = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&wal_path)
+            .map_err(|e| StoreError::Internal(format!("opening {}: {e}", wal_path.display())))?;
         let alive = Arc::new(());
         let watch = Arc::downgrade(&alive);
         std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
             .spawn(move || checkpoint_loop(checkpoint_conn, watch))
             .map_err(|e| StoreError::Internal(format!("spawning checkpointer: {e}")))?;
+        let (sync_tx, sync_rx) = std::sync::mpsc::channel();
+        let failed = Arc::new(AtomicBool::new(false));
+        let syncer_failed = failed.clone();
+        std::thread::Builder::new()
+            .name("sqlite-sync".into())
+            .spawn(move || sync_loop(wal, sync_rx, syncer_failed))
+            .map_err(|e| StoreError::Internal(format!("spawning syncer: {e}")))?;
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || writer_loop(writer_conn, rx, max_group))
+            .spawn(move || writer_loop(writer_conn, rx, sync_tx, failed, max_group))
             .map_err(|e| StoreError::Internal(format!("spawning writer: {e}")))?;
         Ok(Self {
             writer: tx,
@@ -171,7 +195,14 @@ fn poisoned() -> StoreError {
     StoreError::Internal("reader pool lock poisoned".into())
 }
 
+/// Opens a connection; the writer's commits do not sync (the syncer thread does that, see the
+/// module doc), every other connection is `synchronous=FULL`. Checkpoints sync the WAL and the
+/// database file in either mode, so nothing unsynced is ever copied or overwritten.
 fn open_conn(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
+    open_conn_with(path, read_only, "FULL")
+}
+
+fn open_conn_with(path: &Path, read_only: bool, sync: &str) -> Result<Connection, StoreError> {
     let flags = if read_only {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
     } else {
@@ -183,8 +214,8 @@ fn open_conn(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
     conn.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(internal)?;
     if !read_only {
-        // WAL lets readers run beside the writer; FULL makes each COMMIT durable (fsync).
-        // Checkpoints are the checkpointer thread's job.
+        // WAL lets readers run beside the writer. Checkpoints are mostly the checkpointer
+        // thread's job.
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(internal)?;
         // The checkpointer thread copies the WAL continuously, but under sustained writes it
@@ -199,7 +230,7 @@ fn open_conn(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
     // The writer keeps a larger page cache (hot prospect state and indexes); readers less.
     let cache_kib = if read_only { 16_384 } else { 65_536 };
     conn.execute_batch(&format!(
-        "PRAGMA synchronous = FULL;
+        "PRAGMA synchronous = {sync};
          PRAGMA foreign_keys = ON;
          PRAGMA temp_store = MEMORY;
          PRAGMA cache_size = -{cache_kib};"
@@ -225,9 +256,19 @@ fn checkpoint_loop(conn: Connection, alive: std::sync::Weak<()>) {
     }
 }
 
-fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>, max_group: usize) {
+/// Committed groups waiting for the fdatasync that makes them durable.
+struct Committed {
+    replies: Vec<(oneshot::Sender<JobResult>, JobResult)>,
+}
+
+fn writer_loop(
+    conn: Connection,
+    mut rx: mpsc::Receiver<Job>,
+    syncer: std::sync::mpsc::Sender<Committed>,
+    failed: Arc<AtomicBool>,
+    max_group: usize,
+) {
     let mut group: Vec<Job> = Vec::with_capacity(max_group);
-    let mut results: Vec<JobResult> = Vec::with_capacity(max_group);
     while let Some(first) = rx.blocking_recv() {
         group.push(first);
         while group.len() < max_group {
@@ -236,12 +277,15 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>, max_group: usize) 
                 Err(_) => break,
             }
         }
+        if failed.load(Ordering::Acquire) {
+            fail_all(
+                group.drain(..),
+                "sqlite: syncing the WAL failed earlier; restart the service",
+            );
+            continue;
+        }
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-            let msg = format!("begin: {e}");
-            for job in group.drain(..) {
-                // The receiver may have gone away (client disconnected); nothing to do then.
-                let _ = job.reply.send(Err(StoreError::Unavailable(msg.clone())));
-            }
+            fail_all(group.drain(..), &format!("begin: {e}"));
             continue;
         }
         let mut replies = Vec::with_capacity(group.len());
@@ -259,8 +303,7 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>, max_group: usize) 
                     dirty_failure = Some(e.to_string());
                 }
             }
-            results.push(res);
-            replies.push(job.reply);
+            replies.push((job.reply, res));
         }
         let commit = match &dirty_failure {
             None => conn.execute_batch("COMMIT"),
@@ -279,15 +322,60 @@ fn writer_loop(conn: Connection, mut rx: mpsc::Receiver<Job>, max_group: usize) 
                 Some(f) => format!("group rolled back after: {f}"),
                 None => format!("commit: {e}"),
             };
-            results.clear();
-            for r in replies {
-                let _ = r.send(Err(StoreError::Unavailable(msg.clone())));
+            for (reply, _) in replies {
+                let _ = reply.send(Err(StoreError::Unavailable(msg.clone())));
             }
             continue;
         }
-        for (reply, res) in replies.into_iter().zip(results.drain(..)) {
-            // A dropped receiver means the caller went away; the write is committed anyway.
-            let _ = reply.send(res);
+        // Even a group that wrote nothing goes through the syncer: its answers may rest on
+        // rows of earlier groups that are not yet durable, and the syncer answers in order.
+        if let Err(std::sync::mpsc::SendError(c)) = syncer.send(Committed { replies }) {
+            for (reply, _) in c.replies {
+                let _ = reply.send(Err(StoreError::Unavailable("sqlite syncer stopped".into())));
+            }
+        }
+    }
+}
+
+fn fail_all(jobs: impl Iterator<Item = Job>, msg: &str) {
+    for job in jobs {
+        // The receiver may have gone away (client disconnected); nothing to do then.
+        let _ = job
+            .reply
+            .send(Err(StoreError::Unavailable(msg.to_string())));
+    }
+}
+
+/// Makes committed groups durable and answers them: takes every group committed so far, one
+/// fdatasync of the WAL file, then all their replies. A failed fdatasync may have dropped
+/// dirty pages (the kernel does not retry), so the store refuses all later writes.
+fn sync_loop(
+    wal: std::fs::File,
+    rx: std::sync::mpsc::Receiver<Committed>,
+    failed: Arc<AtomicBool>,
+) {
+    let mut batch: Vec<Committed> = Vec::new();
+    while let Ok(first) = rx.recv() {
+        batch.push(first);
+        batch.extend(rx.try_iter());
+        let synced = if failed.load(Ordering::Acquire) {
+            Err("an earlier fdatasync failed".to_string())
+        } else {
+            wal.sync_data().map_err(|e| e.to_string())
+        };
+        if let Err(e) = &synced {
+            tracing::error!(error = %e, "fdatasync of the SQLite WAL failed; refusing writes");
+            failed.store(true, Ordering::Release);
+        }
+        for committed in batch.drain(..) {
+            for (reply, res) in committed.replies {
+                let res = match &synced {
+                    Ok(()) => res,
+                    Err(e) => Err(StoreError::Unavailable(format!("fdatasync: {e}"))),
+                };
+                // A dropped receiver means the caller went away; the write is durable anyway.
+                let _ = reply.send(res);
+            }
         }
     }
 }
