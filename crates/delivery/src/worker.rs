@@ -11,7 +11,7 @@ use crate::{signed_headers, Limiter, Outcome, RetryPolicy, Sender};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use store::{AttemptOutcome, AttemptRecord, Claimed, DynStore, Scope};
+use store::{AttemptOutcome, AttemptRecord, ClaimRoom, Claimed, DynStore, Scope};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
@@ -105,23 +105,33 @@ impl Worker {
             retry.steps = self.cfg.retry.schedule.len(),
             "delivery worker started"
         );
+        // Claim on every poll tick and wake-up, and after attempts finish only once a quarter of
+        // a webhook's share has freed up: one claim per finished attempt would cost a write
+        // transaction per delivery.
+        let refill = (self.cfg.per_webhook_queue / 4).max(1);
+        let (mut force, mut finished) = (true, 0usize);
         loop {
             if *shutdown.borrow() {
                 break;
             }
-            while set.try_join_next().is_some() {}
-            let claimed = if set.len() < self.cfg.max_in_flight {
+            while set.try_join_next().is_some() {
+                finished += 1;
+            }
+            let claimed = if set.len() < self.cfg.max_in_flight && (force || finished >= refill) {
+                finished = 0;
                 self.claim_into(&mut set, &shutdown).await
             } else {
                 0
             };
             if claimed > 0 && set.len() < self.cfg.max_in_flight {
+                force = true;
                 continue;
             }
+            force = false;
             tokio::select! {
-                _ = tokio::time::sleep(self.cfg.poll) => {}
-                _ = self.wake.0.notified() => {}
-                Some(_) = set.join_next(), if !set.is_empty() => {}
+                _ = tokio::time::sleep(self.cfg.poll) => force = true,
+                _ = self.wake.0.notified() => force = true,
+                Some(_) = set.join_next(), if !set.is_empty() => finished += 1,
                 _ = shutdown.changed() => {}
             }
         }
@@ -137,22 +147,26 @@ impl Worker {
     }
 
     async fn claim_into(&self, set: &mut JoinSet<()>, stop: &watch::Receiver<bool>) -> usize {
-        let room = self.cfg.max_in_flight.saturating_sub(set.len());
-        if room == 0 {
+        let room_total = self.cfg.max_in_flight.saturating_sub(set.len());
+        if room_total == 0 {
             return 0;
         }
-        let exclude: Vec<Scope> = match self.in_flight.lock() {
-            Ok(m) => m
-                .iter()
-                .filter(|(_, n)| **n >= self.cfg.per_webhook_queue)
-                .map(|(s, _)| s.clone())
-                .collect(),
-            Err(_) => Vec::new(),
+        // Each webhook may have at most `per_webhook_queue` claimed at once.
+        let share = self.cfg.per_webhook_queue as u32;
+        let room = ClaimRoom {
+            per_scope: share,
+            scopes: match self.in_flight.lock() {
+                Ok(m) => m
+                    .iter()
+                    .map(|(s, n)| (s.clone(), share.saturating_sub(*n as u32)))
+                    .collect(),
+                Err(_) => Vec::new(),
+            },
         };
-        let limit = (self.cfg.batch as usize).min(room) as u32;
+        let limit = (self.cfg.batch as usize).min(room_total) as u32;
         let claimed = match self
             .store
-            .claim_due(now_ms(), self.cfg.lease.as_millis() as i64, limit, &exclude)
+            .claim_due(now_ms(), self.cfg.lease.as_millis() as i64, limit, &room)
             .await
         {
             Ok(c) => c,

@@ -110,13 +110,14 @@ pub trait Store: Send + Sync + 'static {
 
     // --- Delivery --------------------------------------------------------------------------
     /// Leases up to `limit` due notifications of enabled webhooks until `now_ms + lease_ms`,
-    /// skipping the scopes in `exclude` (webhooks with enough work in flight).
+    /// oldest due first, and no more per webhook than `room` allows (webhooks with enough work
+    /// in flight get nothing). Cost: one index range scan per enabled webhook with room.
     async fn claim_due(
         &self,
         now_ms: i64,
         lease_ms: i64,
         limit: u32,
-        exclude: &[Scope],
+        room: &ClaimRoom,
     ) -> StoreResult<Vec<Claimed>>;
     /// Records an attempt and moves the notification (and its webhook's health) on. When the
     /// lease is no longer ours the attempt is still recorded (and counted) but the state is

@@ -354,6 +354,40 @@ pub struct Webhook {
     pub last_modified_time: i64,
 }
 
+/// How many more notifications a claim may lease per webhook (scope): `per_scope` for every
+/// webhook not listed in `scopes`, the listed number for those (0 skips the webhook).
+#[derive(Clone, Debug)]
+pub struct ClaimRoom {
+    pub per_scope: u32,
+    pub scopes: Vec<(Scope, u32)>,
+}
+
+impl ClaimRoom {
+    /// No per-webhook bound.
+    pub fn any() -> Self {
+        Self {
+            per_scope: u32::MAX,
+            scopes: Vec::new(),
+        }
+    }
+
+    /// No per-webhook bound, except that `skip` get nothing.
+    pub fn excluding(skip: &[Scope]) -> Self {
+        Self {
+            per_scope: u32::MAX,
+            scopes: skip.iter().map(|s| (s.clone(), 0)).collect(),
+        }
+    }
+
+    /// The room of one webhook.
+    pub fn of(&self, tenant: &str, partner: &str) -> u32 {
+        self.scopes
+            .iter()
+            .find(|(s, _)| s.tenant.0 == tenant && s.partner.0 == partner)
+            .map_or(self.per_scope, |(_, n)| *n)
+    }
+}
+
 /// A notification claimed for delivery, with everything needed to send it.
 #[derive(Clone, Debug)]
 pub struct Claimed {

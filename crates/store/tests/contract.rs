@@ -63,6 +63,7 @@ contract!(
     prune_deletes_old_events,
     webhook_put_get_delete,
     claims_leases_and_attempts,
+    claims_respect_each_webhooks_room,
     notifications_without_a_webhook_wait_parked,
     concurrent_claims_never_overlap,
     delivery_log_retry_replay_and_direct,
@@ -1214,7 +1215,11 @@ async fn claims_leases_and_attempts(s: DynStore) {
     queue_changes(&s, &b, 10, 1).await;
     let now = ms(NOW) + 1_000;
     // No webhook, nothing to claim.
-    assert!(s.claim_due(now, 30_000, 10, &[]).await.unwrap().is_empty());
+    assert!(s
+        .claim_due(now, 30_000, 10, &ClaimRoom::any())
+        .await
+        .unwrap()
+        .is_empty());
     s.put_webhook(&a, "http://127.0.0.1:9/a", "sa", now)
         .await
         .unwrap();
@@ -1223,7 +1228,12 @@ async fn claims_leases_and_attempts(s: DynStore) {
         .unwrap();
     // Excluded scopes are skipped.
     let got = s
-        .claim_due(now, 30_000, 10, std::slice::from_ref(&a))
+        .claim_due(
+            now,
+            30_000,
+            10,
+            &ClaimRoom::excluding(std::slice::from_ref(&a)),
+        )
         .await
         .unwrap();
     assert_eq!(got.len(), 1);
@@ -1231,7 +1241,10 @@ async fn claims_leases_and_attempts(s: DynStore) {
     assert_eq!(got[0].webhook_url, "http://127.0.0.1:9/b");
     assert_eq!(got[0].secret, "sb");
     assert_eq!(got[0].lease_until, now + 30_000);
-    let got = s.claim_due(now, 30_000, 10, &[]).await.unwrap();
+    let got = s
+        .claim_due(now, 30_000, 10, &ClaimRoom::any())
+        .await
+        .unwrap();
     assert_eq!(got.len(), 2, "b's row is leased");
     assert!(got.iter().all(|c| c.scope == a && c.cycle_attempts == 0));
     assert!(got[0].row < got[1].row);
@@ -1240,12 +1253,15 @@ async fn claims_leases_and_attempts(s: DynStore) {
     assert_eq!(payload["tenant_id"], "t1");
     // Leased rows are not claimed again until the lease expires.
     assert!(s
-        .claim_due(now + 1, 30_000, 10, &[])
+        .claim_due(now + 1, 30_000, 10, &ClaimRoom::any())
         .await
         .unwrap()
         .is_empty());
     let later = now + 30_001;
-    let again = s.claim_due(later, 30_000, 10, &[]).await.unwrap();
+    let again = s
+        .claim_due(later, 30_000, 10, &ClaimRoom::any())
+        .await
+        .unwrap();
     assert_eq!(again.len(), 3);
     let first = again.iter().find(|c| c.row == got[0].row).unwrap().clone();
     let second = again.iter().find(|c| c.row == got[1].row).unwrap().clone();
@@ -1315,12 +1331,22 @@ async fn claims_leases_and_attempts(s: DynStore) {
     assert_eq!(info.next_attempt_at, Some(retry_at));
     assert_eq!(info.last_error.as_deref(), Some("HTTP 500"));
     let none = s
-        .claim_due(retry_at - 1, 30_000, 10, std::slice::from_ref(&b))
+        .claim_due(
+            retry_at - 1,
+            30_000,
+            10,
+            &ClaimRoom::excluding(std::slice::from_ref(&b)),
+        )
         .await
         .unwrap();
     assert!(none.is_empty());
     let c = s
-        .claim_due(retry_at, 30_000, 10, std::slice::from_ref(&b))
+        .claim_due(
+            retry_at,
+            30_000,
+            10,
+            &ClaimRoom::excluding(std::slice::from_ref(&b)),
+        )
         .await
         .unwrap();
     assert_eq!(c.len(), 1);
@@ -1347,6 +1373,42 @@ async fn claims_leases_and_attempts(s: DynStore) {
     assert_eq!(rows[1].attempts, 2);
 }
 
+async fn claims_respect_each_webhooks_room(s: DynStore) {
+    let a = scope("t1", "pa");
+    let b = scope("t1", "pb");
+    queue_changes(&s, &a, 1, 4).await;
+    queue_changes(&s, &b, 10, 3).await;
+    let now = ms(NOW) + 1_000;
+    for (sc, url) in [(&a, "http://127.0.0.1:9/a"), (&b, "http://127.0.0.1:9/b")] {
+        s.put_webhook(sc, url, "s", now).await.unwrap();
+    }
+    // a has room for one more, b (not listed) for the default two.
+    let room = ClaimRoom {
+        per_scope: 2,
+        scopes: vec![(a.clone(), 1)],
+    };
+    let got = s.claim_due(now, 30_000, 10, &room).await.unwrap();
+    let of = |c: &[Claimed], sc: &Scope| c.iter().filter(|c| &c.scope == sc).count();
+    assert_eq!((of(&got, &a), of(&got, &b)), (1, 2));
+    // The overall limit still applies; a webhook without room is skipped whatever its backlog.
+    let none_for_a = ClaimRoom {
+        per_scope: 10,
+        scopes: vec![(a.clone(), 0)],
+    };
+    let got = s.claim_due(now, 30_000, 10, &none_for_a).await.unwrap();
+    assert_eq!((of(&got, &a), of(&got, &b)), (0, 1));
+    let got = s
+        .claim_due(now, 30_000, 2, &ClaimRoom::any())
+        .await
+        .unwrap();
+    assert_eq!(of(&got, &a), 2);
+    let got = s
+        .claim_due(now, 30_000, 10, &ClaimRoom::any())
+        .await
+        .unwrap();
+    assert_eq!((of(&got, &a), of(&got, &b)), (1, 0));
+}
+
 async fn concurrent_claims_never_overlap(s: DynStore) {
     let a = scope("t1", "pa");
     queue_changes(&s, &a, 1, 60).await;
@@ -1360,7 +1422,10 @@ async fn concurrent_claims_never_overlap(s: DynStore) {
         tasks.push(tokio::spawn(async move {
             let mut mine = Vec::new();
             loop {
-                let got = s.claim_due(now, 60_000, 7, &[]).await.unwrap();
+                let got = s
+                    .claim_due(now, 60_000, 7, &ClaimRoom::any())
+                    .await
+                    .unwrap();
                 if got.is_empty() {
                     break;
                 }
@@ -1385,7 +1450,10 @@ async fn delivery_log_retry_replay_and_direct(s: DynStore) {
     s.put_webhook(&a, "http://127.0.0.1:9/a", "sa", now)
         .await
         .unwrap();
-    let claimed = s.claim_due(now, 30_000, 10, &[]).await.unwrap();
+    let claimed = s
+        .claim_due(now, 30_000, 10, &ClaimRoom::any())
+        .await
+        .unwrap();
     assert_eq!(claimed.len(), 3);
     s.record_attempt(attempt(
         &claimed[0],
@@ -1488,7 +1556,10 @@ async fn delivery_log_retry_replay_and_direct(s: DynStore) {
         .unwrap();
     assert_eq!(info.status, DeliveryStatus::Pending);
     assert_eq!(info.next_attempt_at, Some(now + 10));
-    let c = s.claim_due(now + 10, 30_000, 10, &[]).await.unwrap();
+    let c = s
+        .claim_due(now + 10, 30_000, 10, &ClaimRoom::any())
+        .await
+        .unwrap();
     assert_eq!(c.len(), 1);
     assert_eq!(c[0].cycle_attempts, 0);
 
@@ -1589,7 +1660,12 @@ async fn webhook_disabled_by_gone_and_by_continuous_failure(s: DynStore) {
 
     // 410: the webhook is disabled, the notification waits, nothing is claimable.
     let c = s
-        .claim_due(now, 30_000, 10, std::slice::from_ref(&b))
+        .claim_due(
+            now,
+            30_000,
+            10,
+            &ClaimRoom::excluding(std::slice::from_ref(&b)),
+        )
         .await
         .unwrap();
     assert_eq!(c.len(), 1);
@@ -1606,7 +1682,12 @@ async fn webhook_disabled_by_gone_and_by_continuous_failure(s: DynStore) {
         .unwrap();
     assert_eq!(info.status, DeliveryStatus::Pending);
     assert!(s
-        .claim_due(now + 1, 30_000, 10, std::slice::from_ref(&b))
+        .claim_due(
+            now + 1,
+            30_000,
+            10,
+            &ClaimRoom::excluding(std::slice::from_ref(&b))
+        )
         .await
         .unwrap()
         .is_empty());
@@ -1617,7 +1698,12 @@ async fn webhook_disabled_by_gone_and_by_continuous_failure(s: DynStore) {
         .unwrap();
     assert!(w.enabled && w.generation == 2 && w.disabled_reason.is_none());
     let c2 = s
-        .claim_due(now + 2, 30_000, 10, std::slice::from_ref(&b))
+        .claim_due(
+            now + 2,
+            30_000,
+            10,
+            &ClaimRoom::excluding(std::slice::from_ref(&b)),
+        )
         .await
         .unwrap();
     assert_eq!(c2.len(), 1);
@@ -1632,7 +1718,12 @@ async fn webhook_disabled_by_gone_and_by_continuous_failure(s: DynStore) {
     // Continuous failure for longer than disable_after: disabled.
     let day = 24 * 3600 * 1000;
     let c = s
-        .claim_due(now, 30_000, 10, std::slice::from_ref(&a))
+        .claim_due(
+            now,
+            30_000,
+            10,
+            &ClaimRoom::excluding(std::slice::from_ref(&a)),
+        )
         .await
         .unwrap();
     assert_eq!(c.len(), 2);
@@ -1652,7 +1743,12 @@ async fn webhook_disabled_by_gone_and_by_continuous_failure(s: DynStore) {
     assert!(!w.enabled);
     assert!(w.disabled_reason.is_some());
     assert!(s
-        .claim_due(now + 5 * day, 30_000, 10, std::slice::from_ref(&a))
+        .claim_due(
+            now + 5 * day,
+            30_000,
+            10,
+            &ClaimRoom::excluding(std::slice::from_ref(&a))
+        )
         .await
         .unwrap()
         .is_empty());
@@ -1684,7 +1780,7 @@ async fn notifications_without_a_webhook_wait_parked(s: DynStore) {
         "parked: no time"
     );
     assert!(s
-        .claim_due(i64::MAX - 1, 1, 10, &[])
+        .claim_due(i64::MAX - 1, 1, 10, &ClaimRoom::any())
         .await
         .unwrap()
         .is_empty());
@@ -1692,7 +1788,10 @@ async fn notifications_without_a_webhook_wait_parked(s: DynStore) {
     s.put_webhook(&a, "http://127.0.0.1:9/a", "sa", now)
         .await
         .unwrap();
-    let got = s.claim_due(now, 30_000, 10, &[]).await.unwrap();
+    let got = s
+        .claim_due(now, 30_000, 10, &ClaimRoom::any())
+        .await
+        .unwrap();
     assert_eq!(got.len(), 3, "registration makes them due now");
     // Renewing a lease moves it; the old lease no longer matches.
     assert!(s
@@ -1704,7 +1803,7 @@ async fn notifications_without_a_webhook_wait_parked(s: DynStore) {
         .await
         .unwrap());
     assert!(
-        s.claim_due(now + 40_000, 30_000, 10, &[])
+        s.claim_due(now + 40_000, 30_000, 10, &ClaimRoom::any())
             .await
             .unwrap()
             .len()
@@ -1727,7 +1826,7 @@ async fn notifications_without_a_webhook_wait_parked(s: DynStore) {
         assert!(s.set_lease(c.row, c.lease_until, None).await.unwrap());
     }
     assert!(s
-        .claim_due(now + 10, 30_000, 10, &[])
+        .claim_due(now + 10, 30_000, 10, &ClaimRoom::any())
         .await
         .unwrap()
         .is_empty());
@@ -1735,7 +1834,10 @@ async fn notifications_without_a_webhook_wait_parked(s: DynStore) {
     s.put_webhook(&a, "http://127.0.0.1:9/a2", "sa2", now + 20)
         .await
         .unwrap();
-    let got = s.claim_due(now + 30, 30_000, 10, &[]).await.unwrap();
+    let got = s
+        .claim_due(now + 30, 30_000, 10, &ClaimRoom::any())
+        .await
+        .unwrap();
     assert_eq!(got.len(), 3);
     assert!(got.iter().all(|c| c.webhook_url.ends_with("/a2")));
 
@@ -1745,7 +1847,7 @@ async fn notifications_without_a_webhook_wait_parked(s: DynStore) {
     }
     s.delete_webhook(&a).await.unwrap();
     assert!(s
-        .claim_due(i64::MAX - 1, 1, 10, &[])
+        .claim_due(i64::MAX - 1, 1, 10, &ClaimRoom::any())
         .await
         .unwrap()
         .is_empty());

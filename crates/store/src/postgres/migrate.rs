@@ -22,6 +22,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "webhooks",
         include_str!("../../migrations/postgres/0003_webhooks.sql"),
     ),
+    (
+        4,
+        "claim_by_webhook",
+        include_str!("../../migrations/postgres/0004_claim_by_webhook.sql"),
+    ),
 ];
 
 pub(super) async fn run(conn: &mut Object) -> Result<(), StoreError> {

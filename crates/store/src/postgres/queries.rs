@@ -368,9 +368,9 @@ impl Store for PostgresStore {
         now_ms: i64,
         lease_ms: i64,
         limit: u32,
-        exclude: &[Scope],
+        room: &ClaimRoom,
     ) -> StoreResult<Vec<Claimed>> {
-        self.claim_due_impl(now_ms, lease_ms, limit, exclude).await
+        self.claim_due_impl(now_ms, lease_ms, limit, room).await
     }
 
     async fn record_attempt(&self, record: AttemptRecord) -> StoreResult<()> {

@@ -140,27 +140,43 @@ impl PostgresStore {
         now_ms: i64,
         lease_ms: i64,
         limit: u32,
-        exclude: &[Scope],
+        room: &ClaimRoom,
     ) -> StoreResult<Vec<Claimed>> {
         let c = self.conn().await?;
-        let ex_t: Vec<&str> = exclude.iter().map(|s| s.tenant.0.as_str()).collect();
-        let ex_p: Vec<&str> = exclude.iter().map(|s| s.partner.0.as_str()).collect();
+        let r_t: Vec<&str> = room
+            .scopes
+            .iter()
+            .map(|(s, _)| s.tenant.0.as_str())
+            .collect();
+        let r_p: Vec<&str> = room
+            .scopes
+            .iter()
+            .map(|(s, _)| s.partner.0.as_str())
+            .collect();
+        let r_n: Vec<i64> = room.scopes.iter().map(|(_, n)| i64::from(*n)).collect();
         let lease_until = now_ms + lease_ms;
-        // One statement: rows locked by another replica's claim are skipped, not waited for.
+        // One statement: each enabled webhook's oldest due rows up to its room (one range scan
+        // of notifications_due_scope each), oldest first overall; rows locked by another
+        // replica's claim are skipped, not waited for.
         let s = c
             .prepare_cached(
-                "WITH due AS (
-                    SELECT n.id FROM notifications n
-                    JOIN webhooks w ON w.tenant_id = n.tenant_id AND w.partner_id = n.partner_id
-                    WHERE n.status = 0 AND n.next_attempt_at <= $2
-                      AND (n.lease_until IS NULL OR n.lease_until < $2)
-                      AND w.enabled
-                      AND NOT EXISTS (
-                        SELECT 1 FROM unnest($4::TEXT[], $5::TEXT[]) AS x(t, p)
-                        WHERE x.t = n.tenant_id AND x.p = n.partner_id)
-                    ORDER BY n.next_attempt_at
-                    LIMIT $3
-                    FOR UPDATE OF n SKIP LOCKED)
+                "WITH room AS (
+                    SELECT * FROM unnest($4::TEXT[], $5::TEXT[], $6::BIGINT[]) AS x(t, p, n)),
+                 due AS (
+                    SELECT d.id, d.next_attempt_at FROM webhooks w
+                    CROSS JOIN LATERAL (
+                        SELECT n.id, n.next_attempt_at FROM notifications n
+                        WHERE n.tenant_id = w.tenant_id AND n.partner_id = w.partner_id
+                          AND n.status = 0 AND n.next_attempt_at <= $2
+                          AND (n.lease_until IS NULL OR n.lease_until < $2)
+                        ORDER BY n.next_attempt_at
+                        LIMIT LEAST($3, COALESCE(
+                            (SELECT room.n FROM room WHERE room.t = w.tenant_id AND room.p = w.partner_id),
+                            $7))
+                        FOR UPDATE OF n SKIP LOCKED) d
+                    WHERE w.enabled
+                    ORDER BY d.next_attempt_at
+                    LIMIT $3)
                  UPDATE notifications n SET lease_until = $1, next_attempt_at = $1
                  FROM due, webhooks w
                  WHERE n.id = due.id AND w.tenant_id = n.tenant_id AND w.partner_id = n.partner_id
@@ -170,7 +186,18 @@ impl PostgresStore {
             .await
             .map_err(pg)?;
         let rows = c
-            .query(&s, &[&lease_until, &now_ms, &(limit as i64), &ex_t, &ex_p])
+            .query(
+                &s,
+                &[
+                    &lease_until,
+                    &now_ms,
+                    &i64::from(limit),
+                    &r_t,
+                    &r_p,
+                    &r_n,
+                    &i64::from(room.per_scope),
+                ],
+            )
             .await
             .map_err(pg)?;
         let mut out: Vec<Claimed> = rows

@@ -25,6 +25,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "notification_payloads",
         include_str!("../../migrations/sqlite/0004_notification_payloads.sql"),
     ),
+    (
+        5,
+        "claim_by_webhook",
+        include_str!("../../migrations/sqlite/0005_claim_by_webhook.sql"),
+    ),
 ];
 
 pub(super) fn run(conn: &mut Connection) -> Result<(), StoreError> {

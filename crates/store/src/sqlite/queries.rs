@@ -315,10 +315,10 @@ impl Store for SqliteStore {
         now_ms: i64,
         lease_ms: i64,
         limit: u32,
-        exclude: &[Scope],
+        room: &ClaimRoom,
     ) -> StoreResult<Vec<Claimed>> {
-        let exclude = exclude.to_vec();
-        self.write(move |c| webhooks::claim_due(c, now_ms, lease_ms, limit, &exclude))
+        let room = room.clone();
+        self.write(move |c| webhooks::claim_due(c, now_ms, lease_ms, limit, &room))
             .await
     }
 

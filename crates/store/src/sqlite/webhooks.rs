@@ -68,67 +68,79 @@ pub(super) fn delete_webhook(c: &Connection, scope: &Scope) -> StoreResult<()> {
     park(c, scope)
 }
 
-fn scope_key(s: &Scope) -> String {
-    format!("{}\u{1f}{}", s.tenant.0, s.partner.0)
-}
-
 pub(super) fn claim_due(
     c: &Connection,
     now_ms: i64,
     lease_ms: i64,
     limit: u32,
-    exclude: &[Scope],
+    room: &ClaimRoom,
 ) -> StoreResult<Vec<Claimed>> {
-    let excluded =
-        serde_json::Value::from(exclude.iter().map(scope_key).collect::<Vec<_>>()).to_string();
     let lease_until = now_ms + lease_ms;
-    let mut s = c
+    let scopes: Vec<(String, String)> = c
+        .prepare_cached("SELECT tenant_id, partner_id FROM webhooks WHERE enabled = 1")
+        .and_then(|mut s| {
+            s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .map_err(internal)?;
+    // Each webhook's oldest due rows, as many as it has room for; a webhook without room is not
+    // even looked at, however large its backlog.
+    let mut due_of = c
         .prepare_cached(
-            "UPDATE notifications SET lease_until = ?1, next_attempt_at = ?1
-             WHERE id IN (
-                SELECT n.id FROM notifications n
-                JOIN webhooks w ON w.tenant_id = n.tenant_id AND w.partner_id = n.partner_id
-                WHERE n.status = 0 AND n.next_attempt_at <= ?2
-                  AND (n.lease_until IS NULL OR n.lease_until < ?2)
-                  AND w.enabled = 1
-                  AND (n.tenant_id || char(31) || n.partner_id) NOT IN (SELECT value FROM json_each(?4))
-                ORDER BY n.next_attempt_at
-                LIMIT ?3)
-             RETURNING id, delivery_id, event_id, cycle_attempts, tenant_id, partner_id",
+            "SELECT id, next_attempt_at FROM notifications INDEXED BY notifications_due_scope
+             WHERE tenant_id = ?1 AND partner_id = ?2 AND status = 0 AND next_attempt_at <= ?3
+               AND (lease_until IS NULL OR lease_until < ?3)
+             ORDER BY next_attempt_at
+             LIMIT ?4",
         )
         .map_err(internal)?;
-    let rows = s
-        .query_map(params![lease_until, now_ms, limit, excluded], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, u32>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, String>(5)?,
-            ))
-        })
-        .map_err(internal)?
-        .collect::<Result<Vec<_>, _>>()
+    let mut due: Vec<(i64, i64, usize)> = Vec::new();
+    for (i, (tenant, partner)) in scopes.iter().enumerate() {
+        let n = room.of(tenant, partner).min(limit);
+        if n == 0 {
+            continue;
+        }
+        let rows = due_of
+            .query_map(params![tenant, partner, now_ms, n], |r| {
+                Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(0)?, i))
+            })
+            .map_err(internal)?;
+        for row in rows {
+            due.push(row.map_err(internal)?);
+        }
+    }
+    // Oldest due first across webhooks.
+    due.sort_unstable();
+    due.truncate(limit as usize);
+
+    let mut lease = c
+        .prepare_cached(
+            "UPDATE notifications SET lease_until = ?1, next_attempt_at = ?1 WHERE id = ?2
+             RETURNING delivery_id, event_id, cycle_attempts",
+        )
         .map_err(internal)?;
-    let mut hooks: std::collections::HashMap<(String, String), Option<Webhook>> =
-        Default::default();
-    let mut out = Vec::with_capacity(rows.len());
     let mut payload_of = c
         .prepare_cached("SELECT payload FROM notification_payloads WHERE notification_id = ?1")
         .map_err(internal)?;
-    for (row, delivery_id, event_id, cycle_attempts, tenant, partner) in rows {
+    let mut hooks: std::collections::HashMap<usize, Option<Webhook>> = Default::default();
+    let mut out = Vec::with_capacity(due.len());
+    for (_, row, i) in due {
+        let (tenant, partner) = &scopes[i];
         let scope = Scope {
-            tenant: TenantId(tenant),
-            partner: PartnerId(partner),
+            tenant: TenantId(tenant.clone()),
+            partner: PartnerId(partner.clone()),
         };
-        let key = (scope.tenant.0.clone(), scope.partner.0.clone());
-        if !hooks.contains_key(&key) {
-            hooks.insert(key.clone(), get_webhook(c, &scope)?);
+        if let std::collections::hash_map::Entry::Vacant(e) = hooks.entry(i) {
+            e.insert(get_webhook(c, &scope)?);
         }
-        let Some(Some(w)) = hooks.get(&key) else {
+        let Some(Some(w)) = hooks.get(&i) else {
             continue;
         };
+        let (delivery_id, event_id, cycle_attempts): (String, String, u32) = lease
+            .query_row(params![lease_until, row], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .map_err(internal)?;
         let payload: String = payload_of
             .query_row(params![row], |r| r.get(0))
             .map_err(internal)?;
