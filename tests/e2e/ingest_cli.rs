@@ -523,6 +523,9 @@ fn sigkill_mid_file_then_rerun_equals_one_clean_run() {
             file.to_str().unwrap(),
             "--batch-size",
             "500",
+            // Two batches per transaction: the bulk mode's grouped commits are what a kill hits.
+            "--commit-every",
+            "1000",
             "--database-url",
             db,
         ])
@@ -555,7 +558,7 @@ fn sigkill_mid_file_then_rerun_equals_one_clean_run() {
             child.try_wait().unwrap().is_none(),
             "the ingest finished before it could be killed (clean run took {clean_secs:.1}s)"
         );
-        // The first round has one new prospect per line: 5,000 rows = 10 committed batches.
+        // The first round has one new prospect per line: 5,000 rows = 5 commits of 2 batches.
         if count(&crash_path, "prospect_state") >= 5_000 {
             break;
         }
@@ -571,11 +574,11 @@ fn sigkill_mid_file_then_rerun_equals_one_clean_run() {
         partial[1].len() < clean[1].len() || partial[0].len() < clean[0].len(),
         "the kill came too late to test anything"
     );
-    // Committed batches are whole: no event without its notifications (checked by the rerun's
-    // equality below) and the state rows of a batch are all there or none (multiples of 500 in
+    // Commits are whole: no event without its notifications (checked by the rerun's equality
+    // below) and the state rows of a transaction are all there or none (multiples of 1,000 in
     // the first round, where each line is a new prospect).
     if partial[0].len() < CRASH_PROSPECTS as usize {
-        assert_eq!(partial[0].len() % 500, 0, "a batch was half-applied");
+        assert_eq!(partial[0].len() % 1000, 0, "a transaction was half-applied");
     }
 
     // Run again to completion: exactly the clean run's database.

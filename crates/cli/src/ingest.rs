@@ -31,9 +31,14 @@ pub struct IngestArgs {
         default_value_t = 7
     )]
     pub anniversary_lead_days: u32,
-    /// Snapshots per transaction.
+    /// Snapshots parsed and applied at a time (held in memory).
     #[arg(long, default_value_t = 20_000)]
     pub batch_size: usize,
+    /// Snapshots per transaction when writing to the database directly (a multiple of
+    /// --batch-size in effect; a crash loses at most this many, and re-running is safe).
+    /// Other writers to the same SQLite file wait while a transaction is open.
+    #[arg(long, default_value_t = 200_000)]
+    pub commit_every: usize,
     #[command(flatten)]
     pub db: DbArgs,
 }
@@ -80,6 +85,7 @@ async fn to_database(args: &IngestArgs, format: Format) -> Result<Summary> {
     };
     let opts = ingest::Options {
         batch_size: args.batch_size,
+        commit_every: Some(args.commit_every),
         anniversary_lead_days: args.anniversary_lead_days,
         ..Default::default()
     };
@@ -88,7 +94,7 @@ async fn to_database(args: &IngestArgs, format: Format) -> Result<Summary> {
         reporter.update(p)
     })
     .await
-    .map_err(|e| anyhow!("ingestion stopped: {e} (batches before this point are committed; re-running the file is safe)"))?;
+    .map_err(|e| anyhow!("ingestion stopped: {e} (what was committed before this point stays; re-running the file is safe)"))?;
     reporter.finish(&summary);
     Ok(summary)
 }

@@ -78,6 +78,10 @@ pub type Clock = Arc<dyn Fn() -> OffsetDateTime + Send + Sync>;
 #[derive(Clone)]
 pub struct Options {
     pub batch_size: usize,
+    /// Commit about every this many snapshots through the store's bulk mode
+    /// ([`store::Store::bulk_ingest`]) instead of once per batch. Only for a process that has
+    /// the database to itself for a while (the CLI); `None` commits every batch.
+    pub commit_every: Option<usize>,
     pub anniversary_lead_days: u32,
     pub clock: Clock,
 }
@@ -86,6 +90,7 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             batch_size: 20_000,
+            commit_every: None,
             anniversary_lead_days: 7,
             clock: Arc::new(OffsetDateTime::now_utc),
         }
@@ -125,8 +130,9 @@ impl<R: Read> Read for Counting<R> {
 }
 
 /// Ingests everything `source` yields. `on_error` sees each rejected line in input order;
-/// `on_progress` runs after each committed batch. Returns the summary, or the first fatal
-/// error (I/O, store); batches committed before a fatal error stay committed.
+/// `on_progress` runs after each applied batch (committed, unless `commit_every` groups
+/// batches). Returns the summary once everything is committed, or the first fatal error (I/O,
+/// store); what was committed before a fatal error stays committed.
 pub async fn ingest(
     store: &DynStore,
     source: Box<dyn Read + Send>,
@@ -155,6 +161,10 @@ pub async fn ingest(
             }
         })?;
 
+    let mut bulk = match opts.commit_every {
+        Some(n) => store.bulk_ingest(n).await?,
+        None => None,
+    };
     let mut progress = Progress::default();
     let mut outcome = Ok(());
     while let Some(msg) = rx.recv().await {
@@ -174,7 +184,11 @@ pub async fn ingest(
                 now: (opts.clock)(),
                 anniversary_lead_days: opts.anniversary_lead_days,
             };
-            match store.ingest_snapshots(batch.snapshots, o).await {
+            let applied = match bulk.as_mut() {
+                Some(b) => b.apply(batch.snapshots, o).await,
+                None => store.ingest_snapshots(batch.snapshots, o).await,
+            };
+            match applied {
                 Ok(counts) => s.add(counts),
                 Err(e) => {
                     outcome = Err(e.into());
@@ -194,7 +208,12 @@ pub async fn ingest(
     if parser.join().is_err() {
         return Err(IngestError::Csv("the parser thread panicked".into()));
     }
-    outcome.map(|()| progress.summary)
+    outcome?;
+    // On an error above, dropping the session rolled back its uncommitted batches.
+    if let Some(b) = bulk {
+        b.finish().await?;
+    }
+    Ok(progress.summary)
 }
 
 type Sender = mpsc::Sender<Result<Batch, IngestError>>;

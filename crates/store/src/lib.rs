@@ -33,6 +33,19 @@ pub enum StoreError {
 }
 
 /// The persistence contract. Both backends pass the same contract tests.
+/// See [`Store::bulk_ingest`].
+#[async_trait]
+pub trait BulkIngest: Send {
+    /// Applies one batch (atomically, in order after the previous ones).
+    async fn apply(
+        &mut self,
+        batch: Vec<Snapshot>,
+        opts: IngestOptions,
+    ) -> StoreResult<IngestCounts>;
+    /// Commits what is still uncommitted. Dropping a session without finishing rolls back.
+    async fn finish(self: Box<Self>) -> StoreResult<()>;
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Short backend name for logs and metrics ("sqlite", "postgres").
@@ -81,6 +94,16 @@ pub trait Store: Send + Sync + 'static {
         batch: Vec<Snapshot>,
         opts: IngestOptions,
     ) -> StoreResult<IngestCounts>;
+    /// A bulk-load session for a process that has the database to itself for a while (the
+    /// CLI's `ingest`): batches are applied as by `ingest_snapshots`, in order, but committed
+    /// together about every `commit_every` snapshots, so each page of prospect state is
+    /// written once per commit instead of once per batch. A failure or a crash loses at most
+    /// the uncommitted batches (re-ingesting is idempotent). `None` when the backend has no
+    /// such mode; callers then ingest batch by batch.
+    async fn bulk_ingest(&self, commit_every: usize) -> StoreResult<Option<Box<dyn BulkIngest>>> {
+        let _ = commit_every;
+        Ok(None)
+    }
     /// Events of the given prospects and types in the window, newest first.
     async fn query_events(&self, query: &EventQuery) -> StoreResult<Vec<StoredEvent>>;
     /// Fires the anniversaries due since the last scan up to `now + lead_days` (at most once

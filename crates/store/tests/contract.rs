@@ -56,6 +56,7 @@ contract!(
     ingest_is_idempotent_and_keeps_key_at_queue_time,
     ingest_fires_anniversaries_due_at_ingestion,
     concurrent_ingestion_of_new_prospects,
+    bulk_ingest_commits_in_groups,
     query_events_order_and_window,
     anniversary_scan_remembers_its_window,
     anniversary_scan_after_a_long_gap_fires_each_once,
@@ -834,6 +835,36 @@ async fn concurrent_ingestion_of_new_prospects(s: DynStore) {
 }
 
 // --- events ----------------------------------------------------------------------------------
+
+async fn bulk_ingest_commits_in_groups(s: DynStore) {
+    let Some(mut bulk) = s.bulk_ingest(4).await.unwrap() else {
+        return; // this backend ingests batch by batch
+    };
+    let change = |p: u32| {
+        vec![
+            snap(p, "2024-01-01T00:00:00Z", "Engineer", 1, None),
+            snap(p, "2024-02-01T00:00:00Z", "Manager", 1, None),
+        ]
+    };
+    // Two snapshots applied: below the commit size, so not visible to others yet.
+    let c = bulk.apply(change(1), opts(NOW)).await.unwrap();
+    assert_eq!(c.events_created, 1);
+    assert!(all_events(&s, &[pid(1)]).await.is_empty());
+    // Four: committed together.
+    bulk.apply(change(2), opts(NOW)).await.unwrap();
+    assert_eq!(all_events(&s, &[pid(1), pid(2)]).await.len(), 2);
+    // Dropped before finishing: the uncommitted batch is rolled back.
+    bulk.apply(change(3), opts(NOW)).await.unwrap();
+    drop(bulk);
+    assert!(all_events(&s, &[pid(3)]).await.is_empty());
+    // A finished session commits the rest; re-applying creates nothing new.
+    let mut bulk = s.bulk_ingest(100).await.unwrap().unwrap();
+    bulk.apply(change(3), opts(NOW)).await.unwrap();
+    let again = bulk.apply(change(1), opts(NOW)).await.unwrap();
+    assert_eq!(again.events_created, 0);
+    bulk.finish().await.unwrap();
+    assert_eq!(all_events(&s, &[pid(1), pid(2), pid(3)]).await.len(), 3);
+}
 
 async fn query_events_order_and_window(s: DynStore) {
     s.ingest_snapshots(

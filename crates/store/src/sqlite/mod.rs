@@ -19,6 +19,7 @@
 //! the WAL has grown past ~16 MiB, which keeps the WAL bounded under sustained load.
 //! Reads use a small pool of connections on the blocking thread pool.
 
+mod bulk;
 mod events;
 mod migrate;
 mod queries;

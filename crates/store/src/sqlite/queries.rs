@@ -263,6 +263,18 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn bulk_ingest(
+        &self,
+        commit_every: usize,
+    ) -> StoreResult<Option<Box<dyn crate::BulkIngest>>> {
+        let path = self.path().to_path_buf();
+        let bulk =
+            tokio::task::spawn_blocking(move || super::bulk::SqliteBulk::open(&path, commit_every))
+                .await
+                .map_err(|e| StoreError::Internal(format!("open task: {e}")))??;
+        Ok(Some(Box::new(bulk)))
+    }
+
     async fn query_events(&self, query: &EventQuery) -> StoreResult<Vec<StoredEvent>> {
         let query = query.clone();
         self.read(move |c| super::events::query_events(c, &query))
