@@ -24,7 +24,7 @@ struct EventOut {
     event_name: &'static str,
     event_time: String,
     event_id: String,
-    data: serde_json::Value,
+    data: Box<serde_json::value::RawValue>,
     prospect_id: String,
 }
 

@@ -196,7 +196,13 @@ async fn probe(db: &Db) -> Vec<(String, String, serde_json::Value)> {
         .unwrap();
     let mut out: Vec<_> = evs
         .into_iter()
-        .map(|e| (e.event_id, e.prospect_id.to_string(), e.data))
+        .map(|e| {
+            (
+                e.event_id.clone(),
+                e.prospect_id.to_string(),
+                e.data_value(),
+            )
+        })
         .collect();
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out

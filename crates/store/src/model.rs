@@ -225,13 +225,37 @@ impl std::ops::AddAssign for IngestCounts {
 }
 
 /// A stored event as the events API returns it.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct StoredEvent {
     pub event_id: String,
     pub event_type: domain::EventType,
     pub event_time: time::OffsetDateTime,
     pub prospect_id: ProspectId,
-    pub data: serde_json::Value,
+    /// The event's `data` object exactly as stored (passed through to responses unparsed).
+    pub data: Box<serde_json::value::RawValue>,
+}
+
+impl PartialEq for StoredEvent {
+    fn eq(&self, o: &Self) -> bool {
+        (
+            self.event_id.as_str(),
+            self.event_type,
+            self.event_time,
+            self.prospect_id,
+        ) == (
+            o.event_id.as_str(),
+            o.event_type,
+            o.event_time,
+            o.prospect_id,
+        ) && self.data.get() == o.data.get()
+    }
+}
+
+impl StoredEvent {
+    /// `data` parsed (for tests and tools; responses pass the stored text through).
+    pub fn data_value(&self) -> serde_json::Value {
+        serde_json::from_str(self.data.get()).unwrap_or(serde_json::Value::Null)
+    }
 }
 
 #[derive(Clone, Debug)]

@@ -667,7 +667,7 @@ async fn ingest_counts_events_and_outbox(s: DynStore) {
         assert_eq!(p["entity_type"], "prospect");
         assert_eq!(p["enrollment_key"], row.enrollment_key.as_str());
         assert_eq!(p["enrollment_id"], row.enrollment_id.as_deref().unwrap());
-        assert_eq!(p["data"], ev.data);
+        assert_eq!(p["data"], ev.data_value());
     }
     // Oldest first: within one event, enrollments in creation order; role before company.
     assert_eq!(oa[0].event_name, "prospect_changed_role");
@@ -761,7 +761,7 @@ async fn ingest_fires_anniversaries_due_at_ingestion(s: DynStore) {
     assert_eq!(ev.len(), 1);
     assert_eq!(ev[0].event_type, ANNIV);
     assert_eq!(ev[0].event_time, datetime!(2024-06-03 0:00 UTC));
-    assert_eq!(ev[0].data["years_at_company"], 5);
+    assert_eq!(ev[0].data_value()["years_at_company"], 5);
     // Same start date in a newer snapshot: no second anniversary.
     let c = s
         .ingest_snapshots(
@@ -830,7 +830,7 @@ async fn concurrent_ingestion_of_new_prospects(s: DynStore) {
     assert_eq!(events.len(), 40);
     assert!(events
         .iter()
-        .all(|e| e.data["current_job_title"] == "Manager"));
+        .all(|e| e.data_value()["current_job_title"] == "Manager"));
     assert_eq!(s.outbox(None, 1000).await.unwrap().len(), 40);
 }
 
@@ -917,9 +917,9 @@ async fn query_events_order_and_window(s: DynStore) {
         ]
     );
     let first = &all[0];
-    assert_eq!(first.data["event_name"], "prospect_changed_company");
-    assert_eq!(first.data["current_job_title"], "Director");
-    assert_eq!(first.data["previous_job_title"], "Manager");
+    assert_eq!(first.data_value()["event_name"], "prospect_changed_company");
+    assert_eq!(first.data_value()["current_job_title"], "Director");
+    assert_eq!(first.data_value()["previous_job_title"], "Manager");
 
     // Filters by type and prospect; the window bounds are inclusive.
     let roles = s
@@ -1003,8 +1003,8 @@ async fn anniversary_scan_remembers_its_window(s: DynStore) {
     let ev = all_events(&s, &[pid(1)]).await;
     assert_eq!(ev.len(), 1);
     assert_eq!(ev[0].event_time, datetime!(2024-06-10 0:00 UTC));
-    assert_eq!(ev[0].data["years_at_company"], 9);
-    assert_eq!(ev[0].data["job_anniversary_date"], "2024-06-10");
+    assert_eq!(ev[0].data_value()["years_at_company"], 9);
+    assert_eq!(ev[0].data_value()["job_anniversary_date"], "2024-06-10");
     let rows = s.outbox(Some(&a), 10).await.unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].event_name, "prospect_job_start_anniversary");
@@ -1152,7 +1152,12 @@ async fn prune_deletes_old_events(s: DynStore) {
     let left: Vec<String> = all_events(&s, &[pid(1)])
         .await
         .iter()
-        .map(|e| e.data["current_job_title"].as_str().unwrap().to_string())
+        .map(|e| {
+            e.data_value()["current_job_title"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect();
     assert_eq!(left, ["VP", "Director"]);
     assert_eq!(

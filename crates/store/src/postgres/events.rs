@@ -121,7 +121,7 @@ impl PostgresStore {
                         .ok_or_else(|| StoreError::Internal(format!("event type bit {bit}")))?,
                     event_time: OffsetDateTime::from_unix_timestamp(r.get(3))
                         .map_err(|e| StoreError::Internal(format!("event time: {e}")))?,
-                    data: serde_json::from_str(r.get(4))
+                    data: serde_json::value::RawValue::from_string(r.get(4))
                         .map_err(|e| StoreError::Internal(format!("event data: {e}")))?,
                 })
             })

@@ -249,7 +249,7 @@ pub(super) fn query_events(c: &Connection, q: &EventQuery) -> StoreResult<Vec<St
                         event_time: OffsetDateTime::from_unix_timestamp(t)
                             .map_err(|e| StoreError::Internal(format!("event time: {e}")))?,
                         prospect_id: *pid,
-                        data: serde_json::from_str(&data)
+                        data: serde_json::value::RawValue::from_string(data)
                             .map_err(|e| StoreError::Internal(format!("event data: {e}")))?,
                     },
                 ));
