@@ -218,42 +218,49 @@ fn fan_out(c: &Connection, ev: &DetectedEvent, now: OffsetDateTime) -> StoreResu
 }
 
 pub(super) fn query_events(c: &Connection, q: &EventQuery) -> StoreResult<Vec<StoredEvent>> {
+    // One range scan per prospect over events_by_prospect (prospect_id, event_type, event_time),
+    // the wanted types filtered in the scan: one seek instead of one per type.
     let mut s = c
         .prepare_cached(
-            "SELECT id, event_id, event_time, data FROM events
-             WHERE prospect_id = ?1 AND event_type = ?2 AND event_time >= ?3 AND event_time <= ?4",
+            "SELECT id, event_id, event_type, event_time, data FROM events
+             WHERE prospect_id = ?1 AND event_type & ?2 != 0
+               AND event_time >= ?3 AND event_time <= ?4",
         )
         .map_err(internal)?;
+    let mask: i64 = q.event_types.iter().fold(0, |m, t| m | i64::from(t.bit()));
     let from = q.from.unix_timestamp();
     let to = q.to.map(|t| t.unix_timestamp()).unwrap_or(i64::MAX);
     let mut out: Vec<(i64, StoredEvent)> = Vec::new();
     for pid in &q.prospect_ids {
-        for et in &q.event_types {
-            let rows = s
-                .query_map(params![&pid.as_bytes()[..], et.bit(), from, to], |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, i64>(2)?,
-                        r.get::<_, String>(3)?,
-                    ))
-                })
-                .map_err(internal)?;
-            for row in rows {
-                let (id, event_id, t, data) = row.map_err(internal)?;
-                out.push((
-                    id,
-                    StoredEvent {
-                        event_id,
-                        event_type: *et,
-                        event_time: OffsetDateTime::from_unix_timestamp(t)
-                            .map_err(|e| StoreError::Internal(format!("event time: {e}")))?,
-                        prospect_id: *pid,
-                        data: serde_json::value::RawValue::from_string(data)
-                            .map_err(|e| StoreError::Internal(format!("event data: {e}")))?,
-                    },
-                ));
-            }
+        let rows = s
+            .query_map(params![&pid.as_bytes()[..], mask, from, to], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, String>(4)?,
+                ))
+            })
+            .map_err(internal)?;
+        for row in rows {
+            let (id, event_id, bit, t, data) = row.map_err(internal)?;
+            let event_type = domain::EventType::ALL
+                .into_iter()
+                .find(|e| i64::from(e.bit()) == bit)
+                .ok_or_else(|| StoreError::Internal(format!("event type bit {bit}")))?;
+            out.push((
+                id,
+                StoredEvent {
+                    event_id,
+                    event_type,
+                    event_time: OffsetDateTime::from_unix_timestamp(t)
+                        .map_err(|e| StoreError::Internal(format!("event time: {e}")))?,
+                    prospect_id: *pid,
+                    data: serde_json::value::RawValue::from_string(data)
+                        .map_err(|e| StoreError::Internal(format!("event data: {e}")))?,
+                },
+            ));
         }
     }
     out.sort_by_key(|e| std::cmp::Reverse((e.1.event_time, e.0)));
