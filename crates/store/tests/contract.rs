@@ -57,6 +57,7 @@ contract!(
     ingest_fires_anniversaries_due_at_ingestion,
     concurrent_ingestion_of_new_prospects,
     bulk_ingest_commits_in_groups,
+    repeated_snapshots_still_advance_the_state_time,
     query_events_order_and_window,
     anniversary_scan_remembers_its_window,
     anniversary_scan_after_a_long_gap_fires_each_once,
@@ -835,6 +836,45 @@ async fn concurrent_ingestion_of_new_prospects(s: DynStore) {
 }
 
 // --- events ----------------------------------------------------------------------------------
+
+async fn repeated_snapshots_still_advance_the_state_time(s: DynStore) {
+    let one = |sn: Snapshot| vec![sn];
+    s.ingest_snapshots(
+        one(snap(1, "2024-01-01T00:00:00Z", "Engineer", 1, None)),
+        opts(NOW),
+    )
+    .await
+    .unwrap();
+    // The same prospect as it was, observed later: nothing to report, but the state is newer.
+    let c = s
+        .ingest_snapshots(
+            one(snap(1, "2024-03-01T00:00:00Z", "Engineer", 1, None)),
+            opts(NOW),
+        )
+        .await
+        .unwrap();
+    assert_eq!((c.unchanged, c.events_created), (1, 0));
+    // So a snapshot from between the two is out of order: no role change from it.
+    let c = s
+        .ingest_snapshots(
+            one(snap(1, "2024-02-01T00:00:00Z", "Manager", 1, None)),
+            opts(NOW),
+        )
+        .await
+        .unwrap();
+    assert_eq!(c.events_created, 0);
+    // A newer one is compared with the stored Engineer.
+    let c = s
+        .ingest_snapshots(
+            one(snap(1, "2024-04-01T00:00:00Z", "Manager", 1, None)),
+            opts(NOW),
+        )
+        .await
+        .unwrap();
+    assert_eq!(c.events_created, 1);
+    let ev = all_events(&s, &[pid(1)]).await;
+    assert_eq!(ev[0].data_value()["previous_job_title"], "Engineer");
+}
 
 async fn bulk_ingest_commits_in_groups(s: DynStore) {
     let Some(mut bulk) = s.bulk_ingest(4).await.unwrap() else {

@@ -40,6 +40,7 @@ pub(super) fn ingest(
     let mut load = c.prepare_cached(LOAD_STATE).map_err(internal)?;
     let mut insert = c.prepare_cached(INSERT_STATE).map_err(internal)?;
     let mut update = c.prepare_cached(UPDATE_STATE).map_err(internal)?;
+    let mut touch = c.prepare_cached(TOUCH_STATE).map_err(internal)?;
 
     let mut k = 0;
     while k < order.len() {
@@ -51,6 +52,9 @@ pub(super) fn ingest(
         let existed = stored.is_some();
         let mut current = stored;
         let mut changed_state = false;
+        // Whether anything but observed_at differs from the stored row (most snapshots of a
+        // feed repeat the prospect as it was: only the time of the observation moves).
+        let mut changed_fields = !existed;
         while k < order.len() {
             let Some(snap) = slots[order[k] as usize].take_if(|s| s.prospect_id == pid) else {
                 break;
@@ -77,11 +81,20 @@ pub(super) fn ingest(
                 }
             }
             if det.becomes_current {
+                changed_fields |= !current.as_ref().is_some_and(|c| same_fields(c, &snap));
                 current = Some(snap);
                 changed_state = true;
             }
         }
-        if let (true, Some(s)) = (changed_state, &current) {
+        if let (true, false, Some(s)) = (changed_state, changed_fields, &current) {
+            touch
+                .execute(params![
+                    &pid.as_bytes()[..],
+                    s.observed_at.unix_timestamp_nanos() as i64,
+                    now_s
+                ])
+                .map_err(internal)?;
+        } else if let (true, Some(s)) = (changed_state, &current) {
             let stmt = if existed { &mut update } else { &mut insert };
             stmt.execute(params![
                 &pid.as_bytes()[..],
@@ -113,6 +126,19 @@ const UPDATE_STATE: &str = "UPDATE prospect_state SET observed_at = ?2, full_nam
         linkedin_url = ?4, company_id = ?5, company_name = ?6, job_title = ?7,
         job_start_date = ?8, anniv_md = ?9, updated_at = ?10
      WHERE prospect_id = ?1";
+
+const TOUCH_STATE: &str = "UPDATE prospect_state SET observed_at = ?2, updated_at = ?3
+     WHERE prospect_id = ?1";
+
+/// True when two snapshots of a prospect store the same row apart from the observation time.
+fn same_fields(a: &Snapshot, b: &Snapshot) -> bool {
+    a.full_name == b.full_name
+        && a.linkedin_url == b.linkedin_url
+        && a.company_id == b.company_id
+        && a.company_name == b.company_name
+        && a.job_title == b.job_title
+        && a.job_start_date == b.job_start_date
+}
 
 fn month_day(d: Date) -> i64 {
     d.month() as i64 * 100 + d.day() as i64
