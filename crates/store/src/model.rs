@@ -402,14 +402,6 @@ impl ClaimRoom {
             scopes: skip.iter().map(|s| (s.clone(), 0)).collect(),
         }
     }
-
-    /// The room of one webhook.
-    pub fn of(&self, tenant: &str, partner: &str) -> u32 {
-        self.scopes
-            .iter()
-            .find(|(s, _)| s.tenant.0 == tenant && s.partner.0 == partner)
-            .map_or(self.per_scope, |(_, n)| *n)
-    }
 }
 
 /// A notification claimed for delivery, with everything needed to send it.

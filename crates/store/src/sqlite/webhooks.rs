@@ -94,9 +94,18 @@ pub(super) fn claim_due(
              LIMIT ?4",
         )
         .map_err(internal)?;
+    let listed: std::collections::HashMap<(&str, &str), u32> = room
+        .scopes
+        .iter()
+        .map(|(s, n)| ((s.tenant.0.as_str(), s.partner.0.as_str()), *n))
+        .collect();
     let mut due: Vec<(i64, i64, usize)> = Vec::new();
     for (i, (tenant, partner)) in scopes.iter().enumerate() {
-        let n = room.of(tenant, partner).min(limit);
+        let n = listed
+            .get(&(tenant.as_str(), partner.as_str()))
+            .copied()
+            .unwrap_or(room.per_scope)
+            .min(limit);
         if n == 0 {
             continue;
         }
