@@ -36,6 +36,13 @@ impl Received {
         serde_json::from_slice(&self.body).expect("notification body is JSON")
     }
 
+    /// A `webhook_connectivity_check` body (not a notification).
+    pub fn is_connectivity_check(&self) -> bool {
+        serde_json::from_slice::<serde_json::Value>(&self.body)
+            .map(|v| v["event_name"] == "webhook_connectivity_check")
+            .unwrap_or(false)
+    }
+
     pub fn header(&self, name: &str) -> &str {
         self.headers
             .get(name)
@@ -74,6 +81,8 @@ impl Received {
 struct Inner {
     script: VecDeque<Reply>,
     default: Option<Reply>,
+    /// How connectivity checks are answered (before script and default), when set.
+    check: Option<Reply>,
     received: Vec<Received>,
 }
 
@@ -91,13 +100,15 @@ async fn handle(
 ) -> Response {
     let reply = {
         let mut g = inner.lock().unwrap();
-        g.received.push(Received {
+        let received = Received {
             at: Instant::now(),
             headers,
             body: body.to_vec(),
-        });
-        g.script
-            .pop_front()
+        };
+        let check = g.check.clone().filter(|_| received.is_connectivity_check());
+        g.received.push(received);
+        check
+            .or_else(|| g.script.pop_front())
             .or_else(|| g.default.clone())
             .unwrap_or(Reply::Status(200))
     };
@@ -156,8 +167,26 @@ impl Receiver {
         self.inner.lock().unwrap().default = Some(reply);
     }
 
+    /// Answers connectivity checks with `reply`, whatever the script and default say.
+    pub fn set_check_reply(&self, reply: Reply) {
+        self.inner.lock().unwrap().check = Some(reply);
+    }
+
+    /// Every request, in arrival order (recorded before it is answered).
     pub fn received(&self) -> Vec<Received> {
         self.inner.lock().unwrap().received.clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.inner.lock().unwrap().received.len()
+    }
+
+    /// Notifications received (connectivity checks excluded).
+    pub fn notifications(&self) -> Vec<Received> {
+        self.received()
+            .into_iter()
+            .filter(|r| !r.header("x-delivery-id").is_empty() && !r.is_connectivity_check())
+            .collect()
     }
 
     /// Waits until at least `n` requests arrived (or panics after `timeout`).

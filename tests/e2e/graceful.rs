@@ -6,7 +6,7 @@
 
 use super::serve_crash::{
     binary_or_skip, enroll_many, free_port, ingest_moves, keys_create, leased_pending, register,
-    req, Serve, SlowReceiver,
+    req, slow_receiver, Serve,
 };
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -33,7 +33,7 @@ async fn sigterm_finishes_requests_and_attempts_in_flight_then_exits_0() {
     let key = keys_create(d, &db, "con_grace", "partner_a", false);
     let admin = keys_create(d, &db, "con_ops", "ops", true);
     // Notifications take 150 ms to answer, the connectivity check 1.5 s.
-    let rx = SlowReceiver::start(Duration::from_millis(150), Duration::from_millis(1500)).await;
+    let rx = slow_receiver(Duration::from_millis(150), Duration::from_millis(1500)).await;
     let client = reqwest::Client::new();
     let mut serve = Serve::start(d, &db, free_port(), &flags, "serve.log").await;
     register(&client, &serve, &key, "partner_a", &rx.url).await;

@@ -8,32 +8,19 @@
 //! (e.g. `cargo test -p prospect-events-e2e` on a clean target dir) these tests print a notice
 //! and pass without running; build it with `cargo build -p prospect-events`.
 
-use prospect_events_e2e::{cli_binary, TestApp, P1, P2};
+use super::serve_crash::binary_or_skip;
+use prospect_events_e2e::{TestApp, P1, P2};
 use serde_json::{json, Value};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-macro_rules! binary_or_skip {
-    () => {
-        match cli_binary() {
-            Some(b) => b,
-            None => {
-                eprintln!(
-                    "SKIPPED: target/<profile>/prospect-events is not built; run \
-                     `cargo build -p prospect-events` (or `cargo test --workspace`) first"
-                );
-                return;
-            }
-        }
-    };
-}
-
+/// The isolated command of `process::command`, logging warnings only (stderr carries the
+/// rejected lines these tests read).
 fn command(bin: &Path, dir: &Path) -> Command {
-    let mut c = Command::new(bin);
-    // Isolated from the caller's PROSPECT_EVENTS_* / DATABASE_URL settings and working dir.
-    c.env_clear().current_dir(dir).env("RUST_LOG", "warn");
+    let mut c = prospect_events_e2e::process::command(bin, dir);
+    c.env("RUST_LOG", "warn");
     c
 }
 

@@ -11,16 +11,12 @@
 //! The helpers here (a child `serve` that is killed when dropped, `keys create`, a receiver that
 //! answers after a delay) are shared with `graceful.rs`.
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
 pub(crate) use prospect_events_e2e::process::{free_port, keys_create, Serve};
-use prospect_events_e2e::receiver::Received;
+use prospect_events_e2e::receiver::{Received, Receiver, Reply};
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 macro_rules! binary_or_skip {
@@ -41,79 +37,13 @@ pub(crate) use binary_or_skip;
 
 const ENROLL: &str = "/v1/prospects/events/enrollments";
 
-/// A webhook receiver answering 200 after `delay` (`slow_checks` for connectivity checks).
-/// Every request is recorded on arrival, before the answer, so a request whose answer the
-/// sender never saw (because it was killed) still counts as received.
-#[derive(Clone)]
-pub(crate) struct SlowReceiver {
-    pub url: String,
-    got: Arc<Mutex<Vec<Received>>>,
-    _stop: Arc<tokio::sync::oneshot::Sender<()>>,
-}
-
-#[derive(Clone)]
-struct RxState {
-    got: Arc<Mutex<Vec<Received>>>,
-    delay: Duration,
-    check_delay: Duration,
-}
-
-async fn slow_handle(State(st): State<RxState>, headers: HeaderMap, body: Bytes) -> StatusCode {
-    let is_check = serde_json::from_slice::<Value>(&body)
-        .map(|v| v["event_name"] == "webhook_connectivity_check")
-        .unwrap_or(false);
-    st.got.lock().unwrap().push(Received {
-        at: Instant::now(),
-        headers,
-        body: body.to_vec(),
-    });
-    tokio::time::sleep(if is_check { st.check_delay } else { st.delay }).await;
-    StatusCode::OK
-}
-
-impl SlowReceiver {
-    pub async fn start(delay: Duration, check_delay: Duration) -> Self {
-        let got = Arc::new(Mutex::new(Vec::new()));
-        let app = axum::Router::new()
-            .fallback(slow_handle)
-            .with_state(RxState {
-                got: got.clone(),
-                delay,
-                check_delay,
-            });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await;
-        });
-        SlowReceiver {
-            url: format!("http://{addr}/hook"),
-            got,
-            _stop: Arc::new(tx),
-        }
-    }
-
-    pub fn received(&self) -> Vec<Received> {
-        self.got.lock().unwrap().clone()
-    }
-
-    /// Notifications received (connectivity checks excluded).
-    pub fn notifications(&self) -> Vec<Received> {
-        self.received()
-            .into_iter()
-            .filter(|r| !r.header("x-delivery-id").is_empty())
-            .filter(|r| r.json()["event_name"] != "webhook_connectivity_check")
-            .collect()
-    }
-
-    pub fn count(&self) -> usize {
-        self.got.lock().unwrap().len()
-    }
+/// A webhook receiver answering 200 after `delay` (`check_delay` for connectivity checks).
+/// Requests are recorded on arrival, before the answer, so a request whose answer the sender
+/// never saw (because it was killed) still counts as received.
+pub(crate) async fn slow_receiver(delay: Duration, check_delay: Duration) -> Receiver {
+    let rx = Receiver::start(Reply::Slow(200, delay.as_millis() as u64)).await;
+    rx.set_check_reply(Reply::Slow(200, check_delay.as_millis() as u64));
+    rx
 }
 
 /// `api_key` request against a child server.
@@ -256,7 +186,7 @@ async fn sigkill_with_deliveries_in_flight_then_restart_delivers_everything() {
     let admin = keys_create(d, &db, "con_ops", "ops", true);
     // 5 ms per notification: with 4 concurrent sends per webhook, 2,000 take ~2.5 s, so the
     // kill lands mid-stream.
-    let rx = SlowReceiver::start(Duration::from_millis(5), Duration::ZERO).await;
+    let rx = slow_receiver(Duration::from_millis(5), Duration::ZERO).await;
     let client = reqwest::Client::new();
 
     let mut serve = Serve::start(d, &db, port, &flags, "serve-1.log").await;
