@@ -125,6 +125,11 @@ impl EventType {
         Self::ALL.into_iter().find(|t| t.as_str() == s)
     }
 
+    /// Inverse of [`EventType::bit`] (how stores keep the type).
+    pub fn from_bit(bit: i64) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| i64::from(t.bit()) == bit)
+    }
+
     /// Bit used in the stored event-type mask.
     pub fn bit(self) -> u8 {
         match self {

@@ -115,9 +115,7 @@ impl PostgresStore {
                     prospect_id: ProspectId::from_bytes(r.get(1)).ok_or_else(|| {
                         StoreError::Internal("malformed prospect id in events".into())
                     })?,
-                    event_type: EventType::ALL
-                        .into_iter()
-                        .find(|t| t.bit() as i32 == bit)
+                    event_type: EventType::from_bit(i64::from(bit))
                         .ok_or_else(|| StoreError::Internal(format!("event type bit {bit}")))?,
                     event_time: OffsetDateTime::from_unix_timestamp(r.get(3))
                         .map_err(|e| StoreError::Internal(format!("event time: {e}")))?,

@@ -271,9 +271,7 @@ pub(super) fn query_events(c: &Connection, q: &EventQuery) -> StoreResult<Vec<St
             .map_err(internal)?;
         for row in rows {
             let (id, event_id, bit, t, data) = row.map_err(internal)?;
-            let event_type = domain::EventType::ALL
-                .into_iter()
-                .find(|e| i64::from(e.bit()) == bit)
+            let event_type = domain::EventType::from_bit(bit)
                 .ok_or_else(|| StoreError::Internal(format!("event type bit {bit}")))?;
             out.push((
                 id,
