@@ -76,10 +76,13 @@ pub(super) fn claim_due(
     room: &ClaimRoom,
 ) -> StoreResult<Vec<Claimed>> {
     let lease_until = now_ms + lease_ms;
-    let scopes: Vec<(String, String)> = c
-        .prepare_cached("SELECT tenant_id, partner_id FROM webhooks WHERE enabled = 1")
+    // The enabled webhooks, read once: their rows go into the claims.
+    let hooks: Vec<(String, String, Webhook)> = c
+        .prepare_cached(&format!(
+            "SELECT {WEBHOOK_COLS}, tenant_id, partner_id FROM webhooks WHERE enabled = 1"
+        ))
         .and_then(|mut s| {
-            s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            s.query_map([], |r| Ok((r.get(7)?, r.get(8)?, webhook_row(r)?)))?
                 .collect::<Result<Vec<_>, _>>()
         })
         .map_err(internal)?;
@@ -100,7 +103,7 @@ pub(super) fn claim_due(
         .map(|(s, n)| ((s.tenant.0.as_str(), s.partner.0.as_str()), *n))
         .collect();
     let mut due: Vec<(i64, i64, usize)> = Vec::new();
-    for (i, (tenant, partner)) in scopes.iter().enumerate() {
+    for (i, (tenant, partner, _)) in hooks.iter().enumerate() {
         let n = listed
             .get(&(tenant.as_str(), partner.as_str()))
             .copied()
@@ -131,19 +134,12 @@ pub(super) fn claim_due(
     let mut payload_of = c
         .prepare_cached("SELECT payload FROM notification_payloads WHERE notification_id = ?1")
         .map_err(internal)?;
-    let mut hooks: std::collections::HashMap<usize, Option<Webhook>> = Default::default();
     let mut out = Vec::with_capacity(due.len());
     for (_, row, i) in due {
-        let (tenant, partner) = &scopes[i];
+        let (tenant, partner, w) = &hooks[i];
         let scope = Scope {
             tenant: TenantId(tenant.clone()),
             partner: PartnerId(partner.clone()),
-        };
-        if let std::collections::hash_map::Entry::Vacant(e) = hooks.entry(i) {
-            e.insert(get_webhook(c, &scope)?);
-        }
-        let Some(Some(w)) = hooks.get(&i) else {
-            continue;
         };
         let (delivery_id, event_id, cycle_attempts): (String, String, u32) = lease
             .query_row(params![lease_until, row], |r| {
