@@ -267,10 +267,8 @@ fn checkpoint_loop(conn: Connection, alive: std::sync::Weak<()>) {
     }
 }
 
-/// Committed groups waiting for the fdatasync that makes them durable.
-struct Committed {
-    replies: Vec<(oneshot::Sender<JobResult>, JobResult)>,
-}
+/// A committed group's replies, waiting for the fdatasync that makes them durable.
+type Committed = Vec<(oneshot::Sender<JobResult>, JobResult)>;
 
 fn writer_loop(
     conn: Connection,
@@ -340,8 +338,8 @@ fn writer_loop(
         }
         // Even a group that wrote nothing goes through the syncer: its answers may rest on
         // rows of earlier groups that are not yet durable, and the syncer answers in order.
-        if let Err(std::sync::mpsc::SendError(c)) = syncer.send(Committed { replies }) {
-            for (reply, _) in c.replies {
+        if let Err(std::sync::mpsc::SendError(replies)) = syncer.send(replies) {
+            for (reply, _) in replies {
                 let _ = reply.send(Err(StoreError::Unavailable("sqlite syncer stopped".into())));
             }
         }
@@ -379,7 +377,7 @@ fn sync_loop(
             failed.store(true, Ordering::Release);
         }
         for committed in batch.drain(..) {
-            for (reply, res) in committed.replies {
+            for (reply, res) in committed {
                 let res = match &synced {
                     Ok(()) => res,
                     Err(e) => Err(StoreError::Unavailable(format!("fdatasync: {e}"))),
