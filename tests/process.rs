@@ -163,3 +163,23 @@ impl Drop for Serve {
         }
     }
 }
+
+/// `POST {base}/v1/webhooks` registering `url` for `partner`; returns the webhook secret.
+pub async fn register_webhook(
+    client: &reqwest::Client,
+    base: &str,
+    key: &str,
+    partner: &str,
+    url: &str,
+) -> String {
+    let resp = client
+        .post(format!("{base}/v1/webhooks"))
+        .header("api_key", key)
+        .json(&serde_json::json!({"partner_id": partner, "webhook_url": url}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let v: serde_json::Value = resp.json().await.unwrap();
+    v["webhook_secret"].as_str().unwrap().to_string()
+}

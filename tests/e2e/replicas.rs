@@ -16,6 +16,7 @@
 //! `prospect_events_e2e::cli_binary`).
 
 use prospect_events_e2e::cli_binary;
+use prospect_events_e2e::process::register_webhook;
 use prospect_events_e2e::process::{free_port, keys_create, Serve};
 use prospect_events_e2e::receiver::{Receiver, Reply};
 use serde_json::{json, Value};
@@ -140,16 +141,7 @@ async fn enroll_all(client: &reqwest::Client, base: &str, key: &str, n: usize, p
 }
 
 async fn register(client: &reqwest::Client, base: &str, key: &str, url: &str) -> String {
-    let resp = client
-        .post(format!("{base}/v1/webhooks"))
-        .header("api_key", key)
-        .json(&json!({"partner_id": PARTNER, "webhook_url": url}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let v: Value = resp.json().await.unwrap();
-    v["webhook_secret"].as_str().unwrap().to_string()
+    register_webhook(client, base, key, PARTNER, url).await
 }
 
 /// `POST /v1/admin/prospects/snapshots`; the status, the answer and the latency.

@@ -11,7 +11,7 @@
 //! The helpers here (a child `serve` that is killed when dropped, `keys create`, a receiver that
 //! answers after a delay) are shared with `graceful.rs`.
 
-pub(crate) use prospect_events_e2e::process::{free_port, keys_create, Serve};
+pub(crate) use prospect_events_e2e::process::{free_port, keys_create, register_webhook, Serve};
 use prospect_events_e2e::receiver::{Received, Receiver, Reply};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -65,14 +65,7 @@ pub(crate) async fn register(
     partner: &str,
     url: &str,
 ) -> String {
-    let resp = req(client, s, Method::POST, "/v1/webhooks", key)
-        .json(&json!({"partner_id": partner, "webhook_url": url}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let v: Value = resp.json().await.unwrap();
-    v["webhook_secret"].as_str().unwrap().to_string()
+    register_webhook(client, &s.url(""), key, partner, url).await
 }
 
 pub(crate) fn prospect(i: usize) -> String {
