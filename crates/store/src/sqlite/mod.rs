@@ -402,3 +402,53 @@ pub(crate) fn internal(e: rusqlite::Error) -> StoreError {
         other => StoreError::Internal(other.to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn committed(value: u8) -> (Committed, oneshot::Receiver<JobResult>) {
+        let (tx, rx) = oneshot::channel();
+        (vec![(tx, Ok(Box::new(value) as Box<dyn Any + Send>))], rx)
+    }
+
+    fn run_syncer(file: std::fs::File, groups: Vec<Committed>) -> bool {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let failed = Arc::new(AtomicBool::new(false));
+        let f = failed.clone();
+        let syncer = std::thread::spawn(move || sync_loop(file, rx, f));
+        for g in groups {
+            tx.send(g).unwrap();
+        }
+        drop(tx);
+        syncer.join().unwrap();
+        failed.load(Ordering::Acquire)
+    }
+
+    #[test]
+    fn the_syncer_answers_after_a_successful_fdatasync() {
+        let path = std::env::temp_dir().join(format!("pe-syncer-test-{}", std::process::id()));
+        let file = std::fs::File::create(&path).unwrap();
+        let (group, reply) = committed(7);
+        assert!(!run_syncer(file, vec![group]));
+        let _ = std::fs::remove_file(&path);
+        let answer = reply.blocking_recv().unwrap().unwrap();
+        assert_eq!(*answer.downcast::<u8>().unwrap(), 7);
+    }
+
+    #[test]
+    fn a_failed_fdatasync_fails_the_answers_and_marks_the_store_failed() {
+        // fdatasync of /dev/null fails (EINVAL on Linux): a stand-in for a failing disk.
+        let file = std::fs::File::open("/dev/null").unwrap();
+        assert!(file.sync_data().is_err(), "this platform syncs /dev/null");
+        let (first, reply1) = committed(1);
+        let (second, reply2) = committed(2);
+        assert!(run_syncer(file, vec![first, second]));
+        for reply in [reply1, reply2] {
+            assert!(matches!(
+                reply.blocking_recv().unwrap(),
+                Err(StoreError::Unavailable(_))
+            ));
+        }
+    }
+}
