@@ -87,20 +87,23 @@ pub fn detect_changes(current: Option<&Snapshot>, new: &Snapshot) -> Detection {
             events: vec![],
         };
     };
-    let (fc, fnew) = (cur.fingerprint(), new.fingerprint());
-    if fc == fnew {
-        return Detection {
-            outcome: Outcome::Unchanged,
-            becomes_current: false,
-            events: vec![],
-        };
+    // The fingerprint (a SHA-256) is only needed for the same-instant tie-break; equal
+    // fingerprints mean equal content, so the common cases compare fields directly.
+    let not_current = |outcome| Detection {
+        outcome,
+        becomes_current: false,
+        events: vec![],
+    };
+    if new.observed_at < cur.observed_at {
+        return not_current(Outcome::Older);
     }
-    if (new.observed_at, fnew) < (cur.observed_at, fc) {
-        return Detection {
-            outcome: Outcome::Older,
-            becomes_current: false,
-            events: vec![],
-        };
+    if new.observed_at == cur.observed_at {
+        if new == cur {
+            return not_current(Outcome::Unchanged);
+        }
+        if new.fingerprint() < cur.fingerprint() {
+            return not_current(Outcome::Older);
+        }
     }
 
     let mut events = Vec::new();

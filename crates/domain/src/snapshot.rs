@@ -237,6 +237,43 @@ impl Snapshot {
         h.finalize().into()
     }
 
+    /// Stable 64-bit digest of the stored fields other than `prospect_id` and `observed_at`
+    /// (first 8 bytes of a SHA-256 over a versioned, length-prefixed encoding). Two snapshots of
+    /// a prospect with equal digests repeat each other apart from the time of observation, up
+    /// to a 2⁻⁶⁴ chance; the SQLite store keeps it beside the state to recognise such a
+    /// snapshot without reading the row back.
+    pub fn content_hash(&self) -> i64 {
+        let mut h = Sha256::new();
+        h.update(b"prospect-events/state/v1\0");
+        for f in [
+            &self.full_name,
+            &self.linkedin_url,
+            &self.company_id,
+            &self.company_name,
+            &self.job_title,
+        ] {
+            match f {
+                None => h.update([0u8]),
+                Some(s) => {
+                    h.update([1u8]);
+                    h.update((s.len() as u64).to_be_bytes());
+                    h.update(s.as_bytes());
+                }
+            }
+        }
+        match self.job_start_date {
+            None => h.update([0u8]),
+            Some(d) => {
+                h.update([1u8]);
+                h.update(d.to_julian_day().to_be_bytes());
+            }
+        }
+        let digest: [u8; 32] = h.finalize().into();
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&digest[..8]);
+        i64::from_be_bytes(first)
+    }
+
     /// JSON object with the `COLUMNS` keys in order; absent values are `null`. `observed_at` is
     /// RFC 3339 UTC, `job_start_date` `YYYY-MM-DD`. `from_json` reads it back identically.
     pub fn to_json(&self) -> Value {

@@ -238,6 +238,51 @@ fn json_round_trip_and_fingerprint() {
     assert_eq!(dedup.len(), fps.len(), "all fingerprints distinct");
 }
 
+#[test]
+fn content_hash_ignores_only_the_observation_time() {
+    let s = snap(json!({
+        "observed_at": "2024-05-01T12:30:00Z", "full_name": "Ann Lee",
+        "linkedin_url": "https://linkedin.com/in/ann", "company_id": CID_A, "company_name": "Acme",
+        "job_title": "CTO", "job_start_date": "2021-06-01",
+    }));
+    let mut later = s.to_json();
+    later["observed_at"] = json!("2025-01-01");
+    assert_eq!(
+        Snapshot::from_json(&later).unwrap().content_hash(),
+        s.content_hash()
+    );
+    let mut hashes = vec![s.content_hash()];
+    for (k, val) in [
+        ("full_name", json!("Ann  Lee")),
+        ("full_name", Value::Null),
+        ("linkedin_url", Value::Null),
+        ("company_id", Value::Null),
+        ("company_id", json!(CID_B)),
+        ("company_name", json!("acme")),
+        ("job_title", json!("CTO ")),
+        ("job_title", Value::Null),
+        ("job_start_date", json!("2021-06-02")),
+        ("job_start_date", Value::Null),
+    ] {
+        let mut v2 = s.to_json();
+        v2[k] = val;
+        hashes.push(Snapshot::from_json(&v2).unwrap().content_hash());
+    }
+    // a value moved to the neighbouring field
+    let mut moved = s.to_json();
+    moved["full_name"] = Value::Null;
+    moved["linkedin_url"] = json!("Ann Lee");
+    hashes.push(Snapshot::from_json(&moved).unwrap().content_hash());
+    let mut dedup = hashes.clone();
+    dedup.sort();
+    dedup.dedup();
+    assert_eq!(
+        dedup.len(),
+        hashes.len(),
+        "every field change changes the hash"
+    );
+}
+
 // ---------------------------------------------------------------- change detection
 
 #[test]

@@ -7,7 +7,7 @@ use domain::snapshot::Snapshot;
 use serde::Serialize;
 use std::io::{BufRead, BufReader, Read};
 use std::sync::Arc;
-use store::{DynStore, IngestCounts, IngestOptions, StoreError};
+use store::{DynStore, IngestCounts, IngestOptions, SnapshotBatch, StoreError};
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
 
@@ -108,7 +108,7 @@ pub enum IngestError {
 }
 
 struct Batch {
-    snapshots: Vec<Snapshot>,
+    snapshots: SnapshotBatch,
     errors: Vec<LineError>,
     lines: u64,
     bytes_read: u64,
@@ -151,9 +151,10 @@ pub async fn ingest(
                 inner: source,
                 read: read.clone(),
             };
+            let mut out = Out::new(tx.clone(), batch_size, read);
             let res = match format {
-                Format::Ndjson => parse_ndjson(counting, batch_size, &read, &tx),
-                Format::Csv => parse_csv(counting, batch_size, &read, &tx),
+                Format::Ndjson => parse_ndjson(counting, &mut out),
+                Format::Csv => parse_csv(counting, &mut out),
             };
             if let Err(e) = res {
                 // The receiver may be gone after a store error; nothing else to tell then.
@@ -218,31 +219,67 @@ pub async fn ingest(
 
 type Sender = mpsc::Sender<Result<Batch, IngestError>>;
 
-fn new_batch(n: usize) -> Batch {
-    Batch {
-        snapshots: Vec::with_capacity(n),
-        errors: Vec::new(),
-        lines: 0,
-        bytes_read: 0,
+/// The parser's side of the pipeline: the batch being filled, and the channel applied batches'
+/// snapshots come back on, to be freed by this thread (see [`SnapshotBatch`]).
+struct Out {
+    tx: Sender,
+    batch: Batch,
+    n: usize,
+    read: Arc<std::sync::atomic::AtomicU64>,
+    home: std::sync::mpsc::Sender<Vec<Snapshot>>,
+    returned: std::sync::mpsc::Receiver<Vec<Snapshot>>,
+}
+
+impl Out {
+    fn new(tx: Sender, n: usize, read: Arc<std::sync::atomic::AtomicU64>) -> Self {
+        let (home, returned) = std::sync::mpsc::channel();
+        Self {
+            tx,
+            batch: Self::new_batch(n),
+            n,
+            read,
+            home,
+            returned,
+        }
+    }
+
+    fn new_batch(n: usize) -> Batch {
+        Batch {
+            snapshots: SnapshotBatch::with_capacity(n),
+            errors: Vec::new(),
+            lines: 0,
+            bytes_read: 0,
+        }
+    }
+
+    /// Sends the batch once it is full; false when the consumer has stopped.
+    fn flush_if_full(&mut self) -> bool {
+        (self.batch.lines as usize) < self.n || self.flush()
+    }
+
+    /// Sends the batch (grouped, to come home when applied); false when the consumer has
+    /// stopped.
+    fn flush(&mut self) -> bool {
+        // Free what the consumer has finished with, here where it was allocated.
+        while self.returned.try_recv().is_ok() {}
+        let mut full = std::mem::replace(&mut self.batch, Self::new_batch(self.n));
+        full.bytes_read = self.read.load(std::sync::atomic::Ordering::Relaxed);
+        full.snapshots.group();
+        full.snapshots.send_home_on_drop(self.home.clone());
+        self.tx.blocking_send(Ok(full)).is_ok()
+    }
+
+    /// Sends what is left.
+    fn finish(&mut self) {
+        if self.batch.lines > 0 {
+            self.flush();
+        }
     }
 }
 
-/// Sends a full batch; false when the consumer has stopped.
-fn flush(batch: &mut Batch, n: usize, read: &std::sync::atomic::AtomicU64, tx: &Sender) -> bool {
-    let mut full = std::mem::replace(batch, new_batch(n));
-    full.bytes_read = read.load(std::sync::atomic::Ordering::Relaxed);
-    tx.blocking_send(Ok(full)).is_ok()
-}
-
-fn parse_ndjson<R: Read>(
-    source: R,
-    n: usize,
-    read: &std::sync::atomic::AtomicU64,
-    tx: &Sender,
-) -> Result<(), IngestError> {
+fn parse_ndjson<R: Read>(source: R, out: &mut Out) -> Result<(), IngestError> {
     let mut reader = BufReader::with_capacity(256 * 1024, source);
     let mut buf = Vec::with_capacity(1024);
-    let mut batch = new_batch(n);
     let mut line_no = 0u64;
     loop {
         buf.clear();
@@ -253,8 +290,8 @@ fn parse_ndjson<R: Read>(
         let text = match std::str::from_utf8(&buf) {
             Ok(t) => t.trim(),
             Err(_) => {
-                batch.lines += 1;
-                batch.errors.push(LineError {
+                out.batch.lines += 1;
+                out.batch.errors.push(LineError {
                     line: line_no,
                     error: "line is not valid UTF-8".into(),
                 });
@@ -264,21 +301,19 @@ fn parse_ndjson<R: Read>(
         if text.is_empty() {
             continue;
         }
-        batch.lines += 1;
+        out.batch.lines += 1;
         match Snapshot::from_json_line(text) {
-            Ok(s) => batch.snapshots.push(s),
-            Err(error) => batch.errors.push(LineError {
+            Ok(s) => out.batch.snapshots.push(s),
+            Err(error) => out.batch.errors.push(LineError {
                 line: line_no,
                 error,
             }),
         }
-        if batch.lines as usize >= n && !flush(&mut batch, n, read, tx) {
+        if !out.flush_if_full() {
             return Ok(());
         }
     }
-    if batch.lines > 0 {
-        flush(&mut batch, n, read, tx);
-    }
+    out.finish();
     Ok(())
 }
 
@@ -344,12 +379,7 @@ impl<R: Read> Read for CrlfToLf<R> {
     }
 }
 
-fn parse_csv<R: Read>(
-    source: R,
-    n: usize,
-    read: &std::sync::atomic::AtomicU64,
-    tx: &Sender,
-) -> Result<(), IngestError> {
+fn parse_csv<R: Read>(source: R, out: &mut Out) -> Result<(), IngestError> {
     let source = CrlfToLf::new(source);
     let mut rdr = csv::ReaderBuilder::new()
         .flexible(true)
@@ -366,17 +396,16 @@ fn parse_csv<R: Read>(
             "the header line must name the columns, including prospect_id".into(),
         ));
     }
-    let mut batch = new_batch(n);
     let mut record = csv::StringRecord::new();
     loop {
         let line = rdr.position().line();
         match rdr.read_record(&mut record) {
             Ok(false) => break,
             Ok(true) => {
-                batch.lines += 1;
+                out.batch.lines += 1;
                 let line = record.position().map(|p| p.line()).unwrap_or(line);
                 if record.len() != headers.len() {
-                    batch.errors.push(LineError {
+                    out.batch.errors.push(LineError {
                         line,
                         error: format!(
                             "expected {} fields like the header, found {}",
@@ -387,8 +416,8 @@ fn parse_csv<R: Read>(
                 } else {
                     let fields = headers.iter().map(String::as_str).zip(record.iter());
                     match Snapshot::from_fields(fields) {
-                        Ok(s) => batch.snapshots.push(s),
-                        Err(error) => batch.errors.push(LineError { line, error }),
+                        Ok(s) => out.batch.snapshots.push(s),
+                        Err(error) => out.batch.errors.push(LineError { line, error }),
                     }
                 }
             }
@@ -399,20 +428,18 @@ fn parse_csv<R: Read>(
                     }
                     return Err(IngestError::Csv("I/O error".into()));
                 }
-                batch.lines += 1;
-                batch.errors.push(LineError {
+                out.batch.lines += 1;
+                out.batch.errors.push(LineError {
                     line,
                     error: format!("invalid CSV: {e}"),
                 });
             }
         }
-        if batch.lines as usize >= n && !flush(&mut batch, n, read, tx) {
+        if !out.flush_if_full() {
             return Ok(());
         }
     }
-    if batch.lines > 0 {
-        flush(&mut batch, n, read, tx);
-    }
+    out.finish();
     Ok(())
 }
 

@@ -150,7 +150,8 @@ fn state(db: &Db) -> Vec<String> {
     rows(
         &db.path,
         "SELECT hex(prospect_id), observed_at, full_name, linkedin_url, company_id, company_name,
-                job_title, job_start_date, anniv_md FROM prospect_state ORDER BY prospect_id",
+                job_title, job_start_date, anniv_md, content_hash FROM prospect_state
+         ORDER BY prospect_id",
     )
 }
 

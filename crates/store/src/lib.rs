@@ -3,14 +3,15 @@
 //! (connections, SQL dialect, rusqlite types) crosses this crate's public surface.
 //! Every method touching partner-owned data takes a [`Scope`] and filters by it in the query.
 
+mod batch;
 mod model;
 pub mod postgres;
 pub mod sqlite;
 
+pub use batch::SnapshotBatch;
 pub use model::*;
 
 use async_trait::async_trait;
-use domain::snapshot::Snapshot;
 use domain::{EventType, ProspectId};
 use std::sync::Arc;
 
@@ -39,7 +40,7 @@ pub trait BulkIngest: Send {
     /// Applies one batch (atomically, in order after the previous ones).
     async fn apply(
         &mut self,
-        batch: Vec<Snapshot>,
+        batch: SnapshotBatch,
         opts: IngestOptions,
     ) -> StoreResult<IngestCounts>;
     /// Commits what is still uncommitted. Dropping a session without finishing rolls back.
@@ -91,7 +92,7 @@ pub trait Store: Send + Sync + 'static {
     /// notifications (one per covering enrollment) commit together or not at all.
     async fn ingest_snapshots(
         &self,
-        batch: Vec<Snapshot>,
+        batch: SnapshotBatch,
         opts: IngestOptions,
     ) -> StoreResult<IngestCounts>;
     /// A bulk-load session for a process that has the database to itself for a while (the

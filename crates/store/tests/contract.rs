@@ -579,7 +579,8 @@ async fn ingest_counts_events_and_outbox(s: DynStore) {
             vec![
                 snap(1, "2024-01-01T00:00:00Z", "Engineer", 1, Some("2020-03-10")),
                 snap(2, "2024-01-01T00:00:00Z", "Analyst", 5, None),
-            ],
+            ]
+            .into(),
             opts(NOW),
         )
         .await
@@ -600,7 +601,8 @@ async fn ingest_counts_events_and_outbox(s: DynStore) {
                 snap(1, "2024-05-01T00:00:00Z", "CTO", 2, Some("2024-05-01")),
                 snap(2, "2023-01-01T00:00:00Z", "Intern", 6, None),
                 snap(3, "2024-05-01T00:00:00Z", "Chef", 7, None),
-            ],
+            ]
+            .into(),
             opts(NOW),
         )
         .await
@@ -622,7 +624,8 @@ async fn ingest_counts_events_and_outbox(s: DynStore) {
             vec![
                 snap(1, "2024-05-01T00:00:00Z", "CTO", 2, Some("2024-05-01")),
                 snap(2, "2024-01-01T00:00:00Z", "Analyst", 5, None),
-            ],
+            ]
+            .into(),
             opts(NOW),
         )
         .await
@@ -689,7 +692,10 @@ async fn ingest_is_idempotent_and_keeps_key_at_queue_time(s: DynStore) {
         snap(1, "2024-02-01T00:00:00Z", "Manager", 1, None),
         snap(1, "2024-03-01T00:00:00Z", "Director", 2, None),
     ];
-    let first = s.ingest_snapshots(batch.clone(), opts(NOW)).await.unwrap();
+    let first = s
+        .ingest_snapshots(batch.clone().into(), opts(NOW))
+        .await
+        .unwrap();
     assert_eq!(
         first,
         IngestCounts {
@@ -704,13 +710,19 @@ async fn ingest_is_idempotent_and_keeps_key_at_queue_time(s: DynStore) {
         .await
         .unwrap();
     // The same file again: nothing new, in any order.
-    let again = s.ingest_snapshots(batch.clone(), opts(NOW)).await.unwrap();
+    let again = s
+        .ingest_snapshots(batch.clone().into(), opts(NOW))
+        .await
+        .unwrap();
     assert_eq!(again.events_created, 0);
     assert_eq!(again.notifications_queued, 0);
     assert_eq!(again.baselines + again.changed, 0);
     let mut reversed = batch.clone();
     reversed.reverse();
-    let again = s.ingest_snapshots(reversed, opts(NOW)).await.unwrap();
+    let again = s
+        .ingest_snapshots(reversed.into(), opts(NOW))
+        .await
+        .unwrap();
     assert_eq!(again.events_created, 0);
     assert_eq!(all_events(&s, &[pid(1)]).await.len(), 3);
     let rows = s.outbox(None, 100).await.unwrap();
@@ -723,7 +735,7 @@ async fn ingest_is_idempotent_and_keeps_key_at_queue_time(s: DynStore) {
     // A later change is queued with the key as it is now.
     let c = s
         .ingest_snapshots(
-            vec![snap(1, "2024-04-01T00:00:00Z", "VP", 2, None)],
+            vec![snap(1, "2024-04-01T00:00:00Z", "VP", 2, None)].into(),
             opts(NOW),
         )
         .await
@@ -735,7 +747,7 @@ async fn ingest_is_idempotent_and_keeps_key_at_queue_time(s: DynStore) {
 
     // An empty batch is fine.
     assert_eq!(
-        s.ingest_snapshots(vec![], opts(NOW)).await.unwrap(),
+        s.ingest_snapshots(vec![].into(), opts(NOW)).await.unwrap(),
         IngestCounts::default()
     );
 }
@@ -750,7 +762,8 @@ async fn ingest_fires_anniversaries_due_at_ingestion(s: DynStore) {
                 snap(1, "2024-01-01T00:00:00Z", "Engineer", 1, Some("2019-06-03")),
                 snap(2, "2024-01-01T00:00:00Z", "Engineer", 1, Some("2019-06-20")),
                 snap(3, "2024-01-01T00:00:00Z", "Engineer", 1, Some("2021-06-01")),
-            ],
+            ]
+            .into(),
             opts(NOW),
         )
         .await
@@ -772,7 +785,8 @@ async fn ingest_fires_anniversaries_due_at_ingestion(s: DynStore) {
                 "Lead",
                 1,
                 Some("2019-06-03"),
-            )],
+            )]
+            .into(),
             opts(NOW),
         )
         .await
@@ -814,7 +828,7 @@ async fn concurrent_ingestion_of_new_prospects(s: DynStore) {
                         ]
                     })
                     .collect();
-                total += s.ingest_snapshots(batch, opts(NOW)).await.unwrap();
+                total += s.ingest_snapshots(batch.into(), opts(NOW)).await.unwrap();
             }
             total
         }));
@@ -840,7 +854,7 @@ async fn concurrent_ingestion_of_new_prospects(s: DynStore) {
 async fn repeated_snapshots_still_advance_the_state_time(s: DynStore) {
     let one = |sn: Snapshot| vec![sn];
     s.ingest_snapshots(
-        one(snap(1, "2024-01-01T00:00:00Z", "Engineer", 1, None)),
+        one(snap(1, "2024-01-01T00:00:00Z", "Engineer", 1, None)).into(),
         opts(NOW),
     )
     .await
@@ -848,7 +862,7 @@ async fn repeated_snapshots_still_advance_the_state_time(s: DynStore) {
     // The same prospect as it was, observed later: nothing to report, but the state is newer.
     let c = s
         .ingest_snapshots(
-            one(snap(1, "2024-03-01T00:00:00Z", "Engineer", 1, None)),
+            one(snap(1, "2024-03-01T00:00:00Z", "Engineer", 1, None)).into(),
             opts(NOW),
         )
         .await
@@ -857,7 +871,7 @@ async fn repeated_snapshots_still_advance_the_state_time(s: DynStore) {
     // So a snapshot from between the two is out of order: no role change from it.
     let c = s
         .ingest_snapshots(
-            one(snap(1, "2024-02-01T00:00:00Z", "Manager", 1, None)),
+            one(snap(1, "2024-02-01T00:00:00Z", "Manager", 1, None)).into(),
             opts(NOW),
         )
         .await
@@ -866,7 +880,7 @@ async fn repeated_snapshots_still_advance_the_state_time(s: DynStore) {
     // A newer one is compared with the stored Engineer.
     let c = s
         .ingest_snapshots(
-            one(snap(1, "2024-04-01T00:00:00Z", "Manager", 1, None)),
+            one(snap(1, "2024-04-01T00:00:00Z", "Manager", 1, None)).into(),
             opts(NOW),
         )
         .await
@@ -887,20 +901,20 @@ async fn bulk_ingest_commits_in_groups(s: DynStore) {
         ]
     };
     // Two snapshots applied: below the commit size, so not visible to others yet.
-    let c = bulk.apply(change(1), opts(NOW)).await.unwrap();
+    let c = bulk.apply(change(1).into(), opts(NOW)).await.unwrap();
     assert_eq!(c.events_created, 1);
     assert!(all_events(&s, &[pid(1)]).await.is_empty());
     // Four: committed together.
-    bulk.apply(change(2), opts(NOW)).await.unwrap();
+    bulk.apply(change(2).into(), opts(NOW)).await.unwrap();
     assert_eq!(all_events(&s, &[pid(1), pid(2)]).await.len(), 2);
     // Dropped before finishing: the uncommitted batch is rolled back.
-    bulk.apply(change(3), opts(NOW)).await.unwrap();
+    bulk.apply(change(3).into(), opts(NOW)).await.unwrap();
     drop(bulk);
     assert!(all_events(&s, &[pid(3)]).await.is_empty());
     // A finished session commits the rest; re-applying creates nothing new.
     let mut bulk = s.bulk_ingest(100).await.unwrap().unwrap();
-    bulk.apply(change(3), opts(NOW)).await.unwrap();
-    let again = bulk.apply(change(1), opts(NOW)).await.unwrap();
+    bulk.apply(change(3).into(), opts(NOW)).await.unwrap();
+    let again = bulk.apply(change(1).into(), opts(NOW)).await.unwrap();
     assert_eq!(again.events_created, 0);
     bulk.finish().await.unwrap();
     assert_eq!(all_events(&s, &[pid(1), pid(2), pid(3)]).await.len(), 3);
@@ -914,7 +928,8 @@ async fn query_events_order_and_window(s: DynStore) {
             snap(1, "2024-02-01T00:00:00Z", "Manager", 1, None),
             snap(2, "2024-03-01T00:00:00Z", "Manager", 2, None),
             snap(1, "2024-04-01T00:00:00Z", "Director", 3, None),
-        ],
+        ]
+        .into(),
         opts(NOW),
     )
     .await
@@ -1027,7 +1042,8 @@ async fn anniversary_scan_remembers_its_window(s: DynStore) {
             snap(1, "2023-12-01T00:00:00Z", "Engineer", 1, Some("2015-06-10")),
             snap(2, "2023-12-01T00:00:00Z", "Engineer", 1, Some("2015-09-10")),
             snap(3, "2023-12-01T00:00:00Z", "Engineer", 1, None),
-        ],
+        ]
+        .into(),
         opts(LONG_AGO),
     )
     .await
@@ -1075,7 +1091,8 @@ async fn anniversary_scan_after_a_long_gap_fires_each_once(s: DynStore) {
             // Around the turn of the year.
             snap(3, "2023-12-01T00:00:00Z", "Engineer", 1, Some("2020-01-02")),
             snap(4, "2023-12-01T00:00:00Z", "Engineer", 1, Some("2020-12-31")),
-        ],
+        ]
+        .into(),
         opts(LONG_AGO),
     )
     .await
@@ -1138,10 +1155,12 @@ async fn concurrent_scans_fire_once(s: DynStore) {
     let a = scope("t1", "pa");
     let enrolled: Vec<ProspectId> = (1..=30).map(pid).collect();
     enroll(&s, &a, "enr_a", spec("k", &[ANNIV], &enrolled)).await;
-    let batch = (1..=30)
+    let batch: Vec<_> = (1..=30)
         .map(|p| snap(p, "2023-12-01T00:00:00Z", "Engineer", 1, Some("2015-06-10")))
         .collect();
-    s.ingest_snapshots(batch, opts(LONG_AGO)).await.unwrap();
+    s.ingest_snapshots(batch.into(), opts(LONG_AGO))
+        .await
+        .unwrap();
     let now = datetime!(2024-06-05 08:00 UTC);
     let mut tasks = Vec::new();
     for _ in 0..4 {
@@ -1170,7 +1189,8 @@ async fn prune_deletes_old_events(s: DynStore) {
             snap(1, "2021-01-01T00:00:00Z", "Manager", 1, None),
             snap(1, "2022-01-01T00:00:00Z", "Director", 1, None),
             snap(1, "2023-01-01T00:00:00Z", "VP", 1, None),
-        ],
+        ]
+        .into(),
         opts(NOW),
     )
     .await
@@ -1252,7 +1272,7 @@ async fn queue_changes(s: &DynStore, sc: &Scope, first: u32, n: u32) {
         spec("k", &ALL, &ps),
     )
     .await;
-    let batch = (first..first + n)
+    let batch: Vec<_> = (first..first + n)
         .flat_map(|p| {
             [
                 snap(p, "2024-01-01T00:00:00Z", "Engineer", 1, None),
@@ -1260,7 +1280,7 @@ async fn queue_changes(s: &DynStore, sc: &Scope, first: u32, n: u32) {
             ]
         })
         .collect();
-    let c = s.ingest_snapshots(batch, opts(NOW)).await.unwrap();
+    let c = s.ingest_snapshots(batch.into(), opts(NOW)).await.unwrap();
     assert_eq!(c.notifications_queued, n as u64);
 }
 

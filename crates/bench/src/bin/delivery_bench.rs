@@ -215,7 +215,7 @@ async fn main() -> Result<()> {
                     batch.push(snap(pid(i), 1, "Lead"));
                 }
                 store
-                    .ingest_snapshots(batch, opts())
+                    .ingest_snapshots(batch.into(), opts())
                     .await
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
             }

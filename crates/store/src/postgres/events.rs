@@ -4,7 +4,7 @@
 
 use super::{is_retryable, pg, PostgresStore};
 use crate::model::*;
-use crate::{StoreError, StoreResult};
+use crate::{SnapshotBatch, StoreError, StoreResult};
 use deadpool_postgres::{Object, Transaction};
 use domain::detect::{anniversaries, detect_changes, DetectedEvent, Outcome};
 use domain::snapshot::{format_date, parse_date, Snapshot};
@@ -65,16 +65,17 @@ fn state_row(r: &Row) -> StoreResult<Option<Snapshot>> {
 impl PostgresStore {
     pub(super) async fn ingest(
         &self,
-        batch: Vec<Snapshot>,
+        batch: SnapshotBatch,
         opts: IngestOptions,
     ) -> StoreResult<IngestCounts> {
+        let batch = batch.snapshots();
         if batch.is_empty() {
             return Ok(IngestCounts::default());
         }
         let mut attempt = 0;
         loop {
             let mut c = self.conn().await?;
-            match ingest_once(&mut c, &batch, opts).await {
+            match ingest_once(&mut c, batch, opts).await {
                 Err(e) if is_retryable(&e) && attempt + 1 < TX_ATTEMPTS => {
                     attempt += 1;
                     tracing::debug!(error = %e, attempt, "retrying ingestion transaction");

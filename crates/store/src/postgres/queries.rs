@@ -3,9 +3,8 @@
 
 use super::{is_unique_violation, pg, PostgresStore};
 use crate::model::*;
-use crate::{Store, StoreError, StoreResult};
+use crate::{SnapshotBatch, Store, StoreError, StoreResult};
 use async_trait::async_trait;
-use domain::snapshot::Snapshot;
 use domain::{event_mask, EnrollmentId, EventType, PartnerId, ProspectId, TenantId};
 use std::collections::HashSet;
 use tokio_postgres::Row;
@@ -319,7 +318,7 @@ impl Store for PostgresStore {
 
     async fn ingest_snapshots(
         &self,
-        batch: Vec<Snapshot>,
+        batch: SnapshotBatch,
         opts: IngestOptions,
     ) -> StoreResult<IngestCounts> {
         self.ingest(batch, opts).await

@@ -10,9 +10,8 @@
 
 use super::{internal, open_conn};
 use crate::model::{IngestCounts, IngestOptions};
-use crate::{BulkIngest, StoreError, StoreResult};
+use crate::{BulkIngest, SnapshotBatch, StoreError, StoreResult};
 use async_trait::async_trait;
-use domain::snapshot::Snapshot;
 use rusqlite::Connection;
 use std::path::Path;
 
@@ -58,7 +57,7 @@ impl SqliteBulk {
 impl BulkIngest for SqliteBulk {
     async fn apply(
         &mut self,
-        batch: Vec<Snapshot>,
+        batch: SnapshotBatch,
         opts: IngestOptions,
     ) -> StoreResult<IngestCounts> {
         let n = batch.len();

@@ -3,11 +3,12 @@
 
 use super::{internal, SqliteStore};
 use crate::model::*;
-use crate::{StoreError, StoreResult};
+use crate::{SnapshotBatch, StoreError, StoreResult};
 use domain::detect::{anniversaries, detect_changes, DetectedEvent, Outcome};
 use domain::snapshot::{format_date, parse_date, Snapshot};
 use domain::{PartnerId, ProspectId, TenantId};
 use rusqlite::{params, Connection, OptionalExtension};
+use std::borrow::Cow;
 use time::{Date, Duration, OffsetDateTime};
 
 const SCAN_JOB: &str = "anniversary_scan";
@@ -24,16 +25,9 @@ pub(crate) fn ingest_window(now: OffsetDateTime, lead_days: u32) -> (Date, Date)
 
 pub(super) fn ingest(
     c: &Connection,
-    batch: Vec<Snapshot>,
+    mut batch: SnapshotBatch,
     opts: IngestOptions,
 ) -> StoreResult<IngestCounts> {
-    // Apply in prospect-id order, each prospect's snapshots in their input order (which is all
-    // detection depends on): state and index B-trees are walked in key order instead of at
-    // random, and a prospect seen several times in the batch is read and written once.
-    let mut slots: Vec<Option<Snapshot>> = batch.into_iter().map(Some).collect();
-    let mut order: Vec<u32> = (0..slots.len() as u32).collect();
-    order.sort_unstable_by_key(|&i| (slots[i as usize].as_ref().map(|s| s.prospect_id), i));
-
     let mut counts = IngestCounts::default();
     let (after, until) = ingest_window(opts.now, opts.anniversary_lead_days);
     let now_s = opts.now.unix_timestamp();
@@ -41,32 +35,50 @@ pub(super) fn ingest(
     let mut insert = c.prepare_cached(INSERT_STATE).map_err(internal)?;
     let mut update = c.prepare_cached(UPDATE_STATE).map_err(internal)?;
     let mut touch = c.prepare_cached(TOUCH_STATE).map_err(internal)?;
+    let mut fast = FastPaths {
+        touch_if_same: c.prepare_cached(TOUCH_IF_SAME).map_err(internal)?,
+        insert_new: c.prepare_cached(INSERT_NEW_STATE).map_err(internal)?,
+        insert_first: false,
+    };
 
-    let mut k = 0;
-    while k < order.len() {
-        let pid = match &slots[order[k] as usize] {
-            Some(s) => s.prospect_id,
-            None => break,
-        };
+    // Grouped by prospect id, each prospect's snapshots in input order: the state and index
+    // B-trees are walked in key order instead of at random, and a prospect seen several times
+    // in the batch is read and written once.
+    let mut snaps = batch.grouped().peekable();
+    while let Some(&(first, _)) = snaps.peek() {
+        let pid = first.prospect_id;
+        // While the prospect's state is only in the database, settle each snapshot with one
+        // statement if it is one of the two common cases.
+        while let Some(&(snap, hash)) = snaps.peek() {
+            if snap.prospect_id != pid {
+                break;
+            }
+            match fast.apply(snap, hash, after, until, now_s)? {
+                Some(Outcome::Baseline) => counts.baselines += 1,
+                Some(_) => counts.unchanged += 1,
+                None => break,
+            }
+            snaps.next();
+        }
+        if snaps.peek().is_none_or(|(s, _)| s.prospect_id != pid) {
+            continue;
+        }
         let stored = load_state_with(&mut load, &pid)?;
         let existed = stored.is_some();
-        let mut current = stored;
+        let mut current: Option<Cow<'_, Snapshot>> = stored.map(Cow::Owned);
+        let mut current_hash = 0;
         let mut changed_state = false;
         // Whether anything but observed_at differs from the stored row (most snapshots of a
         // feed repeat the prospect as it was: only the time of the observation moves).
         let mut changed_fields = !existed;
-        while k < order.len() {
-            let Some(snap) = slots[order[k] as usize].take_if(|s| s.prospect_id == pid) else {
-                break;
-            };
-            k += 1;
-            let det = detect_changes(current.as_ref(), &snap);
+        while let Some((snap, hash)) = snaps.next_if(|(s, _)| s.prospect_id == pid) {
+            let det = detect_changes(current.as_deref(), snap);
             let mut events = det.events;
             if det.becomes_current {
                 let start_changed =
-                    current.as_ref().map(|c| c.job_start_date) != Some(snap.job_start_date);
+                    current.as_deref().map(|c| c.job_start_date) != Some(snap.job_start_date);
                 if start_changed {
-                    events.extend(anniversaries(&snap, after, until));
+                    events.extend(anniversaries(snap, after, until));
                 }
             }
             match (det.outcome, events.is_empty()) {
@@ -81,53 +93,138 @@ pub(super) fn ingest(
                 }
             }
             if det.becomes_current {
-                changed_fields |= !current.as_ref().is_some_and(|c| same_fields(c, &snap));
-                current = Some(snap);
+                changed_fields |= !current.as_deref().is_some_and(|c| same_fields(c, snap));
+                current = Some(Cow::Borrowed(snap));
+                current_hash = hash;
                 changed_state = true;
             }
         }
-        if let (true, false, Some(s)) = (changed_state, changed_fields, &current) {
+        let Some(s) = current.filter(|_| changed_state) else {
+            continue;
+        };
+        if changed_fields {
+            let stmt = if existed { &mut update } else { &mut insert };
+            stmt.execute(state_params!(s, now_s, current_hash))
+                .map_err(internal)?;
+        } else {
             touch
                 .execute(params![
                     &pid.as_bytes()[..],
                     s.observed_at.unix_timestamp_nanos() as i64,
-                    now_s
+                    now_s,
+                    current_hash
                 ])
                 .map_err(internal)?;
-        } else if let (true, Some(s)) = (changed_state, &current) {
-            let stmt = if existed { &mut update } else { &mut insert };
-            stmt.execute(params![
-                &pid.as_bytes()[..],
-                s.observed_at.unix_timestamp_nanos() as i64,
-                s.full_name,
-                s.linkedin_url,
-                s.company_id,
-                s.company_name,
-                s.job_title,
-                s.job_start_date.map(format_date),
-                s.job_start_date.map(month_day),
-                now_s
-            ])
-            .map_err(internal)?;
         }
     }
     Ok(counts)
 }
+
+/// The parameters of the state statements, in column order (?1 … ?11).
+macro_rules! state_params {
+    ($s:expr, $now_s:expr, $hash:expr) => {
+        params![
+            &$s.prospect_id.as_bytes()[..],
+            $s.observed_at.unix_timestamp_nanos() as i64,
+            $s.full_name,
+            $s.linkedin_url,
+            $s.company_id,
+            $s.company_name,
+            $s.job_title,
+            $s.job_start_date.map(format_date),
+            $s.job_start_date.map(month_day),
+            $now_s,
+            $hash
+        ]
+    };
+}
+use state_params;
+
+/// The two snapshots that need no read of the stored row: a prospect seen for the first time
+/// (without an anniversary due), and a newer observation repeating every stored field.
+struct FastPaths<'c> {
+    touch_if_same: rusqlite::CachedStatement<'c>,
+    insert_new: rusqlite::CachedStatement<'c>,
+    /// Try the insert first: the last snapshot settled here was a first one (a new feed).
+    insert_first: bool,
+}
+
+impl FastPaths<'_> {
+    /// `Some(Baseline)` when `snap` was stored as a first snapshot, `Some(Changed)` when it
+    /// only advanced `observed_at`, `None` when it needs the full comparison (nothing written).
+    fn apply(
+        &mut self,
+        snap: &Snapshot,
+        hash: i64,
+        after: Date,
+        until: Date,
+        now_s: i64,
+    ) -> StoreResult<Option<Outcome>> {
+        let insert = |me: &mut Self| -> StoreResult<bool> {
+            if !anniversaries(snap, after, until).is_empty() {
+                return Ok(false);
+            }
+            let n = me
+                .insert_new
+                .execute(state_params!(snap, now_s, hash))
+                .map_err(internal)?;
+            Ok(n == 1)
+        };
+        let touch = |me: &mut Self| -> StoreResult<bool> {
+            let n = me
+                .touch_if_same
+                .execute(params![
+                    &snap.prospect_id.as_bytes()[..],
+                    snap.observed_at.unix_timestamp_nanos() as i64,
+                    hash,
+                    now_s
+                ])
+                .map_err(internal)?;
+            Ok(n == 1)
+        };
+        if self.insert_first && insert(self)? {
+            return Ok(Some(Outcome::Baseline));
+        }
+        if touch(self)? {
+            self.insert_first = false;
+            return Ok(Some(Outcome::Changed));
+        }
+        if !self.insert_first && insert(self)? {
+            self.insert_first = true;
+            return Ok(Some(Outcome::Baseline));
+        }
+        Ok(None)
+    }
+}
+
+/// Advances `observed_at` only when the snapshot is newer and repeats every stored field
+/// (its content hash is the stored one).
+const TOUCH_IF_SAME: &str = "UPDATE prospect_state SET observed_at = ?2, updated_at = ?4
+     WHERE prospect_id = ?1 AND observed_at < ?2 AND content_hash = ?3";
+
+const INSERT_NEW_STATE: &str = "INSERT INTO prospect_state (prospect_id, observed_at, full_name,
+        linkedin_url, company_id, company_name, job_title, job_start_date, anniv_md, updated_at,
+        content_hash)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+     ON CONFLICT (prospect_id) DO NOTHING";
 
 const LOAD_STATE: &str = "SELECT observed_at, full_name, linkedin_url, company_id, company_name,
         job_title, job_start_date
      FROM prospect_state WHERE prospect_id = ?1";
 
 const INSERT_STATE: &str = "INSERT INTO prospect_state (prospect_id, observed_at, full_name,
-        linkedin_url, company_id, company_name, job_title, job_start_date, anniv_md, updated_at)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+        linkedin_url, company_id, company_name, job_title, job_start_date, anniv_md, updated_at,
+        content_hash)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
 
 const UPDATE_STATE: &str = "UPDATE prospect_state SET observed_at = ?2, full_name = ?3,
         linkedin_url = ?4, company_id = ?5, company_name = ?6, job_title = ?7,
-        job_start_date = ?8, anniv_md = ?9, updated_at = ?10
+        job_start_date = ?8, anniv_md = ?9, updated_at = ?10, content_hash = ?11
      WHERE prospect_id = ?1";
 
-const TOUCH_STATE: &str = "UPDATE prospect_state SET observed_at = ?2, updated_at = ?3
+/// Also sets the content hash, which rows from before migration 0006 lack.
+const TOUCH_STATE: &str = "UPDATE prospect_state SET observed_at = ?2, updated_at = ?3,
+        content_hash = ?4
      WHERE prospect_id = ?1";
 
 /// True when two snapshots of a prospect store the same row apart from the observation time.
@@ -478,4 +575,66 @@ pub(super) fn outbox(
         })
         .map_err(internal)?;
     rows.collect::<Result<_, _>>().map_err(internal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(observed_at: &str, title: &str) -> Snapshot {
+        Snapshot::from_json_line(&format!(
+            r#"{{"prospect_id":"{}","observed_at":"{observed_at}","full_name":"Ann",
+                "company_name":"Acme","job_title":"{title}"}}"#,
+            "ab".repeat(20)
+        ))
+        .unwrap()
+    }
+
+    fn state(c: &Connection) -> (i64, Option<i64>) {
+        c.query_row(
+            "SELECT observed_at, content_hash FROM prospect_state",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap()
+    }
+
+    fn apply(c: &Connection, s: Snapshot) -> IngestCounts {
+        let opts = IngestOptions {
+            now: OffsetDateTime::UNIX_EPOCH + Duration::days(20_000),
+            anniversary_lead_days: 7,
+        };
+        ingest(c, vec![s].into(), opts).unwrap()
+    }
+
+    /// The one-statement paths rely on the stored content hash; a row without one (written
+    /// before migration 0006) must still be compared in full, and gets its hash then.
+    #[test]
+    fn rows_without_a_content_hash_take_the_full_comparison() {
+        let mut c = Connection::open_in_memory().unwrap();
+        super::super::migrate::run(&mut c).unwrap();
+        let first = snap("2024-01-01T00:00:00Z", "Engineer");
+        assert_eq!(apply(&c, first.clone()).baselines, 1);
+        assert_eq!(state(&c).1, Some(first.content_hash()));
+
+        c.execute("UPDATE prospect_state SET content_hash = NULL", [])
+            .unwrap();
+        let later = snap("2024-02-01T00:00:00Z", "Engineer");
+        assert_eq!(apply(&c, later.clone()).unchanged, 1);
+        let nanos = later.observed_at.unix_timestamp_nanos() as i64;
+        assert_eq!(state(&c), (nanos, Some(later.content_hash())));
+
+        // With the hash back, a repeat is settled by the conditional update; a change is not.
+        let again = snap("2024-03-01T00:00:00Z", "Engineer");
+        assert_eq!(apply(&c, again.clone()).unchanged, 1);
+        assert_eq!(state(&c).0, again.observed_at.unix_timestamp_nanos() as i64);
+        let moved = snap("2024-04-01T00:00:00Z", "Manager");
+        let counts = apply(&c, moved.clone());
+        assert_eq!((counts.changed, counts.events_created), (1, 1));
+        assert_eq!(state(&c).1, Some(moved.content_hash()));
+        // An older repeat of the previous title changes nothing.
+        let old = snap("2024-03-15T00:00:00Z", "Engineer");
+        assert_eq!(apply(&c, old).unchanged, 1);
+        assert_eq!(state(&c).1, Some(moved.content_hash()));
+    }
 }

@@ -30,6 +30,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "claim_by_webhook",
         include_str!("../../migrations/sqlite/0005_claim_by_webhook.sql"),
     ),
+    (
+        6,
+        "state_content_hash",
+        include_str!("../../migrations/sqlite/0006_state_content_hash.sql"),
+    ),
 ];
 
 pub(super) fn run(conn: &mut Connection) -> Result<(), StoreError> {

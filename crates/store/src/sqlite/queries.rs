@@ -2,9 +2,8 @@
 
 use super::{internal, webhooks, SqliteStore};
 use crate::model::*;
-use crate::{Store, StoreError, StoreResult};
+use crate::{SnapshotBatch, Store, StoreError, StoreResult};
 use async_trait::async_trait;
-use domain::snapshot::Snapshot;
 use domain::{event_mask, EnrollmentId, EventType, PartnerId, ProspectId, TenantId};
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -256,7 +255,7 @@ impl Store for SqliteStore {
 
     async fn ingest_snapshots(
         &self,
-        batch: Vec<Snapshot>,
+        batch: SnapshotBatch,
         opts: IngestOptions,
     ) -> StoreResult<IngestCounts> {
         self.write(move |c| super::events::ingest(c, batch, opts))
