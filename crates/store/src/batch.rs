@@ -3,21 +3,22 @@
 //! Ingestion has one producer thread (parsing) and one consumer that must be fast (the single
 //! database writer). A batch therefore carries the work that needs no database, done where it
 //! was built: each snapshot's content hash (computed while the parsed strings are still in the
-//! producer's cache) and the grouping by prospect. It can also send its snapshots back to the
+//! producer's cache) and the grouping by prospect (the snapshots are moved into that order, so
+//! the writer walks them sequentially). It can also send its snapshots back to the
 //! producer when dropped, so that the thousands of small allocations it holds are freed by the
 //! thread that made them (cheaper there, and off the writer's path).
 
 use domain::snapshot::Snapshot;
 use std::sync::mpsc::Sender;
 
-/// Snapshots in input order, with their content hashes and an order grouping them by prospect.
+/// Snapshots with their content hashes, in input order until [`Self::group`]ed by prospect.
 #[derive(Debug, Default)]
 pub struct SnapshotBatch {
     snapshots: Vec<Snapshot>,
     /// `snapshots[i].content_hash()`.
     hashes: Vec<i64>,
-    /// Indexes into `snapshots` sorted by (prospect id, index); empty until [`Self::group`].
-    order: Vec<u32>,
+    /// Sorted by prospect id, each prospect's snapshots in input order.
+    grouped: bool,
     /// Where the snapshots go when the batch is dropped (see the module doc).
     home: Option<Sender<Vec<Snapshot>>>,
 }
@@ -27,7 +28,7 @@ impl SnapshotBatch {
         Self {
             snapshots: Vec::with_capacity(n),
             hashes: Vec::with_capacity(n),
-            order: Vec::new(),
+            grouped: true,
             home: None,
         }
     }
@@ -36,7 +37,7 @@ impl SnapshotBatch {
     pub fn push(&mut self, s: Snapshot) {
         self.hashes.push(s.content_hash());
         self.snapshots.push(s);
-        self.order.clear();
+        self.grouped = false;
     }
 
     pub fn len(&self) -> usize {
@@ -47,7 +48,8 @@ impl SnapshotBatch {
         self.snapshots.is_empty()
     }
 
-    /// The snapshots in input order.
+    /// The snapshots: in input order, or grouped by prospect once [`Self::group`]ed (each
+    /// prospect's still in input order, which is all detection depends on).
     pub fn snapshots(&self) -> &[Snapshot] {
         &self.snapshots
     }
@@ -58,11 +60,11 @@ impl SnapshotBatch {
         self.home = Some(home);
     }
 
-    /// Groups the snapshots by prospect id, each prospect's in input order (which is all
+    /// Sorts the snapshots by prospect id, each prospect's in input order (which is all
     /// detection depends on); a no-op when already grouped. Done by the producer so the
     /// consumer finds it done.
     pub fn group(&mut self) {
-        if self.order.len() == self.snapshots.len() {
+        if std::mem::replace(&mut self.grouped, true) {
             return;
         }
         let mut keys: Vec<([u8; 20], u32)> = self
@@ -72,15 +74,25 @@ impl SnapshotBatch {
             .map(|(i, s)| (*s.prospect_id.as_bytes(), i as u32))
             .collect();
         keys.sort_unstable();
-        self.order = keys.into_iter().map(|(_, i)| i).collect();
+        if keys.iter().enumerate().all(|(k, &(_, i))| k == i as usize) {
+            return;
+        }
+        // Moved by index (a sort would move each ~250-byte snapshot log n times).
+        let mut old: Vec<Option<Snapshot>> = std::mem::take(&mut self.snapshots)
+            .into_iter()
+            .map(Some)
+            .collect();
+        self.snapshots = keys
+            .iter()
+            .map(|&(_, i)| old[i as usize].take().expect("each index once"))
+            .collect();
+        self.hashes = keys.iter().map(|&(_, i)| self.hashes[i as usize]).collect();
     }
 
     /// The snapshots grouped by prospect (see [`Self::group`]), each with its content hash.
     pub fn grouped(&mut self) -> impl Iterator<Item = (&Snapshot, i64)> + '_ {
         self.group();
-        self.order
-            .iter()
-            .map(|&i| (&self.snapshots[i as usize], self.hashes[i as usize]))
+        self.snapshots.iter().zip(self.hashes.iter().copied())
     }
 }
 

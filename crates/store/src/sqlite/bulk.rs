@@ -15,6 +15,11 @@ use async_trait::async_trait;
 use rusqlite::Connection;
 use std::path::Path;
 
+/// The store's checkpointer thread copies the WAL into the database while this session writes
+/// (on the other core); the session itself only checkpoints once the WAL has grown past this
+/// (256 MiB), to bound it — by then little is left to copy.
+const BULK_AUTOCHECKPOINT_PAGES: i64 = 65_536;
+
 pub(super) struct SqliteBulk {
     /// Taken while a blocking task uses it; `None` afterwards only if that task panicked.
     conn: Option<Connection>,
@@ -25,8 +30,11 @@ pub(super) struct SqliteBulk {
 
 impl SqliteBulk {
     pub(super) fn open(path: &Path, commit_every: usize) -> StoreResult<Self> {
+        let conn = open_conn(path, false)?;
+        conn.pragma_update(None, "wal_autocheckpoint", BULK_AUTOCHECKPOINT_PAGES)
+            .map_err(internal)?;
         Ok(Self {
-            conn: Some(open_conn(path, false)?),
+            conn: Some(conn),
             commit_every: commit_every.max(1),
             pending: 0,
         })
@@ -92,11 +100,18 @@ impl BulkIngest for SqliteBulk {
     }
 
     async fn finish(mut self: Box<Self>) -> StoreResult<()> {
-        if self.pending == 0 {
-            return Ok(());
-        }
-        self.pending = 0;
-        self.with_conn(|c| c.execute_batch("COMMIT").map_err(internal))
-            .await
+        let commit = std::mem::take(&mut self.pending) > 0;
+        self.with_conn(move |c| {
+            if commit {
+                c.execute_batch("COMMIT").map_err(internal)?;
+            }
+            // Copy what the checkpointer has not yet and leave a short WAL behind. Best effort:
+            // with another process reading or writing, it is left to later checkpoints.
+            if let Err(e) = c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())) {
+                tracing::debug!(error = %e, "final bulk checkpoint skipped");
+            }
+            Ok(())
+        })
+        .await
     }
 }

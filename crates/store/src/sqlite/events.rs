@@ -65,6 +65,7 @@ pub(super) fn ingest(
         }
         let stored = load_state_with(&mut load, &pid)?;
         let existed = stored.is_some();
+        fast.insert_first = !existed;
         let mut current: Option<Cow<'_, Snapshot>> = stored.map(Cow::Owned);
         let mut current_hash = 0;
         let mut changed_state = false;
@@ -145,7 +146,7 @@ use state_params;
 struct FastPaths<'c> {
     touch_if_same: rusqlite::CachedStatement<'c>,
     insert_new: rusqlite::CachedStatement<'c>,
-    /// Try the insert first: the last snapshot settled here was a first one (a new feed).
+    /// Try the insert first: the last prospect was new (a new feed), so this one may be too.
     insert_first: bool,
 }
 
@@ -189,10 +190,8 @@ impl FastPaths<'_> {
             self.insert_first = false;
             return Ok(Some(Outcome::Changed));
         }
-        if !self.insert_first && insert(self)? {
-            self.insert_first = true;
-            return Ok(Some(Outcome::Baseline));
-        }
+        // Not a repeat: the full comparison reads the row anyway, and tells whether the
+        // prospect is new (then `insert_first` is set for the next one).
         Ok(None)
     }
 }
