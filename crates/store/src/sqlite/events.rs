@@ -387,7 +387,9 @@ pub(super) fn query_events(c: &Connection, q: &EventQuery) -> StoreResult<Vec<St
     Ok(out.into_iter().map(|(_, e)| e).collect())
 }
 
-/// Candidate prospects whose job-start month/day can fall in (after, until], one page.
+/// Candidate prospects whose job-start month/day can fall in (after, until], one page: a walk of
+/// prospect_state in key order from `from_pid`, filtered on anniv_md (no index on it, see
+/// migration 0007), so the pages of a whole scan read the table once.
 fn scan_candidates(
     c: &Connection,
     after: Date,

@@ -35,6 +35,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "state_content_hash",
         include_str!("../../migrations/sqlite/0006_state_content_hash.sql"),
     ),
+    (
+        7,
+        "drop_state_anniv_index",
+        include_str!("../../migrations/sqlite/0007_drop_state_anniv_index.sql"),
+    ),
 ];
 
 pub(super) fn run(conn: &mut Connection) -> Result<(), StoreError> {
