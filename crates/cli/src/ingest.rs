@@ -32,12 +32,12 @@ pub struct IngestArgs {
     )]
     pub anniversary_lead_days: u32,
     /// Snapshots parsed and applied at a time (held in memory).
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, default_value_t = 40_000)]
     pub batch_size: usize,
     /// Snapshots per transaction when writing to the database directly (a multiple of
     /// --batch-size in effect; a crash loses at most this many, and re-running is safe).
     /// Other writers to the same SQLite file wait while a transaction is open.
-    #[arg(long, default_value_t = 200_000)]
+    #[arg(long, default_value_t = 500_000)]
     pub commit_every: usize,
     #[command(flatten)]
     pub db: DbArgs,

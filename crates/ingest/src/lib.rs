@@ -141,7 +141,9 @@ pub async fn ingest(
     mut on_error: impl FnMut(&LineError),
     mut on_progress: impl FnMut(&Progress),
 ) -> Result<Summary, IngestError> {
-    let (tx, mut rx) = mpsc::channel::<Result<Batch, IngestError>>(2);
+    // One batch waiting while one is applied and one parsed: enough to keep both threads busy,
+    // and each batch held in memory counts against the peak RSS.
+    let (tx, mut rx) = mpsc::channel::<Result<Batch, IngestError>>(1);
     let batch_size = opts.batch_size.max(1);
     let parser = std::thread::Builder::new()
         .name("ingest-parser".into())
@@ -219,12 +221,18 @@ pub async fn ingest(
 
 type Sender = mpsc::Sender<Result<Batch, IngestError>>;
 
+/// Lines in the first batch (see [`Out`]).
+const FIRST_BATCH: usize = 1000;
+
 /// The parser's side of the pipeline: the batch being filled, and the channel applied batches'
 /// snapshots come back on, to be freed by this thread (see [`SnapshotBatch`]).
 struct Out {
     tx: Sender,
     batch: Batch,
+    /// Lines per batch: `FIRST_BATCH` at first, so the consumer starts at once, then the
+    /// configured size.
     n: usize,
+    full_size: usize,
     read: Arc<std::sync::atomic::AtomicU64>,
     home: std::sync::mpsc::Sender<Vec<Snapshot>>,
     returned: std::sync::mpsc::Receiver<Vec<Snapshot>>,
@@ -233,10 +241,12 @@ struct Out {
 impl Out {
     fn new(tx: Sender, n: usize, read: Arc<std::sync::atomic::AtomicU64>) -> Self {
         let (home, returned) = std::sync::mpsc::channel();
+        let first = n.min(FIRST_BATCH);
         Self {
             tx,
-            batch: Self::new_batch(n),
-            n,
+            batch: Self::new_batch(first),
+            n: first,
+            full_size: n,
             read,
             home,
             returned,
@@ -262,6 +272,7 @@ impl Out {
     fn flush(&mut self) -> bool {
         // Free what the consumer has finished with, here where it was allocated.
         while self.returned.try_recv().is_ok() {}
+        self.n = self.full_size;
         let mut full = std::mem::replace(&mut self.batch, Self::new_batch(self.n));
         full.bytes_read = self.read.load(std::sync::atomic::Ordering::Relaxed);
         full.snapshots.group();
