@@ -53,6 +53,21 @@ pub const COLUMNS: [&str; 8] = [
     "job_start_date",
 ];
 
+/// Feeds optional fields to a digest: `None` as one 0 byte, `Some(s)` as 1, the length, `s` —
+/// so no two different field lists encode alike.
+fn hash_fields<'a>(h: &mut Sha256, fields: impl IntoIterator<Item = Option<&'a str>>) {
+    for f in fields {
+        match f {
+            None => h.update([0u8]),
+            Some(s) => {
+                h.update([1u8]);
+                h.update((s.len() as u64).to_be_bytes());
+                h.update(s.as_bytes());
+            }
+        }
+    }
+}
+
 /// Trimmed, case-folded (`to_lowercase`), inner whitespace collapsed to one space.
 pub fn normalize(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -210,6 +225,17 @@ impl Snapshot {
         raw.build()
     }
 
+    /// The free-text and id fields in stored order (what both digests below encode).
+    fn text_fields(&self) -> [Option<&str>; 5] {
+        [
+            self.full_name.as_deref(),
+            self.linkedin_url.as_deref(),
+            self.company_id.as_deref(),
+            self.company_name.as_deref(),
+            self.job_title.as_deref(),
+        ]
+    }
+
     /// Stable fingerprint of the whole content (every field, in stored form).
     pub fn fingerprint(&self) -> [u8; 32] {
         let mut h = Sha256::new();
@@ -217,23 +243,10 @@ impl Snapshot {
         h.update(self.prospect_id.as_bytes());
         h.update(self.observed_at.unix_timestamp_nanos().to_be_bytes());
         let jsd = self.job_start_date.map(format_date);
-        for f in [
-            &self.full_name,
-            &self.linkedin_url,
-            &self.company_id,
-            &self.company_name,
-            &self.job_title,
-            &jsd,
-        ] {
-            match f {
-                None => h.update([0u8]),
-                Some(s) => {
-                    h.update([1u8]);
-                    h.update((s.len() as u64).to_be_bytes());
-                    h.update(s.as_bytes());
-                }
-            }
-        }
+        hash_fields(
+            &mut h,
+            self.text_fields().into_iter().chain([jsd.as_deref()]),
+        );
         h.finalize().into()
     }
 
@@ -245,22 +258,7 @@ impl Snapshot {
     pub fn content_hash(&self) -> i64 {
         let mut h = Sha256::new();
         h.update(b"prospect-events/state/v1\0");
-        for f in [
-            &self.full_name,
-            &self.linkedin_url,
-            &self.company_id,
-            &self.company_name,
-            &self.job_title,
-        ] {
-            match f {
-                None => h.update([0u8]),
-                Some(s) => {
-                    h.update([1u8]);
-                    h.update((s.len() as u64).to_be_bytes());
-                    h.update(s.as_bytes());
-                }
-            }
-        }
+        hash_fields(&mut h, self.text_fields());
         match self.job_start_date {
             None => h.update([0u8]),
             Some(d) => {
