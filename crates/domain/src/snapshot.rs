@@ -236,6 +236,12 @@ impl Snapshot {
         ]
     }
 
+    /// Whether `other` stores the same fields, `observed_at` (and `prospect_id`) aside: the
+    /// equality that [`Self::content_hash`] digests.
+    pub fn same_content(&self, other: &Snapshot) -> bool {
+        self.text_fields() == other.text_fields() && self.job_start_date == other.job_start_date
+    }
+
     /// Stable fingerprint of the whole content (every field, in stored form).
     pub fn fingerprint(&self) -> [u8; 32] {
         let mut h = Sha256::new();

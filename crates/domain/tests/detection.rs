@@ -247,10 +247,9 @@ fn content_hash_ignores_only_the_observation_time() {
     }));
     let mut later = s.to_json();
     later["observed_at"] = json!("2025-01-01");
-    assert_eq!(
-        Snapshot::from_json(&later).unwrap().content_hash(),
-        s.content_hash()
-    );
+    let later = Snapshot::from_json(&later).unwrap();
+    assert_eq!(later.content_hash(), s.content_hash());
+    assert!(later.same_content(&s));
     let mut hashes = vec![s.content_hash()];
     for (k, val) in [
         ("full_name", json!("Ann  Lee")),
@@ -266,7 +265,9 @@ fn content_hash_ignores_only_the_observation_time() {
     ] {
         let mut v2 = s.to_json();
         v2[k] = val;
-        hashes.push(Snapshot::from_json(&v2).unwrap().content_hash());
+        let changed = Snapshot::from_json(&v2).unwrap();
+        assert!(!changed.same_content(&s), "{k}");
+        hashes.push(changed.content_hash());
     }
     // a value moved to the neighbouring field
     let mut moved = s.to_json();

@@ -94,7 +94,7 @@ pub(super) fn ingest(
                 }
             }
             if det.becomes_current {
-                changed_fields |= !current.as_deref().is_some_and(|c| same_fields(c, snap));
+                changed_fields |= !current.as_deref().is_some_and(|c| c.same_content(snap));
                 current = Some(Cow::Borrowed(snap));
                 current_hash = hash;
                 changed_state = true;
@@ -225,16 +225,6 @@ const UPDATE_STATE: &str = "UPDATE prospect_state SET observed_at = ?2, full_nam
 const TOUCH_STATE: &str = "UPDATE prospect_state SET observed_at = ?2, updated_at = ?3,
         content_hash = ?4
      WHERE prospect_id = ?1";
-
-/// True when two snapshots of a prospect store the same row apart from the observation time.
-fn same_fields(a: &Snapshot, b: &Snapshot) -> bool {
-    a.full_name == b.full_name
-        && a.linkedin_url == b.linkedin_url
-        && a.company_id == b.company_id
-        && a.company_name == b.company_name
-        && a.job_title == b.job_title
-        && a.job_start_date == b.job_start_date
-}
 
 fn month_day(d: Date) -> i64 {
     d.month() as i64 * 100 + d.day() as i64
