@@ -1,12 +1,12 @@
 //! Bulk ingestion for a process that has the database to itself (the CLI's `ingest`): its own
 //! connection, one transaction per ~`commit_every` snapshots instead of one per batch.
 //!
-//! Why: a batch of 20,000 snapshots in prospect order touches most leaf pages of
-//! `prospect_state`, and each commit writes every dirty page to the WAL (and a checkpoint writes
-//! it again). Committing every 100,000 snapshots writes each page about a fifth as often, while
-//! only one batch is held in memory. The connection is `synchronous=FULL`, so a finished
-//! session is durable; other writers wait (busy timeout) while a transaction is open, which is
-//! why the server never uses this mode.
+//! Why: a batch in prospect order touches most leaf pages of `prospect_state`, and each commit
+//! writes every dirty page to the WAL (and a checkpoint writes it again). Committing every
+//! `commit_every` snapshots (the CLI: 500,000, over a dozen batches) writes each page that much
+//! less often, while only the batches in flight are held in memory (docs/decisions.md D19).
+//! The connection is `synchronous=FULL`, so a finished session is durable; other writers wait
+//! (busy timeout) while a transaction is open, which is why the server never uses this mode.
 
 use super::{internal, open_conn};
 use crate::model::{IngestCounts, IngestOptions};

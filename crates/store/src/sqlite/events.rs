@@ -161,32 +161,26 @@ impl FastPaths<'_> {
         until: Date,
         now_s: i64,
     ) -> StoreResult<Option<Outcome>> {
-        let insert = |me: &mut Self| -> StoreResult<bool> {
-            if !anniversaries(snap, after, until).is_empty() {
-                return Ok(false);
-            }
-            let n = me
+        if self.insert_first
+            && anniversaries(snap, after, until).is_empty()
+            && self
                 .insert_new
                 .execute(state_params!(snap, now_s, hash))
-                .map_err(internal)?;
-            Ok(n == 1)
-        };
-        let touch = |me: &mut Self| -> StoreResult<bool> {
-            let n = me
-                .touch_if_same
-                .execute(params![
-                    &snap.prospect_id.as_bytes()[..],
-                    snap.observed_at.unix_timestamp_nanos() as i64,
-                    hash,
-                    now_s
-                ])
-                .map_err(internal)?;
-            Ok(n == 1)
-        };
-        if self.insert_first && insert(self)? {
+                .map_err(internal)?
+                == 1
+        {
             return Ok(Some(Outcome::Baseline));
         }
-        if touch(self)? {
+        let touched = self
+            .touch_if_same
+            .execute(params![
+                &snap.prospect_id.as_bytes()[..],
+                snap.observed_at.unix_timestamp_nanos() as i64,
+                hash,
+                now_s
+            ])
+            .map_err(internal)?;
+        if touched == 1 {
             self.insert_first = false;
             return Ok(Some(Outcome::Changed));
         }
