@@ -128,7 +128,7 @@ impl SqliteStore {
         let syncer_failed = failed.clone();
         std::thread::Builder::new()
             .name("sqlite-sync".into())
-            .spawn(move || sync_loop(wal, sync_rx, syncer_failed))
+            .spawn(move || sync_loop(move || wal.sync_data(), sync_rx, syncer_failed))
             .map_err(|e| StoreError::Internal(format!("spawning syncer: {e}")))?;
         std::thread::Builder::new()
             .name("sqlite-writer".into())
@@ -356,10 +356,10 @@ fn fail_all(jobs: impl Iterator<Item = Job>, msg: &str) {
 }
 
 /// Makes committed groups durable and answers them: takes every group committed so far, one
-/// fdatasync of the WAL file, then all their replies. A failed fdatasync may have dropped
-/// dirty pages (the kernel does not retry), so the store refuses all later writes.
+/// `sync` (fdatasync of the WAL file), then all their replies. A failed fdatasync may have
+/// dropped dirty pages (the kernel does not retry), so the store refuses all later writes.
 fn sync_loop(
-    wal: std::fs::File,
+    mut sync: impl FnMut() -> std::io::Result<()>,
     rx: std::sync::mpsc::Receiver<Committed>,
     failed: Arc<AtomicBool>,
 ) {
@@ -370,7 +370,7 @@ fn sync_loop(
         let synced = if failed.load(Ordering::Acquire) {
             Err("an earlier fdatasync failed".to_string())
         } else {
-            wal.sync_data().map_err(|e| e.to_string())
+            sync().map_err(|e| e.to_string())
         };
         if let Err(e) = &synced {
             tracing::error!(error = %e, "fdatasync of the SQLite WAL failed; refusing writes");
@@ -412,27 +412,40 @@ mod tests {
         (vec![(tx, Ok(Box::new(value) as Box<dyn Any + Send>))], rx)
     }
 
-    fn run_syncer(file: std::fs::File, groups: Vec<Committed>) -> bool {
+    fn run_syncer(
+        sync: impl FnMut() -> std::io::Result<()> + Send + 'static,
+        groups: Vec<Committed>,
+    ) -> bool {
         let (tx, rx) = std::sync::mpsc::channel();
         let failed = Arc::new(AtomicBool::new(false));
         let f = failed.clone();
-        let syncer = std::thread::spawn(move || sync_loop(file, rx, f));
         for g in groups {
             tx.send(g).unwrap();
         }
         drop(tx);
-        syncer.join().unwrap();
+        std::thread::spawn(move || sync_loop(sync, rx, f))
+            .join()
+            .unwrap();
         failed.load(Ordering::Acquire)
     }
 
     #[test]
-    fn the_syncer_answers_after_a_successful_fdatasync() {
+    fn the_syncer_answers_only_after_a_successful_fdatasync() {
+        let (group, reply) = committed(7);
+        let reply = Arc::new(Mutex::new(reply));
+        let seen = reply.clone();
+        let answered_before_sync = Arc::new(AtomicBool::new(true));
+        let before = answered_before_sync.clone();
         let path = std::env::temp_dir().join(format!("pe-syncer-test-{}", std::process::id()));
         let file = std::fs::File::create(&path).unwrap();
-        let (group, reply) = committed(7);
-        assert!(!run_syncer(file, vec![group]));
+        let sync = move || {
+            before.store(seen.lock().unwrap().try_recv().is_ok(), Ordering::Release);
+            file.sync_data()
+        };
+        assert!(!run_syncer(sync, vec![group]));
         let _ = std::fs::remove_file(&path);
-        let answer = reply.blocking_recv().unwrap().unwrap();
+        assert!(!answered_before_sync.load(Ordering::Acquire));
+        let answer = reply.lock().unwrap().try_recv().unwrap().unwrap();
         assert_eq!(*answer.downcast::<u8>().unwrap(), 7);
     }
 
@@ -443,7 +456,7 @@ mod tests {
         assert!(file.sync_data().is_err(), "this platform syncs /dev/null");
         let (first, reply1) = committed(1);
         let (second, reply2) = committed(2);
-        assert!(run_syncer(file, vec![first, second]));
+        assert!(run_syncer(move || file.sync_data(), vec![first, second]));
         for reply in [reply1, reply2] {
             assert!(matches!(
                 reply.blocking_recv().unwrap(),
