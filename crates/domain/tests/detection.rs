@@ -183,13 +183,18 @@ fn csv_fields() {
     }
 }
 
-#[test]
-fn json_round_trip_and_fingerprint() {
-    let s = snap(json!({
+/// A snapshot with every field set (observed at 10:30:00.5 UTC, given with a +02:00 offset).
+fn ann_lee() -> Snapshot {
+    snap(json!({
         "observed_at": "2024-05-01T12:30:00.5+02:00", "full_name": "Ann Lee",
         "linkedin_url": "https://linkedin.com/in/ann", "company_id": CID_A, "company_name": "Acme",
         "job_title": "CTO", "job_start_date": "2021-06-01",
-    }));
+    }))
+}
+
+#[test]
+fn json_round_trip_and_fingerprint() {
+    let s = ann_lee();
     let v = s.to_json();
     assert_eq!(
         v.as_object().unwrap().keys().collect::<Vec<_>>(),
@@ -240,11 +245,7 @@ fn json_round_trip_and_fingerprint() {
 
 #[test]
 fn content_hash_ignores_only_the_observation_time() {
-    let s = snap(json!({
-        "observed_at": "2024-05-01T12:30:00Z", "full_name": "Ann Lee",
-        "linkedin_url": "https://linkedin.com/in/ann", "company_id": CID_A, "company_name": "Acme",
-        "job_title": "CTO", "job_start_date": "2021-06-01",
-    }));
+    let s = ann_lee();
     let mut later = s.to_json();
     later["observed_at"] = json!("2025-01-01");
     let later = Snapshot::from_json(&later).unwrap();

@@ -142,6 +142,11 @@ fn opts(now: OffsetDateTime) -> IngestOptions {
 
 const NOW: OffsetDateTime = datetime!(2024-06-01 12:00 UTC);
 
+/// Ingests one batch as of `NOW`.
+async fn ingest_now(s: &DynStore, batch: Vec<Snapshot>) -> IngestCounts {
+    s.ingest_snapshots(batch.into(), opts(NOW)).await.unwrap()
+}
+
 fn ids(page: &EnrollmentPage) -> Vec<String> {
     page.enrollments
         .iter()
@@ -574,17 +579,14 @@ async fn ingest_counts_events_and_outbox(s: DynStore) {
     )
     .await;
 
-    let c = s
-        .ingest_snapshots(
-            vec![
-                snap(1, "2024-01-01T00:00:00Z", "Engineer", 1, Some("2020-03-10")),
-                snap(2, "2024-01-01T00:00:00Z", "Analyst", 5, None),
-            ]
-            .into(),
-            opts(NOW),
-        )
-        .await
-        .unwrap();
+    let c = ingest_now(
+        &s,
+        vec![
+            snap(1, "2024-01-01T00:00:00Z", "Engineer", 1, Some("2020-03-10")),
+            snap(2, "2024-01-01T00:00:00Z", "Analyst", 5, None),
+        ],
+    )
+    .await;
     assert_eq!(
         c,
         IngestCounts {
@@ -595,18 +597,15 @@ async fn ingest_counts_events_and_outbox(s: DynStore) {
     assert!(s.outbox(None, 100).await.unwrap().is_empty());
 
     // P1 changes role and company; P2's snapshot is older; P3 is new.
-    let c = s
-        .ingest_snapshots(
-            vec![
-                snap(1, "2024-05-01T00:00:00Z", "CTO", 2, Some("2024-05-01")),
-                snap(2, "2023-01-01T00:00:00Z", "Intern", 6, None),
-                snap(3, "2024-05-01T00:00:00Z", "Chef", 7, None),
-            ]
-            .into(),
-            opts(NOW),
-        )
-        .await
-        .unwrap();
+    let c = ingest_now(
+        &s,
+        vec![
+            snap(1, "2024-05-01T00:00:00Z", "CTO", 2, Some("2024-05-01")),
+            snap(2, "2023-01-01T00:00:00Z", "Intern", 6, None),
+            snap(3, "2024-05-01T00:00:00Z", "Chef", 7, None),
+        ],
+    )
+    .await;
     assert_eq!(
         c,
         IngestCounts {
@@ -619,17 +618,14 @@ async fn ingest_counts_events_and_outbox(s: DynStore) {
     );
     // P1's new state is current; the older P2 snapshot is not (a later identical one is
     // unchanged).
-    let c = s
-        .ingest_snapshots(
-            vec![
-                snap(1, "2024-05-01T00:00:00Z", "CTO", 2, Some("2024-05-01")),
-                snap(2, "2024-01-01T00:00:00Z", "Analyst", 5, None),
-            ]
-            .into(),
-            opts(NOW),
-        )
-        .await
-        .unwrap();
+    let c = ingest_now(
+        &s,
+        vec![
+            snap(1, "2024-05-01T00:00:00Z", "CTO", 2, Some("2024-05-01")),
+            snap(2, "2024-01-01T00:00:00Z", "Analyst", 5, None),
+        ],
+    )
+    .await;
     assert_eq!(
         c,
         IngestCounts {
@@ -692,10 +688,7 @@ async fn ingest_is_idempotent_and_keeps_key_at_queue_time(s: DynStore) {
         snap(1, "2024-02-01T00:00:00Z", "Manager", 1, None),
         snap(1, "2024-03-01T00:00:00Z", "Director", 2, None),
     ];
-    let first = s
-        .ingest_snapshots(batch.clone().into(), opts(NOW))
-        .await
-        .unwrap();
+    let first = ingest_now(&s, batch.clone()).await;
     assert_eq!(
         first,
         IngestCounts {
@@ -710,19 +703,13 @@ async fn ingest_is_idempotent_and_keeps_key_at_queue_time(s: DynStore) {
         .await
         .unwrap();
     // The same file again: nothing new, in any order.
-    let again = s
-        .ingest_snapshots(batch.clone().into(), opts(NOW))
-        .await
-        .unwrap();
+    let again = ingest_now(&s, batch.clone()).await;
     assert_eq!(again.events_created, 0);
     assert_eq!(again.notifications_queued, 0);
     assert_eq!(again.baselines + again.changed, 0);
     let mut reversed = batch.clone();
     reversed.reverse();
-    let again = s
-        .ingest_snapshots(reversed.into(), opts(NOW))
-        .await
-        .unwrap();
+    let again = ingest_now(&s, reversed).await;
     assert_eq!(again.events_created, 0);
     assert_eq!(all_events(&s, &[pid(1)]).await.len(), 3);
     let rows = s.outbox(None, 100).await.unwrap();
@@ -733,41 +720,29 @@ async fn ingest_is_idempotent_and_keeps_key_at_queue_time(s: DynStore) {
         .all(|r| r.payload["enrollment_key"] == "old-key"));
 
     // A later change is queued with the key as it is now.
-    let c = s
-        .ingest_snapshots(
-            vec![snap(1, "2024-04-01T00:00:00Z", "VP", 2, None)].into(),
-            opts(NOW),
-        )
-        .await
-        .unwrap();
+    let c = ingest_now(&s, vec![snap(1, "2024-04-01T00:00:00Z", "VP", 2, None)]).await;
     assert_eq!(c.notifications_queued, 1);
     let rows = s.outbox(Some(&a), 100).await.unwrap();
     assert_eq!(rows.last().unwrap().enrollment_key, "new-key");
     assert_eq!(rows.last().unwrap().payload["enrollment_key"], "new-key");
 
     // An empty batch is fine.
-    assert_eq!(
-        s.ingest_snapshots(vec![].into(), opts(NOW)).await.unwrap(),
-        IngestCounts::default()
-    );
+    assert_eq!(ingest_now(&s, vec![]).await, IngestCounts::default());
 }
 
 async fn ingest_fires_anniversaries_due_at_ingestion(s: DynStore) {
     let a = scope("t1", "pa");
     enroll(&s, &a, "enr_a", spec("k", &[ANNIV], &[pid(1), pid(2)])).await;
     // NOW = 2024-06-01: the ingestion window is (05-31, 06-08].
-    let c = s
-        .ingest_snapshots(
-            vec![
-                snap(1, "2024-01-01T00:00:00Z", "Engineer", 1, Some("2019-06-03")),
-                snap(2, "2024-01-01T00:00:00Z", "Engineer", 1, Some("2019-06-20")),
-                snap(3, "2024-01-01T00:00:00Z", "Engineer", 1, Some("2021-06-01")),
-            ]
-            .into(),
-            opts(NOW),
-        )
-        .await
-        .unwrap();
+    let c = ingest_now(
+        &s,
+        vec![
+            snap(1, "2024-01-01T00:00:00Z", "Engineer", 1, Some("2019-06-03")),
+            snap(2, "2024-01-01T00:00:00Z", "Engineer", 1, Some("2019-06-20")),
+            snap(3, "2024-01-01T00:00:00Z", "Engineer", 1, Some("2021-06-01")),
+        ],
+    )
+    .await;
     assert_eq!(c.baselines, 3);
     assert_eq!(c.events_created, 2);
     assert_eq!(c.notifications_queued, 1);
@@ -777,20 +752,17 @@ async fn ingest_fires_anniversaries_due_at_ingestion(s: DynStore) {
     assert_eq!(ev[0].event_time, datetime!(2024-06-03 0:00 UTC));
     assert_eq!(ev[0].data_value()["years_at_company"], 5);
     // Same start date in a newer snapshot: no second anniversary.
-    let c = s
-        .ingest_snapshots(
-            vec![snap(
-                1,
-                "2024-02-01T00:00:00Z",
-                "Lead",
-                1,
-                Some("2019-06-03"),
-            )]
-            .into(),
-            opts(NOW),
-        )
-        .await
-        .unwrap();
+    let c = ingest_now(
+        &s,
+        vec![snap(
+            1,
+            "2024-02-01T00:00:00Z",
+            "Lead",
+            1,
+            Some("2019-06-03"),
+        )],
+    )
+    .await;
     assert_eq!((c.changed, c.events_created), (1, 1)); // the role change only
     assert_eq!(all_events(&s, &[pid(1)]).await.len(), 2);
 }
@@ -828,7 +800,7 @@ async fn concurrent_ingestion_of_new_prospects(s: DynStore) {
                         ]
                     })
                     .collect();
-                total += s.ingest_snapshots(batch.into(), opts(NOW)).await.unwrap();
+                total += ingest_now(&s, batch).await;
             }
             total
         }));
@@ -852,39 +824,31 @@ async fn concurrent_ingestion_of_new_prospects(s: DynStore) {
 // --- events ----------------------------------------------------------------------------------
 
 async fn repeated_snapshots_still_advance_the_state_time(s: DynStore) {
-    let one = |sn: Snapshot| vec![sn];
-    s.ingest_snapshots(
-        one(snap(1, "2024-01-01T00:00:00Z", "Engineer", 1, None)).into(),
-        opts(NOW),
+    ingest_now(
+        &s,
+        vec![snap(1, "2024-01-01T00:00:00Z", "Engineer", 1, None)],
     )
-    .await
-    .unwrap();
+    .await;
     // The same prospect as it was, observed later: nothing to report, but the state is newer.
-    let c = s
-        .ingest_snapshots(
-            one(snap(1, "2024-03-01T00:00:00Z", "Engineer", 1, None)).into(),
-            opts(NOW),
-        )
-        .await
-        .unwrap();
+    let c = ingest_now(
+        &s,
+        vec![snap(1, "2024-03-01T00:00:00Z", "Engineer", 1, None)],
+    )
+    .await;
     assert_eq!((c.unchanged, c.events_created), (1, 0));
     // So a snapshot from between the two is out of order: no role change from it.
-    let c = s
-        .ingest_snapshots(
-            one(snap(1, "2024-02-01T00:00:00Z", "Manager", 1, None)).into(),
-            opts(NOW),
-        )
-        .await
-        .unwrap();
+    let c = ingest_now(
+        &s,
+        vec![snap(1, "2024-02-01T00:00:00Z", "Manager", 1, None)],
+    )
+    .await;
     assert_eq!(c.events_created, 0);
     // A newer one is compared with the stored Engineer.
-    let c = s
-        .ingest_snapshots(
-            one(snap(1, "2024-04-01T00:00:00Z", "Manager", 1, None)).into(),
-            opts(NOW),
-        )
-        .await
-        .unwrap();
+    let c = ingest_now(
+        &s,
+        vec![snap(1, "2024-04-01T00:00:00Z", "Manager", 1, None)],
+    )
+    .await;
     assert_eq!(c.events_created, 1);
     let ev = all_events(&s, &[pid(1)]).await;
     assert_eq!(ev[0].data_value()["previous_job_title"], "Engineer");
@@ -921,19 +885,17 @@ async fn bulk_ingest_commits_in_groups(s: DynStore) {
 }
 
 async fn query_events_order_and_window(s: DynStore) {
-    s.ingest_snapshots(
+    ingest_now(
+        &s,
         vec![
             snap(1, "2024-01-01T00:00:00Z", "Engineer", 1, None),
             snap(2, "2024-01-01T00:00:00Z", "Engineer", 1, None),
             snap(1, "2024-02-01T00:00:00Z", "Manager", 1, None),
             snap(2, "2024-03-01T00:00:00Z", "Manager", 2, None),
             snap(1, "2024-04-01T00:00:00Z", "Director", 3, None),
-        ]
-        .into(),
-        opts(NOW),
+        ],
     )
-    .await
-    .unwrap();
+    .await;
     let q = |pids: Vec<ProspectId>, types: Vec<EventType>, from, to| EventQuery {
         prospect_ids: pids,
         event_types: types,
@@ -1183,18 +1145,16 @@ async fn concurrent_scans_fire_once(s: DynStore) {
 // --- retention -------------------------------------------------------------------------------
 
 async fn prune_deletes_old_events(s: DynStore) {
-    s.ingest_snapshots(
+    ingest_now(
+        &s,
         vec![
             snap(1, "2020-01-01T00:00:00Z", "Engineer", 1, None),
             snap(1, "2021-01-01T00:00:00Z", "Manager", 1, None),
             snap(1, "2022-01-01T00:00:00Z", "Director", 1, None),
             snap(1, "2023-01-01T00:00:00Z", "VP", 1, None),
-        ]
-        .into(),
-        opts(NOW),
+        ],
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(all_events(&s, &[pid(1)]).await.len(), 3);
     assert_eq!(
         s.prune_events(datetime!(2020-06-01 0:00 UTC))
@@ -1280,7 +1240,7 @@ async fn queue_changes(s: &DynStore, sc: &Scope, first: u32, n: u32) {
             ]
         })
         .collect();
-    let c = s.ingest_snapshots(batch.into(), opts(NOW)).await.unwrap();
+    let c = ingest_now(s, batch).await;
     assert_eq!(c.notifications_queued, n as u64);
 }
 
