@@ -1,6 +1,7 @@
 //! One signed delivery attempt over HTTP.
 
 use std::error::Error as StdError;
+use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
@@ -100,6 +101,9 @@ pub struct SenderConfig {
     pub pool_max_idle_per_host: usize,
     /// How long idle pooled connections live. Default 60 s.
     pub pool_idle_timeout: Duration,
+    /// PEM bundles of extra trusted CAs (receivers behind a private PKI), trusted besides the
+    /// web PKI's roots and the system's store. Certificates are always verified.
+    pub extra_ca_files: Vec<PathBuf>,
 }
 
 impl Default for SenderConfig {
@@ -110,6 +114,7 @@ impl Default for SenderConfig {
             allow_private_targets: false,
             pool_max_idle_per_host: 8,
             pool_idle_timeout: Duration::from_secs(60),
+            extra_ca_files: Vec::new(),
         }
     }
 }
@@ -118,6 +123,8 @@ impl Default for SenderConfig {
 pub enum SenderError {
     #[error("building the HTTP client failed: {0}")]
     Build(#[from] reqwest::Error),
+    #[error("webhook TLS trust: {0}")]
+    Tls(#[from] tls::TlsSetupError),
 }
 
 /// Reqwest-based sender; cheap to clone (shares the connection pool).
@@ -129,7 +136,18 @@ pub struct Sender {
 
 impl Sender {
     pub fn new(config: SenderConfig) -> Result<Self, SenderError> {
+        // HTTPS receivers: verified against the web PKI, the system's store and the extra CAs;
+        // pooled connections keep their TLS session, so a delivery costs no new handshake.
+        let tls = tls::client_config(
+            &tls::Anchors::Public {
+                extra_ca_files: config.extra_ca_files.clone(),
+            },
+            tls::Verification::Full,
+            None,
+            &[b"http/1.1"],
+        )?;
         let mut builder = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
             .redirect(redirect::Policy::none())
             // A proxy would resolve the target itself, bypassing the guard.
             .no_proxy()
@@ -185,6 +203,8 @@ impl Sender {
             }
             Err(e) => return fail(format!("invalid webhook URL: {e}"), false, false),
         };
+        // The name a TLS failure is about (the URL's host, which the certificate must match).
+        let host = parsed.host_str().unwrap_or_default().to_string();
         // reqwest does not run the resolver for literal IPs: check them here.
         if !self.config.allow_private_targets {
             if let Some(ip) = literal_ip(&parsed) {
@@ -305,6 +325,13 @@ impl Sender {
                 }
                 if e.is_timeout() {
                     return fail(timeout_message(timeout), false, true);
+                }
+                if let Some(error) = tls::find_tls_error(&e) {
+                    return fail(
+                        tls::HandshakeFailure { error, host: &host }.to_string(),
+                        false,
+                        false,
+                    );
                 }
                 fail(describe(&e), false, false)
             }

@@ -16,6 +16,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use prospect_events_delivery::{signed_headers, AttemptResult, Outcome, Sender, SenderConfig};
 use sha2::Sha256;
+use tls::test_pki::{TestCa, TestCert};
 use tokio::net::TcpListener;
 
 #[derive(Debug, Clone)]
@@ -60,6 +61,24 @@ struct Receiver {
 
 impl Receiver {
     async fn start(bind: &str, reply: Reply) -> std::io::Result<Receiver> {
+        Receiver::start_with(bind, reply, None).await
+    }
+
+    /// A receiver that speaks HTTPS with `cert` (its URLs are still built with [`Receiver::url`],
+    /// so tests write `https` themselves).
+    async fn start_tls(bind: &str, reply: Reply, cert: &TestCert) -> std::io::Result<Receiver> {
+        let dir = tempfile::tempdir()?;
+        let (c, k) = cert.write(dir.path(), "receiver");
+        let config = tls::server_config(&c, &k).expect("receiver TLS config");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        Receiver::start_with(bind, reply, Some(acceptor)).await
+    }
+
+    async fn start_with(
+        bind: &str,
+        reply: Reply,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> std::io::Result<Receiver> {
         let listener = TcpListener::bind(bind).await?;
         let addr = listener.local_addr()?;
         let connections = Arc::new(AtomicUsize::new(0));
@@ -71,7 +90,7 @@ impl Receiver {
                     return;
                 };
                 c.fetch_add(1, Ordering::SeqCst);
-                let (r, reply) = (r.clone(), reply.clone());
+                let (r, reply, tls) = (r.clone(), reply.clone(), tls.clone());
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
                         let (r, reply) = (r.clone(), reply.clone());
@@ -97,9 +116,14 @@ impl Receiver {
                             )
                         }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
+                    let http = hyper::server::conn::http1::Builder::new();
+                    let _ = match tls {
+                        None => http.serve_connection(TokioIo::new(stream), svc).await,
+                        Some(tls) => match tls.accept(stream).await {
+                            Ok(stream) => http.serve_connection(TokioIo::new(stream), svc).await,
+                            Err(_) => return,
+                        },
+                    };
                 });
             }
         });
@@ -431,4 +455,151 @@ async fn invalid_url_is_a_failed_attempt() {
     let r = send(&sender(false, Duration::from_secs(5)), "not a url").await;
     assert_eq!(r.outcome, Outcome::Retry);
     assert!(r.error.unwrap().starts_with("invalid webhook URL"));
+}
+
+// ---- HTTPS receivers ----
+
+/// A sender that trusts `ca` besides the public roots (the SSRF guard lifted: the receivers
+/// are on loopback).
+fn sender_trusting(ca: &TestCa) -> (tempfile::TempDir, Sender) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Sender::new(SenderConfig {
+        allow_private_targets: true,
+        extra_ca_files: vec![ca.write(dir.path(), "ca")],
+        ..Default::default()
+    })
+    .unwrap();
+    (dir, s)
+}
+
+#[tokio::test]
+async fn https_receivers_get_signed_notifications_over_one_connection() {
+    let ca = TestCa::new("receiver CA");
+    let rx = Receiver::start_tls(
+        "127.0.0.1:0",
+        Reply::status(200).body("ok"),
+        &ca.issue(&["localhost", "127.0.0.1"]),
+    )
+    .await
+    .unwrap();
+    let (_dir, s) = sender_trusting(&ca);
+    for host in ["localhost", "127.0.0.1", "localhost", "localhost"] {
+        let url = format!("https://{host}:{}/hook", rx.addr.port());
+        let r = send(&s, &url).await;
+        assert_eq!(r.outcome, Outcome::Delivered, "{host}: {:?}", r.error);
+        assert_eq!(r.response_body_prefix, "ok");
+    }
+    let got = rx.requests();
+    assert_eq!(got.len(), 4);
+    for req in &got {
+        assert_eq!(req.body, BODY.as_bytes());
+        let ts = req.headers["x-timestamp"].to_str().unwrap();
+        let sig = req.headers["x-signature"].to_str().unwrap();
+        assert!(spec_verify(SECRET, ts, sig, &req.body));
+    }
+    // One connection per host name (the pool is keyed by it), reused by every later delivery.
+    assert_eq!(rx.connections(), 2);
+}
+
+#[tokio::test]
+async fn a_certificate_of_another_ca_is_refused_before_anything_is_sent() {
+    let ours = TestCa::new("receiver CA");
+    let theirs = TestCa::new("unknown CA");
+    let rx = Receiver::start_tls(
+        "127.0.0.1:0",
+        Reply::status(200),
+        &theirs.issue(&["localhost"]),
+    )
+    .await
+    .unwrap();
+    let (_dir, s) = sender_trusting(&ours);
+    let r = send(&s, &format!("https://localhost:{}/hook", rx.addr.port())).await;
+    assert_eq!(r.outcome, Outcome::Retry);
+    assert_eq!(r.status, None);
+    assert_eq!(
+        r.error.as_deref(),
+        Some("TLS: certificate not trusted (unknown issuer)")
+    );
+    assert!(rx.requests().is_empty());
+
+    // Without the extra CA, not even our own CA's receivers are trusted.
+    let rx = Receiver::start_tls(
+        "127.0.0.1:0",
+        Reply::status(200),
+        &ours.issue(&["localhost"]),
+    )
+    .await
+    .unwrap();
+    let r = send(
+        &sender(true, Duration::from_secs(5)),
+        &format!("https://localhost:{}/hook", rx.addr.port()),
+    )
+    .await;
+    assert_eq!(
+        r.error.as_deref(),
+        Some("TLS: certificate not trusted (unknown issuer)")
+    );
+    assert!(rx.requests().is_empty());
+}
+
+#[tokio::test]
+async fn wrong_names_expired_certificates_and_plain_http_ports_are_said_plainly() {
+    let ca = TestCa::new("receiver CA");
+    let (_dir, s) = sender_trusting(&ca);
+
+    let rx = Receiver::start_tls(
+        "127.0.0.1:0",
+        Reply::status(200),
+        &ca.issue(&["other.example"]),
+    )
+    .await
+    .unwrap();
+    let r = send(&s, &format!("https://localhost:{}/", rx.addr.port())).await;
+    assert_eq!(
+        r.error.as_deref(),
+        Some("TLS: certificate is for other.example, not localhost")
+    );
+
+    let rx = Receiver::start_tls(
+        "127.0.0.1:0",
+        Reply::status(200),
+        &ca.issue_expired(&["localhost"]),
+    )
+    .await
+    .unwrap();
+    let r = send(&s, &format!("https://localhost:{}/", rx.addr.port())).await;
+    assert_eq!(r.error.as_deref(), Some("TLS: certificate expired"));
+
+    let plain = Receiver::start("127.0.0.1:0", Reply::status(200))
+        .await
+        .unwrap();
+    let r = send(&s, &format!("https://localhost:{}/", plain.addr.port())).await;
+    assert_eq!(r.outcome, Outcome::Retry);
+    assert_eq!(
+        r.error.as_deref(),
+        Some("TLS: localhost did not answer with TLS (is it a plain-HTTP port?)")
+    );
+    assert!(plain.requests().is_empty());
+}
+
+#[tokio::test]
+async fn the_ssrf_guard_checks_https_targets_too() {
+    let ca = TestCa::new("receiver CA");
+    let rx = Receiver::start_tls("127.0.0.1:0", Reply::status(200), &ca.issue(&["localhost"]))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let guarded = Sender::new(SenderConfig {
+        extra_ca_files: vec![ca.write(dir.path(), "ca")],
+        ..Default::default()
+    })
+    .unwrap();
+    for url in [
+        format!("https://localhost:{}/", rx.addr.port()),
+        format!("https://127.0.0.1:{}/", rx.addr.port()),
+    ] {
+        let r = send(&guarded, &url).await;
+        assert!(r.ssrf_refused, "{url}: {:?}", r.error);
+    }
+    assert_eq!(rx.connections(), 0);
 }
