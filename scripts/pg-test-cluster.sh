@@ -11,6 +11,10 @@
 # directory is a fresh temporary directory; the port is a free one (or $PG_TEST_PORT). Only
 # `export ...` lines go to stdout; progress goes to stderr. The state of the last cluster started
 # is remembered in ${PG_TEST_STATE:-/tmp/prospect-events-pg-test.dir} so `stop` needs no argument.
+#
+# With PG_TEST_TLS=1 the cluster requires TLS (`hostssl` only) with a certificate for 127.0.0.1
+# and localhost from a CA made for it (openssl), and the exported URL connects with
+# `sslmode=verify-full&sslrootcert=<that CA>`; PROSPECT_EVENTS_TEST_POSTGRES_CA names the CA file.
 set -euo pipefail
 
 STATE_FILE="${PG_TEST_STATE:-/tmp/prospect-events-pg-test.dir}"
@@ -105,6 +109,11 @@ shared_buffers = 128MB
 fsync = on
 logging_collector = off
 EOF
+  local url="postgres://postgres@127.0.0.1:$port/$DB_NAME"
+  if [[ "${PG_TEST_TLS:-0}" == 1 ]]; then
+    make_tls "$dir" "$user"
+    url="$url?sslmode=verify-full&sslrootcert=$dir/tls/ca.crt"
+  fi
   echo "$port" >"$dir/port"
   echo "$user" >"$dir/user"
   echo "$bindir" >"$dir/bindir"
@@ -113,8 +122,40 @@ EOF
     -qc "CREATE DATABASE $DB_NAME" >&2
   echo "$dir" >"$STATE_FILE"
   log "running on 127.0.0.1:$port (data $dir); stop with: $0 stop $dir"
-  echo "export PROSPECT_EVENTS_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:$port/$DB_NAME"
+  echo "export PROSPECT_EVENTS_TEST_POSTGRES_URL='$url'"
   echo "export PG_TEST_CLUSTER_DIR=$dir"
+  if [[ "${PG_TEST_TLS:-0}" == 1 ]]; then
+    echo "export PROSPECT_EVENTS_TEST_POSTGRES_CA=$dir/tls/ca.crt"
+  fi
+}
+
+# make_tls DIR USER: a test CA and a server certificate for 127.0.0.1/localhost signed by it;
+# the server only accepts TLS connections over TCP.
+make_tls() {
+  local dir="$1" user="$2" tls="$1/tls"
+  if ! command -v openssl >/dev/null; then
+    log "PG_TEST_TLS=1 needs openssl (apt-get install -y openssl)"
+    exit 1
+  fi
+  mkdir -p "$tls"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 \
+    -keyout "$tls/ca.key" -out "$tls/ca.crt" -subj "/CN=prospect-events test CA" 2>/dev/null
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+    -keyout "$tls/server.key" -out "$tls/server.csr" -subj "/CN=localhost" 2>/dev/null
+  printf '%s\n' "subjectAltName=DNS:localhost,IP:127.0.0.1" "extendedKeyUsage=serverAuth" \
+    "basicConstraints=CA:FALSE" >"$tls/server.ext"
+  openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.crt" -CAkey "$tls/ca.key" \
+    -CAcreateserial -days 30 -extfile "$tls/server.ext" -out "$tls/server.crt" 2>/dev/null
+  chown -R "$user" "$tls" 2>/dev/null || true
+  chmod 600 "$tls/server.key" "$tls/ca.key"
+  {
+    echo "ssl = on"
+    echo "ssl_cert_file = '$tls/server.crt'"
+    echo "ssl_key_file = '$tls/server.key'"
+  } >>"$dir/data/postgresql.conf"
+  # TCP connections must use TLS (the Unix socket stays for local administration).
+  sed -i -E 's/^host(\s)/hostssl\1/' "$dir/data/pg_hba.conf"
+  log "TLS required; CA $tls/ca.crt"
 }
 
 start_server() {

@@ -14,17 +14,20 @@
 //! fails within a few seconds with [`StoreError::Unavailable`], and the pool reconnects by itself
 //! once the server is back (closed connections are discarded when recycled).
 
+mod connect;
 mod events;
 mod migrate;
 mod queries;
 mod webhooks;
 
 use crate::StoreError;
+pub use connect::{ConnectParams, SslMode, DEFAULT_CONNECT_TIMEOUT};
+
+use connect::Connector;
 use deadpool_postgres::{
     Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
 };
 use std::time::Duration;
-use tokio_postgres::NoTls;
 
 /// Tuning knobs of the PostgreSQL backend.
 #[derive(Clone, Debug)]
@@ -52,31 +55,27 @@ pub struct PostgresStore {
 }
 
 impl PostgresStore {
-    /// Connects to `url` (`postgres://user:pass@host:port/db?...`), runs migrations and keeps a
-    /// pool. Extra URL parameters understood here (removed before connecting): `pool_size`.
+    /// Connects to `url` (`postgres://user:pass@host:port/db?...`, one host or several),
+    /// runs migrations and keeps a pool. URL parameters understood here (removed before the
+    /// driver sees the URL): `pool_size`, and libpq's `sslmode`, `sslrootcert`, `sslcert`,
+    /// `sslkey`, `connect_timeout` (see [`connect`](self::connect)).
     pub async fn open(url: &str, mut opts: PostgresOptions) -> Result<Self, StoreError> {
-        let url = take_pool_params(url, &mut opts)?;
-        let mut cfg: tokio_postgres::Config = url.parse().map_err(|e| {
-            StoreError::Internal(format!(
-                "invalid PostgreSQL URL {}: {e}",
-                crate::redact_url(&url)
-            ))
-        })?;
-        if cfg.get_connect_timeout().is_none() {
-            cfg.connect_timeout(opts.acquire_timeout);
-        }
-        if cfg.get_application_name().is_none() {
-            cfg.application_name("prospect-events");
-        }
-        // Notice a vanished server on idle and busy connections within seconds.
-        cfg.keepalives(true);
-        cfg.keepalives_idle(Duration::from_secs(10));
-        cfg.keepalives_interval(Duration::from_secs(2));
-        cfg.keepalives_retries(3);
-        cfg.tcp_user_timeout(Duration::from_secs(20));
-        let mgr = Manager::from_config(
-            cfg,
-            NoTls,
+        let (url, params) = take_params(url, &mut opts)?;
+        let connector = Connector::new(&url, &params, tune)?;
+        // Start-up says why no host can be used (certificate, TLS refused, password, …).
+        connector.check().await?;
+        // Opening a connection may take every host's budget (a silent first host, then the
+        // live one), so the pool's creation budget covers them all.
+        let create_timeout = match connector.total_budget() {
+            Duration::MAX => opts.acquire_timeout,
+            all_hosts => opts
+                .acquire_timeout
+                .max(all_hosts.saturating_add(Duration::from_secs(1))),
+        };
+        let mgr = Manager::from_connect(
+            // The connector holds each host's configuration; this one is only for the pool.
+            tokio_postgres::Config::new(),
+            connector,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -84,7 +83,7 @@ impl PostgresStore {
         let pool = Pool::builder(mgr)
             .max_size(opts.max_connections.max(1))
             .wait_timeout(Some(opts.acquire_timeout))
-            .create_timeout(Some(opts.acquire_timeout))
+            .create_timeout(Some(create_timeout))
             .recycle_timeout(Some(opts.acquire_timeout))
             .runtime(Runtime::Tokio1)
             .build()
@@ -123,10 +122,28 @@ async fn get(pool: &Pool) -> Result<Object, StoreError> {
     })
 }
 
-/// Removes the pool parameters this crate understands from the URL's query string.
-fn take_pool_params(url: &str, opts: &mut PostgresOptions) -> Result<String, StoreError> {
+/// Settings of every connection: a name in `pg_stat_activity`, and TCP keepalives so that a
+/// vanished server is noticed on idle and busy connections within seconds.
+fn tune(cfg: &mut tokio_postgres::Config) {
+    if cfg.get_application_name().is_none() {
+        cfg.application_name("prospect-events");
+    }
+    cfg.keepalives(true);
+    cfg.keepalives_idle(Duration::from_secs(10));
+    cfg.keepalives_interval(Duration::from_secs(2));
+    cfg.keepalives_retries(3);
+    cfg.tcp_user_timeout(Duration::from_secs(20));
+}
+
+/// Removes the parameters this crate understands (the pool's and [`ConnectParams`]) from the
+/// URL's query string; the rest is the driver's.
+fn take_params(
+    url: &str,
+    opts: &mut PostgresOptions,
+) -> Result<(String, ConnectParams), StoreError> {
+    let mut params = ConnectParams::default();
     let Some((base, query)) = url.split_once('?') else {
-        return Ok(url.to_string());
+        return Ok((url.to_string(), params));
     };
     let mut kept = Vec::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
@@ -137,14 +154,16 @@ fn take_pool_params(url: &str, opts: &mut PostgresOptions) -> Result<String, Sto
                     StoreError::Internal(format!("invalid pool_size in the database URL: {v}"))
                 })?
             }
+            _ if params.take(k, v)? => {}
             _ => kept.push(pair),
         }
     }
-    Ok(if kept.is_empty() {
+    let url = if kept.is_empty() {
         base.to_string()
     } else {
         format!("{base}?{}", kept.join("&"))
-    })
+    };
+    Ok((url, params))
 }
 
 /// Test support: creates the empty schema `schema` in the database at `base_url` and returns a
@@ -181,15 +200,12 @@ fn check_schema_name(schema: &str) -> Result<(), StoreError> {
 }
 
 async fn admin_exec(base_url: &str, sql: &str) -> Result<(), StoreError> {
-    let url = take_pool_params(base_url, &mut PostgresOptions::default())?;
-    let mut cfg: tokio_postgres::Config = url
-        .parse()
-        .map_err(|e| StoreError::Internal(format!("invalid PostgreSQL URL: {e}")))?;
-    if cfg.get_connect_timeout().is_none() {
-        cfg.connect_timeout(Duration::from_secs(5));
-    }
-    let (client, conn) = cfg.connect(NoTls).await.map_err(pg)?;
-    let task = tokio::spawn(conn);
+    let (url, params) = take_params(base_url, &mut PostgresOptions::default())?;
+    let connector = Connector::new(&url, &params, |_| {})?;
+    let (client, task) =
+        deadpool_postgres::Connect::connect(&connector, &tokio_postgres::Config::new())
+            .await
+            .map_err(pg)?;
     let res = client.batch_execute(sql).await.map_err(pg);
     drop(client);
     let _ = task.await;
@@ -250,15 +266,21 @@ mod tests {
     #[test]
     fn pool_params_are_taken_from_the_url() {
         let mut o = PostgresOptions::default();
-        let u =
-            take_pool_params("postgres://u@h/db?pool_size=40&connect_timeout=2", &mut o).unwrap();
-        assert_eq!(u, "postgres://u@h/db?connect_timeout=2");
+        let (u, p) = take_params(
+            "postgres://u@h/db?pool_size=40&connect_timeout=3&sslmode=require&application_name=x",
+            &mut o,
+        )
+        .unwrap();
+        assert_eq!(u, "postgres://u@h/db?application_name=x");
         assert_eq!(o.max_connections, 40);
-        let u = take_pool_params("postgres://u@h/db?pool_size=4", &mut o).unwrap();
+        assert_eq!(p.ssl_mode, SslMode::Require);
+        assert_eq!(p.connect_timeout, Some(Duration::from_secs(3)));
+        let (u, _) = take_params("postgres://u@h/db?pool_size=4", &mut o).unwrap();
         assert_eq!(u, "postgres://u@h/db");
-        assert!(take_pool_params("postgres://u@h/db?pool_size=x", &mut o).is_err());
+        assert!(take_params("postgres://u@h/db?pool_size=x", &mut o).is_err());
+        assert!(take_params("postgres://u@h/db?sslmode=verify-everything", &mut o).is_err());
         assert_eq!(
-            take_pool_params("postgres://u@h/db", &mut o).unwrap(),
+            take_params("postgres://u@h/db", &mut o).unwrap().0,
             "postgres://u@h/db"
         );
     }
