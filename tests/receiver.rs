@@ -86,6 +86,16 @@ struct Inner {
     received: Vec<Received>,
 }
 
+/// Completed TLS handshakes of an HTTPS receiver (one per connection).
+#[derive(Clone, Default)]
+pub struct Handshakes(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Handshakes {
+    pub fn count(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
 #[derive(Clone)]
 pub struct Receiver {
     pub url: String,
@@ -134,13 +144,7 @@ async fn handle(
 impl Receiver {
     /// Starts a receiver answering `default` unless a scripted reply is queued.
     pub async fn start(default: Reply) -> Self {
-        let inner = Arc::new(Mutex::new(Inner {
-            default: Some(default),
-            ..Default::default()
-        }));
-        let app = axum::Router::new()
-            .fallback(handle)
-            .with_state(inner.clone());
+        let (inner, app) = Self::app(default);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -156,6 +160,62 @@ impl Receiver {
             inner,
             _stop: Arc::new(tx),
         }
+    }
+
+    /// Starts an HTTPS receiver presenting `cert` (made for `localhost`); its URL is
+    /// `https://localhost:<port>/hook`. `handshakes` counts TLS handshakes that completed.
+    pub async fn start_tls(default: Reply, cert: &tls::test_pki::TestCert) -> (Self, Handshakes) {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, k) = cert.write(dir.path(), "receiver");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(
+            tls::server_config(&c, &k).expect("receiver certificate"),
+        ));
+        let (inner, app) = Self::app(default);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
+        let handshakes = Handshakes::default();
+        let counted = handshakes.clone();
+        tokio::spawn(async move {
+            loop {
+                let stream = tokio::select! {
+                    accepted = listener.accept() => match accepted {
+                        Ok((stream, _)) => stream,
+                        Err(_) => return,
+                    },
+                    _ = &mut rx => return,
+                };
+                let (acceptor, app, counted) = (acceptor.clone(), app.clone(), counted.clone());
+                tokio::spawn(async move {
+                    // A refused handshake (the client distrusts us) just ends the connection.
+                    let Ok(stream) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    counted.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let service = hyper_util::service::TowerToHyperService::new(app);
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        let rx = Receiver {
+            url: format!("https://localhost:{port}/hook"),
+            inner,
+            _stop: Arc::new(tx),
+        };
+        (rx, handshakes)
+    }
+
+    fn app(default: Reply) -> (Arc<Mutex<Inner>>, axum::Router) {
+        let inner = Arc::new(Mutex::new(Inner {
+            default: Some(default),
+            ..Default::default()
+        }));
+        let app = axum::Router::new()
+            .fallback(handle)
+            .with_state(inner.clone());
+        (inner, app)
     }
 
     /// Queues replies used (in order) before the default.

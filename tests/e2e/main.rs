@@ -8,5 +8,6 @@ mod ingest_cli;
 mod meta;
 mod replicas;
 mod serve_crash;
+mod tls;
 mod validation;
 mod webhooks;

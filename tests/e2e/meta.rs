@@ -12,6 +12,14 @@ async fn health_version_openapi_metrics() {
         .unwrap();
     assert_eq!(h.status(), 200);
     assert_eq!(h.text().await.unwrap(), "\"OK\"");
+    let ready = app
+        .client
+        .get(app.url("/healthcheck/ready"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    assert_eq!(ready.text().await.unwrap(), "\"OK\"");
     let v: Value = app
         .client
         .get(app.url("/version/"))
@@ -36,6 +44,7 @@ async fn health_version_openapi_metrics() {
     for p in [
         "/v1/prospects/events/enrollments",
         "/healthcheck/http",
+        "/healthcheck/ready",
         "/version/",
         "/metrics",
     ] {

@@ -422,6 +422,17 @@ fn assert_clean_503(status: u16, body: &str, took: Duration, what: &str) {
     }
 }
 
+/// `GET /healthcheck/ready`: status and body.
+async fn readiness(client: &reqwest::Client, base: &str) -> (u16, String) {
+    let resp = client
+        .get(format!("{base}/healthcheck/ready"))
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_restart_mid_run_answers_503_then_recovers_without_loss() {
     let (_shared, _bin) = pg_and_binary_or_skip!("postgres_restart_mid_run");
@@ -477,6 +488,7 @@ async fn postgres_restart_mid_run_answers_503_then_recovers_without_loss() {
 
     // Let notifications flow, then take the server away.
     rx.wait_for(200, Duration::from_secs(60)).await;
+    assert_eq!(readiness(&client, &r.base).await.0, 200);
     cluster.run("pg-stop");
     let stopped_at = Instant::now();
     eprintln!(
@@ -506,6 +518,12 @@ async fn postgres_restart_mid_run_answers_503_then_recovers_without_loss() {
     let (status, v, took) = ingest(&client, &r.base, &admin, &lines).await;
     assert_clean_503(status, &v.to_string(), took, "POST snapshots");
     assert!(outage_answers >= 3);
+    // The load balancer's view: not ready, while liveness still answers.
+    let t = Instant::now();
+    let (status, body) = readiness(&client, &r.base).await;
+    assert_clean_503(status, &body, t.elapsed(), "GET /healthcheck/ready");
+    let live = client.get(r.url("/healthcheck/http")).send().await.unwrap();
+    assert_eq!(live.status(), 200);
 
     cluster.run("pg-start");
     let started_at = Instant::now();
@@ -533,6 +551,7 @@ async fn postgres_restart_mid_run_answers_503_then_recovers_without_loss() {
         "recovered {:?} after PostgreSQL came back",
         started_at.elapsed()
     );
+    assert_eq!(readiness(&client, &r.base).await.0, 200);
 
     // The feeder got every batch accepted; its failures were all prompt, clean 503s.
     let answers = feeder.await.unwrap();

@@ -99,6 +99,7 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthcheck/http", get(meta::healthcheck))
+        .route("/healthcheck/ready", get(meta::ready))
         .route("/version/", get(meta::version))
         .route("/openapi.json", get(meta::openapi))
         .route("/metrics", get(meta::metrics))

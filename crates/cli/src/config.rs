@@ -71,6 +71,16 @@ pub struct ServeArgs {
     /// Do not serve the API.
     #[arg(long, env = "PROSPECT_EVENTS_NO_API")]
     pub no_api: bool,
+    /// PEM bundle of extra CAs trusted for https:// webhook receivers (a private PKI), besides
+    /// the public web PKI roots and the system's store. Certificates are always verified.
+    #[arg(long, env = "PROSPECT_EVENTS_WEBHOOK_CA_FILE")]
+    pub webhook_ca_file: Option<PathBuf>,
+    /// PEM certificate chain: serve the API over HTTPS (needs --tls-key).
+    #[arg(long, env = "PROSPECT_EVENTS_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "PROSPECT_EVENTS_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -101,6 +111,9 @@ struct FileConfig {
     no_worker: Option<bool>,
     no_scanner: Option<bool>,
     no_api: Option<bool>,
+    webhook_ca_file: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
 }
 
 impl FileConfig {
@@ -175,6 +188,17 @@ pub struct ServeConfig {
     pub worker: bool,
     pub scanner: bool,
     pub api: bool,
+    /// Extra trusted CAs for webhook receivers.
+    pub webhook_ca_file: Option<PathBuf>,
+    /// Serve the API over HTTPS with this certificate and key (plain HTTP without).
+    pub tls: Option<ServerTls>,
+}
+
+/// The HTTPS API's certificate chain and private key (PEM files).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 impl ServeConfig {
@@ -257,6 +281,15 @@ impl ServeConfig {
             worker: !(args.no_worker || file.no_worker.unwrap_or(false)),
             scanner: !(args.no_scanner || file.no_scanner.unwrap_or(false)),
             api: !(args.no_api || file.no_api.unwrap_or(false)),
+            webhook_ca_file: args.webhook_ca_file.or(file.webhook_ca_file),
+            tls: match (
+                args.tls_cert.or(file.tls_cert),
+                args.tls_key.or(file.tls_key),
+            ) {
+                (Some(cert), Some(key)) => Some(ServerTls { cert, key }),
+                (None, None) => None,
+                _ => bail!("--tls-cert and --tls-key go together"),
+            },
         };
         if cfg.delivery_lease <= cfg.delivery_timeout {
             bail!("--delivery-lease must be longer than --delivery-timeout");
@@ -337,7 +370,19 @@ mod tests {
         assert_eq!(cfg.retry_schedule.len(), 7);
         assert_eq!(cfg.delivery_timeout, Duration::from_secs(15));
         args.rate_limit = Some(0);
-        assert_eq!(ServeConfig::load(args).unwrap().rate_limit, 0);
+        assert_eq!(ServeConfig::load(args.clone()).unwrap().rate_limit, 0);
+        assert_eq!(ServeConfig::load(args.clone()).unwrap().tls, None);
+        args.tls_cert = Some("server.crt".into());
+        let e = ServeConfig::load(args.clone()).unwrap_err();
+        assert_eq!(e.to_string(), "--tls-cert and --tls-key go together");
+        args.tls_key = Some("server.key".into());
+        assert_eq!(
+            ServeConfig::load(args).unwrap().tls,
+            Some(ServerTls {
+                cert: "server.crt".into(),
+                key: "server.key".into()
+            })
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

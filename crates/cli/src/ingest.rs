@@ -119,7 +119,20 @@ async fn to_server(args: &IngestArgs, server: &str, format: Format) -> Result<Su
         Format::Csv => "text/csv",
         Format::Ndjson => "application/x-ndjson",
     };
-    let resp = reqwest::Client::new()
+    // An https:// server is checked against the public roots and the system's store (which
+    // honours SSL_CERT_FILE, for a private CA).
+    let tls = tls::client_config(
+        &tls::Anchors::Public {
+            extra_ca_files: vec![],
+        },
+        tls::Verification::Full,
+        None,
+        &[b"http/1.1"],
+    )?;
+    let resp = reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .build()
+        .context("building the HTTP client")?
         .post(&url)
         .header("api_key", key)
         .header("content-type", ct)

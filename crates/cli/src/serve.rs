@@ -19,6 +19,7 @@ pub async fn run(cfg: ServeConfig) -> Result<()> {
     let sender = Sender::new(SenderConfig {
         timeout: cfg.delivery_timeout,
         allow_private_targets: cfg.allow_private_targets,
+        extra_ca_files: cfg.webhook_ca_file.iter().cloned().collect(),
         ..SenderConfig::default()
     })
     .context("building the webhook HTTP client")?;

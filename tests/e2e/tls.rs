@@ -1,0 +1,204 @@
+//! TLS end to end: HTTPS webhook receivers behind a private CA given with `--webhook-ca-file`
+//! (connectivity check, signed notifications, retries, connection reuse), receivers whose
+//! certificate is not trusted (refused with a plain message, nothing sent), and the API itself
+//! served over HTTPS (`--tls-cert`/`--tls-key`).
+
+use crate::serve_crash::{binary_or_skip, enroll_many, ingest_moves, register, req};
+use prospect_events_e2e::process::{free_port, keys_create, Serve};
+use prospect_events_e2e::receiver::{Receiver, Reply};
+use prospect_events_e2e::{test_database_url, test_delivery, TestApp, P1};
+use reqwest::Method;
+use serde_json::{json, Value};
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+use tls::test_pki::TestCa;
+
+const TENANT: &str = "con_tls";
+const PARTNER: &str = "partner_tls";
+
+/// Every delivery of the partner's log, once each has settled (delivered or failed).
+async fn delivery_log(client: &reqwest::Client, s: &Serve, key: &str, n: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v: Value = req(
+            client,
+            s,
+            Method::GET,
+            &format!("/v1/webhooks/{PARTNER}/deliveries?limit=1000"),
+            key,
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        let list = v["deliveries"].as_array().cloned().unwrap_or_default();
+        if list.len() >= n && list.iter().all(|d| d["status"] == "delivered") {
+            return list;
+        }
+        assert!(Instant::now() < deadline, "log not settled: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_receivers_behind_a_private_ca_get_checks_notifications_and_retries() {
+    let _bin = binary_or_skip!();
+    let dir = tempfile::tempdir().unwrap();
+    let db = test_database_url(&dir).await;
+    let ca = TestCa::new("receivers' private CA");
+    let ca_file = ca.write(dir.path(), "receivers-ca");
+    let (rx, handshakes) = Receiver::start_tls(Reply::Status(200), &ca.issue(&["localhost"])).await;
+    rx.set_check_reply(Reply::Status(200));
+    // The first notification attempt fails: it must be retried, over HTTPS too.
+    rx.script([Reply::Status(500)]);
+
+    let key = keys_create(dir.path(), &db, TENANT, PARTNER, false);
+    let admin = keys_create(dir.path(), &db, "con_ops", "ops", true);
+    let serve = Serve::start(
+        dir.path(),
+        &db,
+        free_port(),
+        &[
+            "--allow-private-targets",
+            "--webhook-ca-file",
+            ca_file.to_str().unwrap(),
+            "--retry-schedule",
+            "1s,1s,1s",
+        ],
+        "tls-webhooks",
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let secret = register(&client, &serve, &key, PARTNER, &rx.url).await;
+
+    let check: Value = req(
+        &client,
+        &serve,
+        Method::POST,
+        "/v1/webhooks/check_connectivity",
+        &key,
+    )
+    .json(&json!({"partner_id": PARTNER}))
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(
+        check["response_context"]["request_status"], "success",
+        "{check}"
+    );
+    assert_eq!(check["webhook_response"]["status_code"], 200, "{check}");
+
+    const PROSPECTS: usize = 20;
+    enroll_many(&client, &serve, &key, PROSPECTS).await;
+    ingest_moves(&client, &serve, &admin, PROSPECTS).await;
+    let notifications = 2 * PROSPECTS;
+    let log = delivery_log(&client, &serve, &key, notifications).await;
+    assert_eq!(log.len(), notifications);
+    let retried: Vec<&Value> = log.iter().filter(|d| d["attempts"] == 2).collect();
+    assert_eq!(retried.len(), 1, "exactly the scripted failure was retried");
+
+    let got = rx.notifications();
+    assert_eq!(
+        got.len(),
+        notifications + 1,
+        "every notification, one twice"
+    );
+    assert!(got.iter().all(|r| r.signature_valid(&secret)));
+    let distinct: HashSet<&str> = got.iter().map(|r| r.header("x-delivery-id")).collect();
+    assert_eq!(distinct.len(), notifications);
+    // Connections (and their TLS sessions) are pooled: far fewer handshakes than requests
+    // (at most the per-webhook concurrency plus the connectivity check's).
+    assert!(
+        handshakes.count() <= 8,
+        "{} TLS handshakes for {} requests",
+        handshakes.count(),
+        got.len() + 1
+    );
+}
+
+#[tokio::test]
+async fn a_receiver_certificate_from_another_ca_is_refused_and_said_plainly() {
+    let ours = TestCa::new("our CA");
+    let dir = tempfile::tempdir().unwrap();
+    let (mut sender, worker) = test_delivery();
+    sender.extra_ca_files = vec![ours.write(dir.path(), "ours")];
+    let app = TestApp::spawn_full(prospect_events_e2e::test_config(), Some((sender, worker))).await;
+    let admin = app.new_key("con_ops", "ops", true).await;
+    let theirs = TestCa::new("a CA nobody configured");
+    let (rx, handshakes) =
+        Receiver::start_tls(Reply::Status(200), &theirs.issue(&["localhost"])).await;
+    let resp = app
+        .req(Method::POST, "/v1/webhooks")
+        .json(&json!({"partner_id": "partner_a", "webhook_url": rx.url}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+
+    let check: Value = app
+        .req(Method::POST, "/v1/webhooks/check_connectivity")
+        .json(&json!({"partner_id": "partner_a"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(check["response_context"]["request_status"], "failure");
+    assert_eq!(
+        check["error"], "TLS: certificate not trusted (unknown issuer)",
+        "{check}"
+    );
+
+    // A real notification: its attempt fails with the same words in the delivery log.
+    let resp = app
+        .req(Method::POST, "/v1/prospects/events/enrollments")
+        .json(
+            &json!({"enrollment_key": "tls_refusal", "prospect_ids": [P1],
+            "event_types": ["prospect_changed_role"]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    let lines = [
+        json!({"prospect_id": P1, "observed_at": "2026-01-01",
+            "full_name": "Ada", "company_name": "Acme", "job_title": "Engineer"}),
+        json!({"prospect_id": P1, "observed_at": "2026-01-02",
+            "full_name": "Ada", "company_name": "Acme", "job_title": "Lead"}),
+    ]
+    .map(|l| l.to_string());
+    let (status, summary) = app
+        .ingest_snapshots(&admin, Some("application/x-ndjson"), lines.join("\n"))
+        .await;
+    assert_eq!(status, 200, "{summary}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let log = loop {
+        let log: Value = app
+            .req(Method::GET, "/v1/webhooks/partner_a/deliveries")
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if log["deliveries"][0]["attempts"].as_u64().unwrap_or(0) >= 1 {
+            break log;
+        }
+        assert!(Instant::now() < deadline, "no attempt recorded: {log}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let d = &log["deliveries"][0];
+    assert_eq!(d["status"], "pending", "retried per schedule: {d}");
+    assert_eq!(
+        d["last_error"], "TLS: certificate not trusted (unknown issuer)",
+        "{d}"
+    );
+    assert_eq!(rx.count(), 0, "nothing was sent");
+    assert_eq!(handshakes.count(), 0);
+}
