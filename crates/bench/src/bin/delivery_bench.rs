@@ -7,6 +7,10 @@
 //!   recorded as delivered.
 //! * `latency`: with the worker running, ingest changes at a fixed rate (events/s) and measure
 //!   commit-to-receipt latency per notification.
+//!
+//! With `--tls` the receiver speaks HTTPS (a certificate from a CA made for the run, trusted by
+//! the sender as `--webhook-ca-file` would be). Both modes report the connections the receiver
+//! accepted.
 
 use anyhow::{bail, Context, Result};
 use axum::body::Bytes;
@@ -14,7 +18,10 @@ use clap::{Parser, Subcommand};
 use delivery::{Limiter, Sender, SenderConfig, Worker, WorkerConfig};
 use domain::snapshot::Snapshot;
 use domain::{EnrollmentId, EventType, PartnerId, ProspectId, TenantId};
+use hyper_util::rt::TokioIo;
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use store::{DynStore, EnrollmentSpec, IngestOptions, NewEnrollment, Scope};
@@ -26,6 +33,9 @@ struct Args {
     /// (`postgres://…?options=-csearch_path%3Dbench`). It must be empty.
     #[arg(long, global = true)]
     database_url: Option<String>,
+    /// Deliver to an HTTPS receiver instead of plain HTTP.
+    #[arg(long, global = true)]
+    tls: bool,
     #[command(subcommand)]
     mode: Mode,
 }
@@ -48,7 +58,15 @@ enum Mode {
 
 type Receipts = Arc<Mutex<Vec<(Instant, String)>>>;
 
-async fn receiver() -> Result<(String, Receipts)> {
+/// The local receiver: its URL, what it received, how many connections it accepted.
+struct Receiver {
+    url: String,
+    got: Receipts,
+    connections: Arc<AtomicUsize>,
+}
+
+/// A keep-alive receiver answering 200, over HTTPS with `tls` (certificate and key files).
+async fn receiver(tls: Option<(&Path, &Path)>) -> Result<Receiver> {
     let got: Receipts = Default::default();
     let g = got.clone();
     let app = axum::Router::new().fallback(move |headers: axum::http::HeaderMap, _b: Bytes| {
@@ -65,10 +83,42 @@ async fn receiver() -> Result<(String, Receipts)> {
             "ok"
         }
     });
+    let acceptor = match tls {
+        Some((cert, key)) => Some(tokio_rustls::TlsAcceptor::from(Arc::new(
+            tls::server_config(cert, key)?,
+        ))),
+        None => None,
+    };
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}/hook", l.local_addr()?);
-    tokio::spawn(async move { axum::serve(l, app).await });
-    Ok((url, got))
+    let port = l.local_addr()?.port();
+    let url = match acceptor {
+        Some(_) => format!("https://localhost:{port}/hook"),
+        None => format!("http://127.0.0.1:{port}/hook"),
+    };
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = l.accept().await {
+            counted.fetch_add(1, Ordering::Relaxed);
+            let (app, acceptor) = (app.clone(), acceptor.clone());
+            tokio::spawn(async move {
+                let service = hyper_util::service::TowerToHyperService::new(app);
+                let http = hyper::server::conn::http1::Builder::new();
+                let _ = match acceptor {
+                    None => http.serve_connection(TokioIo::new(stream), service).await,
+                    Some(a) => match a.accept(stream).await {
+                        Ok(s) => http.serve_connection(TokioIo::new(s), service).await,
+                        Err(_) => return,
+                    },
+                };
+            });
+        }
+    });
+    Ok(Receiver {
+        url,
+        got,
+        connections,
+    })
 }
 
 fn pid(n: u64) -> ProspectId {
@@ -123,9 +173,16 @@ fn opts() -> IngestOptions {
     }
 }
 
-async fn setup(
-    database_url: Option<&str>,
-) -> Result<(tempdir::Dir, DynStore, Scope, String, Receipts)> {
+struct Setup {
+    _dir: tempdir::Dir,
+    store: DynStore,
+    scope: Scope,
+    receiver: Receiver,
+    /// The CA file the sender trusts (with `--tls`).
+    ca_file: Option<PathBuf>,
+}
+
+async fn setup(database_url: Option<&str>, tls: bool) -> Result<Setup> {
     let dir = tempdir::Dir::new()?;
     let url = match database_url {
         Some(u) => u.to_string(),
@@ -150,13 +207,28 @@ async fn setup(
         })
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let (url, got) = receiver().await?;
+    let (receiver, ca_file) = if tls {
+        let ca = tls::test_pki::TestCa::new("delivery bench CA");
+        let (cert, key) = ca.issue(&["localhost"]).write(&dir.0, "receiver");
+        (
+            receiver(Some((&cert, &key))).await?,
+            Some(ca.write(&dir.0, "ca")),
+        )
+    } else {
+        (receiver(None).await?, None)
+    };
     let secret = domain::signing::generate_secret(rand::random());
     store
-        .put_webhook(&scope, &url, &secret, 0)
+        .put_webhook(&scope, &receiver.url, &secret, 0)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok((dir, store, scope, url, got))
+    Ok(Setup {
+        _dir: dir,
+        store,
+        scope,
+        receiver,
+        ca_file,
+    })
 }
 
 mod tempdir {
@@ -176,9 +248,10 @@ mod tempdir {
     }
 }
 
-fn worker(store: &DynStore) -> Result<Worker> {
+fn worker(store: &DynStore, ca_file: Option<&PathBuf>) -> Result<Worker> {
     let sender = Sender::new(SenderConfig {
         allow_private_targets: true,
+        extra_ca_files: ca_file.into_iter().cloned().collect(),
         ..SenderConfig::default()
     })?;
     Ok(Worker::new(
@@ -202,11 +275,13 @@ fn pct(v: &[f64], p: f64) -> f64 {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let (_dir, store, scope, _url, got) = setup(args.database_url.as_deref()).await?;
+    let setup = setup(args.database_url.as_deref(), args.tls).await?;
+    let (store, scope, got) = (&setup.store, &setup.scope, &setup.receiver.got);
+    let connections = || setup.receiver.connections.load(Ordering::Relaxed);
     match args.mode {
         Mode::Throughput { notifications } => {
             let n = notifications as u64;
-            enroll(&store, &scope, n).await?;
+            enroll(store, scope, n).await?;
             let t = Instant::now();
             for chunk in (0..n).collect::<Vec<_>>().chunks(5000) {
                 let mut batch = Vec::with_capacity(chunk.len() * 2);
@@ -220,7 +295,7 @@ async fn main() -> Result<()> {
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
             }
             let queued = store
-                .outbox(Some(&scope), u32::MAX)
+                .outbox(Some(scope), u32::MAX)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?
                 .len();
@@ -231,7 +306,7 @@ async fn main() -> Result<()> {
                 "queued {queued} notifications in {:.1}s",
                 t.elapsed().as_secs_f64()
             );
-            let w = worker(&store)?;
+            let w = worker(store, setup.ca_file.as_ref())?;
             let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
             let started = Instant::now();
             let task = tokio::spawn(w.run(stop_rx));
@@ -250,7 +325,7 @@ async fn main() -> Result<()> {
             loop {
                 let page = store
                     .list_deliveries(
-                        &scope,
+                        scope,
                         &store::DeliveryQuery {
                             status: Some(store::DeliveryStatus::Pending),
                             limit: 1,
@@ -275,10 +350,12 @@ async fn main() -> Result<()> {
                 v.len() - ids.len()
             };
             println!(
-                "{{\"mode\":\"throughput\",\"notifications\":{notifications},\"received_s\":{:.2},\"all_recorded_s\":{:.2},\"deliveries_per_s\":{:.0},\"duplicates\":{dupes}}}",
+                "{{\"mode\":\"throughput\",\"tls\":{},\"notifications\":{notifications},\"received_s\":{:.2},\"all_recorded_s\":{:.2},\"deliveries_per_s\":{:.0},\"duplicates\":{dupes},\"connections\":{}}}",
+                args.tls,
                 received_at.as_secs_f64(),
                 recorded_at.as_secs_f64(),
-                notifications as f64 / recorded_at.as_secs_f64()
+                notifications as f64 / recorded_at.as_secs_f64(),
+                connections()
             );
         }
         Mode::Latency {
@@ -286,7 +363,7 @@ async fn main() -> Result<()> {
             seconds,
         } => {
             let total = events_per_second as u64 * seconds;
-            enroll(&store, &scope, total).await?;
+            enroll(store, scope, total).await?;
             // Baselines first, so each later snapshot produces exactly one event.
             for chunk in (0..total).collect::<Vec<_>>().chunks(5000) {
                 let batch = chunk.iter().map(|&i| snap(pid(i), 0, "Engineer")).collect();
@@ -295,7 +372,7 @@ async fn main() -> Result<()> {
                     .await
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
             }
-            let w = worker(&store)?;
+            let w = worker(store, setup.ca_file.as_ref())?;
             let wake = w.wake_handle();
             let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
             let task = tokio::spawn(w.run(stop_rx));
@@ -357,12 +434,14 @@ async fn main() -> Result<()> {
             }
             lat.sort_by(|a, b| a.total_cmp(b));
             println!(
-                "{{\"mode\":\"latency\",\"events_per_second\":{events_per_second},\"events\":{total},\"received\":{},\"p50_ms\":{:.1},\"p90_ms\":{:.1},\"p99_ms\":{:.1},\"max_ms\":{:.1}}}",
+                "{{\"mode\":\"latency\",\"tls\":{},\"events_per_second\":{events_per_second},\"events\":{total},\"received\":{},\"p50_ms\":{:.1},\"p90_ms\":{:.1},\"p99_ms\":{:.1},\"max_ms\":{:.1},\"connections\":{}}}",
+                args.tls,
                 lat.len(),
                 pct(&lat, 0.5),
                 pct(&lat, 0.9),
                 pct(&lat, 0.99),
-                pct(&lat, 1.0)
+                pct(&lat, 1.0),
+                connections()
             );
         }
     }
