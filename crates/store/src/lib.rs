@@ -33,7 +33,14 @@ pub enum StoreError {
     Internal(String),
 }
 
-/// The persistence contract. Both backends pass the same contract tests.
+/// A time outside the supported range reaching the store is a bug upstream (parsers refuse
+/// such values): the write fails before anything is stored, never with a wrapped value.
+impl From<domain::instant::OutOfRange> for StoreError {
+    fn from(e: domain::instant::OutOfRange) -> Self {
+        StoreError::Internal(format!("refusing to store a time: {e}"))
+    }
+}
+
 /// See [`Store::bulk_ingest`].
 #[async_trait]
 pub trait BulkIngest: Send {

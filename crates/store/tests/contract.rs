@@ -58,6 +58,7 @@ contract!(
     concurrent_ingestion_of_new_prospects,
     bulk_ingest_commits_in_groups,
     repeated_snapshots_still_advance_the_state_time,
+    stored_times_round_trip_exactly_and_out_of_range_ones_are_refused,
     query_events_order_and_window,
     anniversary_scan_remembers_its_window,
     anniversary_scan_after_a_long_gap_fires_each_once,
@@ -822,6 +823,85 @@ async fn concurrent_ingestion_of_new_prospects(s: DynStore) {
 }
 
 // --- events ----------------------------------------------------------------------------------
+
+/// A snapshot of prospect `p` with only a title, observed at `at` (any instant, unchecked).
+fn titled(p: u32, at: OffsetDateTime, title: &str) -> Snapshot {
+    Snapshot {
+        prospect_id: pid(p),
+        observed_at: at,
+        full_name: None,
+        linkedin_url: None,
+        company_id: None,
+        company_name: None,
+        job_title: Some(title.into()),
+        job_start_date: None,
+    }
+}
+
+/// Every `observed_at` in the supported range is stored and read back to the nanosecond: a
+/// snapshot 1 ns older than the stored one is older, 1 ns newer is a change (random instants
+/// plus the edges). One outside the range fails the batch before anything is stored: it used to
+/// wrap around the i64 nanoseconds (1600-01-01 was stored as 2184, 9999-12-31 as 1816).
+async fn stored_times_round_trip_exactly_and_out_of_range_ones_are_refused(s: DynStore) {
+    use domain::instant::{EARLIEST, LATEST};
+    use proptest::strategy::{Strategy, ValueTree};
+    let ns = time::Duration::nanoseconds(1);
+    let mut times = vec![EARLIEST + ns, LATEST - ns, OffsetDateTime::UNIX_EPOCH];
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let nanos = (EARLIEST + ns).unix_timestamp_nanos()..(LATEST - ns).unix_timestamp_nanos();
+    for _ in 0..20 {
+        let n = nanos.new_tree(&mut runner).unwrap().current();
+        times.push(OffsetDateTime::from_unix_timestamp_nanos(n).unwrap());
+    }
+    for (i, t) in times.into_iter().enumerate() {
+        let p = 5000 + i as u32;
+        assert_eq!(ingest_now(&s, vec![titled(p, t, "Dev")]).await.baselines, 1);
+        let older = ingest_now(&s, vec![titled(p, t - ns, "Older")]).await;
+        assert_eq!((older.unchanged, older.events_created), (1, 0), "{t}");
+        let newer = ingest_now(&s, vec![titled(p, t + ns, "CTO")]).await;
+        assert_eq!((newer.changed, newer.events_created), (1, 1), "{t}");
+        let q = EventQuery {
+            prospect_ids: vec![pid(p)],
+            event_types: ALL.to_vec(),
+            from: EARLIEST,
+            to: Some(LATEST),
+        };
+        let evs = s.query_events(&q).await.unwrap();
+        assert_eq!(evs.len(), 1, "{t}");
+        assert_eq!(
+            evs[0].event_time.unix_timestamp(),
+            (t + ns).unix_timestamp()
+        );
+    }
+
+    let start = |d: time::Date| Snapshot {
+        job_start_date: Some(d),
+        ..titled(6000, NOW, "Dev")
+    };
+    for bad in [
+        titled(6000, datetime!(1600-01-01 0:00 UTC), "Dev"),
+        titled(6000, datetime!(9999-12-31 23:59:59 UTC), "Dev"),
+        titled(6000, EARLIEST - ns, "Dev"),
+        titled(6000, LATEST + ns, "Dev"),
+        start(date!(1600 - 01 - 01)),
+        start(date!(2201 - 01 - 01)),
+    ] {
+        // In a batch with a valid snapshot: nothing of it is stored.
+        let batch = vec![titled(6001, NOW, "Dev"), bad.clone()];
+        let r = s.ingest_snapshots(batch.into(), opts(NOW)).await;
+        assert!(matches!(r, Err(StoreError::Internal(_))), "{bad:?}: {r:?}");
+    }
+    let later = NOW + time::Duration::days(1);
+    let first = ingest_now(
+        &s,
+        vec![titled(6000, later, "Dev"), titled(6001, later, "Dev")],
+    )
+    .await;
+    assert_eq!(
+        first.baselines, 2,
+        "nothing of the refused batches was stored"
+    );
+}
 
 async fn repeated_snapshots_still_advance_the_state_time(s: DynStore) {
     ingest_now(

@@ -7,6 +7,7 @@ use crate::model::*;
 use crate::{SnapshotBatch, StoreError, StoreResult};
 use deadpool_postgres::{Object, Transaction};
 use domain::detect::{anniversaries, detect_changes, DetectedEvent, Outcome};
+use domain::instant::{from_unix_nanos, to_unix_nanos};
 use domain::snapshot::{format_date, parse_date, Snapshot};
 use domain::{EventType, PartnerId, ProspectId, TenantId};
 use std::collections::{HashMap, HashSet};
@@ -51,8 +52,7 @@ fn state_row(r: &Row) -> StoreResult<Option<Snapshot>> {
     let start: Option<&str> = r.get(7);
     Ok(Some(Snapshot {
         prospect_id: pid,
-        observed_at: OffsetDateTime::from_unix_timestamp_nanos(nanos as i128)
-            .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+        observed_at: from_unix_nanos(nanos),
         full_name: r.get(2),
         linkedin_url: r.get(3),
         company_id: r.get(4),
@@ -68,6 +68,7 @@ impl PostgresStore {
         batch: SnapshotBatch,
         opts: IngestOptions,
     ) -> StoreResult<IngestCounts> {
+        batch.check_storable()?;
         let batch = batch.snapshots();
         if batch.is_empty() {
             return Ok(IngestCounts::default());
@@ -345,7 +346,7 @@ async fn ingest_once(
                 continue;
             };
             ids.push(&s.prospect_id.as_bytes()[..]);
-            observed.push(s.observed_at.unix_timestamp_nanos() as i64);
+            observed.push(to_unix_nanos(s.observed_at)?);
             full_name.push(s.full_name.as_deref());
             linkedin.push(s.linkedin_url.as_deref());
             company_id.push(s.company_id.as_deref());

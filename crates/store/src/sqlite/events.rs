@@ -5,6 +5,7 @@ use super::{internal, SqliteStore};
 use crate::model::*;
 use crate::{SnapshotBatch, StoreError, StoreResult};
 use domain::detect::{anniversaries, detect_changes, DetectedEvent, Outcome};
+use domain::instant::{from_unix_nanos, to_unix_nanos};
 use domain::snapshot::{format_date, parse_date, Snapshot};
 use domain::{PartnerId, ProspectId, TenantId};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -111,7 +112,7 @@ pub(super) fn ingest(
             touch
                 .execute(params![
                     &pid.as_bytes()[..],
-                    s.observed_at.unix_timestamp_nanos() as i64,
+                    to_unix_nanos(s.observed_at)?,
                     now_s,
                     current_hash
                 ])
@@ -126,7 +127,7 @@ macro_rules! state_params {
     ($s:expr, $now_s:expr, $hash:expr) => {
         params![
             &$s.prospect_id.as_bytes()[..],
-            $s.observed_at.unix_timestamp_nanos() as i64,
+            to_unix_nanos($s.observed_at)?,
             $s.full_name,
             $s.linkedin_url,
             $s.company_id,
@@ -175,7 +176,7 @@ impl FastPaths<'_> {
             .touch_if_same
             .execute(params![
                 &snap.prospect_id.as_bytes()[..],
-                snap.observed_at.unix_timestamp_nanos() as i64,
+                to_unix_nanos(snap.observed_at)?,
                 hash,
                 now_s
             ])
@@ -238,8 +239,7 @@ fn load_state_with(
         let start: Option<String> = r.get(6)?;
         Ok(Snapshot {
             prospect_id: *pid,
-            observed_at: OffsetDateTime::from_unix_timestamp_nanos(nanos as i128)
-                .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+            observed_at: from_unix_nanos(nanos),
             full_name: r.get(1)?,
             linkedin_url: r.get(2)?,
             company_id: r.get(3)?,

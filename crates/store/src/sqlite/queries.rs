@@ -258,6 +258,8 @@ impl Store for SqliteStore {
         batch: SnapshotBatch,
         opts: IngestOptions,
     ) -> StoreResult<IngestCounts> {
+        // Checked here, so that a refused batch fails alone, not the writer's whole group.
+        batch.check_storable()?;
         self.write(move |c| super::events::ingest(c, batch, opts))
             .await
     }
