@@ -62,6 +62,9 @@ pub struct ServeArgs {
     /// Largest accepted request body in bytes (default 1048576).
     #[arg(long, env = "PROSPECT_EVENTS_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
+    /// Longest snapshot line the admin ingestion endpoint accepts, in bytes (default 1048576).
+    #[arg(long, env = "PROSPECT_EVENTS_MAX_LINE_BYTES")]
+    pub max_line_bytes: Option<usize>,
     /// Do not run the delivery worker.
     #[arg(long, env = "PROSPECT_EVENTS_NO_WORKER")]
     pub no_worker: bool,
@@ -98,6 +101,7 @@ struct FileConfig {
     scan_interval: Option<String>,
     event_retention: Option<String>,
     max_body_bytes: Option<usize>,
+    max_line_bytes: Option<usize>,
     no_worker: Option<bool>,
     no_scanner: Option<bool>,
     no_api: Option<bool>,
@@ -172,6 +176,7 @@ pub struct ServeConfig {
     pub scan_interval: Duration,
     pub event_retention: Duration,
     pub max_body_bytes: usize,
+    pub max_line_bytes: usize,
     pub worker: bool,
     pub scanner: bool,
     pub api: bool,
@@ -207,6 +212,13 @@ impl ServeConfig {
             .unwrap_or(1024 * 1024);
         if max_body_bytes == 0 {
             bail!("--max-body-bytes must be positive");
+        }
+        let max_line_bytes = args
+            .max_line_bytes
+            .or(file.max_line_bytes)
+            .unwrap_or(ingest::DEFAULT_MAX_LINE_BYTES);
+        if max_line_bytes == 0 {
+            bail!("--max-line-bytes must be positive");
         }
         if retry_schedule.is_empty() || retry_schedule.iter().any(|d| d.is_zero()) {
             bail!("--retry-schedule needs at least one positive delay");
@@ -254,6 +266,7 @@ impl ServeConfig {
                 "400d",
             )?,
             max_body_bytes,
+            max_line_bytes,
             worker: !(args.no_worker || file.no_worker.unwrap_or(false)),
             scanner: !(args.no_scanner || file.no_scanner.unwrap_or(false)),
             api: !(args.no_api || file.no_api.unwrap_or(false)),

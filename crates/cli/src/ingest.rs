@@ -39,6 +39,15 @@ pub struct IngestArgs {
     /// Other writers to the same SQLite file wait while a transaction is open.
     #[arg(long, default_value_t = 500_000)]
     pub commit_every: usize,
+    /// Longest accepted line, in bytes: a longer one is rejected (a line error) without being
+    /// held in memory. With --server the server's own limit applies.
+    #[arg(
+        long,
+        env = "PROSPECT_EVENTS_MAX_LINE_BYTES",
+        default_value_t = ingest::DEFAULT_MAX_LINE_BYTES,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
+    )]
+    pub max_line_bytes: usize,
     #[command(flatten)]
     pub db: DbArgs,
 }
@@ -87,6 +96,7 @@ async fn to_database(args: &IngestArgs, format: Format) -> Result<Summary> {
         batch_size: args.batch_size,
         commit_every: Some(args.commit_every),
         anniversary_lead_days: args.anniversary_lead_days,
+        max_line_bytes: args.max_line_bytes,
         ..Default::default()
     };
     let mut reporter = Reporter::new(total);

@@ -66,6 +66,7 @@ pub async fn run(cfg: ServeConfig) -> Result<()> {
             rate_limit_per_minute: cfg.rate_limit,
             max_body_bytes: cfg.max_body_bytes,
             anniversary_lead_days: cfg.anniversary_lead_days,
+            max_line_bytes: cfg.max_line_bytes,
             ..api::ApiConfig::default()
         };
         let state = api::AppState::with_delivery(store, api_cfg, sender, wake);
