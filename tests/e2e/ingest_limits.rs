@@ -36,6 +36,12 @@ fn outcome(o: &Output) -> (i32, Value, Vec<(u64, String)>) {
     (o.status.code().unwrap_or(-1), summary, errors)
 }
 
+/// `YYYY-MM-DD`, `n` days before today (`ingest` applies a 400-day retention by default).
+fn days_ago(n: i64) -> String {
+    let today = time::OffsetDateTime::now_utc().date();
+    domain::snapshot::format_date(today - time::Duration::days(n))
+}
+
 fn line(pid: &str, observed_at: &str, title: &str) -> String {
     serde_json::json!({"prospect_id": pid, "observed_at": observed_at, "job_title": title})
         .to_string()
@@ -82,12 +88,12 @@ async fn lines_over_max_line_bytes_are_rejected_on_the_cli_and_the_server() {
     let bin = binary_or_skip!();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let long = |n: usize| line(P2, "2024-01-02", &"x".repeat(n));
+    let long = |n: usize| line(P2, &days_ago(2), &"x".repeat(n));
     let body = [
-        line(P1, "2024-01-01", "Dev"),
+        line(P1, &days_ago(3), "Dev"),
         long(2 * 1024 * 1024),
         long(1000),
-        line(P1, "2024-01-03", "CTO"),
+        line(P1, &days_ago(1), "CTO"),
     ]
     .join("\n");
     let f = d.join("long.ndjson");
@@ -177,4 +183,115 @@ async fn observed_at_out_of_range_or_from_the_future_is_a_line_error() {
     // The real snapshot after them is a change: the prospect is not frozen.
     assert_eq!(v["summary"]["events_created"], 1, "{v}");
     assert_eq!(v["summary"]["rejected"], 3, "{v}");
+}
+
+/// One retention rule, the same before and after a restart: events whose time is older than
+/// `--event-retention` (400 days by default) are neither created nor notified at ingestion
+/// (counted as `events_beyond_retention`), on the CLI and through `serve`; they used to be
+/// created, notified, and deleted by the prune at the next start. A restarted `serve` (whose
+/// scanner prunes with the same retention at start) deletes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_older_than_the_retention_are_not_created_and_a_restart_keeps_the_rest() {
+    let bin = binary_or_skip!();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let day = days_ago;
+    // P1 changes 500 days ago and 30 days ago; P2 only 500 days ago.
+    let body = [
+        line(P1, &day(600), "Dev"),
+        line(P1, &day(500), "Lead"),
+        line(P1, &day(30), "CTO"),
+        line(P2, &day(600), "Dev"),
+        line(P2, &day(500), "Lead"),
+    ]
+    .join("\n");
+    let f = d.join("backfill.ndjson");
+    std::fs::write(&f, &body).unwrap();
+    let f = f.to_str().unwrap().to_string();
+    let counts = |s: &Value| {
+        [
+            "events_created",
+            "notifications_queued",
+            "events_beyond_retention",
+        ]
+        .map(|k| s[k].as_u64().unwrap_or_else(|| panic!("{k} in {s}")))
+    };
+
+    // The CLI to the database, default retention.
+    let db = format!("sqlite://{}", d.join("cli.db").display());
+    let o = ingest(&bin, d, &[&f, "--database-url", &db]);
+    let (code, s, _) = outcome(&o);
+    assert_eq!(code, 0, "{o:?}");
+    assert_eq!(counts(&s), [1, 0, 2], "{s}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr)
+            .contains("2 events older than the retention (--event-retention) were not created"),
+        "{o:?}"
+    );
+
+    // serve --event-retention 400d, an enrollment of both prospects, `ingest --server`.
+    let db = format!("sqlite://{}", d.join("serve.db").display());
+    let admin = keys_create(d, &db, "con_ops", "ops", true);
+    let key = keys_create(d, &db, "con_a", "partner_a", false);
+    let port = free_port();
+    let flags = ["--event-retention", "400d", "--no-worker"];
+    let serve = Serve::start(d, &db, port, &flags, "serve-1.log").await;
+    let http = reqwest::Client::new();
+    let r = http
+        .post(serve.url("/v1/prospects/events/enrollments"))
+        .header("api_key", &key)
+        .json(
+            &serde_json::json!({"enrollment_key": "both", "prospect_ids": [P1, P2],
+            "event_types": ["prospect_changed_role"]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (bin2, d2, base) = (bin.clone(), d.to_path_buf(), serve.base.clone());
+    let o = tokio::task::spawn_blocking(move || {
+        ingest(&bin2, &d2, &[&f, "--server", &base, "--api-key", &admin])
+    })
+    .await
+    .unwrap();
+    let (code, s, _) = outcome(&o);
+    assert_eq!(code, 0, "{o:?}");
+    assert_eq!(counts(&s), [1, 1, 2], "{s}");
+
+    let events = |serve: &Serve| {
+        let req = http
+            .post(serve.url("/v1/prospects/events"))
+            .header("api_key", &key)
+            .json(
+                &serde_json::json!({"event_types": ["prospect_changed_role"],
+                "prospect_ids": [P1, P2], "timestamp_from": day(1000)}),
+            );
+        async move {
+            let v: Value = req.send().await.unwrap().json().await.unwrap();
+            v["output_events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["data"]["current_job_title"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(events(&serve).await, ["CTO"]);
+
+    // Restart: the scanner prunes with the same retention at start, and finds nothing to do.
+    let mut serve = serve;
+    serve.terminate();
+    serve.wait_exit(std::time::Duration::from_secs(30)).await;
+    let serve = Serve::start(d, &db, port, &flags, "serve-2.log").await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !serve.log_text().contains("event retention applied") {
+        assert!(std::time::Instant::now() < deadline, "{}", serve.log_text());
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        serve.log_text().contains("events.pruned=0"),
+        "{}",
+        serve.log_text()
+    );
+    assert_eq!(events(&serve).await, ["CTO"]);
 }

@@ -44,6 +44,9 @@ pub struct ApiConfig {
     /// Longest snapshot line the admin ingestion endpoint accepts (a longer one is a line
     /// error, and costs at most this much memory).
     pub max_line_bytes: usize,
+    /// Events older than this are not created at ingestion (the retention `serve` prunes
+    /// with); `None` keeps every event.
+    pub event_retention: Option<Duration>,
 }
 
 impl Default for ApiConfig {
@@ -55,6 +58,7 @@ impl Default for ApiConfig {
             max_ingest_bytes: 1024 * 1024 * 1024,
             anniversary_lead_days: 7,
             max_line_bytes: ingest::DEFAULT_MAX_LINE_BYTES,
+            event_retention: None,
         }
     }
 }

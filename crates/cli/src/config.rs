@@ -10,6 +10,7 @@ use std::time::Duration;
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://./data/prospect-events.db";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_EVENT_RETENTION: &str = "400d";
 
 #[derive(Args, Clone, Debug, Default)]
 pub struct DbArgs {
@@ -263,7 +264,7 @@ impl ServeConfig {
                 "event-retention",
                 args.event_retention,
                 file.event_retention,
-                "400d",
+                DEFAULT_EVENT_RETENTION,
             )?,
             max_body_bytes,
             max_line_bytes,
@@ -275,6 +276,38 @@ impl ServeConfig {
             bail!("--delivery-lease must be longer than --delivery-timeout");
         }
         Ok(cfg)
+    }
+}
+
+/// The settings `ingest` shares with `serve` (flag → environment → `--config` file → default),
+/// so that the CLI applies the retention and line limit the server does.
+#[derive(Clone, Copy, Debug)]
+pub struct IngestSettings {
+    pub event_retention: Duration,
+    pub max_line_bytes: usize,
+}
+
+impl IngestSettings {
+    pub fn load(
+        db: &DbArgs,
+        event_retention: Option<String>,
+        max_line_bytes: Option<usize>,
+    ) -> Result<Self> {
+        let file = FileConfig::load(db.config.as_deref())?;
+        let retention = event_retention
+            .or(file.event_retention)
+            .unwrap_or_else(|| DEFAULT_EVENT_RETENTION.into());
+        let max_line_bytes = max_line_bytes
+            .or(file.max_line_bytes)
+            .unwrap_or(ingest::DEFAULT_MAX_LINE_BYTES);
+        if max_line_bytes == 0 {
+            bail!("--max-line-bytes must be positive");
+        }
+        Ok(Self {
+            event_retention: parse_duration(&retention)
+                .with_context(|| format!("--event-retention: invalid duration {retention:?}"))?,
+            max_line_bytes,
+        })
     }
 }
 

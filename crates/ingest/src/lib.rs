@@ -60,6 +60,9 @@ pub struct Summary {
     pub changed: u64,
     pub events_created: u64,
     pub notifications_queued: u64,
+    /// Events detected but older than the retention ([`Options::event_retention`]): neither
+    /// stored nor notified.
+    pub events_beyond_retention: u64,
 }
 
 impl Summary {
@@ -69,6 +72,7 @@ impl Summary {
         self.changed += c.changed;
         self.events_created += c.events_created;
         self.notifications_queued += c.notifications_queued;
+        self.events_beyond_retention += c.events_beyond_retention;
     }
 }
 
@@ -92,6 +96,9 @@ pub struct Options {
     /// Longest accepted line (NDJSON) or physical line of a CSV record, in bytes without the
     /// `\n`; a longer one is a line error, and at most this much of it is held in memory.
     pub max_line_bytes: usize,
+    /// Events older than this (by event time) are not created: the retention that deletes
+    /// them later (see [`store::IngestOptions::event_retention`]). `None` keeps every event.
+    pub event_retention: Option<std::time::Duration>,
     /// Also the clock `observed_at` must not be ahead of (by more than
     /// [`domain::snapshot::MAX_OBSERVED_AHEAD`]).
     pub clock: Clock,
@@ -104,6 +111,7 @@ impl Default for Options {
             commit_every: None,
             anniversary_lead_days: 7,
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+            event_retention: None,
             clock: Arc::new(OffsetDateTime::now_utc),
         }
     }
@@ -199,6 +207,7 @@ pub async fn ingest(
             let o = IngestOptions {
                 now: (opts.clock)(),
                 anniversary_lead_days: opts.anniversary_lead_days,
+                event_retention: opts.event_retention,
             };
             let applied = match bulk.as_mut() {
                 Some(b) => b.apply(batch.snapshots, o).await,

@@ -66,6 +66,7 @@ fn opts(batch_size: usize) -> Options {
         commit_every: (batch_size % 2 == 1).then_some(batch_size * 3),
         anniversary_lead_days: 7,
         max_line_bytes: ingest::DEFAULT_MAX_LINE_BYTES,
+        event_retention: None,
         clock: Arc::new(|| datetime!(2024-06-10 12:00 UTC)),
     }
 }

@@ -130,11 +130,7 @@ impl PostgresStore {
 
     /// Runs the scan while holding the scanner's session advisory lock; another replica's scan
     /// in progress means there is nothing to do here (an empty report).
-    pub(super) async fn scan(
-        &self,
-        now: OffsetDateTime,
-        lead_days: u32,
-    ) -> StoreResult<ScanReport> {
+    pub(super) async fn scan(&self, opts: IngestOptions) -> StoreResult<ScanReport> {
         let conn = self.conn().await?;
         let got: bool = conn
             .query_one("SELECT pg_try_advisory_lock($1)", &[&self.scan_lock_key])
@@ -149,7 +145,7 @@ impl PostgresStore {
             conn: Some(conn),
             key: self.scan_lock_key,
         };
-        let res = scan_locked(guard.conn.as_mut().expect("held"), now, lead_days).await;
+        let res = scan_locked(guard.conn.as_mut().expect("held"), opts).await;
         guard.release().await;
         res
     }
@@ -327,6 +323,7 @@ async fn ingest_once(
         }
     }
 
+    counts.events_beyond_retention = opts.drop_beyond_retention(&mut events);
     let (created, queued) = store_events(&tx, events, opts.now).await?;
     counts.events_created = created;
     counts.notifications_queued = queued;
@@ -530,13 +527,9 @@ async fn store_events(
     Ok((new.len() as u64, queued))
 }
 
-async fn scan_locked(
-    c: &mut Object,
-    now: OffsetDateTime,
-    lead_days: u32,
-) -> StoreResult<ScanReport> {
-    let today = now.date();
-    let until = today + Duration::days(lead_days as i64);
+async fn scan_locked(c: &mut Object, opts: IngestOptions) -> StoreResult<ScanReport> {
+    let today = opts.now.date();
+    let until = today + Duration::days(opts.anniversary_lead_days as i64);
     let stored: Option<String> = c
         .query_opt("SELECT value FROM job_state WHERE name = $1", &[&SCAN_JOB])
         .await
@@ -574,7 +567,7 @@ async fn scan_locked(
     loop {
         let mut attempt = 0;
         let (n, last, e, q) = loop {
-            match scan_chunk(c, &sql, lo, hi, &from, after, until, now).await {
+            match scan_chunk(c, &sql, lo, hi, &from, after, until, opts).await {
                 Err(e) if is_retryable(&e) && attempt + 1 < TX_ATTEMPTS => attempt += 1,
                 other => break other?,
             }
@@ -609,7 +602,7 @@ async fn scan_chunk(
     from: &[u8],
     after: Date,
     until: Date,
-    now: OffsetDateTime,
+    opts: IngestOptions,
 ) -> StoreResult<(u64, Option<Vec<u8>>, u64, u64)> {
     let tx = c.transaction().await.map_err(pg)?;
     let s = tx.prepare_cached(sql).await.map_err(pg)?;
@@ -626,7 +619,8 @@ async fn scan_chunk(
             events.extend(anniversaries(&state, after, until));
         }
     }
-    let (e, q) = store_events(&tx, events, now).await?;
+    opts.drop_beyond_retention(&mut events);
+    let (e, q) = store_events(&tx, events, opts.now).await?;
     tx.commit().await.map_err(pg)?;
     Ok((rows.len() as u64, Some(last), e, q))
 }

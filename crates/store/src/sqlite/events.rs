@@ -88,6 +88,7 @@ pub(super) fn ingest(
                 (_, true) => counts.unchanged += 1,
                 (_, false) => counts.changed += 1,
             }
+            counts.events_beyond_retention += opts.drop_beyond_retention(&mut events);
             for ev in &events {
                 if insert_event(c, ev, now_s)? {
                     counts.events_created += 1;
@@ -412,8 +413,9 @@ fn scan_chunk(
     pids: &[Vec<u8>],
     after: Date,
     until: Date,
-    now: OffsetDateTime,
+    opts: IngestOptions,
 ) -> StoreResult<(u64, u64)> {
+    let now = opts.now;
     let (mut events, mut queued) = (0, 0);
     for raw in pids {
         let Some(pid) = ProspectId::from_bytes(raw) else {
@@ -422,7 +424,9 @@ fn scan_chunk(
         let Some(state) = load_state(c, &pid)? else {
             continue;
         };
-        for ev in anniversaries(&state, after, until) {
+        let mut due = anniversaries(&state, after, until);
+        opts.drop_beyond_retention(&mut due);
+        for ev in due {
             if insert_event(c, &ev, now.unix_timestamp())? {
                 events += 1;
                 queued += fan_out(c, &ev, now)?;
@@ -433,13 +437,9 @@ fn scan_chunk(
 }
 
 impl SqliteStore {
-    pub(super) async fn scan(
-        &self,
-        now: OffsetDateTime,
-        lead_days: u32,
-    ) -> StoreResult<ScanReport> {
-        let today = now.date();
-        let until = today + Duration::days(lead_days as i64);
+    pub(super) async fn scan(&self, opts: IngestOptions) -> StoreResult<ScanReport> {
+        let today = opts.now.date();
+        let until = today + Duration::days(opts.anniversary_lead_days as i64);
         let stored: Option<String> = self
             .read(|c| {
                 c.query_row(
@@ -474,7 +474,7 @@ impl SqliteStore {
             };
             report.candidates += pids.len() as u64;
             let (e, q) = self
-                .write(move |c| scan_chunk(c, &pids, after, until, now))
+                .write(move |c| scan_chunk(c, &pids, after, until, opts))
                 .await?;
             report.events_created += e;
             report.notifications_queued += q;
@@ -588,6 +588,7 @@ mod tests {
         let opts = IngestOptions {
             now: OffsetDateTime::UNIX_EPOCH + Duration::days(20_000),
             anniversary_lead_days: 7,
+            event_retention: None,
         };
         ingest(c, vec![s].into(), opts).unwrap()
     }
