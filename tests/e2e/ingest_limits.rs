@@ -177,7 +177,7 @@ async fn observed_at_out_of_range_or_from_the_future_is_a_line_error() {
     assert_eq!(v["errors"][2]["line"], 4, "{v}");
     let future = v["errors"][2]["error"].as_str().unwrap();
     assert!(
-        future.starts_with("observed_at: 2099-01-01T00:00:00Z is in the future (more than 60 minutes after this server's clock"),
+        future.starts_with("observed_at: 2099-01-01T00:00:00Z is in the future (more than 60 minutes after this machine's clock"),
         "{future}"
     );
     // The real snapshot after them is a change: the prospect is not frozen.

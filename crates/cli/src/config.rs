@@ -386,4 +386,37 @@ mod tests {
         assert_eq!(ServeConfig::load(args).unwrap().rate_limit, 0);
         std::fs::remove_dir_all(dir).unwrap();
     }
+
+    /// `ingest` resolves the retention and the line limit as `serve` does: flag (or
+    /// environment, via clap) → the `--config` file → the default.
+    #[test]
+    fn ingest_settings_follow_the_serve_configuration() {
+        let dir = std::env::temp_dir().join(format!("pe-cfg-ingest-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        std::fs::write(&path, "event_retention = \"30d\"\nmax_line_bytes = 300").unwrap();
+        let mut db = DbArgs::default();
+        let s = IngestSettings::load(&db, None, None).unwrap();
+        assert_eq!(s.event_retention, Duration::from_secs(400 * 86_400));
+        assert_eq!(s.max_line_bytes, 1024 * 1024);
+        db.config = Some(path.clone());
+        let s = IngestSettings::load(&db, None, None).unwrap();
+        assert_eq!(s.event_retention, Duration::from_secs(30 * 86_400));
+        assert_eq!(s.max_line_bytes, 300);
+        let s = IngestSettings::load(&db, Some("2d".into()), Some(10)).unwrap();
+        assert_eq!(
+            (s.event_retention, s.max_line_bytes),
+            (Duration::from_secs(172_800), 10)
+        );
+        assert!(IngestSettings::load(&db, None, Some(0)).is_err());
+        assert!(IngestSettings::load(&db, Some("soon".into()), None).is_err());
+        let cfg = ServeConfig::load(ServeArgs {
+            db,
+            ..ServeArgs::default()
+        })
+        .unwrap();
+        assert_eq!(cfg.max_line_bytes, 300);
+        assert_eq!(cfg.event_retention, Duration::from_secs(30 * 86_400));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }

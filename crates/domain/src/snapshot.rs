@@ -247,7 +247,7 @@ impl Snapshot {
             return Ok(());
         }
         Err(format!(
-            "observed_at: {} is in the future (more than {} minutes after this server's clock, {})",
+            "observed_at: {} is in the future (more than {} minutes after this machine's clock, {})",
             format_timestamp(self.observed_at),
             MAX_OBSERVED_AHEAD.whole_minutes(),
             format_timestamp(now.replace_nanosecond(0).unwrap_or(now)),

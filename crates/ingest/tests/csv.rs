@@ -241,7 +241,7 @@ async fn observed_at_from_the_future_is_rejected() {
     assert_eq!(
         errors[1].error,
         "observed_at: 2099-01-01T00:00:00Z is in the future (more than 60 minutes after \
-         this server's clock, 2024-06-10T12:00:00Z)"
+         this machine's clock, 2024-06-10T12:00:00Z)"
     );
     assert_eq!((s.accepted, s.rejected), (2, 2));
 }
