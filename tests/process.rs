@@ -75,6 +75,9 @@ impl Serve {
         let stderr = std::fs::File::create(&log).unwrap();
         let child = command(&bin, dir)
             .env("RUST_LOG", rust_log)
+            // Test data carry fixed dates: keep their events whatever today is (a test of the
+            // retention passes --event-retention, which beats this).
+            .env("PROSPECT_EVENTS_EVENT_RETENTION", "100000d")
             .args(["serve", "--database-url", db, "--listen", &listen])
             .args(extra)
             .stdin(Stdio::null())

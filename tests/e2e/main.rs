@@ -5,6 +5,7 @@ mod enrollments;
 mod events;
 mod graceful;
 mod ingest_cli;
+mod ingest_limits;
 mod meta;
 mod replicas;
 mod serve_crash;

@@ -74,6 +74,8 @@ pub(crate) async fn ingest_snapshots(
     let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
     let opts = ingest::Options {
         anniversary_lead_days: state.config.anniversary_lead_days,
+        max_line_bytes: state.config.max_line_bytes,
+        event_retention: state.config.event_retention,
         ..Default::default()
     };
     let mut errors = Vec::new();

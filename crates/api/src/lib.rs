@@ -41,6 +41,12 @@ pub struct ApiConfig {
     pub max_ingest_bytes: usize,
     /// Anniversaries due within this many days fire at ingestion.
     pub anniversary_lead_days: u32,
+    /// Longest snapshot line the admin ingestion endpoint accepts (a longer one is a line
+    /// error, and costs at most this much memory).
+    pub max_line_bytes: usize,
+    /// Events older than this are not created at ingestion (the retention `serve` prunes
+    /// with); `None` keeps every event.
+    pub event_retention: Option<Duration>,
 }
 
 impl Default for ApiConfig {
@@ -51,6 +57,8 @@ impl Default for ApiConfig {
             key_cache_ttl: Duration::from_secs(1),
             max_ingest_bytes: 1024 * 1024 * 1024,
             anniversary_lead_days: 7,
+            max_line_bytes: ingest::DEFAULT_MAX_LINE_BYTES,
+            event_retention: None,
         }
     }
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://./data/prospect-events.db";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_EVENT_RETENTION: &str = "400d";
 
 #[derive(Args, Clone, Debug, Default)]
 pub struct DbArgs {
@@ -62,6 +63,9 @@ pub struct ServeArgs {
     /// Largest accepted request body in bytes (default 1048576).
     #[arg(long, env = "PROSPECT_EVENTS_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
+    /// Longest snapshot line the admin ingestion endpoint accepts, in bytes (default 1048576).
+    #[arg(long, env = "PROSPECT_EVENTS_MAX_LINE_BYTES")]
+    pub max_line_bytes: Option<usize>,
     /// Do not run the delivery worker.
     #[arg(long, env = "PROSPECT_EVENTS_NO_WORKER")]
     pub no_worker: bool,
@@ -108,6 +112,7 @@ struct FileConfig {
     scan_interval: Option<String>,
     event_retention: Option<String>,
     max_body_bytes: Option<usize>,
+    max_line_bytes: Option<usize>,
     no_worker: Option<bool>,
     no_scanner: Option<bool>,
     no_api: Option<bool>,
@@ -185,6 +190,7 @@ pub struct ServeConfig {
     pub scan_interval: Duration,
     pub event_retention: Duration,
     pub max_body_bytes: usize,
+    pub max_line_bytes: usize,
     pub worker: bool,
     pub scanner: bool,
     pub api: bool,
@@ -232,6 +238,13 @@ impl ServeConfig {
         if max_body_bytes == 0 {
             bail!("--max-body-bytes must be positive");
         }
+        let max_line_bytes = args
+            .max_line_bytes
+            .or(file.max_line_bytes)
+            .unwrap_or(ingest::DEFAULT_MAX_LINE_BYTES);
+        if max_line_bytes == 0 {
+            bail!("--max-line-bytes must be positive");
+        }
         if retry_schedule.is_empty() || retry_schedule.iter().any(|d| d.is_zero()) {
             bail!("--retry-schedule needs at least one positive delay");
         }
@@ -275,9 +288,10 @@ impl ServeConfig {
                 "event-retention",
                 args.event_retention,
                 file.event_retention,
-                "400d",
+                DEFAULT_EVENT_RETENTION,
             )?,
             max_body_bytes,
+            max_line_bytes,
             worker: !(args.no_worker || file.no_worker.unwrap_or(false)),
             scanner: !(args.no_scanner || file.no_scanner.unwrap_or(false)),
             api: !(args.no_api || file.no_api.unwrap_or(false)),
@@ -295,6 +309,38 @@ impl ServeConfig {
             bail!("--delivery-lease must be longer than --delivery-timeout");
         }
         Ok(cfg)
+    }
+}
+
+/// The settings `ingest` shares with `serve` (flag → environment → `--config` file → default),
+/// so that the CLI applies the retention and line limit the server does.
+#[derive(Clone, Copy, Debug)]
+pub struct IngestSettings {
+    pub event_retention: Duration,
+    pub max_line_bytes: usize,
+}
+
+impl IngestSettings {
+    pub fn load(
+        db: &DbArgs,
+        event_retention: Option<String>,
+        max_line_bytes: Option<usize>,
+    ) -> Result<Self> {
+        let file = FileConfig::load(db.config.as_deref())?;
+        let retention = event_retention
+            .or(file.event_retention)
+            .unwrap_or_else(|| DEFAULT_EVENT_RETENTION.into());
+        let max_line_bytes = max_line_bytes
+            .or(file.max_line_bytes)
+            .unwrap_or(ingest::DEFAULT_MAX_LINE_BYTES);
+        if max_line_bytes == 0 {
+            bail!("--max-line-bytes must be positive");
+        }
+        Ok(Self {
+            event_retention: parse_duration(&retention)
+                .with_context(|| format!("--event-retention: invalid duration {retention:?}"))?,
+            max_line_bytes,
+        })
     }
 }
 
@@ -383,6 +429,39 @@ mod tests {
                 key: "server.key".into()
             })
         );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// `ingest` resolves the retention and the line limit as `serve` does: flag (or
+    /// environment, via clap) → the `--config` file → the default.
+    #[test]
+    fn ingest_settings_follow_the_serve_configuration() {
+        let dir = std::env::temp_dir().join(format!("pe-cfg-ingest-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        std::fs::write(&path, "event_retention = \"30d\"\nmax_line_bytes = 300").unwrap();
+        let mut db = DbArgs::default();
+        let s = IngestSettings::load(&db, None, None).unwrap();
+        assert_eq!(s.event_retention, Duration::from_secs(400 * 86_400));
+        assert_eq!(s.max_line_bytes, 1024 * 1024);
+        db.config = Some(path.clone());
+        let s = IngestSettings::load(&db, None, None).unwrap();
+        assert_eq!(s.event_retention, Duration::from_secs(30 * 86_400));
+        assert_eq!(s.max_line_bytes, 300);
+        let s = IngestSettings::load(&db, Some("2d".into()), Some(10)).unwrap();
+        assert_eq!(
+            (s.event_retention, s.max_line_bytes),
+            (Duration::from_secs(172_800), 10)
+        );
+        assert!(IngestSettings::load(&db, None, Some(0)).is_err());
+        assert!(IngestSettings::load(&db, Some("soon".into()), None).is_err());
+        let cfg = ServeConfig::load(ServeArgs {
+            db,
+            ..ServeArgs::default()
+        })
+        .unwrap();
+        assert_eq!(cfg.max_line_bytes, 300);
+        assert_eq!(cfg.event_retention, Duration::from_secs(30 * 86_400));
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

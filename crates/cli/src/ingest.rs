@@ -3,7 +3,7 @@
 //! `{"line","error"}`; the summary is printed to stdout as JSON. Exit 0 when every line was
 //! accepted, 2 when some were rejected, 1 on a fatal error.
 
-use crate::config::{DbArgs, DbConfig};
+use crate::config::{DbArgs, DbConfig, IngestSettings};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use ingest::{Format, LineError, Progress, Summary};
@@ -39,6 +39,14 @@ pub struct IngestArgs {
     /// Other writers to the same SQLite file wait while a transaction is open.
     #[arg(long, default_value_t = 500_000)]
     pub commit_every: usize,
+    /// Longest accepted line, in bytes (default 1048576): a longer one is rejected (a line
+    /// error) without being held in memory. With --server the server's own limit applies.
+    #[arg(long, env = "PROSPECT_EVENTS_MAX_LINE_BYTES")]
+    pub max_line_bytes: Option<usize>,
+    /// Events older than this (by event time) are not created nor notified, as `serve`'s
+    /// retention would delete them (default 400d). With --server the server's retention applies.
+    #[arg(long, env = "PROSPECT_EVENTS_EVENT_RETENTION")]
+    pub event_retention: Option<String>,
     #[command(flatten)]
     pub db: DbArgs,
 }
@@ -71,6 +79,8 @@ fn print_error(e: &LineError) {
 
 async fn to_database(args: &IngestArgs, format: Format) -> Result<Summary> {
     let cfg = DbConfig::load(&args.db)?;
+    let settings =
+        IngestSettings::load(&args.db, args.event_retention.clone(), args.max_line_bytes)?;
     crate::config::init_tracing(cfg.log_format);
     let store = store::open(&cfg.database_url)
         .await
@@ -87,6 +97,8 @@ async fn to_database(args: &IngestArgs, format: Format) -> Result<Summary> {
         batch_size: args.batch_size,
         commit_every: Some(args.commit_every),
         anniversary_lead_days: args.anniversary_lead_days,
+        max_line_bytes: settings.max_line_bytes,
+        event_retention: Some(settings.event_retention),
         ..Default::default()
     };
     let mut reporter = Reporter::new(total);
@@ -177,6 +189,9 @@ struct SummaryIn {
     changed: u64,
     events_created: u64,
     notifications_queued: u64,
+    /// Absent from servers before this field existed.
+    #[serde(default)]
+    events_beyond_retention: u64,
 }
 
 impl From<SummaryIn> for Summary {
@@ -190,6 +205,7 @@ impl From<SummaryIn> for Summary {
             changed: s.changed,
             events_created: s.events_created,
             notifications_queued: s.notifications_queued,
+            events_beyond_retention: s.events_beyond_retention,
         }
     }
 }
@@ -275,5 +291,11 @@ impl Reporter {
             s.events_created,
             s.notifications_queued
         );
+        if s.events_beyond_retention > 0 {
+            eprintln!(
+                "{} events older than the retention (--event-retention) were not created",
+                s.events_beyond_retention
+            );
+        }
     }
 }

@@ -67,6 +67,8 @@ pub async fn run(cfg: ServeConfig) -> Result<()> {
             rate_limit_per_minute: cfg.rate_limit,
             max_body_bytes: cfg.max_body_bytes,
             anniversary_lead_days: cfg.anniversary_lead_days,
+            max_line_bytes: cfg.max_line_bytes,
+            event_retention: Some(cfg.event_retention),
             ..api::ApiConfig::default()
         };
         let state = api::AppState::with_delivery(store, api_cfg, sender, wake);
@@ -96,7 +98,12 @@ async fn scanner(
 ) {
     loop {
         let now = time::OffsetDateTime::now_utc();
-        match store.scan_anniversaries(now, lead_days).await {
+        let opts = store::IngestOptions {
+            now,
+            anniversary_lead_days: lead_days,
+            event_retention: Some(retention),
+        };
+        match store.scan_anniversaries(opts).await {
             Ok(r) => tracing::info!(
                 scan.candidates = r.candidates,
                 scan.events_created = r.events_created,
@@ -105,11 +112,12 @@ async fn scanner(
             ),
             Err(e) => tracing::warn!(error = %e, "anniversary scan failed; retrying next interval"),
         }
-        let cutoff = now - time::Duration::seconds(retention.as_secs() as i64);
-        match store.prune_events(cutoff).await {
-            Ok(n) if n > 0 => tracing::info!(events.pruned = n, "event retention applied"),
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "event retention failed"),
+        // The same cutoff ingestion applies: what it refuses to create is what is deleted.
+        if let Some(cutoff) = store::retention_cutoff(now, retention) {
+            match store.prune_events(cutoff).await {
+                Ok(n) => tracing::info!(events.pruned = n, "event retention applied"),
+                Err(e) => tracing::warn!(error = %e, "event retention failed"),
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}

@@ -4,6 +4,7 @@
 
 pub mod detect;
 pub mod ids;
+pub mod instant;
 pub mod keys;
 pub mod signing;
 pub mod snapshot;

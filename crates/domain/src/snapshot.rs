@@ -4,10 +4,13 @@
 //! * `prospect_id` is required and must be exactly 40 **lowercase** hex characters (the same rule
 //!   as the API's `^[a-f0-9]{40}$`, so every ingested prospect can be pulled/enrolled).
 //! * `observed_at` is required: RFC 3339 (any offset; stored normalized to UTC) or `YYYY-MM-DD`
-//!   (midnight UTC). The UTC value must lie in years 0000–9999.
+//!   (midnight UTC). The UTC value must lie in the supported range ([`crate::instant`]); the
+//!   ingestion also refuses one more than [`MAX_OBSERVED_AHEAD`] ahead of its clock
+//!   ([`Snapshot::check_not_ahead`]).
 //! * `company_id` must be 32 hex characters; upper case is accepted and stored **lowercase**, so
 //!   comparisons and event data are case-insensitive/canonical.
-//! * `job_start_date` must be `YYYY-MM-DD` (exactly 10 characters, a real calendar date).
+//! * `job_start_date` must be `YYYY-MM-DD` (exactly 10 characters, a real calendar date) in the
+//!   supported range.
 //! * Structured values (`prospect_id`, `observed_at`, `company_id`, `job_start_date`) are trimmed
 //!   of surrounding whitespace before parsing (CSV friendliness).
 //! * Free-text fields (`full_name`, `linkedin_url`, `company_name`, `job_title`) are stored as
@@ -21,10 +24,16 @@
 //! normalization to the stored form), so it is stable across runs and releases.
 
 use crate::ids::ProspectId;
+use crate::instant::{self, RANGE_TEXT};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use time::format_description::well_known::Rfc3339;
-use time::{Date, Month, OffsetDateTime, UtcOffset};
+use time::{Date, Duration, Month, OffsetDateTime, UtcOffset};
+
+/// How far ahead of the ingesting process's clock an `observed_at` may be: room for clock skew
+/// between the feed's producer and us. Anything later is a line error: under "the newest
+/// `observed_at` wins" one snapshot from the future would hide every real one until its date.
+pub const MAX_OBSERVED_AHEAD: Duration = Duration::hours(1);
 
 /// One observation of a person.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -101,9 +110,9 @@ impl<'a> Raw<'a> {
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .ok_or("observed_at: required")?;
-        let observed_at = parse_timestamp(obs).ok_or(
-            "observed_at: must be an RFC 3339 date-time or a YYYY-MM-DD date (years 0000-9999)",
-        )?;
+        let observed_at = parse_timestamp(obs)
+            .ok_or("observed_at: must be an RFC 3339 date-time or a YYYY-MM-DD date")?;
+        let observed_at = instant::check(observed_at).map_err(|e| format!("observed_at: {e}"))?;
 
         let company_id = match cid.map(str::trim).filter(|s| !s.is_empty()) {
             None => None,
@@ -117,7 +126,13 @@ impl<'a> Raw<'a> {
 
         let job_start_date = match jsd.map(str::trim).filter(|s| !s.is_empty()) {
             None => None,
-            Some(s) => Some(parse_date(s).ok_or("job_start_date: must be a YYYY-MM-DD date")?),
+            Some(s) => {
+                let d = parse_date(s).ok_or("job_start_date: must be a YYYY-MM-DD date")?;
+                instant::check_date(d).map_err(|_| {
+                    format!("job_start_date: {s} is outside the supported range ({RANGE_TEXT})")
+                })?;
+                Some(d)
+            }
         };
 
         let text = |v: Option<&str>| v.filter(|s| !s.trim().is_empty()).map(str::to_owned);
@@ -223,6 +238,20 @@ impl Snapshot {
             }
         }
         raw.build()
+    }
+
+    /// Refuses an `observed_at` more than [`MAX_OBSERVED_AHEAD`] after `now` (the ingesting
+    /// process's clock; detection itself never reads a clock).
+    pub fn check_not_ahead(&self, now: OffsetDateTime) -> Result<(), String> {
+        if self.observed_at - now <= MAX_OBSERVED_AHEAD {
+            return Ok(());
+        }
+        Err(format!(
+            "observed_at: {} is in the future (more than {} minutes after this machine's clock, {})",
+            format_timestamp(self.observed_at),
+            MAX_OBSERVED_AHEAD.whole_minutes(),
+            format_timestamp(now.replace_nanosecond(0).unwrap_or(now)),
+        ))
     }
 
     /// The free-text and id fields in stored order (what both digests below encode).

@@ -2,8 +2,14 @@
 //! A parser thread reads NDJSON or CSV from any `Read`, turns lines into snapshots and sends
 //! bounded batches to the store, so memory stays flat whatever the input size. Each batch is
 //! applied atomically; invalid lines are reported one by one and never stop the valid ones.
+//! Lines are capped at [`Options::max_line_bytes`] before parsing (see [`lines`]).
+
+mod lines;
+
+pub use lines::DEFAULT_MAX_LINE_BYTES;
 
 use domain::snapshot::Snapshot;
+use lines::{LineLimit, Oversized};
 use serde::Serialize;
 use std::io::{BufRead, BufReader, Read};
 use std::sync::Arc;
@@ -54,6 +60,9 @@ pub struct Summary {
     pub changed: u64,
     pub events_created: u64,
     pub notifications_queued: u64,
+    /// Events detected but older than the retention ([`Options::event_retention`]): neither
+    /// stored nor notified.
+    pub events_beyond_retention: u64,
 }
 
 impl Summary {
@@ -63,6 +72,7 @@ impl Summary {
         self.changed += c.changed;
         self.events_created += c.events_created;
         self.notifications_queued += c.notifications_queued;
+        self.events_beyond_retention += c.events_beyond_retention;
     }
 }
 
@@ -83,6 +93,14 @@ pub struct Options {
     /// the database to itself for a while (the CLI); `None` commits every batch.
     pub commit_every: Option<usize>,
     pub anniversary_lead_days: u32,
+    /// Longest accepted line (NDJSON) or physical line of a CSV record, in bytes without the
+    /// `\n`; a longer one is a line error, and at most this much of it is held in memory.
+    pub max_line_bytes: usize,
+    /// Events older than this (by event time) are not created: the retention that deletes
+    /// them later (see [`store::IngestOptions::event_retention`]). `None` keeps every event.
+    pub event_retention: Option<std::time::Duration>,
+    /// Also the clock `observed_at` must not be ahead of (by more than
+    /// [`domain::snapshot::MAX_OBSERVED_AHEAD`]).
     pub clock: Clock,
 }
 
@@ -92,6 +110,8 @@ impl Default for Options {
             batch_size: 20_000,
             commit_every: None,
             anniversary_lead_days: 7,
+            max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+            event_retention: None,
             clock: Arc::new(OffsetDateTime::now_utc),
         }
     }
@@ -145,6 +165,7 @@ pub async fn ingest(
     // and each batch held in memory counts against the peak RSS.
     let (tx, mut rx) = mpsc::channel::<Result<Batch, IngestError>>(1);
     let batch_size = opts.batch_size.max(1);
+    let (max_line, clock) = (opts.max_line_bytes.max(1), opts.clock.clone());
     let parser = std::thread::Builder::new()
         .name("ingest-parser".into())
         .spawn(move || {
@@ -153,7 +174,7 @@ pub async fn ingest(
                 inner: source,
                 read: read.clone(),
             };
-            let mut out = Out::new(tx.clone(), batch_size, read);
+            let mut out = Out::new(tx.clone(), batch_size, read, clock, max_line);
             let res = match format {
                 Format::Ndjson => parse_ndjson(counting, &mut out),
                 Format::Csv => parse_csv(counting, &mut out),
@@ -186,6 +207,7 @@ pub async fn ingest(
             let o = IngestOptions {
                 now: (opts.clock)(),
                 anniversary_lead_days: opts.anniversary_lead_days,
+                event_retention: opts.event_retention,
             };
             let applied = match bulk.as_mut() {
                 Some(b) => b.apply(batch.snapshots, o).await,
@@ -236,10 +258,22 @@ struct Out {
     read: Arc<std::sync::atomic::AtomicU64>,
     home: std::sync::mpsc::Sender<Vec<Snapshot>>,
     returned: std::sync::mpsc::Receiver<Vec<Snapshot>>,
+    clock: Clock,
+    /// The clock as of the batch being filled (read once per batch).
+    now: OffsetDateTime,
+    max_line: usize,
+    /// Lines cut by the [`LineLimit`] in front of the parser.
+    oversized: Oversized,
 }
 
 impl Out {
-    fn new(tx: Sender, n: usize, read: Arc<std::sync::atomic::AtomicU64>) -> Self {
+    fn new(
+        tx: Sender,
+        n: usize,
+        read: Arc<std::sync::atomic::AtomicU64>,
+        clock: Clock,
+        max_line: usize,
+    ) -> Self {
         let (home, returned) = std::sync::mpsc::channel();
         let first = n.min(FIRST_BATCH);
         Self {
@@ -250,6 +284,35 @@ impl Out {
             read,
             home,
             returned,
+            now: clock(),
+            clock,
+            max_line,
+            oversized: Oversized::default(),
+        }
+    }
+
+    /// `source` behind the line cap (see [`lines`]).
+    fn limit_lines<R: Read>(&self, source: R) -> LineLimit<R> {
+        LineLimit::new(source, self.max_line, self.oversized.clone())
+    }
+
+    /// The line error for a line (or record) longer than the cap.
+    fn too_long(&self, line: u64) -> LineError {
+        LineError {
+            line,
+            error: format!(
+                "line longer than {} bytes (the limit, --max-line-bytes); skipped",
+                self.max_line
+            ),
+        }
+    }
+
+    /// Takes a parsed line: the snapshot into the batch, or its error (a snapshot from the
+    /// future is one, see [`Snapshot::check_not_ahead`]).
+    fn accept(&mut self, line: u64, parsed: Result<Snapshot, String>) {
+        match parsed.and_then(|s| s.check_not_ahead(self.now).map(|()| s)) {
+            Ok(s) => self.batch.snapshots.push(s),
+            Err(error) => self.batch.errors.push(LineError { line, error }),
         }
     }
 
@@ -273,6 +336,7 @@ impl Out {
         // Free what the consumer has finished with, here where it was allocated.
         while self.returned.try_recv().is_ok() {}
         self.n = self.full_size;
+        self.now = (self.clock)();
         let mut full = std::mem::replace(&mut self.batch, Self::new_batch(self.n));
         full.bytes_read = self.read.load(std::sync::atomic::Ordering::Relaxed);
         full.snapshots.group();
@@ -288,8 +352,11 @@ impl Out {
     }
 }
 
+/// The UTF-8 byte order mark some tools write at the start of a file.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
+
 fn parse_ndjson<R: Read>(source: R, out: &mut Out) -> Result<(), IngestError> {
-    let mut reader = BufReader::with_capacity(256 * 1024, source);
+    let mut reader = BufReader::with_capacity(256 * 1024, out.limit_lines(source));
     let mut buf = Vec::with_capacity(1024);
     let mut line_no = 0u64;
     loop {
@@ -298,27 +365,16 @@ fn parse_ndjson<R: Read>(source: R, out: &mut Out) -> Result<(), IngestError> {
             break;
         }
         line_no += 1;
-        let text = match std::str::from_utf8(&buf) {
-            Ok(t) => t.trim(),
-            Err(_) => {
-                out.batch.lines += 1;
-                out.batch.errors.push(LineError {
-                    line: line_no,
-                    error: "line is not valid UTF-8".into(),
-                });
-                continue;
-            }
-        };
-        if text.is_empty() {
-            continue;
-        }
-        out.batch.lines += 1;
-        match Snapshot::from_json_line(text) {
-            Ok(s) => out.batch.snapshots.push(s),
-            Err(error) => out.batch.errors.push(LineError {
-                line: line_no,
-                error,
-            }),
+        if out.oversized.take_through(line_no).is_some() {
+            out.batch.lines += 1;
+            let e = out.too_long(line_no);
+            out.batch.errors.push(e);
+        } else {
+            let line = match buf.strip_prefix(BOM) {
+                Some(rest) if line_no == 1 => rest,
+                _ => &buf[..],
+            };
+            ndjson_line(line, line_no, out);
         }
         if !out.flush_if_full() {
             return Ok(());
@@ -326,6 +382,25 @@ fn parse_ndjson<R: Read>(source: R, out: &mut Out) -> Result<(), IngestError> {
     }
     out.finish();
     Ok(())
+}
+
+/// Parses one NDJSON line into the batch (blank lines are skipped, not counted).
+fn ndjson_line(line: &[u8], line_no: u64, out: &mut Out) {
+    let text = match std::str::from_utf8(line) {
+        Ok(t) => t.trim(),
+        Err(_) => {
+            out.batch.lines += 1;
+            out.batch.errors.push(LineError {
+                line: line_no,
+                error: "line is not valid UTF-8".into(),
+            });
+            return;
+        }
+    };
+    if !text.is_empty() {
+        out.batch.lines += 1;
+        out.accept(line_no, Snapshot::from_json_line(text));
+    }
 }
 
 /// Turns CRLF line ends into LF. The csv reader counts a CRLF record end differently from an LF
@@ -391,7 +466,7 @@ impl<R: Read> Read for CrlfToLf<R> {
 }
 
 fn parse_csv<R: Read>(source: R, out: &mut Out) -> Result<(), IngestError> {
-    let source = CrlfToLf::new(source);
+    let source = out.limit_lines(CrlfToLf::new(source));
     let mut rdr = csv::ReaderBuilder::new()
         .flexible(true)
         .has_headers(true)
@@ -402,6 +477,12 @@ fn parse_csv<R: Read>(source: R, out: &mut Out) -> Result<(), IngestError> {
         .iter()
         .map(|h| h.trim().trim_start_matches('\u{feff}').to_string())
         .collect();
+    if out.oversized.take_through(rdr.position().line()).is_some() {
+        return Err(IngestError::Csv(format!(
+            "the header line is longer than {} bytes (the limit, --max-line-bytes)",
+            out.max_line
+        )));
+    }
     if !headers.iter().any(|h| h == "prospect_id") {
         return Err(IngestError::Csv(
             "the header line must name the columns, including prospect_id".into(),
@@ -410,27 +491,15 @@ fn parse_csv<R: Read>(source: R, out: &mut Out) -> Result<(), IngestError> {
     let mut record = csv::StringRecord::new();
     loop {
         let line = rdr.position().line();
-        match rdr.read_record(&mut record) {
+        let read = rdr.read_record(&mut record);
+        // The lines a record spans end before the reader's position after it.
+        let end = rdr.position().line().saturating_sub(1).max(line);
+        let cut = out.oversized.take_through(end).is_some();
+        match read {
             Ok(false) => break,
             Ok(true) => {
-                out.batch.lines += 1;
                 let line = record.position().map(|p| p.line()).unwrap_or(line);
-                if record.len() != headers.len() {
-                    out.batch.errors.push(LineError {
-                        line,
-                        error: format!(
-                            "expected {} fields like the header, found {}",
-                            headers.len(),
-                            record.len()
-                        ),
-                    });
-                } else {
-                    let fields = headers.iter().map(String::as_str).zip(record.iter());
-                    match Snapshot::from_fields(fields) {
-                        Ok(s) => out.batch.snapshots.push(s),
-                        Err(error) => out.batch.errors.push(LineError { line, error }),
-                    }
-                }
+                csv_record(&headers, &record, line, cut, out);
             }
             Err(e) => {
                 if let csv::ErrorKind::Io(_) = e.kind() {
@@ -440,10 +509,14 @@ fn parse_csv<R: Read>(source: R, out: &mut Out) -> Result<(), IngestError> {
                     return Err(IngestError::Csv("I/O error".into()));
                 }
                 out.batch.lines += 1;
-                out.batch.errors.push(LineError {
-                    line,
-                    error: format!("invalid CSV: {e}"),
-                });
+                let e = match cut {
+                    true => out.too_long(line),
+                    false => LineError {
+                        line,
+                        error: format!("invalid CSV: {e}"),
+                    },
+                };
+                out.batch.errors.push(e);
             }
         }
         if !out.flush_if_full() {
@@ -452,6 +525,27 @@ fn parse_csv<R: Read>(source: R, out: &mut Out) -> Result<(), IngestError> {
     }
     out.finish();
     Ok(())
+}
+
+/// One CSV record (starting at `line`) into the batch; `cut` when one of its lines was too long.
+fn csv_record(headers: &[String], record: &csv::StringRecord, line: u64, cut: bool, out: &mut Out) {
+    out.batch.lines += 1;
+    if cut {
+        let e = out.too_long(line);
+        out.batch.errors.push(e);
+    } else if record.len() != headers.len() {
+        out.batch.errors.push(LineError {
+            line,
+            error: format!(
+                "expected {} fields like the header, found {}",
+                headers.len(),
+                record.len()
+            ),
+        });
+    } else {
+        let fields = headers.iter().map(String::as_str).zip(record.iter());
+        out.accept(line, Snapshot::from_fields(fields));
+    }
 }
 
 #[cfg(test)]

@@ -65,6 +65,8 @@ fn opts(batch_size: usize) -> Options {
         // state must not depend on it.
         commit_every: (batch_size % 2 == 1).then_some(batch_size * 3),
         anniversary_lead_days: 7,
+        max_line_bytes: ingest::DEFAULT_MAX_LINE_BYTES,
+        event_retention: None,
         clock: Arc::new(|| datetime!(2024-06-10 12:00 UTC)),
     }
 }
@@ -178,7 +180,7 @@ async fn probe(db: &Db) -> Vec<(String, String, serde_json::Value)> {
     let lines: Vec<String> = PIDS
         .iter()
         .map(|p| {
-            json!({"prospect_id": p, "observed_at": "2025-01-01T00:00:00Z",
+            json!({"prospect_id": p, "observed_at": "2024-06-01T00:00:00Z",
                    "company_id": "ffffffffffffffffffffffffffffffff", "company_name": "Probe Co",
                    "job_title": "Probe Title"})
             .to_string()

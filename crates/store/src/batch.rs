@@ -48,6 +48,18 @@ impl SnapshotBatch {
         self.snapshots.is_empty()
     }
 
+    /// Fails (before a backend writes anything) when a snapshot holds a time outside the
+    /// supported range ([`domain::instant`]); the parsers never produce one.
+    pub fn check_storable(&self) -> Result<(), domain::instant::OutOfRange> {
+        for s in &self.snapshots {
+            domain::instant::check(s.observed_at)?;
+            if let Some(d) = s.job_start_date {
+                domain::instant::check_date(d)?;
+            }
+        }
+        Ok(())
+    }
+
     /// The snapshots: in input order, or grouped by prospect once [`Self::group`]ed (each
     /// prospect's still in input order, which is all detection depends on).
     pub fn snapshots(&self) -> &[Snapshot] {

@@ -33,7 +33,14 @@ pub enum StoreError {
     Internal(String),
 }
 
-/// The persistence contract. Both backends pass the same contract tests.
+/// A time outside the supported range reaching the store is a bug upstream (parsers refuse
+/// such values): the write fails before anything is stored, never with a wrapped value.
+impl From<domain::instant::OutOfRange> for StoreError {
+    fn from(e: domain::instant::OutOfRange) -> Self {
+        StoreError::Internal(format!("refusing to store a time: {e}"))
+    }
+}
+
 /// See [`Store::bulk_ingest`].
 #[async_trait]
 pub trait BulkIngest: Send {
@@ -107,13 +114,10 @@ pub trait Store: Send + Sync + 'static {
     }
     /// Events of the given prospects and types in the window, newest first.
     async fn query_events(&self, query: &EventQuery) -> StoreResult<Vec<StoredEvent>>;
-    /// Fires the anniversaries due since the last scan up to `now + lead_days` (at most once
-    /// each) and remembers how far it got, so none is lost while the service is down.
-    async fn scan_anniversaries(
-        &self,
-        now: time::OffsetDateTime,
-        lead_days: u32,
-    ) -> StoreResult<ScanReport>;
+    /// Fires the anniversaries due since the last scan up to `opts.now` + lead days (at most
+    /// once each, none beyond the retention) and remembers how far it got, so none is lost
+    /// while the service is down.
+    async fn scan_anniversaries(&self, opts: IngestOptions) -> StoreResult<ScanReport>;
     /// Deletes events whose event_time is before `before`; returns how many.
     async fn prune_events(&self, before: time::OffsetDateTime) -> StoreResult<u64>;
     /// Outbox rows of one scope (or of everyone), oldest first.

@@ -193,11 +193,47 @@ mod tests {
 
 // --- Events -----------------------------------------------------------------------------------
 
-/// How ingestion decides time-dependent things (anniversaries due "now").
+/// How events are made, at ingestion and by the anniversary scanner: what "now" is (for the
+/// anniversaries due), and which events are kept at all.
 #[derive(Clone, Copy, Debug)]
 pub struct IngestOptions {
     pub now: time::OffsetDateTime,
     pub anniversary_lead_days: u32,
+    /// Events whose `event_time` is before `now` minus this are neither stored nor notified
+    /// (counted as `events_beyond_retention`): retention ([`crate::Store::prune_events`] with
+    /// [`retention_cutoff`]) deletes exactly those, so storing them would only announce what
+    /// the next prune removes. `None` keeps every event.
+    pub event_retention: Option<std::time::Duration>,
+}
+
+/// The instant before which events are not kept: `now - retention` (`None` when that is
+/// before any representable time, i.e. everything is kept).
+pub fn retention_cutoff(
+    now: time::OffsetDateTime,
+    retention: std::time::Duration,
+) -> Option<time::OffsetDateTime> {
+    time::Duration::try_from(retention)
+        .ok()
+        .and_then(|r| now.checked_sub(r))
+}
+
+impl IngestOptions {
+    /// Removes the events retention would delete (see [`Self::event_retention`]); returns
+    /// how many. The one place both backends apply the rule, at ingestion and in the scanner.
+    pub(crate) fn drop_beyond_retention(
+        &self,
+        events: &mut Vec<domain::detect::DetectedEvent>,
+    ) -> u64 {
+        let Some(cutoff) = self
+            .event_retention
+            .and_then(|r| retention_cutoff(self.now, r))
+        else {
+            return 0;
+        };
+        let before = events.len();
+        events.retain(|e| e.event_time >= cutoff);
+        (before - events.len()) as u64
+    }
 }
 
 /// Counts of one ingestion (a batch, or a whole file when added up).
@@ -212,6 +248,8 @@ pub struct IngestCounts {
     /// Events stored (re-detected events with a known id are not counted).
     pub events_created: u64,
     pub notifications_queued: u64,
+    /// Events detected but older than the retention: neither stored nor notified.
+    pub events_beyond_retention: u64,
 }
 
 impl std::ops::AddAssign for IngestCounts {
@@ -221,6 +259,7 @@ impl std::ops::AddAssign for IngestCounts {
         self.changed += o.changed;
         self.events_created += o.events_created;
         self.notifications_queued += o.notifications_queued;
+        self.events_beyond_retention += o.events_beyond_retention;
     }
 }
 

@@ -58,11 +58,13 @@ contract!(
     concurrent_ingestion_of_new_prospects,
     bulk_ingest_commits_in_groups,
     repeated_snapshots_still_advance_the_state_time,
+    stored_times_round_trip_exactly_and_out_of_range_ones_are_refused,
     query_events_order_and_window,
     anniversary_scan_remembers_its_window,
     anniversary_scan_after_a_long_gap_fires_each_once,
     concurrent_scans_fire_once,
     prune_deletes_old_events,
+    events_beyond_the_retention_are_neither_stored_nor_notified,
     webhook_put_get_delete,
     claims_leases_and_attempts,
     claims_respect_each_webhooks_room,
@@ -137,6 +139,7 @@ fn opts(now: OffsetDateTime) -> IngestOptions {
     IngestOptions {
         now,
         anniversary_lead_days: 7,
+        event_retention: None,
     }
 }
 
@@ -614,6 +617,7 @@ async fn ingest_counts_events_and_outbox(s: DynStore) {
             changed: 1,
             events_created: 2,
             notifications_queued: 3,
+            events_beyond_retention: 0,
         }
     );
     // P1's new state is current; the older P2 snapshot is not (a later identical one is
@@ -823,6 +827,85 @@ async fn concurrent_ingestion_of_new_prospects(s: DynStore) {
 
 // --- events ----------------------------------------------------------------------------------
 
+/// A snapshot of prospect `p` with only a title, observed at `at` (any instant, unchecked).
+fn titled(p: u32, at: OffsetDateTime, title: &str) -> Snapshot {
+    Snapshot {
+        prospect_id: pid(p),
+        observed_at: at,
+        full_name: None,
+        linkedin_url: None,
+        company_id: None,
+        company_name: None,
+        job_title: Some(title.into()),
+        job_start_date: None,
+    }
+}
+
+/// Every `observed_at` in the supported range is stored and read back to the nanosecond: a
+/// snapshot 1 ns older than the stored one is older, 1 ns newer is a change (random instants
+/// plus the edges). One outside the range fails the batch before anything is stored: it used to
+/// wrap around the i64 nanoseconds (1600-01-01 was stored as 2184, 9999-12-31 as 1816).
+async fn stored_times_round_trip_exactly_and_out_of_range_ones_are_refused(s: DynStore) {
+    use domain::instant::{EARLIEST, LATEST};
+    use proptest::strategy::{Strategy, ValueTree};
+    let ns = time::Duration::nanoseconds(1);
+    let mut times = vec![EARLIEST + ns, LATEST - ns, OffsetDateTime::UNIX_EPOCH];
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let nanos = (EARLIEST + ns).unix_timestamp_nanos()..(LATEST - ns).unix_timestamp_nanos();
+    for _ in 0..20 {
+        let n = nanos.new_tree(&mut runner).unwrap().current();
+        times.push(OffsetDateTime::from_unix_timestamp_nanos(n).unwrap());
+    }
+    for (i, t) in times.into_iter().enumerate() {
+        let p = 5000 + i as u32;
+        assert_eq!(ingest_now(&s, vec![titled(p, t, "Dev")]).await.baselines, 1);
+        let older = ingest_now(&s, vec![titled(p, t - ns, "Older")]).await;
+        assert_eq!((older.unchanged, older.events_created), (1, 0), "{t}");
+        let newer = ingest_now(&s, vec![titled(p, t + ns, "CTO")]).await;
+        assert_eq!((newer.changed, newer.events_created), (1, 1), "{t}");
+        let q = EventQuery {
+            prospect_ids: vec![pid(p)],
+            event_types: ALL.to_vec(),
+            from: EARLIEST,
+            to: Some(LATEST),
+        };
+        let evs = s.query_events(&q).await.unwrap();
+        assert_eq!(evs.len(), 1, "{t}");
+        assert_eq!(
+            evs[0].event_time.unix_timestamp(),
+            (t + ns).unix_timestamp()
+        );
+    }
+
+    let start = |d: time::Date| Snapshot {
+        job_start_date: Some(d),
+        ..titled(6000, NOW, "Dev")
+    };
+    for bad in [
+        titled(6000, datetime!(1600-01-01 0:00 UTC), "Dev"),
+        titled(6000, datetime!(9999-12-31 23:59:59 UTC), "Dev"),
+        titled(6000, EARLIEST - ns, "Dev"),
+        titled(6000, LATEST + ns, "Dev"),
+        start(date!(1600 - 01 - 01)),
+        start(date!(2201 - 01 - 01)),
+    ] {
+        // In a batch with a valid snapshot: nothing of it is stored.
+        let batch = vec![titled(6001, NOW, "Dev"), bad.clone()];
+        let r = s.ingest_snapshots(batch.into(), opts(NOW)).await;
+        assert!(matches!(r, Err(StoreError::Internal(_))), "{bad:?}: {r:?}");
+    }
+    let later = NOW + time::Duration::days(1);
+    let first = ingest_now(
+        &s,
+        vec![titled(6000, later, "Dev"), titled(6001, later, "Dev")],
+    )
+    .await;
+    assert_eq!(
+        first.baselines, 2,
+        "nothing of the refused batches was stored"
+    );
+}
+
 async fn repeated_snapshots_still_advance_the_state_time(s: DynStore) {
     ingest_now(
         &s,
@@ -1013,7 +1096,7 @@ async fn anniversary_scan_remembers_its_window(s: DynStore) {
     assert!(s.outbox(None, 10).await.unwrap().is_empty());
 
     let now = datetime!(2024-06-05 08:00 UTC);
-    let r = s.scan_anniversaries(now, 7).await.unwrap();
+    let r = s.scan_anniversaries(opts(now)).await.unwrap();
     assert_eq!(r.after, Some(date!(2024 - 06 - 04)));
     assert_eq!(r.until, Some(date!(2024 - 06 - 12)));
     assert!(r.candidates >= 1);
@@ -1028,11 +1111,11 @@ async fn anniversary_scan_remembers_its_window(s: DynStore) {
     assert_eq!(rows[0].event_name, "prospect_job_start_anniversary");
 
     // Scanning again the same day finds nothing new: the window starts where the last ended.
-    let r = s.scan_anniversaries(now, 7).await.unwrap();
+    let r = s.scan_anniversaries(opts(now)).await.unwrap();
     assert_eq!(r.after, Some(date!(2024 - 06 - 12)));
     assert_eq!((r.events_created, r.notifications_queued), (0, 0));
     let r = s
-        .scan_anniversaries(datetime!(2024-06-06 08:00 UTC), 7)
+        .scan_anniversaries(opts(datetime!(2024-06-06 08:00 UTC)))
         .await
         .unwrap();
     assert_eq!(r.after, Some(date!(2024 - 06 - 12)));
@@ -1060,13 +1143,13 @@ async fn anniversary_scan_after_a_long_gap_fires_each_once(s: DynStore) {
     .await
     .unwrap();
     let r = s
-        .scan_anniversaries(datetime!(2024-06-05 08:00 UTC), 7)
+        .scan_anniversaries(opts(datetime!(2024-06-05 08:00 UTC)))
         .await
         .unwrap();
     assert_eq!(r.events_created, 1); // P1's 2024-06-10
                                      // Down for three years.
     let r = s
-        .scan_anniversaries(datetime!(2027-07-01 08:00 UTC), 7)
+        .scan_anniversaries(opts(datetime!(2027-07-01 08:00 UTC)))
         .await
         .unwrap();
     assert_eq!(r.after, Some(date!(2024 - 06 - 12)));
@@ -1089,13 +1172,13 @@ async fn anniversary_scan_after_a_long_gap_fires_each_once(s: DynStore) {
         ]
     );
     let r = s
-        .scan_anniversaries(datetime!(2027-07-01 08:00 UTC), 7)
+        .scan_anniversaries(opts(datetime!(2027-07-01 08:00 UTC)))
         .await
         .unwrap();
     assert_eq!(r.events_created, 0);
     // A window across the new year (wrapping month/day range).
     let r = s
-        .scan_anniversaries(datetime!(2027-12-28 08:00 UTC), 7)
+        .scan_anniversaries(opts(datetime!(2027-12-28 08:00 UTC)))
         .await
         .unwrap();
     assert_eq!(r.after, Some(date!(2027 - 07 - 08)));
@@ -1128,7 +1211,7 @@ async fn concurrent_scans_fire_once(s: DynStore) {
     for _ in 0..4 {
         let s = s.clone();
         tasks.push(tokio::spawn(async move {
-            s.scan_anniversaries(now, 7).await.unwrap()
+            s.scan_anniversaries(opts(now)).await.unwrap()
         }));
     }
     let mut created = 0;
@@ -1138,7 +1221,7 @@ async fn concurrent_scans_fire_once(s: DynStore) {
     assert_eq!(created, 30);
     assert_eq!(all_events(&s, &enrolled).await.len(), 30);
     assert_eq!(s.outbox(None, 100).await.unwrap().len(), 30);
-    let r = s.scan_anniversaries(now, 7).await.unwrap();
+    let r = s.scan_anniversaries(opts(now)).await.unwrap();
     assert_eq!(r.events_created, 0);
 }
 
@@ -1187,6 +1270,65 @@ async fn prune_deletes_old_events(s: DynStore) {
         2
     );
     assert!(all_events(&s, &[pid(1)]).await.is_empty());
+}
+
+/// With a retention, an event whose time is before `now - retention` is neither stored nor
+/// notified, at ingestion and by the anniversary scanner (it is counted): it used to be created
+/// and notified, then deleted by the next prune (at the next start). So a prune with the same
+/// retention right after deletes nothing: what a client was told about still exists.
+async fn events_beyond_the_retention_are_neither_stored_nor_notified(s: DynStore) {
+    let a = scope("t1", "pa");
+    enroll(&s, &a, "enr_a", spec("k", &ALL, &[pid(1), pid(2)])).await;
+    let retention = std::time::Duration::from_secs(400 * 86_400);
+    let kept = |now| IngestOptions {
+        event_retention: Some(retention),
+        ..opts(now)
+    };
+    // NOW is 2024-06-01: the cutoff is 2023-04-28 12:00.
+    let old = vec![
+        snap(1, "2022-01-01T00:00:00Z", "Engineer", 1, None),
+        snap(1, "2022-06-01T00:00:00Z", "Manager", 2, None),
+    ];
+    let c = s.ingest_snapshots(old.into(), kept(NOW)).await.unwrap();
+    assert_eq!((c.changed, c.events_created), (1, 0), "{c:?}");
+    assert_eq!((c.events_beyond_retention, c.notifications_queued), (2, 0));
+    assert!(all_events(&s, &[pid(1)]).await.is_empty());
+    // The state moved on all the same: a recent change is compared with "Manager".
+    let recent = vec![snap(1, "2024-05-01T00:00:00Z", "Director", 2, None)];
+    let c = s.ingest_snapshots(recent.into(), kept(NOW)).await.unwrap();
+    assert_eq!(
+        (
+            c.events_created,
+            c.notifications_queued,
+            c.events_beyond_retention
+        ),
+        (1, 1, 0)
+    );
+    let ev = &all_events(&s, &[pid(1)]).await[0];
+    assert_eq!(ev.data_value()["previous_job_title"], "Manager");
+    let cutoff = store::retention_cutoff(NOW, retention).unwrap();
+    assert_eq!(cutoff, datetime!(2023-04-28 12:00 UTC));
+    assert_eq!(s.prune_events(cutoff).await.unwrap(), 0);
+
+    // The scanner after a long gap: of the anniversaries missed since 2022, only those within
+    // the retention fire.
+    let start = vec![snap(
+        2,
+        "2021-12-01T00:00:00Z",
+        "Engineer",
+        1,
+        Some("2015-01-10"),
+    )];
+    let first = datetime!(2022-01-01 08:00 UTC);
+    s.ingest_snapshots(start.into(), kept(first)).await.unwrap();
+    s.scan_anniversaries(kept(first)).await.unwrap();
+    let r = s.scan_anniversaries(kept(NOW)).await.unwrap();
+    assert_eq!(r.after, Some(date!(2022 - 01 - 08)));
+    assert_eq!((r.events_created, r.notifications_queued), (1, 1), "{r:?}");
+    let evs = all_events(&s, &[pid(2)]).await;
+    assert_eq!(evs.len(), 1);
+    assert_eq!(evs[0].event_time, datetime!(2024-01-10 0:00 UTC));
+    assert_eq!(s.prune_events(cutoff).await.unwrap(), 0);
 }
 
 // --- webhooks and delivery -------------------------------------------------------------------

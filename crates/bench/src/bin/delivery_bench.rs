@@ -170,6 +170,7 @@ fn opts() -> IngestOptions {
     IngestOptions {
         now: OffsetDateTime::now_utc(),
         anniversary_lead_days: 7,
+        event_retention: None,
     }
 }
 

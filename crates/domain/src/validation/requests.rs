@@ -445,6 +445,30 @@ fn v_timestamp(
     }
 }
 
+/// [`v_timestamp`] for a time that is stored (a simulated event's): it must also lie in the
+/// supported range ([`crate::instant`]). Query bounds are not checked: nothing is stored outside
+/// the range, so a bound beyond it (`9999-12-31` as "forever") selects what it should.
+fn v_stored_timestamp(
+    v: &Value,
+    loc: Vec<Loc>,
+    errs: &mut Vec<FieldError>,
+) -> Option<Option<OffsetDateTime>> {
+    match v_timestamp(v, loc.clone(), errs)? {
+        Some(t) if crate::instant::check(t).is_err() => {
+            errs.push(value_error(loc, v, &range_msg()));
+            None
+        }
+        t => Some(t),
+    }
+}
+
+fn range_msg() -> String {
+    format!(
+        "timestamp must lie in the supported range ({})",
+        crate::instant::RANGE_TEXT
+    )
+}
+
 fn digits(s: &str) -> Option<u32> {
     if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
         s.parse().ok()
@@ -697,7 +721,7 @@ fn v_simulation(
     let mut m = Model::new(v, loc, errs)?;
     let event_name = m.required("event_name", v_simulation_event);
     let number = m.optional("number_of_events", |v, l, e| v_bounded_int(v, l, e, 1, 10));
-    let event_time = m.optional("event_time", v_timestamp);
+    let event_time = m.optional("event_time", v_stored_timestamp);
     // extra="ignore": unknown keys are dropped.
     let out = match (event_name, number, event_time) {
         (Some(event_name), Some(n), Some(t)) => Some(Simulation {
@@ -917,6 +941,32 @@ mod tests {
         assert_eq!(t.unix_timestamp(), 1704124230);
         assert!(parse_timestamp("2024-01-01T10:20:60Z").is_none());
         assert!(parse_timestamp("2024-01-01T10:20:30").is_none());
+    }
+
+    /// A simulated event's time is stored: outside the supported range it is a `value_error`
+    /// (it used to be accepted); the events query's bounds are not (nothing is stored beyond).
+    #[test]
+    fn stored_timestamps_lie_in_the_supported_range() {
+        let sim = |t: &str| {
+            CheckConnectivity::from_json(&json!({"partner_id": "p",
+                "simulation": {"event_name": "award", "event_time": t}}))
+        };
+        assert!(sim("1900-01-01T00:00:00Z").is_ok());
+        assert!(sim("2200-12-31T23:59:59.999999999Z").is_ok());
+        for t in ["1899-12-31T23:59:59Z", "2201-01-01", "9999-12-31T23:59:59Z"] {
+            let errs = sim(t).err().unwrap();
+            let e = serde_json::to_value(&errs).unwrap();
+            assert_eq!(e[0]["type"], "value_error", "{t}: {e}");
+            assert_eq!(e[0]["loc"], json!(["body", "simulation", "event_time"]));
+            assert_eq!(
+                e[0]["msg"],
+                "Value error, timestamp must lie in the supported range (1900-01-01 to 2200-12-31, UTC)"
+            );
+        }
+        let events = EventsRequest::from_json(&json!({"event_types": ["prospect_changed_role"],
+            "prospect_ids": ["a".repeat(40)], "timestamp_from": "0001-01-01",
+            "timestamp_to": "9999-12-31"}));
+        assert!(events.is_ok());
     }
 
     #[test]

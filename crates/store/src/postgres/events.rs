@@ -7,6 +7,7 @@ use crate::model::*;
 use crate::{SnapshotBatch, StoreError, StoreResult};
 use deadpool_postgres::{Object, Transaction};
 use domain::detect::{anniversaries, detect_changes, DetectedEvent, Outcome};
+use domain::instant::{from_unix_nanos, to_unix_nanos};
 use domain::snapshot::{format_date, parse_date, Snapshot};
 use domain::{EventType, PartnerId, ProspectId, TenantId};
 use std::collections::{HashMap, HashSet};
@@ -51,8 +52,7 @@ fn state_row(r: &Row) -> StoreResult<Option<Snapshot>> {
     let start: Option<&str> = r.get(7);
     Ok(Some(Snapshot {
         prospect_id: pid,
-        observed_at: OffsetDateTime::from_unix_timestamp_nanos(nanos as i128)
-            .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+        observed_at: from_unix_nanos(nanos),
         full_name: r.get(2),
         linkedin_url: r.get(3),
         company_id: r.get(4),
@@ -68,6 +68,7 @@ impl PostgresStore {
         batch: SnapshotBatch,
         opts: IngestOptions,
     ) -> StoreResult<IngestCounts> {
+        batch.check_storable()?;
         let batch = batch.snapshots();
         if batch.is_empty() {
             return Ok(IngestCounts::default());
@@ -129,11 +130,7 @@ impl PostgresStore {
 
     /// Runs the scan while holding the scanner's session advisory lock; another replica's scan
     /// in progress means there is nothing to do here (an empty report).
-    pub(super) async fn scan(
-        &self,
-        now: OffsetDateTime,
-        lead_days: u32,
-    ) -> StoreResult<ScanReport> {
+    pub(super) async fn scan(&self, opts: IngestOptions) -> StoreResult<ScanReport> {
         let conn = self.conn().await?;
         let got: bool = conn
             .query_one("SELECT pg_try_advisory_lock($1)", &[&self.scan_lock_key])
@@ -148,7 +145,7 @@ impl PostgresStore {
             conn: Some(conn),
             key: self.scan_lock_key,
         };
-        let res = scan_locked(guard.conn.as_mut().expect("held"), now, lead_days).await;
+        let res = scan_locked(guard.conn.as_mut().expect("held"), opts).await;
         guard.release().await;
         res
     }
@@ -326,6 +323,7 @@ async fn ingest_once(
         }
     }
 
+    counts.events_beyond_retention = opts.drop_beyond_retention(&mut events);
     let (created, queued) = store_events(&tx, events, opts.now).await?;
     counts.events_created = created;
     counts.notifications_queued = queued;
@@ -345,7 +343,7 @@ async fn ingest_once(
                 continue;
             };
             ids.push(&s.prospect_id.as_bytes()[..]);
-            observed.push(s.observed_at.unix_timestamp_nanos() as i64);
+            observed.push(to_unix_nanos(s.observed_at)?);
             full_name.push(s.full_name.as_deref());
             linkedin.push(s.linkedin_url.as_deref());
             company_id.push(s.company_id.as_deref());
@@ -529,13 +527,9 @@ async fn store_events(
     Ok((new.len() as u64, queued))
 }
 
-async fn scan_locked(
-    c: &mut Object,
-    now: OffsetDateTime,
-    lead_days: u32,
-) -> StoreResult<ScanReport> {
-    let today = now.date();
-    let until = today + Duration::days(lead_days as i64);
+async fn scan_locked(c: &mut Object, opts: IngestOptions) -> StoreResult<ScanReport> {
+    let today = opts.now.date();
+    let until = today + Duration::days(opts.anniversary_lead_days as i64);
     let stored: Option<String> = c
         .query_opt("SELECT value FROM job_state WHERE name = $1", &[&SCAN_JOB])
         .await
@@ -573,7 +567,7 @@ async fn scan_locked(
     loop {
         let mut attempt = 0;
         let (n, last, e, q) = loop {
-            match scan_chunk(c, &sql, lo, hi, &from, after, until, now).await {
+            match scan_chunk(c, &sql, lo, hi, &from, after, until, opts).await {
                 Err(e) if is_retryable(&e) && attempt + 1 < TX_ATTEMPTS => attempt += 1,
                 other => break other?,
             }
@@ -608,7 +602,7 @@ async fn scan_chunk(
     from: &[u8],
     after: Date,
     until: Date,
-    now: OffsetDateTime,
+    opts: IngestOptions,
 ) -> StoreResult<(u64, Option<Vec<u8>>, u64, u64)> {
     let tx = c.transaction().await.map_err(pg)?;
     let s = tx.prepare_cached(sql).await.map_err(pg)?;
@@ -625,7 +619,8 @@ async fn scan_chunk(
             events.extend(anniversaries(&state, after, until));
         }
     }
-    let (e, q) = store_events(&tx, events, now).await?;
+    opts.drop_beyond_retention(&mut events);
+    let (e, q) = store_events(&tx, events, opts.now).await?;
     tx.commit().await.map_err(pg)?;
     Ok((rows.len() as u64, Some(last), e, q))
 }

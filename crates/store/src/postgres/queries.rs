@@ -328,12 +328,8 @@ impl Store for PostgresStore {
         self.events(query).await
     }
 
-    async fn scan_anniversaries(
-        &self,
-        now: time::OffsetDateTime,
-        lead_days: u32,
-    ) -> StoreResult<ScanReport> {
-        self.scan(now, lead_days).await
+    async fn scan_anniversaries(&self, opts: IngestOptions) -> StoreResult<ScanReport> {
+        self.scan(opts).await
     }
 
     async fn prune_events(&self, before: time::OffsetDateTime) -> StoreResult<u64> {

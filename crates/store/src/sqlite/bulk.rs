@@ -68,6 +68,7 @@ impl BulkIngest for SqliteBulk {
         batch: SnapshotBatch,
         opts: IngestOptions,
     ) -> StoreResult<IngestCounts> {
+        batch.check_storable()?;
         let n = batch.len();
         let begin = self.pending == 0;
         let commit = self.pending + n >= self.commit_every;

@@ -5,6 +5,7 @@ use super::{internal, SqliteStore};
 use crate::model::*;
 use crate::{SnapshotBatch, StoreError, StoreResult};
 use domain::detect::{anniversaries, detect_changes, DetectedEvent, Outcome};
+use domain::instant::{from_unix_nanos, to_unix_nanos};
 use domain::snapshot::{format_date, parse_date, Snapshot};
 use domain::{PartnerId, ProspectId, TenantId};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -87,6 +88,7 @@ pub(super) fn ingest(
                 (_, true) => counts.unchanged += 1,
                 (_, false) => counts.changed += 1,
             }
+            counts.events_beyond_retention += opts.drop_beyond_retention(&mut events);
             for ev in &events {
                 if insert_event(c, ev, now_s)? {
                     counts.events_created += 1;
@@ -111,7 +113,7 @@ pub(super) fn ingest(
             touch
                 .execute(params![
                     &pid.as_bytes()[..],
-                    s.observed_at.unix_timestamp_nanos() as i64,
+                    to_unix_nanos(s.observed_at)?,
                     now_s,
                     current_hash
                 ])
@@ -126,7 +128,7 @@ macro_rules! state_params {
     ($s:expr, $now_s:expr, $hash:expr) => {
         params![
             &$s.prospect_id.as_bytes()[..],
-            $s.observed_at.unix_timestamp_nanos() as i64,
+            to_unix_nanos($s.observed_at)?,
             $s.full_name,
             $s.linkedin_url,
             $s.company_id,
@@ -175,7 +177,7 @@ impl FastPaths<'_> {
             .touch_if_same
             .execute(params![
                 &snap.prospect_id.as_bytes()[..],
-                snap.observed_at.unix_timestamp_nanos() as i64,
+                to_unix_nanos(snap.observed_at)?,
                 hash,
                 now_s
             ])
@@ -238,8 +240,7 @@ fn load_state_with(
         let start: Option<String> = r.get(6)?;
         Ok(Snapshot {
             prospect_id: *pid,
-            observed_at: OffsetDateTime::from_unix_timestamp_nanos(nanos as i128)
-                .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+            observed_at: from_unix_nanos(nanos),
             full_name: r.get(1)?,
             linkedin_url: r.get(2)?,
             company_id: r.get(3)?,
@@ -412,8 +413,9 @@ fn scan_chunk(
     pids: &[Vec<u8>],
     after: Date,
     until: Date,
-    now: OffsetDateTime,
+    opts: IngestOptions,
 ) -> StoreResult<(u64, u64)> {
+    let now = opts.now;
     let (mut events, mut queued) = (0, 0);
     for raw in pids {
         let Some(pid) = ProspectId::from_bytes(raw) else {
@@ -422,7 +424,9 @@ fn scan_chunk(
         let Some(state) = load_state(c, &pid)? else {
             continue;
         };
-        for ev in anniversaries(&state, after, until) {
+        let mut due = anniversaries(&state, after, until);
+        opts.drop_beyond_retention(&mut due);
+        for ev in due {
             if insert_event(c, &ev, now.unix_timestamp())? {
                 events += 1;
                 queued += fan_out(c, &ev, now)?;
@@ -433,13 +437,9 @@ fn scan_chunk(
 }
 
 impl SqliteStore {
-    pub(super) async fn scan(
-        &self,
-        now: OffsetDateTime,
-        lead_days: u32,
-    ) -> StoreResult<ScanReport> {
-        let today = now.date();
-        let until = today + Duration::days(lead_days as i64);
+    pub(super) async fn scan(&self, opts: IngestOptions) -> StoreResult<ScanReport> {
+        let today = opts.now.date();
+        let until = today + Duration::days(opts.anniversary_lead_days as i64);
         let stored: Option<String> = self
             .read(|c| {
                 c.query_row(
@@ -474,7 +474,7 @@ impl SqliteStore {
             };
             report.candidates += pids.len() as u64;
             let (e, q) = self
-                .write(move |c| scan_chunk(c, &pids, after, until, now))
+                .write(move |c| scan_chunk(c, &pids, after, until, opts))
                 .await?;
             report.events_created += e;
             report.notifications_queued += q;
@@ -588,6 +588,7 @@ mod tests {
         let opts = IngestOptions {
             now: OffsetDateTime::UNIX_EPOCH + Duration::days(20_000),
             anniversary_lead_days: 7,
+            event_retention: None,
         };
         ingest(c, vec![s].into(), opts).unwrap()
     }

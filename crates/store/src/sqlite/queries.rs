@@ -258,6 +258,8 @@ impl Store for SqliteStore {
         batch: SnapshotBatch,
         opts: IngestOptions,
     ) -> StoreResult<IngestCounts> {
+        // Checked here, so that a refused batch fails alone, not the writer's whole group.
+        batch.check_storable()?;
         self.write(move |c| super::events::ingest(c, batch, opts))
             .await
     }
@@ -280,12 +282,8 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn scan_anniversaries(
-        &self,
-        now: time::OffsetDateTime,
-        lead_days: u32,
-    ) -> StoreResult<ScanReport> {
-        self.scan(now, lead_days).await
+    async fn scan_anniversaries(&self, opts: IngestOptions) -> StoreResult<ScanReport> {
+        self.scan(opts).await
     }
 
     async fn prune_events(&self, before: time::OffsetDateTime) -> StoreResult<u64> {
