@@ -7,6 +7,11 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+/// Attempts in flight at once in the default limiter, all webhooks together.
+pub const DEFAULT_IN_FLIGHT: usize = 64;
+/// Attempts in flight at once per webhook in the default limiter.
+pub const DEFAULT_IN_FLIGHT_PER_WEBHOOK: usize = 4;
+
 /// Per-webhook semaphores beyond this count trigger a sweep of idle ones.
 const SWEEP_THRESHOLD: usize = 1024;
 
@@ -26,9 +31,9 @@ pub struct Permit {
 }
 
 impl Default for Limiter {
-    /// 64 in flight overall, 4 per webhook.
+    /// [`DEFAULT_IN_FLIGHT`] in flight overall, [`DEFAULT_IN_FLIGHT_PER_WEBHOOK`] per webhook.
     fn default() -> Self {
-        Limiter::new(64, 4)
+        Limiter::new(DEFAULT_IN_FLIGHT, DEFAULT_IN_FLIGHT_PER_WEBHOOK)
     }
 }
 

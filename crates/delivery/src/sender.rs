@@ -97,7 +97,9 @@ pub struct SenderConfig {
     pub connect_timeout: Duration,
     /// Lift the SSRF guard (tests, local development).
     pub allow_private_targets: bool,
-    /// Idle keep-alive connections kept per host. Default 8.
+    /// Idle keep-alive connections kept per host. Default [`crate::limiter::DEFAULT_IN_FLIGHT`], the worker's
+    /// concurrency: with fewer, connections that finish while the pool is full are closed and
+    /// the next attempts open new ones (a TCP and, for HTTPS, a TLS handshake each).
     pub pool_max_idle_per_host: usize,
     /// How long idle pooled connections live. Default 60 s.
     pub pool_idle_timeout: Duration,
@@ -112,7 +114,7 @@ impl Default for SenderConfig {
             timeout: Duration::from_secs(15),
             connect_timeout: Duration::from_secs(5),
             allow_private_targets: false,
-            pool_max_idle_per_host: 8,
+            pool_max_idle_per_host: crate::limiter::DEFAULT_IN_FLIGHT,
             pool_idle_timeout: Duration::from_secs(60),
             extra_ca_files: Vec::new(),
         }

@@ -603,3 +603,35 @@ async fn the_ssrf_guard_checks_https_targets_too() {
     }
     assert_eq!(rx.connections(), 0);
 }
+
+#[tokio::test]
+async fn concurrent_attempts_reuse_their_connections() {
+    // As many attempts in flight as the worker allows by default: every round reuses the
+    // connections of the first (an idle pool smaller than the concurrency closed the surplus
+    // after each round and reopened it, a TLS handshake each over HTTPS).
+    const IN_FLIGHT: usize = 32;
+    let ca = TestCa::new("receiver CA");
+    let rx = Receiver::start_tls("127.0.0.1:0", Reply::status(200), &ca.issue(&["localhost"]))
+        .await
+        .unwrap();
+    let (_dir, s) = sender_trusting(&ca);
+    let url = format!("https://localhost:{}/hook", rx.addr.port());
+    for _ in 0..5 {
+        let round: Vec<_> = (0..IN_FLIGHT)
+            .map(|_| {
+                let (s, url) = (s.clone(), url.clone());
+                tokio::spawn(async move { send(&s, &url).await })
+            })
+            .collect();
+        for r in round {
+            assert_eq!(r.await.unwrap().outcome, Outcome::Delivered);
+        }
+    }
+    assert_eq!(rx.requests().len(), 5 * IN_FLIGHT);
+    assert!(
+        rx.connections() <= IN_FLIGHT,
+        "{} connections for {} attempts",
+        rx.connections(),
+        5 * IN_FLIGHT
+    );
+}
