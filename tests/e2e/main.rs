@@ -1,6 +1,7 @@
 //! End-to-end tests over real HTTP. One binary, one module per resource or concern.
 
 mod auth;
+mod connections;
 mod enrollments;
 mod events;
 mod graceful;

@@ -66,6 +66,11 @@ pub async fn run(cfg: ServeConfig) -> Result<()> {
             rate_limit_per_minute: cfg.rate_limit,
             max_body_bytes: cfg.max_body_bytes,
             anniversary_lead_days: cfg.anniversary_lead_days,
+            connections: api::ConnLimits {
+                header_read_timeout: cfg.http_header_timeout,
+                idle_timeout: cfg.http_idle_timeout,
+                max_connections: cfg.max_connections,
+            },
             ..api::ApiConfig::default()
         };
         let state = api::AppState::with_delivery(store, api_cfg, sender, wake);
