@@ -64,6 +64,7 @@ impl<T: FromJson> FromRequest<AppState> for JsonBody<T> {
             BodyError::NotUtf8 | BodyError::TooDeep => {
                 ApiError::BadRequest("There was an error parsing the body")
             }
+            BodyError::TooManyValues => ApiError::PayloadTooLarge,
         })?;
         T::from_json(&value)
             .map(JsonBody)
