@@ -6,6 +6,7 @@ mod enrollments;
 mod events;
 mod graceful;
 mod ingest_cli;
+mod memory;
 mod meta;
 mod replicas;
 mod serve_crash;
