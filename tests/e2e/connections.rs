@@ -267,17 +267,28 @@ async fn a_normal_client_is_served_while_50_connections_trickle() {
         max_connections: 1024,
     })
     .await;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tricklers = Vec::new();
     for _ in 0..50 {
         let mut s = connect(&app).await;
-        s.write_all(b"POST /v1/prospects/events HTTP/1.1\r\nHost: t\r\n")
-            .await
-            .unwrap();
-        tricklers.push(s);
+        let stop = stop_rx.clone();
+        // A header line, one byte every 50 ms, until told to stop: returns whether the
+        // connection was still open then.
+        tricklers.push(tokio::spawn(async move {
+            let head = b"POST /v1/prospects/events HTTP/1.1\r\nHost: t\r\n";
+            for b in head.iter().chain(b"X-Slow: ".iter().cycle()) {
+                if *stop.borrow() {
+                    return true;
+                }
+                if s.write_all(&[*b]).await.is_err() {
+                    return false;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            unreachable!("the header line never ends")
+        }));
     }
-    for s in &mut tricklers {
-        s.write_all(b"X-A: b\r\n").await.unwrap();
-    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
     for _ in 0..20 {
         let started = Instant::now();
         let resp = app
@@ -288,7 +299,10 @@ async fn a_normal_client_is_served_while_50_connections_trickle() {
         assert_eq!(resp.status(), 200);
         assert!(started.elapsed() < Duration::from_secs(2));
     }
-    drop(tricklers);
+    stop_tx.send(true).unwrap();
+    for t in tricklers {
+        assert!(t.await.unwrap(), "a trickling connection was dropped early");
+    }
 }
 
 #[tokio::test]

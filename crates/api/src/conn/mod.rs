@@ -48,7 +48,9 @@ pub async fn accept_tcp(
     limits: ConnLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    // At least one, and few enough to be waited for all at once at shutdown.
+    let cap = limits.max_connections.clamp(1, u32::MAX as usize);
+    let slots = Arc::new(Semaphore::new(cap));
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::pin!(shutdown);
     loop {
@@ -81,8 +83,7 @@ pub async fn accept_tcp(
     // No receiver left means no connection left: nothing to tell.
     let _ = stop_tx.send(true);
     // Every connection holds a permit until it closes.
-    let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
-    let _drained = slots.acquire_many(all).await;
+    let _drained = slots.acquire_many(cap as u32).await;
     Ok(())
 }
 
