@@ -5,6 +5,7 @@
 //! connection stays usable), anything else makes the answer carry `Connection: close`.
 
 use axum::body::Bytes;
+use axum::BoxError;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -48,15 +49,20 @@ pub(crate) fn lend(body: Incoming) -> (Reader, Leftover) {
 
 impl Body for Reader {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let mut lent = lock(&self.0);
+        let ended = lent.ended;
         let Some(body) = lent.body.as_mut() else {
-            return Poll::Ready(None);
+            // Taken back once the answer was ready: a reader still running (a task the handler
+            // left behind) must not take the cut for the body's end.
+            return Poll::Ready(
+                (!ended).then(|| Err("request body taken back after the answer".into())),
+            );
         };
         let polled = Pin::new(body).poll_frame(cx);
         match &polled {
@@ -64,7 +70,7 @@ impl Body for Reader {
             Poll::Ready(Some(Err(_))) => lent.failed = true,
             _ => {}
         }
-        polled
+        polled.map_err(BoxError::from)
     }
 
     fn is_end_stream(&self) -> bool {
