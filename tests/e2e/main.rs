@@ -1,11 +1,13 @@
 //! End-to-end tests over real HTTP. One binary, one module per resource or concern.
 
 mod auth;
+mod connections;
 mod enrollments;
 mod events;
 mod graceful;
 mod ingest_cli;
 mod ingest_limits;
+mod memory;
 mod meta;
 mod replicas;
 mod serve_crash;

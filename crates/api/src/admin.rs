@@ -61,6 +61,9 @@ pub(crate) async fn ingest_snapshots(
         }
     };
     let limit = state.config.max_ingest_bytes;
+    if crate::body::declared_too_large(&req, limit) {
+        return Err(ApiError::PayloadTooLarge);
+    }
     let stream = BodyDataStream::new(Limited::new(req.into_body(), limit)).map_err(|e| {
         if e.is::<http_body_util::LengthLimitError>() {
             std::io::Error::new(

@@ -45,6 +45,9 @@ impl<T: FromJson> FromRequest<AppState> for JsonBody<T> {
             }
         }
         let limit = state.config.max_body_bytes;
+        if declared_too_large(&req, limit) {
+            return Err(ApiError::PayloadTooLarge);
+        }
         let bytes = Limited::new(req.into_body(), limit)
             .collect()
             .await
@@ -61,11 +64,19 @@ impl<T: FromJson> FromRequest<AppState> for JsonBody<T> {
             BodyError::NotUtf8 | BodyError::TooDeep => {
                 ApiError::BadRequest("There was an error parsing the body")
             }
+            BodyError::TooManyValues => ApiError::PayloadTooLarge,
         })?;
         T::from_json(&value)
             .map(JsonBody)
             .map_err(ApiError::Validation)
     }
+}
+
+/// The declared `Content-Length` already exceeds `limit`: answer 413 at once instead of
+/// waiting for a body that will be refused anyway.
+pub(crate) fn declared_too_large(req: &Request, limit: usize) -> bool {
+    use axum::body::HttpBody;
+    req.body().size_hint().lower() > limit as u64
 }
 
 /// `application/json` or any `application/*+json`, parameters ignored (as FastAPI does).

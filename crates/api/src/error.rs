@@ -4,7 +4,7 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use domain::validation::{detail_json, FieldError};
+use domain::validation::{Detail, FieldError};
 use store::StoreError;
 
 #[derive(Debug)]
@@ -49,7 +49,7 @@ impl IntoResponse for ApiError {
             ApiError::Validation(errors) => {
                 return (
                     StatusCode::UNPROCESSABLE_ENTITY,
-                    axum::Json(detail_json(&errors)),
+                    axum::Json(Detail { detail: &errors }),
                 )
                     .into_response();
             }

@@ -6,6 +6,7 @@
 mod admin;
 mod auth;
 mod body;
+mod conn;
 mod context;
 mod enrollments;
 mod error;
@@ -17,13 +18,13 @@ mod ratelimit;
 mod webhooks;
 
 pub use auth::Caller;
+pub use conn::{accept_tcp, serve_connection, ConnLimits};
 pub use context::RequestCtx;
 pub use error::ApiError;
 pub use metrics::Metrics;
 
 use axum::routing::{get, post};
 use axum::Router;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use store::DynStore;
@@ -47,6 +48,8 @@ pub struct ApiConfig {
     /// Events older than this are not created at ingestion (the retention `serve` prunes
     /// with); `None` keeps every event.
     pub event_retention: Option<Duration>,
+    /// Connection limits: header-read and idle timeouts, connections served at once.
+    pub connections: ConnLimits,
 }
 
 impl Default for ApiConfig {
@@ -59,6 +62,11 @@ impl Default for ApiConfig {
             anniversary_lead_days: 7,
             max_line_bytes: ingest::DEFAULT_MAX_LINE_BYTES,
             event_retention: None,
+            connections: ConnLimits {
+                header_read_timeout: Duration::from_secs(10),
+                idle_timeout: Duration::from_secs(60),
+                max_connections: 1024,
+            },
         }
     }
 }
@@ -160,8 +168,6 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    let limits = state.config.connections;
+    accept_tcp(listener, router(state), limits, shutdown).await
 }

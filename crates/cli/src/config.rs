@@ -66,6 +66,15 @@ pub struct ServeArgs {
     /// Longest snapshot line the admin ingestion endpoint accepts, in bytes (default 1048576).
     #[arg(long, env = "PROSPECT_EVENTS_MAX_LINE_BYTES")]
     pub max_line_bytes: Option<usize>,
+    /// A request head must arrive within this time, else the connection is closed (default 10s).
+    #[arg(long, env = "PROSPECT_EVENTS_HTTP_HEADER_TIMEOUT")]
+    pub http_header_timeout: Option<String>,
+    /// Close a keep-alive connection idle this long (default 60s).
+    #[arg(long, env = "PROSPECT_EVENTS_HTTP_IDLE_TIMEOUT")]
+    pub http_idle_timeout: Option<String>,
+    /// Connections served at once; more wait in the listen backlog (default 1024).
+    #[arg(long, env = "PROSPECT_EVENTS_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
     /// Do not run the delivery worker.
     #[arg(long, env = "PROSPECT_EVENTS_NO_WORKER")]
     pub no_worker: bool,
@@ -113,6 +122,9 @@ struct FileConfig {
     event_retention: Option<String>,
     max_body_bytes: Option<usize>,
     max_line_bytes: Option<usize>,
+    http_header_timeout: Option<String>,
+    http_idle_timeout: Option<String>,
+    max_connections: Option<usize>,
     no_worker: Option<bool>,
     no_scanner: Option<bool>,
     no_api: Option<bool>,
@@ -191,6 +203,9 @@ pub struct ServeConfig {
     pub event_retention: Duration,
     pub max_body_bytes: usize,
     pub max_line_bytes: usize,
+    pub http_header_timeout: Duration,
+    pub http_idle_timeout: Duration,
+    pub max_connections: usize,
     pub worker: bool,
     pub scanner: bool,
     pub api: bool,
@@ -245,6 +260,13 @@ impl ServeConfig {
         if max_line_bytes == 0 {
             bail!("--max-line-bytes must be positive");
         }
+        let max_connections = args
+            .max_connections
+            .or(file.max_connections)
+            .unwrap_or(1024);
+        if !(1..=u32::MAX as usize).contains(&max_connections) {
+            bail!("--max-connections must be between 1 and {}", u32::MAX);
+        }
         if retry_schedule.is_empty() || retry_schedule.iter().any(|d| d.is_zero()) {
             bail!("--retry-schedule needs at least one positive delay");
         }
@@ -292,6 +314,19 @@ impl ServeConfig {
             )?,
             max_body_bytes,
             max_line_bytes,
+            http_header_timeout: dur(
+                "http-header-timeout",
+                args.http_header_timeout,
+                file.http_header_timeout,
+                "10s",
+            )?,
+            http_idle_timeout: dur(
+                "http-idle-timeout",
+                args.http_idle_timeout,
+                file.http_idle_timeout,
+                "60s",
+            )?,
+            max_connections,
             worker: !(args.no_worker || file.no_worker.unwrap_or(false)),
             scanner: !(args.no_scanner || file.no_scanner.unwrap_or(false)),
             api: !(args.no_api || file.no_api.unwrap_or(false)),
@@ -305,6 +340,9 @@ impl ServeConfig {
                 _ => bail!("--tls-cert and --tls-key go together"),
             },
         };
+        if cfg.http_header_timeout.is_zero() || cfg.http_idle_timeout.is_zero() {
+            bail!("--http-header-timeout and --http-idle-timeout must be positive");
+        }
         if cfg.delivery_lease <= cfg.delivery_timeout {
             bail!("--delivery-lease must be longer than --delivery-timeout");
         }
@@ -415,6 +453,9 @@ mod tests {
         assert_eq!(cfg.listen, "127.0.0.1:9999");
         assert_eq!(cfg.retry_schedule.len(), 7);
         assert_eq!(cfg.delivery_timeout, Duration::from_secs(15));
+        assert_eq!(cfg.http_header_timeout, Duration::from_secs(10));
+        assert_eq!(cfg.http_idle_timeout, Duration::from_secs(60));
+        assert_eq!(cfg.max_connections, 1024);
         args.rate_limit = Some(0);
         assert_eq!(ServeConfig::load(args.clone()).unwrap().rate_limit, 0);
         assert_eq!(ServeConfig::load(args.clone()).unwrap().tls, None);
@@ -462,6 +503,35 @@ mod tests {
         .unwrap();
         assert_eq!(cfg.max_line_bytes, 300);
         assert_eq!(cfg.event_retention, Duration::from_secs(30 * 86_400));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn connection_limits_from_file_then_flags() {
+        let dir = std::env::temp_dir().join(format!("pe-cfg-conn-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        std::fs::write(
+            &path,
+            "http_header_timeout = \"3s\"\nhttp_idle_timeout = \"5s\"\nmax_connections = 8",
+        )
+        .unwrap();
+        let mut args = ServeArgs::default();
+        args.db.config = Some(path);
+        let cfg = ServeConfig::load(args.clone()).unwrap();
+        assert_eq!(cfg.http_header_timeout, Duration::from_secs(3));
+        assert_eq!(cfg.http_idle_timeout, Duration::from_secs(5));
+        assert_eq!(cfg.max_connections, 8);
+        args.http_idle_timeout = Some("250ms".into());
+        args.max_connections = Some(2);
+        let cfg = ServeConfig::load(args.clone()).unwrap();
+        assert_eq!(cfg.http_idle_timeout, Duration::from_millis(250));
+        assert_eq!(cfg.max_connections, 2);
+        args.max_connections = Some(0);
+        assert!(ServeConfig::load(args.clone()).is_err());
+        args.max_connections = None;
+        args.http_header_timeout = Some("0s".into());
+        assert!(ServeConfig::load(args).is_err());
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

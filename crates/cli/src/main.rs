@@ -1,6 +1,7 @@
 //! The `prospect-events` binary: parses the command line, loads configuration, sets up
 //! telemetry and runs one subcommand. All behaviour lives in the library crates.
 
+mod alloc;
 mod config;
 mod demo;
 mod ingest;
@@ -51,6 +52,9 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(code);
         }
     };
+    if matches!(cli.command, Command::Serve(_)) {
+        alloc::return_large_blocks_to_the_system();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -69,6 +69,11 @@ pub async fn run(cfg: ServeConfig) -> Result<()> {
             anniversary_lead_days: cfg.anniversary_lead_days,
             max_line_bytes: cfg.max_line_bytes,
             event_retention: Some(cfg.event_retention),
+            connections: api::ConnLimits {
+                header_read_timeout: cfg.http_header_timeout,
+                idle_timeout: cfg.http_idle_timeout,
+                max_connections: cfg.max_connections,
+            },
             ..api::ApiConfig::default()
         };
         let state = api::AppState::with_delivery(store, api_cfg, sender, wake);

@@ -18,6 +18,10 @@
 //! * A body nested deeper than [`pyjson::MAX_DEPTH`] is [`BodyError::TooDeep`] (Python raises
 //!   RecursionError at a stack-dependent depth; FastAPI answers 400 "There was an error parsing
 //!   the body", exactly as for invalid UTF-8).
+//! * A body holding more than [`pyjson::MAX_VALUES`] JSON values is [`BodyError::TooManyValues`]
+//!   (the API answers 413), and a 422 lists at most [`MAX_ERRORS`] errors followed by one
+//!   `too_many_errors` entry (pydantic lists them all). Both bound what a hostile body costs; no
+//!   request of this API comes near either limit.
 //! * Bodies in UTF-16/UTF-32 (which `json.loads(bytes)` auto-detects) are treated as invalid
 //!   UTF-8. A UTF-8 BOM is skipped, as `json.loads(bytes)` does.
 //! * JSON error messages are those of CPython 3.11's decoder; CPython >= 3.13 says "Illegal
@@ -100,15 +104,58 @@ fn loc_json(l: &Loc) -> Value {
     }
 }
 
+/// The same keys as [`FieldError::to_json`], written straight from the error (no copy of
+/// `input`, which may be the whole body).
 impl Serialize for FieldError {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.to_json().serialize(s)
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(4 + usize::from(self.ctx.is_some())))?;
+        m.serialize_entry("type", &self.kind)?;
+        m.serialize_entry("loc", &self.loc)?;
+        m.serialize_entry("msg", &self.msg)?;
+        m.serialize_entry("input", &self.input)?;
+        if let Some(ctx) = &self.ctx {
+            m.serialize_entry("ctx", ctx)?;
+        }
+        m.end()
     }
 }
 
-/// `{"detail": [...]}`, the 422 body.
+/// `{"detail": [...]}`, the 422 body, serialized without copying the errors.
+#[derive(Serialize)]
+pub struct Detail<'a> {
+    pub detail: &'a [FieldError],
+}
+
+/// `{"detail": [...]}` as a value.
 pub fn detail_json(errors: &[FieldError]) -> Value {
-    json!({ "detail": errors.iter().map(FieldError::to_json).collect::<Vec<_>>() })
+    serde_json::to_value(Detail { detail: errors }).expect("errors serialize to JSON")
+}
+
+/// Errors listed in one 422 at most. pydantic lists every error, so a body with 90,000 unknown
+/// keys answered 12 MB; no valid-looking request has more than a few dozen errors (the
+/// reference's golden cases: at most 50).
+pub const MAX_ERRORS: usize = 100;
+
+/// Caps `errors` at [`MAX_ERRORS`]: beyond it, the list ends with one `too_many_errors` entry.
+/// Collectors keep at most `MAX_ERRORS + 1` errors, so "more than the cap" stays visible here.
+pub(crate) fn cap_errors(mut errors: Vec<FieldError>) -> Vec<FieldError> {
+    if errors.len() > MAX_ERRORS {
+        errors.truncate(MAX_ERRORS);
+        errors.push(errors::fe(
+            "too_many_errors",
+            vec![Loc::from("body")],
+            format!("Too many errors: only the first {MAX_ERRORS} are listed"),
+            Value::Null,
+            None,
+        ));
+    }
+    errors
+}
+
+/// Whether a collector already holds enough errors to trigger the cap.
+pub(crate) fn errors_full(errors: &[FieldError]) -> bool {
+    errors.len() > MAX_ERRORS
 }
 
 /// Why a body could not be turned into a JSON value.
@@ -123,6 +170,9 @@ pub enum BodyError {
     /// Nested too deep (Python: RecursionError): also 400 "There was an error parsing the body".
     #[error("There was an error parsing the body")]
     TooDeep,
+    /// More than [`pyjson::MAX_VALUES`] values: the API answers 413.
+    #[error("Request body is too large")]
+    TooManyValues,
 }
 
 /// Parses a JSON request body exactly as FastAPI does (for a JSON content type):
@@ -149,6 +199,7 @@ pub fn parse_body(bytes: &[u8]) -> Result<Value, BodyError> {
     match pyjson::loads(text) {
         Ok(v) => Ok(v),
         Err(pyjson::LoadError::TooDeep) => Err(BodyError::TooDeep),
+        Err(pyjson::LoadError::TooManyValues) => Err(BodyError::TooManyValues),
         Err(pyjson::LoadError::Decode(e)) => Err(BodyError::Invalid(vec![errors::fe(
             "json_invalid",
             vec![Loc::from("body"), Loc::Index(e.pos)],
@@ -179,6 +230,59 @@ mod tests {
             serde_json::to_string(&m).unwrap(),
             r#"{"type":"missing","loc":["body",3],"msg":"Field required","input":null}"#
         );
+    }
+
+    fn kinds(errors: &[FieldError]) -> Vec<&str> {
+        errors.iter().map(|e| e.kind.as_str()).collect()
+    }
+
+    /// pydantic lists every error; a 422 lists the first MAX_ERRORS and says it stopped.
+    #[test]
+    fn errors_are_capped_whatever_the_body() {
+        let pid = "a".repeat(40);
+        // Unknown keys (the issue's body, under the value cap).
+        let mut body = serde_json::Map::new();
+        for i in 0..5_000 {
+            body.insert(format!("unknown_{i}"), json!(i));
+        }
+        let e = EnrollmentDelete::from_json(&Value::Object(body)).unwrap_err();
+        assert_eq!(e.len(), MAX_ERRORS + 1);
+        // Field order is kept: `missing` first, then the extras in input order.
+        assert_eq!(e[0].kind, "missing");
+        assert_eq!(e[1].loc, vec![Loc::from("body"), Loc::from("unknown_0")]);
+        assert_eq!(e[MAX_ERRORS - 1].loc[1], Loc::from("unknown_98"));
+        let last = &e[MAX_ERRORS];
+        assert_eq!(
+            serde_json::to_string(last).unwrap(),
+            r#"{"type":"too_many_errors","loc":["body"],"msg":"Too many errors: only the first 100 are listed","input":null}"#
+        );
+        // A list of invalid items.
+        let bad =
+            json!({"enrollment_key": "abcd", "prospect_ids": [pid], "event_types": vec![0; 5_000]});
+        let e = EnrollmentAdd::from_json(&bad).unwrap_err();
+        assert_eq!(e.len(), MAX_ERRORS + 1);
+        assert_eq!(kinds(&e[..MAX_ERRORS]), vec!["enum"; MAX_ERRORS]);
+        // A set of invalid ids: capped too…
+        let bad = json!({"event_types": ["prospect_changed_role"], "prospect_ids": vec![0; 5_000]});
+        let e = EventsRequest::from_json(&bad).unwrap_err();
+        assert_eq!(e.len(), MAX_ERRORS + 1);
+        assert_eq!(kinds(&e[..MAX_ERRORS]), vec!["string_type"; MAX_ERRORS]);
+        // …but a `too_long` found after the cap still replaces the item errors, as in pydantic.
+        let mut ids: Vec<Value> = vec![json!(0); 500];
+        ids.extend((0..41).map(|i| json!(format!("{i:040x}"))));
+        let bad = json!({"event_types": ["prospect_changed_role"], "prospect_ids": ids});
+        let e = EventsRequest::from_json(&bad).unwrap_err();
+        assert_eq!(kinds(&e), vec!["too_long"]);
+        // At the cap exactly, nothing is cut.
+        let bad = json!({"enrollment_key": "abcd", "prospect_ids": [pid], "event_types": vec![0; MAX_ERRORS]});
+        let e = EnrollmentAdd::from_json(&bad).unwrap_err();
+        assert_eq!(kinds(&e), vec!["enum"; MAX_ERRORS]);
+    }
+
+    #[test]
+    fn too_many_values_is_its_own_body_error() {
+        let body = format!("[{}]", vec!["0"; pyjson::MAX_VALUES].join(","));
+        assert_eq!(parse_body(body.as_bytes()), Err(BodyError::TooManyValues));
     }
 
     #[test]

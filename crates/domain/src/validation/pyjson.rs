@@ -26,12 +26,20 @@ pub enum LoadError {
     Decode(DecodeError),
     /// Nesting deeper than [`MAX_DEPTH`] (Python raises RecursionError, FastAPI answers 400).
     TooDeep,
+    /// More than [`MAX_VALUES`] values (a deliberate limit; Python has none).
+    TooManyValues,
 }
 
 /// Nesting limit. CPython's limit depends on the interpreter's recursion limit (1000) minus the
 /// stack already in use, so it is not a fixed number; we pick a value well below it that is
 /// safe for the recursive parser on a 2 MiB thread stack even in debug builds.
 pub const MAX_DEPTH: usize = 200;
+
+/// Most values (scalars, arrays and objects, keys not counted) one document may hold. A request
+/// of this API holds at most a few hundred; the cap bounds what a hostile body can cost once
+/// parsed (each value is a heap node several times the size of its text, and validation may
+/// echo it), whatever the byte limit in front.
+pub const MAX_VALUES: usize = 10_000;
 
 /// `json.loads(text)` for a `str` input.
 pub fn loads(text: &str) -> Result<Value, LoadError> {
@@ -41,6 +49,7 @@ pub fn loads(text: &str) -> Result<Value, LoadError> {
     let mut p = Parser {
         s: &chars,
         depth: 0,
+        values: 0,
     };
     let start = p.skip_ws(0);
     let (v, end) = p.scan_once(start)?;
@@ -69,6 +78,7 @@ impl From<LoadError> for Stop {
 struct Parser<'a> {
     s: &'a [char],
     depth: usize,
+    values: usize,
 }
 
 fn err(msg: &'static str, pos: usize) -> Stop {
@@ -108,6 +118,10 @@ impl Parser<'_> {
         let Some(c) = self.at(idx) else {
             return Err(Stop::Stop(idx));
         };
+        self.values += 1;
+        if self.values > MAX_VALUES {
+            return Err(Stop::Err(LoadError::TooManyValues));
+        }
         match c {
             '"' => {
                 let (s, end) = self.scanstring(idx + 1)?;
@@ -364,6 +378,20 @@ mod tests {
         assert_eq!(e("{\"a\":\"\\u12\"}"), ("Invalid \\uXXXX escape", 7));
         assert_eq!(e("1e"), ("Extra data", 1));
         assert_eq!(e("-"), ("Expecting value", 0));
+    }
+
+    #[test]
+    fn value_cap() {
+        let array = |n: usize| format!("[{}]", vec!["0"; n].join(","));
+        // The array itself is a value.
+        assert!(loads(&array(MAX_VALUES - 1)).is_ok());
+        assert_eq!(loads(&array(MAX_VALUES)), Err(LoadError::TooManyValues));
+        let object = |n: usize| {
+            let pairs: Vec<String> = (0..n).map(|i| format!("\"k{i}\":{{}}")).collect();
+            format!("{{{}}}", pairs.join(","))
+        };
+        assert!(loads(&object(MAX_VALUES - 1)).is_ok());
+        assert_eq!(loads(&object(MAX_VALUES)), Err(LoadError::TooManyValues));
     }
 
     #[test]

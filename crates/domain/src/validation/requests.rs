@@ -37,7 +37,7 @@ use serde_json::{Map, Value};
 use time::{Date, Month, OffsetDateTime, Time, UtcOffset};
 
 use super::errors::*;
-use super::{FieldError, Loc};
+use super::{cap_errors, errors_full, FieldError, Loc};
 use crate::ids::{EventType, ProspectId};
 
 pub const PROSPECT_ID_PATTERN: &str = "^[a-f0-9]{40}$";
@@ -242,9 +242,12 @@ impl<'a> Model<'a> {
         }
     }
 
-    /// `extra="forbid"`: one `extra_forbidden` per unknown key, in input order.
+    /// `extra="forbid"`: one `extra_forbidden` per unknown key, in input order (up to the cap).
     fn forbid_extra(&mut self, fields: &[&str]) {
         for (k, v) in self.map {
+            if errors_full(&self.errors) {
+                return;
+            }
             if !fields.contains(&k.as_str()) {
                 self.errors.push(extra_forbidden(at(&self.base, k), v));
             }
@@ -254,7 +257,8 @@ impl<'a> Model<'a> {
     fn finish<T>(self, out: Option<T>) -> Result<T, Vec<FieldError>> {
         match out {
             Some(t) if self.errors.is_empty() => Ok(t),
-            _ => Err(self.errors),
+            // A nested model (simulation) has a handful of fields: only the body reaches the cap.
+            _ => Err(cap_errors(self.errors)),
         }
     }
 }
@@ -346,6 +350,10 @@ fn v_list<T>(
     let mut out = Vec::with_capacity(items.len());
     let mut item_errs = Vec::new();
     for (i, it) in items.iter().enumerate() {
+        // Once over the error cap the outcome is settled (item errors, nothing else).
+        if errors_full(&item_errs) {
+            break;
+        }
         if let Some(t) = item(it, idx(&loc, i), &mut item_errs) {
             out.push(t);
         }
@@ -380,7 +388,14 @@ fn v_set<T: Clone + Eq + std::hash::Hash>(
     let mut out = Vec::new();
     let mut item_errs = Vec::new();
     for (i, it) in items.iter().enumerate() {
-        if let Some(t) = item(it, idx(&loc, i), &mut item_errs) {
+        // Past the error cap, items are still read: a later `too_long` replaces every error.
+        let mut sink = Vec::new();
+        let errs_here = if errors_full(&item_errs) {
+            &mut sink
+        } else {
+            &mut item_errs
+        };
+        if let Some(t) = item(it, idx(&loc, i), errs_here) {
             if seen.insert(t.clone()) {
                 out.push(t);
                 if out.len() > max {
