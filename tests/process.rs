@@ -53,6 +53,12 @@ pub struct Serve {
     pub log: PathBuf,
 }
 
+/// Where and how [`Serve`] checks that the server answers.
+struct Probe {
+    base: String,
+    client: reqwest::Client,
+}
+
 impl Serve {
     /// Starts `serve --database-url db --listen 127.0.0.1:port <extra>` and waits until
     /// `/healthcheck/http` answers. Its stderr goes to `dir/<log_name>`.
@@ -68,6 +74,40 @@ impl Serve {
         extra: &[&str],
         log_name: &str,
         rust_log: &str,
+    ) -> Serve {
+        let probe = Probe {
+            base: format!("http://127.0.0.1:{port}"),
+            client: reqwest::Client::new(),
+        };
+        Self::launch(dir, db, port, extra, log_name, rust_log, probe).await
+    }
+
+    /// [`Serve::start`] for a server given `--tls-cert`/`--tls-key` in `extra` with a
+    /// certificate for `localhost`: waits with `client` (which must trust it) on
+    /// `https://localhost:<port>`, the base of [`Serve::url`].
+    pub async fn start_https(
+        dir: &Path,
+        db: &str,
+        port: u16,
+        extra: &[&str],
+        log_name: &str,
+        client: reqwest::Client,
+    ) -> Serve {
+        let probe = Probe {
+            base: format!("https://localhost:{port}"),
+            client,
+        };
+        Self::launch(dir, db, port, extra, log_name, "info", probe).await
+    }
+
+    async fn launch(
+        dir: &Path,
+        db: &str,
+        port: u16,
+        extra: &[&str],
+        log_name: &str,
+        rust_log: &str,
+        probe: Probe,
     ) -> Serve {
         let bin = cli_binary().expect("binary");
         let listen = format!("127.0.0.1:{port}");
@@ -87,10 +127,10 @@ impl Serve {
             .expect("spawn prospect-events serve");
         let mut s = Serve {
             child: Some(child),
-            base: format!("http://{listen}"),
+            base: probe.base,
             log,
         };
-        let client = reqwest::Client::new();
+        let client = probe.client;
         // PostgreSQL replicas run migrations at start; allow for a slow first start.
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {

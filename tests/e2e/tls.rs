@@ -4,17 +4,20 @@
 //! served over HTTPS (`--tls-cert`/`--tls-key`).
 
 use crate::serve_crash::{binary_or_skip, enroll_many, ingest_moves, register, req};
-use prospect_events_e2e::process::{free_port, keys_create, Serve};
+use prospect_events_e2e::process::{command, free_port, keys_create, Serve};
 use prospect_events_e2e::receiver::{Receiver, Reply};
 use prospect_events_e2e::{test_database_url, test_delivery, TestApp, P1};
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::collections::HashSet;
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use tls::test_pki::TestCa;
 
 const TENANT: &str = "con_tls";
 const PARTNER: &str = "partner_tls";
+const ENROLL: &str = "/v1/prospects/events/enrollments";
 
 /// Every delivery of the partner's log, once each has settled (delivered or failed).
 async fn delivery_log(client: &reqwest::Client, s: &Serve, key: &str, n: usize) -> Vec<Value> {
@@ -201,4 +204,125 @@ async fn a_receiver_certificate_from_another_ca_is_refused_and_said_plainly() {
     );
     assert_eq!(rx.count(), 0, "nothing was sent");
     assert_eq!(handshakes.count(), 0);
+}
+
+/// A client that trusts only `ca_file` (for the HTTPS API).
+fn client_trusting(ca_file: &Path) -> reqwest::Client {
+    let config = tls::client_config(
+        &tls::Anchors::Only(ca_file.to_path_buf()),
+        tls::Verification::Full,
+        None,
+        &[b"http/1.1"],
+    )
+    .unwrap();
+    reqwest::Client::builder()
+        .use_preconfigured_tls(config)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_over_https_answers_clients_that_trust_its_certificate() {
+    let _bin = binary_or_skip!();
+    let dir = tempfile::tempdir().unwrap();
+    let db = test_database_url(&dir).await;
+    let ca = TestCa::new("API CA");
+    let ca_file = ca.write(dir.path(), "api-ca");
+    let (cert, key) = ca
+        .issue(&["localhost", "127.0.0.1"])
+        .write(dir.path(), "api");
+    let api_key = keys_create(dir.path(), &db, TENANT, PARTNER, false);
+    let client = client_trusting(&ca_file);
+    let serve = Serve::start_https(
+        dir.path(),
+        &db,
+        free_port(),
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+        "https-api",
+        client.clone(),
+    )
+    .await;
+    assert!(serve.url("/").starts_with("https://localhost:"));
+
+    // A client that trusts the CA: several requests on its keep-alive connection.
+    for _ in 0..3 {
+        let resp = req(&client, &serve, Method::GET, ENROLL, &api_key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let v: Value = resp.json().await.unwrap();
+        assert!(v["enrollments"].is_array(), "{v}");
+    }
+    // curl, as an operator would try it.
+    match Command::new("curl")
+        .args(["-sS", "--fail", "--cacert"])
+        .arg(&ca_file)
+        .arg(serve.url("/healthcheck/ready"))
+        .output()
+    {
+        Ok(out) => {
+            assert!(out.status.success(), "curl: {out:?}");
+            assert_eq!(String::from_utf8_lossy(&out.stdout), "\"OK\"");
+        }
+        Err(e) => eprintln!("curl not available ({e}); checked with reqwest only"),
+    }
+    // Clients that do not trust the certificate, or speak plain HTTP, get nothing.
+    let e = reqwest::Client::new()
+        .get(serve.url("/healthcheck/http"))
+        .send()
+        .await
+        .unwrap_err();
+    let tls_error = tls::find_tls_error(&e).expect("a TLS error");
+    assert_eq!(
+        tls::HandshakeFailure {
+            error: tls_error,
+            host: "localhost"
+        }
+        .to_string(),
+        "TLS: certificate not trusted (unknown issuer)"
+    );
+    let plain = serve
+        .url("/healthcheck/http")
+        .replace("https://", "http://");
+    assert!(reqwest::Client::new().get(plain).send().await.is_err());
+}
+
+#[test]
+fn a_certificate_and_key_that_do_not_match_stop_serve_at_start_up() {
+    let bin = binary_or_skip!();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new("API CA");
+    let (cert, _) = ca.issue(&["localhost"]).write(dir.path(), "a");
+    let (_, other_key) = ca.issue(&["localhost"]).write(dir.path(), "b");
+    let mut child = command(&bin, dir.path())
+        .args(["serve", "--listen", "127.0.0.1:0", "--tls-cert"])
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&other_key)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("serve started with a key that does not match its certificate");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success());
+    assert!(stderr.contains("--tls-cert"), "{stderr}");
+    assert!(stderr.contains("certificate and key"), "{stderr}");
 }

@@ -18,7 +18,7 @@ mod ratelimit;
 mod webhooks;
 
 pub use auth::Caller;
-pub use conn::{accept_tcp, serve_connection, ConnLimits};
+pub use conn::{accept_tcp, serve_connection, ConnLimits, Transport};
 pub use context::RequestCtx;
 pub use error::ApiError;
 pub use metrics::Metrics;
@@ -169,5 +169,17 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let limits = state.config.connections;
-    accept_tcp(listener, router(state), limits, shutdown).await
+    accept_tcp(listener, router(state), limits, Transport::Plain, shutdown).await
+}
+
+/// [`serve`] over HTTPS with `tls` (see `tls::server_config`).
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    tls: Arc<tls::rustls::ServerConfig>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let limits = state.config.connections;
+    let transport = Transport::Tls(tokio_rustls::TlsAcceptor::from(tls));
+    accept_tcp(listener, router(state), limits, transport, shutdown).await
 }

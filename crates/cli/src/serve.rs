@@ -77,13 +77,33 @@ pub async fn run(cfg: ServeConfig) -> Result<()> {
             ..api::ApiConfig::default()
         };
         let state = api::AppState::with_delivery(store, api_cfg, sender, wake);
+        // A certificate and key that do not go together stop us here, before listening.
+        let server_tls = match &cfg.tls {
+            Some(t) => Some(Arc::new(tls::server_config(&t.cert, &t.key).with_context(
+                || {
+                    format!(
+                        "--tls-cert {} / --tls-key {}",
+                        t.cert.display(),
+                        t.key.display()
+                    )
+                },
+            )?)),
+            None => None,
+        };
         let listener = tokio::net::TcpListener::bind(&cfg.listen)
             .await
             .with_context(|| format!("binding {}", cfg.listen))?;
-        tracing::info!(listen = %listener.local_addr()?, "serving the API");
-        api::serve(listener, state, stop_signal)
-            .await
-            .context("serving")?;
+        let scheme = if server_tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        tracing::info!(listen = %listener.local_addr()?, scheme, "serving the API");
+        match server_tls {
+            Some(t) => api::serve_tls(listener, state, t, stop_signal).await,
+            None => api::serve(listener, state, stop_signal).await,
+        }
+        .context("serving")?;
     } else {
         tracing::info!("API disabled (--no-api)");
         stop_signal.await;

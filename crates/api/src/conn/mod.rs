@@ -38,6 +38,15 @@ pub struct ConnLimits {
     pub max_connections: usize,
 }
 
+/// How accepted connections speak.
+#[derive(Clone)]
+pub enum Transport {
+    /// Plain HTTP (TLS terminated in front of us, or none).
+    Plain,
+    /// HTTPS: each connection's TLS handshake runs in its own task (see [`handshake`]).
+    Tls(tokio_rustls::TlsAcceptor),
+}
+
 /// Accepts TCP connections until `shutdown` resolves and serves each on its own task, at most
 /// `limits.max_connections` at once (beyond that the loop stops accepting, so new connections
 /// wait in the kernel's listen backlog). On shutdown it closes the listener, asks every
@@ -46,6 +55,7 @@ pub async fn accept_tcp(
     listener: TcpListener,
     app: Router,
     limits: ConnLimits,
+    transport: Transport,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     // At least one, and few enough to be waited for all at once at shutdown.
@@ -72,9 +82,17 @@ pub async fn accept_tcp(
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(error = %e, "TCP_NODELAY not set");
         }
-        let (app, stop) = (app.clone(), stop_rx.clone());
+        let (app, stop, transport) = (app.clone(), stop_rx.clone(), transport.clone());
         tokio::spawn(async move {
-            serve_connection(stream, remote, app, limits, stop).await;
+            match transport {
+                Transport::Plain => serve_connection(stream, remote, app, limits, stop).await,
+                Transport::Tls(acceptor) => {
+                    let timeout = limits.header_read_timeout;
+                    if let Some(tls) = handshake(&acceptor, stream, remote, timeout).await {
+                        serve_connection(tls, remote, app, limits, stop).await;
+                    }
+                }
+            }
             drop(permit);
         });
     }
@@ -85,6 +103,28 @@ pub async fn accept_tcp(
     // Every connection holds a permit until it closes.
     let _drained = slots.acquire_many(cap as u32).await;
     Ok(())
+}
+
+/// One connection's TLS handshake, bounded like a request head: a client that stalls it holds
+/// its connection slot at most `timeout`. A failed handshake is the client's business (logged
+/// at debug level).
+async fn handshake(
+    acceptor: &tokio_rustls::TlsAcceptor,
+    stream: tokio::net::TcpStream,
+    remote: SocketAddr,
+    timeout: Duration,
+) -> Option<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
+    match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => Some(tls),
+        Ok(Err(e)) => {
+            tracing::debug!(client = %remote, error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(client = %remote, "TLS handshake not finished within the header timeout");
+            None
+        }
+    }
 }
 
 /// As hyper 0.14 and axum do: a failed handshake is the client's business; anything else
