@@ -1730,7 +1730,11 @@ async fn webhook_disabled_by_gone_and_by_continuous_failure(s: DynStore) {
         .unwrap();
     let w = s.get_webhook(&a).await.unwrap().unwrap();
     assert!(!w.enabled);
-    assert!(w.disabled_reason.is_some());
+    assert_eq!(
+        w.disabled_reason.as_deref(),
+        Some("receiver answered 410 Gone")
+    );
+    assert_eq!(w.disabled_at, Some(now), "disabled at the 410's attempt");
     let (info, _) = s
         .get_delivery(&a, &c[0].delivery_id)
         .await
@@ -1753,6 +1757,8 @@ async fn webhook_disabled_by_gone_and_by_continuous_failure(s: DynStore) {
         .await
         .unwrap();
     assert!(w.enabled && w.generation == 2 && w.disabled_reason.is_none());
+    assert_eq!(w.disabled_at, None);
+    assert_eq!(s.get_webhook(&a).await.unwrap().unwrap(), w);
     let c2 = s
         .claim_due(
             now + 2,
@@ -1797,7 +1803,8 @@ async fn webhook_disabled_by_gone_and_by_continuous_failure(s: DynStore) {
     s.record_attempt(r).await.unwrap();
     let w = s.get_webhook(&b).await.unwrap().unwrap();
     assert!(!w.enabled);
-    assert!(w.disabled_reason.is_some());
+    assert_eq!(w.disabled_reason.as_deref(), Some("failing continuously"));
+    assert_eq!(w.disabled_at, Some(now + 3 * day));
     assert!(s
         .claim_due(
             now + 5 * day,
@@ -1808,6 +1815,12 @@ async fn webhook_disabled_by_gone_and_by_continuous_failure(s: DynStore) {
         .await
         .unwrap()
         .is_empty());
+    // A late failure of an attempt that was in flight keeps the time it was disabled at.
+    let mut r = attempt(&c[0], now + 6 * day, AttemptOutcome::GiveUp, Some(500));
+    r.disable_after_ms = 2 * day;
+    s.record_attempt(r).await.unwrap();
+    let late = s.get_webhook(&b).await.unwrap().unwrap();
+    assert_eq!(late.disabled_at, Some(now + 3 * day));
 }
 
 /// Notifications of a partner without an enabled webhook are parked out of the claim range

@@ -27,6 +27,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "claim_by_webhook",
         include_str!("../../migrations/postgres/0004_claim_by_webhook.sql"),
     ),
+    (
+        5,
+        "webhook_disabled_at",
+        include_str!("../../migrations/postgres/0005_webhook_disabled_at.sql"),
+    ),
 ];
 
 pub(super) async fn run(conn: &mut Object) -> Result<(), StoreError> {

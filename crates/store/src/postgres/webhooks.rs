@@ -16,8 +16,8 @@ use crate::{StoreError, StoreResult};
 use domain::{PartnerId, TenantId};
 use tokio_postgres::Row;
 
-const WEBHOOK_COLS: &str =
-    "webhook_url, secret, generation, enabled, disabled_reason, created_at, last_modified_time";
+const WEBHOOK_COLS: &str = "webhook_url, secret, generation, enabled, disabled_reason, created_at,
+    last_modified_time, disabled_at";
 
 fn webhook_row(r: &Row) -> Webhook {
     Webhook {
@@ -28,6 +28,7 @@ fn webhook_row(r: &Row) -> Webhook {
         disabled_reason: r.get(4),
         created_at: r.get(5),
         last_modified_time: r.get(6),
+        disabled_at: r.get(7),
     }
 }
 
@@ -88,7 +89,7 @@ impl PostgresStore {
                  ON CONFLICT (tenant_id, partner_id) DO UPDATE SET
                     webhook_url = excluded.webhook_url, secret = excluded.secret,
                     generation = webhooks.generation + 1, enabled = TRUE, disabled_reason = NULL,
-                    failing_since = NULL, last_modified_time = excluded.last_modified_time
+                    disabled_at = NULL, failing_since = NULL, last_modified_time = excluded.last_modified_time
                  RETURNING {WEBHOOK_COLS}"
             ))
             .await
@@ -317,12 +318,15 @@ impl PostgresStore {
                 let s = tx
                     .prepare_cached(
                         "UPDATE webhooks SET enabled = FALSE,
-                            disabled_reason = 'receiver answered 410 Gone'
+                            disabled_reason = 'receiver answered 410 Gone',
+                            disabled_at = CASE WHEN enabled THEN $4 ELSE disabled_at END
                          WHERE tenant_id = $1 AND partner_id = $2 AND generation = $3",
                     )
                     .await
                     .map_err(pg)?;
-                tx.execute(&s, &[t, p, g]).await.map_err(pg)?;
+                tx.execute(&s, &[t, p, g, &r.attempted_at])
+                    .await
+                    .map_err(pg)?;
             }
             AttemptOutcome::RetryAt(_) | AttemptOutcome::GiveUp => {
                 let s = tx
@@ -331,7 +335,10 @@ impl PostgresStore {
                             enabled = CASE WHEN COALESCE(failing_since, $4) <= $4 - $5
                                 THEN FALSE ELSE enabled END,
                             disabled_reason = CASE WHEN COALESCE(failing_since, $4) <= $4 - $5
-                                THEN 'failing continuously' ELSE disabled_reason END
+                                THEN 'failing continuously' ELSE disabled_reason END,
+                            disabled_at = CASE WHEN enabled
+                                AND COALESCE(failing_since, $4) <= $4 - $5
+                                THEN $4 ELSE disabled_at END
                          WHERE tenant_id = $1 AND partner_id = $2 AND generation = $3",
                     )
                     .await
