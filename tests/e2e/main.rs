@@ -4,6 +4,7 @@ mod auth;
 mod enrollments;
 mod events;
 mod graceful;
+mod idempotency;
 mod ingest_cli;
 mod meta;
 mod replicas;

@@ -15,6 +15,7 @@
 //! once the server is back (closed connections are discarded when recycled).
 
 mod events;
+mod idempotency;
 mod migrate;
 mod queries;
 mod webhooks;

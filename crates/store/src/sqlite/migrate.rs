@@ -45,6 +45,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "webhook_disabled_at",
         include_str!("../../migrations/sqlite/0008_webhook_disabled_at.sql"),
     ),
+    (
+        9,
+        "idempotency_keys",
+        include_str!("../../migrations/sqlite/0009_idempotency_keys.sql"),
+    ),
 ];
 
 pub(super) fn run(conn: &mut Connection) -> Result<(), StoreError> {

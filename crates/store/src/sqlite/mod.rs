@@ -21,6 +21,7 @@
 
 mod bulk;
 mod events;
+mod idempotency;
 mod migrate;
 mod queries;
 mod webhooks;
@@ -146,14 +147,27 @@ impl SqliteStore {
         &self.path
     }
 
-    /// Runs `f` inside the group-commit writer; resolves after the enclosing COMMIT.
+    /// Runs `f` inside the group-commit writer; resolves after the enclosing COMMIT. Inside a
+    /// request fenced by an idempotency key, `f` runs only while the key is held.
     pub(crate) async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let (reply, rx) = oneshot::channel();
-        let run: JobFn = Box::new(move |c| f(c).map(|v| Box::new(v) as Box<dyn Any + Send>));
+        // A request carrying an idempotency key writes only while it holds the key, and marks
+        // it executed in the same transaction (crate::idempotency).
+        let fence = crate::idempotency::current_fence();
+        let run: JobFn = Box::new(move |c| {
+            if let Some(fence) = &fence {
+                idempotency::check_fence(c, fence)?;
+            }
+            let out = f(c)?;
+            if let Some(fence) = &fence {
+                idempotency::mark_executed(c, fence)?;
+            }
+            Ok(Box::new(out) as Box<dyn Any + Send>)
+        });
         self.writer
             .send(Job { run, reply })
             .await
