@@ -266,11 +266,12 @@ impl Store for SqliteStore {
         &self,
         commit_every: usize,
     ) -> StoreResult<Option<Box<dyn crate::BulkIngest>>> {
-        let path = self.path().to_path_buf();
-        let bulk =
-            tokio::task::spawn_blocking(move || super::bulk::SqliteBulk::open(&path, commit_every))
-                .await
-                .map_err(|e| StoreError::Internal(format!("open task: {e}")))??;
+        let (path, presence) = (self.path().to_path_buf(), self.presence());
+        let bulk = tokio::task::spawn_blocking(move || {
+            super::bulk::SqliteBulk::open(&path, commit_every, presence)
+        })
+        .await
+        .map_err(|e| StoreError::Internal(format!("open task: {e}")))??;
         Ok(Some(Box::new(bulk)))
     }
 
