@@ -7,7 +7,8 @@
 # seconds before the ingest as the idle baseline, and the ingest's rate beside the server and
 # alone (a fresh database, no server) on the same file.
 #
-# Usage: bench/ingest-beside-serve.sh   (N=200000 K=5; env: N, K, KEEP=1 keeps the dir)
+# Usage: bench/ingest-beside-serve.sh   (N=200000 K=5; env: N, K, KEEP=1 keeps the dir,
+#        INGEST_ARGS="--commit-every 5000" adds arguments to the ingest beside the server)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-200000}
@@ -83,7 +84,8 @@ PY
 }
 
 load 5 "API writes, idle"
-"$BIN" ingest "$DIR/s.ndjson" --database-url "$DB" >"$DIR/shared.summary" 2>"$DIR/shared.err" &
+# shellcheck disable=SC2086
+"$BIN" ingest "$DIR/s.ndjson" --database-url "$DB" ${INGEST_ARGS:-} >"$DIR/shared.summary" 2>"$DIR/shared.err" &
 INGEST=$!
 T0=$(date +%s.%N)
 load "pid:$INGEST" "API writes during the ingest"

@@ -8,7 +8,7 @@
 //! The connection is `synchronous=FULL`, so a finished session is durable; other writers wait
 //! (busy timeout) while a transaction is open, which is why the server never uses this mode.
 //! When another process has the database open (a running `serve`, seen through
-//! `super::presence`), a transaction is also committed once it has been open
+//! `super::presence`), a transaction is also committed before it would outlast
 //! `SHARED_TX_BUDGET`, and the session pauses `SHARED_YIELD` after each commit so that the
 //! other process's writer takes the lock in between: its writes then wait a fraction of a
 //! second instead of a whole `commit_every` transaction (docs/decisions.md D42).
@@ -23,9 +23,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// With another process on the database: longest a transaction stays open before the batch
-/// that ends it (checked between batches; a 40,000-line batch takes ~150 ms here).
+/// With another process on the database: how long a transaction may stay open. Batches are
+/// then applied in pieces of `SHARED_PIECE` snapshots, and one more piece goes into the
+/// transaction only if, taking as long as the last one, it ends within the budget.
 const SHARED_TX_BUDGET: Duration = Duration::from_millis(250);
+/// About 20 ms of work on an idle machine here (a 40,000-line batch is ~150 ms).
+const SHARED_PIECE: usize = 5_000;
 /// With another process on the database: the pause after each commit, long enough for its
 /// writer (which polls the lock every millisecond) to take the lock.
 const SHARED_YIELD: Duration = Duration::from_millis(10);
@@ -39,7 +42,7 @@ pub(super) struct SqliteBulk {
     /// Taken while a blocking task uses it; `None` afterwards only if that task panicked.
     conn: Option<Connection>,
     commit_every: usize,
-    /// Snapshots applied since the last COMMIT (0: no transaction open).
+    /// Snapshots applied since the last COMMIT.
     pending: usize,
     /// When the open transaction began (None: none open).
     began: Option<Instant>,
@@ -93,47 +96,51 @@ impl BulkIngest for SqliteBulk {
         batch: SnapshotBatch,
         opts: IngestOptions,
     ) -> StoreResult<IngestCounts> {
-        let n = batch.len();
-        let by_count = self.pending + n >= self.commit_every;
-        // Another process waiting for the lock is only known to be possible, not that it
-        // waits; its presence is enough to bound the transaction.
-        let budget = self.presence.others_present().then_some(SHARED_TX_BUDGET);
-        let began = self.began;
+        // Whether another process waits for the lock cannot be seen; that it could is enough.
+        let shared = self.presence.others_present();
+        let pieces = if shared {
+            batch.split_grouped(SHARED_PIECE)
+        } else {
+            vec![batch]
+        };
+        let (mut began, mut pending, commit_every) = (self.began, self.pending, self.commit_every);
         let res = self
             .with_conn(move |c| {
-                let began = match began {
-                    Some(t) => t,
-                    None => {
-                        c.execute_batch("BEGIN IMMEDIATE").map_err(internal)?;
-                        Instant::now()
+                let mut counts = IngestCounts::default();
+                for piece in pieces {
+                    let n = piece.len();
+                    let start = match began {
+                        Some(t) => t,
+                        None => {
+                            c.execute_batch("BEGIN IMMEDIATE").map_err(internal)?;
+                            Instant::now()
+                        }
+                    };
+                    began = Some(start);
+                    let t = Instant::now();
+                    counts += super::events::ingest(c, piece, opts)?;
+                    pending += n;
+                    // Shared: one more piece as long as this one must still end in the budget.
+                    let over = shared && start.elapsed() + t.elapsed() >= SHARED_TX_BUDGET;
+                    if pending >= commit_every || over {
+                        c.execute_batch("COMMIT").map_err(internal)?;
+                        (began, pending) = (None, 0);
+                        if shared {
+                            std::thread::sleep(SHARED_YIELD);
+                        }
                     }
-                };
-                let counts = super::events::ingest(c, batch, opts)?;
-                let commit = by_count || budget.is_some_and(|b| began.elapsed() >= b);
-                if commit {
-                    c.execute_batch("COMMIT").map_err(internal)?;
                 }
-                Ok((counts, began, commit))
+                Ok((counts, began, pending))
             })
             .await;
         match res {
-            Ok((counts, _, true)) => {
-                self.pending = 0;
-                self.began = None;
-                if budget.is_some() {
-                    tokio::time::sleep(SHARED_YIELD).await;
-                }
-                Ok(counts)
-            }
-            Ok((counts, began, false)) => {
-                self.pending += n;
-                self.began = Some(began);
+            Ok((counts, began, pending)) => {
+                (self.began, self.pending) = (began, pending);
                 Ok(counts)
             }
             Err(e) => {
                 // Everything since the last COMMIT is undone; the caller stops here.
-                self.pending = 0;
-                self.began = None;
+                (self.began, self.pending) = (None, 0);
                 let _ = self
                     .with_conn(|c| c.execute_batch("ROLLBACK").map_err(internal))
                     .await;
@@ -143,8 +150,8 @@ impl BulkIngest for SqliteBulk {
     }
 
     async fn finish(mut self: Box<Self>) -> StoreResult<()> {
-        let commit = std::mem::take(&mut self.pending) > 0;
-        self.began = None;
+        let commit = self.began.take().is_some();
+        self.pending = 0;
         self.with_conn(move |c| {
             if commit {
                 c.execute_batch("COMMIT").map_err(internal)?;
