@@ -18,6 +18,8 @@ pub struct TestApp {
     /// Key of tenant `con_test`, default partner `partner_a`.
     pub key: String,
     pub store: DynStore,
+    /// The URL of the server's database (for child processes that share it).
+    pub database_url: String,
     _dir: tempfile::TempDir,
     _shutdown: tokio::sync::oneshot::Sender<()>,
     _worker_stop: Option<tokio::sync::watch::Sender<bool>>,
@@ -142,6 +144,7 @@ impl TestApp {
             client: reqwest::Client::new(),
             key: String::new(),
             store,
+            database_url: url,
             _dir: dir,
             _shutdown: tx,
             _worker_stop: worker_stop,

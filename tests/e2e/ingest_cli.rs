@@ -600,3 +600,83 @@ fn sigkill_mid_file_then_rerun_equals_one_clean_run() {
     );
     assert_eq!(count(&crash_path, "events"), clean[1].len() as i64);
 }
+
+/// A bulk ingest into the SQLite file a running server uses (issue 11, item 7): every API write
+/// made meanwhile succeeds. Before, the CLI held the write lock for a whole `--commit-every`
+/// transaction (here the whole file), so the server's writes waited out its 5 s busy timeout and
+/// answered 503 `database is locked`. No timing is asserted, only that nothing failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn api_writes_succeed_while_the_cli_bulk_ingests_the_same_file() {
+    if std::env::var("PROSPECT_EVENTS_TEST_BACKEND").as_deref() == Ok("postgres") {
+        return; // PostgreSQL has no bulk session (D19).
+    }
+    // Long enough that, in a debug build, one transaction over the whole file outlasts the
+    // server's 5 s busy timeout.
+    const LINES: u64 = 600_000;
+    let bin = binary_or_skip!();
+    let app = TestApp::spawn().await;
+    let dir = tempfile::tempdir().unwrap();
+    let feed = dir.path().join("bulk.ndjson");
+    let mut w = std::io::BufWriter::new(std::fs::File::create(&feed).unwrap());
+    for i in 0..LINES {
+        writeln!(
+            w,
+            r#"{{"prospect_id":"{i:040x}","observed_at":"2026-01-0{}","company_name":"Acme {}","job_title":"Engineer"}}"#,
+            1 + i % 2,
+            i % 7
+        )
+        .unwrap();
+    }
+    w.into_inner().unwrap().sync_all().unwrap();
+
+    let mut ingest = command(&bin, dir.path())
+        .args(["ingest", feed.to_str().unwrap(), "--database-url"])
+        .arg(&app.database_url)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let enroll = |key: &str| json!({"enrollment_key": key, "prospect_ids": [P1], "event_types": ["prospect_changed_role"]});
+    let first: Value = app
+        .req(reqwest::Method::POST, "/v1/prospects/events/enrollments")
+        .json(&enroll("bulk"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = first["enrollment_id"].as_str().unwrap().to_string();
+    let mut statuses = Vec::new();
+    while ingest.try_wait().unwrap().is_none() {
+        let post = app
+            .req(reqwest::Method::POST, "/v1/prospects/events/enrollments")
+            .json(&enroll("bulk"))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(post.status().as_u16());
+        let patch = app
+            .req(reqwest::Method::PATCH, "/v1/prospects/events/enrollments")
+            .json(
+                &json!({"enrollment_id": id, "enrollment_key": format!("bulk{}", statuses.len()),
+                "prospect_ids": [P1, P2], "event_types": ["prospect_changed_company"]}),
+            )
+            .send()
+            .await
+            .unwrap();
+        statuses.push(patch.status().as_u16());
+    }
+    let out = ingest.wait_with_output().unwrap();
+    assert_eq!(code(&out), 0, "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(summary(&out)["accepted"], LINES);
+    assert!(!statuses.is_empty(), "writes were made during the ingest");
+    let failed: Vec<u16> = statuses.iter().copied().filter(|s| *s != 200).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} writes failed during the bulk ingest: {failed:?}",
+        failed.len(),
+        statuses.len()
+    );
+}

@@ -5,6 +5,7 @@ mod connections;
 mod enrollments;
 mod events;
 mod graceful;
+mod idempotency;
 mod ingest_cli;
 mod ingest_limits;
 mod memory;

@@ -107,6 +107,37 @@ async fn registration_replaces_url_and_secret() {
         .unwrap();
     assert_eq!(got["webhook_secret"], second["webhook_secret"]);
     assert_eq!(got["webhook_url"], "https://example.com/b");
+    // GET adds the delivery state after the reference's fields, which keep their values.
+    let keys: Vec<&str> = got
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "response_context",
+            "created_at",
+            "last_modified_time",
+            "webhook_url",
+            "webhook_secret",
+            "status",
+            "disabled_reason",
+            "disabled_at"
+        ]
+    );
+    for k in [
+        "created_at",
+        "last_modified_time",
+        "webhook_url",
+        "webhook_secret",
+    ] {
+        assert_eq!(got[k], second[k], "{k}");
+    }
+    assert_eq!(got["status"], "active");
+    assert_eq!(got["disabled_reason"], Value::Null);
+    assert_eq!(got["disabled_at"], Value::Null);
 
     // A partner the tenant does not own is 404, for every verb.
     let other = app.new_key("con_other", "partner_x", false).await;
@@ -348,9 +379,35 @@ async fn gone_disables_the_webhook_until_reregistered() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(rx.received().len(), seen, "no attempts while disabled");
 
+    // GET shows the state, the reason and when, after the reference's fields.
+    let got = get_webhook(&app, "partner_a").await;
+    assert_eq!(got["status"], "disabled");
+    assert_eq!(got["disabled_reason"], "receiver answered 410 Gone");
+    let at = got["disabled_at"]
+        .as_str()
+        .expect("disabled_at is a timestamp");
+    let at =
+        time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339).unwrap();
+    let age = time::OffsetDateTime::now_utc() - at;
+    assert!(age.whole_seconds() >= 0 && age.whole_seconds() < 60, "{at}");
+
     rx.set_default(Reply::Status(200));
     register(&app, &app.key, "partner_a", &rx.url).await;
     rx.wait_for(seen + 2, Duration::from_secs(10)).await;
+    let got = get_webhook(&app, "partner_a").await;
+    assert_eq!(got["status"], "active");
+    assert_eq!(got["disabled_reason"], Value::Null);
+    assert_eq!(got["disabled_at"], Value::Null);
+}
+
+async fn get_webhook(app: &TestApp, partner: &str) -> Value {
+    app.req(Method::GET, &format!("/v1/webhooks/{partner}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
 
 #[tokio::test]

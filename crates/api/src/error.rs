@@ -19,6 +19,8 @@ pub enum ApiError {
     UnsupportedMediaType,
     MethodNotAllowed,
     Conflict(&'static str),
+    /// 422 with a human message (not a pydantic error list).
+    Unprocessable(&'static str),
     Unavailable(String),
     Internal(String),
 }
@@ -59,6 +61,7 @@ impl IntoResponse for ApiError {
             ApiError::BadRequestOwned(m) => (StatusCode::BAD_REQUEST, m, None),
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, m.to_string(), None),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, m.to_string(), None),
+            ApiError::Unprocessable(m) => (StatusCode::UNPROCESSABLE_ENTITY, m.to_string(), None),
             ApiError::PayloadTooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "Request body is too large".to_string(),

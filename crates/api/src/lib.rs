@@ -11,6 +11,7 @@ mod context;
 mod enrollments;
 mod error;
 mod events;
+mod idempotency;
 mod meta;
 mod metrics;
 mod query;
@@ -155,6 +156,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/webhooks/{partner_id}/replay", post(webhooks::replay))
         .fallback(meta::not_found)
         .method_not_allowed_fallback(meta::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            idempotency::idempotency,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             context::wire_conventions,

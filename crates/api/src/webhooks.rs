@@ -28,6 +28,18 @@ pub(crate) struct WebhookOut {
     webhook_secret: String,
 }
 
+/// GET's answer: the registration as POST returns it, then (beyond the reference, appended so
+/// the reference's fields keep their bytes) whether notifications flow (`active`) or wait for
+/// a re-registration (`disabled`), why, and since when.
+#[derive(Serialize)]
+pub(crate) struct WebhookStateOut {
+    #[serde(flatten)]
+    registration: WebhookOut,
+    status: &'static str,
+    disabled_reason: Option<String>,
+    disabled_at: Option<String>,
+}
+
 #[derive(Serialize)]
 pub(crate) struct ContextOnly {
     response_context: ResponseContext,
@@ -90,14 +102,21 @@ pub(crate) async fn get_one(
     ctx: RequestCtx,
     caller: Caller,
     Path(partner_id): Path<String>,
-) -> Result<Json<WebhookOut>, ApiError> {
+) -> Result<Json<WebhookStateOut>, ApiError> {
     let scope = partner_scope(&caller, &partner_id)?;
     let w = state
         .store
         .get_webhook(&scope)
         .await?
         .ok_or(ApiError::NotFound("Webhook not found"))?;
-    Ok(Json(webhook_out(&ctx, w)))
+    let (enabled, disabled_reason, disabled_at) =
+        (w.enabled, w.disabled_reason.clone(), w.disabled_at);
+    Ok(Json(WebhookStateOut {
+        registration: webhook_out(&ctx, w),
+        status: if enabled { "active" } else { "disabled" },
+        disabled_reason: disabled_reason.filter(|_| !enabled),
+        disabled_at: disabled_at.filter(|_| !enabled).map(ms_to_rfc3339),
+    }))
 }
 
 pub(crate) async fn delete(

@@ -113,7 +113,8 @@ pub async fn run(cfg: ServeConfig) -> Result<()> {
     Ok(())
 }
 
-/// Fires due anniversaries at start and then every `interval`, and applies event retention.
+/// Fires due anniversaries at start and then every `interval`, and applies event retention and
+/// the idempotency keys' expiry.
 async fn scanner(
     store: DynStore,
     lead_days: u32,
@@ -143,6 +144,16 @@ async fn scanner(
                 Ok(n) => tracing::info!(events.pruned = n, "event retention applied"),
                 Err(e) => tracing::warn!(error = %e, "event retention failed"),
             }
+        }
+        // Idempotency keys are ignored from 24 h on; this only frees their rows.
+        let key_cutoff = (now.unix_timestamp_nanos() / 1_000_000) as i64
+            - store::idempotency::IDEMPOTENCY_TTL_MS;
+        match store.prune_idempotency_keys(key_cutoff).await {
+            Ok(n) if n > 0 => {
+                tracing::info!(idempotency_keys.pruned = n, "old idempotency keys deleted")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "pruning idempotency keys failed"),
         }
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}

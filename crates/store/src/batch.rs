@@ -108,6 +108,46 @@ impl SnapshotBatch {
     }
 }
 
+impl SnapshotBatch {
+    /// The batch, grouped, cut into pieces of at least `max` snapshots (the last may be
+    /// smaller) that never separate one prospect's snapshots, so applying the pieces in order
+    /// is applying the batch. Each piece sends its snapshots home as the batch would.
+    pub fn split_grouped(mut self, max: usize) -> Vec<SnapshotBatch> {
+        self.group();
+        let max = max.max(1);
+        if self.snapshots.len() <= max {
+            return vec![self];
+        }
+        let home = self.home.take();
+        let hashes = std::mem::take(&mut self.hashes);
+        let mut all = std::mem::take(&mut self.snapshots)
+            .into_iter()
+            .zip(hashes)
+            .peekable();
+        let mut pieces = Vec::new();
+        let mut piece = SnapshotBatch::with_capacity(max);
+        while let Some((s, h)) = all.next() {
+            let same_next = all
+                .peek()
+                .is_some_and(|(n, _)| n.prospect_id == s.prospect_id);
+            piece.snapshots.push(s);
+            piece.hashes.push(h);
+            if piece.len() >= max && !same_next {
+                piece.home = home.clone();
+                pieces.push(std::mem::replace(
+                    &mut piece,
+                    SnapshotBatch::with_capacity(max),
+                ));
+            }
+        }
+        if !piece.is_empty() {
+            piece.home = home;
+            pieces.push(piece);
+        }
+        pieces
+    }
+}
+
 impl FromIterator<Snapshot> for SnapshotBatch {
     fn from_iter<I: IntoIterator<Item = Snapshot>>(iter: I) -> Self {
         let iter = iter.into_iter();
@@ -176,6 +216,36 @@ mod tests {
         b.push(snap(0, "f"));
         let first = b.grouped().next().unwrap().0.job_title.clone();
         assert_eq!(first.as_deref(), Some("f"));
+    }
+
+    #[test]
+    fn split_pieces_keep_each_prospect_whole_and_in_order() {
+        let b = SnapshotBatch::from(vec![
+            snap(2, "a"),
+            snap(1, "b"),
+            snap(2, "c"),
+            snap(1, "d"),
+            snap(3, "e"),
+            snap(4, "f"),
+        ]);
+        let mut pieces = b.split_grouped(1);
+        let titles: Vec<Vec<String>> = pieces
+            .iter_mut()
+            .map(|p| {
+                p.grouped()
+                    .map(|(s, _)| s.job_title.clone().unwrap())
+                    .collect()
+            })
+            .collect();
+        assert_eq!(
+            titles,
+            [vec!["b", "d"], vec!["a", "c"], vec!["e"], vec!["f"]]
+        );
+        let b = SnapshotBatch::from(vec![snap(1, "a"), snap(2, "b"), snap(3, "c")]);
+        let sizes: Vec<usize> = b.split_grouped(2).iter().map(|p| p.len()).collect();
+        assert_eq!(sizes, [2, 1]);
+        let b = SnapshotBatch::from(vec![snap(1, "a")]);
+        assert_eq!(b.split_grouped(5).len(), 1);
     }
 
     #[test]

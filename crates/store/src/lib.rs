@@ -4,11 +4,13 @@
 //! Every method touching partner-owned data takes a [`Scope`] and filters by it in the query.
 
 mod batch;
+pub mod idempotency;
 mod model;
 pub mod postgres;
 pub mod sqlite;
 
 pub use batch::SnapshotBatch;
+pub use idempotency::{IdemAnswer, IdemBegin, IdemFence};
 pub use model::*;
 
 use async_trait::async_trait;
@@ -180,6 +182,25 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<()>;
     /// Re-queues every notification of the scope whose event falls in the window.
     async fn replay(&self, scope: &Scope, query: &ReplayQuery, now_ms: i64) -> StoreResult<u64>;
+
+    // --- Idempotency keys (see `idempotency`) -----------------------------------------------
+    /// Reserves `key` of `scope` for a request with `fingerprint` (then its writes are to run
+    /// inside [`idempotency::fenced`]), or says what to answer instead.
+    async fn idempotency_begin(
+        &self,
+        scope: &Scope,
+        key: &str,
+        fingerprint: &[u8],
+        now_ms: i64,
+    ) -> StoreResult<IdemBegin>;
+    /// Stores the answer of a held reservation; false when the key was taken over meanwhile.
+    async fn idempotency_finish(&self, fence: &IdemFence, answer: &IdemAnswer)
+        -> StoreResult<bool>;
+    /// Gives a held reservation up without an answer: forgotten when the request wrote nothing,
+    /// else kept as executed-without-answer (never executed again).
+    async fn idempotency_release(&self, fence: &IdemFence) -> StoreResult<()>;
+    /// Deletes idempotency keys created before `before_ms`; returns how many.
+    async fn prune_idempotency_keys(&self, before_ms: i64) -> StoreResult<u64>;
 }
 
 pub type DynStore = Arc<dyn Store>;

@@ -412,6 +412,9 @@ pub struct Webhook {
     pub generation: i64,
     pub enabled: bool,
     pub disabled_reason: Option<String>,
+    /// When the webhook was disabled (unix milliseconds); None while enabled, and for webhooks
+    /// disabled before the time was recorded.
+    pub disabled_at: Option<i64>,
     /// Unix milliseconds.
     pub created_at: i64,
     pub last_modified_time: i64,

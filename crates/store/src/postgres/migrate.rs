@@ -27,6 +27,16 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "claim_by_webhook",
         include_str!("../../migrations/postgres/0004_claim_by_webhook.sql"),
     ),
+    (
+        5,
+        "webhook_disabled_at",
+        include_str!("../../migrations/postgres/0005_webhook_disabled_at.sql"),
+    ),
+    (
+        6,
+        "idempotency_keys",
+        include_str!("../../migrations/postgres/0006_idempotency_keys.sql"),
+    ),
 ];
 
 pub(super) async fn run(conn: &mut Object) -> Result<(), StoreError> {

@@ -16,6 +16,7 @@
 
 mod connect;
 mod events;
+mod idempotency;
 mod migrate;
 mod queries;
 mod webhooks;

@@ -1,9 +1,10 @@
 //! `Store` implemented with SQL for PostgreSQL (keys and enrollments here; events in events.rs,
 //! webhooks and delivery in webhooks.rs). Every partner-owned query filters by scope.
 
+use super::idempotency::fence;
 use super::{is_unique_violation, pg, PostgresStore};
 use crate::model::*;
-use crate::{SnapshotBatch, Store, StoreError, StoreResult};
+use crate::{IdemAnswer, IdemBegin, IdemFence, SnapshotBatch, Store, StoreError, StoreResult};
 use async_trait::async_trait;
 use domain::{event_mask, EnrollmentId, EventType, PartnerId, ProspectId, TenantId};
 use std::collections::HashSet;
@@ -111,6 +112,7 @@ impl Store for PostgresStore {
     async fn create_enrollment(&self, scope: &Scope, new: NewEnrollment) -> StoreResult<()> {
         let mut c = self.conn().await?;
         let tx = c.transaction().await.map_err(pg)?;
+        fence(&tx).await?;
         let s = tx
             .prepare_cached(
                 "INSERT INTO enrollments (enrollment_id, tenant_id, partner_id, enrollment_key,
@@ -154,6 +156,7 @@ impl Store for PostgresStore {
     ) -> StoreResult<()> {
         let mut c = self.conn().await?;
         let tx = c.transaction().await.map_err(pg)?;
+        fence(&tx).await?;
         // Locks the row and reads the stored prospect list (the current index rows) in the
         // same statement that replaces it.
         let s = tx
@@ -196,6 +199,7 @@ impl Store for PostgresStore {
     async fn delete_enrollment(&self, scope: &Scope, enrollment_id: &str) -> StoreResult<()> {
         let mut c = self.conn().await?;
         let tx = c.transaction().await.map_err(pg)?;
+        fence(&tx).await?;
         let s = tx
             .prepare_cached(
                 "DELETE FROM enrollments
@@ -412,6 +416,33 @@ impl Store for PostgresStore {
 
     async fn replay(&self, scope: &Scope, query: &ReplayQuery, now_ms: i64) -> StoreResult<u64> {
         self.replay_impl(scope, query, now_ms).await
+    }
+
+    async fn idempotency_begin(
+        &self,
+        scope: &Scope,
+        key: &str,
+        fingerprint: &[u8],
+        now_ms: i64,
+    ) -> StoreResult<IdemBegin> {
+        self.idempotency_begin_impl(scope, key, fingerprint, now_ms)
+            .await
+    }
+
+    async fn idempotency_finish(
+        &self,
+        fence: &IdemFence,
+        answer: &IdemAnswer,
+    ) -> StoreResult<bool> {
+        self.idempotency_finish_impl(fence, answer).await
+    }
+
+    async fn idempotency_release(&self, fence: &IdemFence) -> StoreResult<()> {
+        self.idempotency_release_impl(fence).await
+    }
+
+    async fn prune_idempotency_keys(&self, before_ms: i64) -> StoreResult<u64> {
+        self.prune_idempotency_impl(before_ms).await
     }
 }
 

@@ -3,6 +3,7 @@
 //! `FOR UPDATE SKIP LOCKED` and lease them, so any number of replicas' workers share the outbox
 //! without handing one notification to two of them (unless a lease expired).
 
+use super::idempotency::fence;
 use super::{pg, PostgresStore};
 use crate::model::*;
 
@@ -16,8 +17,8 @@ use crate::{StoreError, StoreResult};
 use domain::{PartnerId, TenantId};
 use tokio_postgres::Row;
 
-const WEBHOOK_COLS: &str =
-    "webhook_url, secret, generation, enabled, disabled_reason, created_at, last_modified_time";
+const WEBHOOK_COLS: &str = "webhook_url, secret, generation, enabled, disabled_reason, created_at,
+    last_modified_time, disabled_at";
 
 fn webhook_row(r: &Row) -> Webhook {
     Webhook {
@@ -28,6 +29,7 @@ fn webhook_row(r: &Row) -> Webhook {
         disabled_reason: r.get(4),
         created_at: r.get(5),
         last_modified_time: r.get(6),
+        disabled_at: r.get(7),
     }
 }
 
@@ -79,8 +81,10 @@ impl PostgresStore {
         secret: &str,
         now_ms: i64,
     ) -> StoreResult<Webhook> {
-        let c = self.conn().await?;
-        let s = c
+        let mut c = self.conn().await?;
+        let tx = c.transaction().await.map_err(pg)?;
+        fence(&tx).await?;
+        let s = tx
             .prepare_cached(&format!(
                 "INSERT INTO webhooks (tenant_id, partner_id, webhook_url, secret, created_at,
                     last_modified_time)
@@ -88,12 +92,12 @@ impl PostgresStore {
                  ON CONFLICT (tenant_id, partner_id) DO UPDATE SET
                     webhook_url = excluded.webhook_url, secret = excluded.secret,
                     generation = webhooks.generation + 1, enabled = TRUE, disabled_reason = NULL,
-                    failing_since = NULL, last_modified_time = excluded.last_modified_time
+                    disabled_at = NULL, failing_since = NULL, last_modified_time = excluded.last_modified_time
                  RETURNING {WEBHOOK_COLS}"
             ))
             .await
             .map_err(pg)?;
-        let row = c
+        let row = tx
             .query_one(
                 &s,
                 &[&scope.tenant.0, &scope.partner.0, &url, &secret, &now_ms],
@@ -101,7 +105,7 @@ impl PostgresStore {
             .await
             .map_err(pg)?;
         // Parked notifications (no webhook, or disabled) flow again from now.
-        let s = c
+        let s = tx
             .prepare_cached(
                 "UPDATE notifications SET next_attempt_at = $3
                  WHERE tenant_id = $1 AND partner_id = $2 AND status = 0
@@ -109,30 +113,33 @@ impl PostgresStore {
             )
             .await
             .map_err(pg)?;
-        c.execute(&s, &[&scope.tenant.0, &scope.partner.0, &now_ms])
+        tx.execute(&s, &[&scope.tenant.0, &scope.partner.0, &now_ms])
             .await
             .map_err(pg)?;
+        tx.commit().await.map_err(pg)?;
         Ok(webhook_row(&row))
     }
 
     pub(super) async fn delete_webhook_impl(&self, scope: &Scope) -> StoreResult<()> {
-        let c = self.conn().await?;
-        let s = c
+        let mut c = self.conn().await?;
+        let tx = c.transaction().await.map_err(pg)?;
+        fence(&tx).await?;
+        let s = tx
             .prepare_cached("DELETE FROM webhooks WHERE tenant_id = $1 AND partner_id = $2")
             .await
             .map_err(pg)?;
-        let n = c
+        let n = tx
             .execute(&s, &[&scope.tenant.0, &scope.partner.0])
             .await
             .map_err(pg)?;
         if n == 0 {
             return Err(StoreError::NotFound);
         }
-        let s = c.prepare_cached(PARK_IF_DISABLED).await.map_err(pg)?;
-        c.execute(&s, &[&scope.tenant.0, &scope.partner.0])
+        let s = tx.prepare_cached(PARK_IF_DISABLED).await.map_err(pg)?;
+        tx.execute(&s, &[&scope.tenant.0, &scope.partner.0])
             .await
             .map_err(pg)?;
-        Ok(())
+        tx.commit().await.map_err(pg)
     }
 
     pub(super) async fn claim_due_impl(
@@ -317,12 +324,15 @@ impl PostgresStore {
                 let s = tx
                     .prepare_cached(
                         "UPDATE webhooks SET enabled = FALSE,
-                            disabled_reason = 'receiver answered 410 Gone'
+                            disabled_reason = 'receiver answered 410 Gone',
+                            disabled_at = CASE WHEN enabled THEN $4 ELSE disabled_at END
                          WHERE tenant_id = $1 AND partner_id = $2 AND generation = $3",
                     )
                     .await
                     .map_err(pg)?;
-                tx.execute(&s, &[t, p, g]).await.map_err(pg)?;
+                tx.execute(&s, &[t, p, g, &r.attempted_at])
+                    .await
+                    .map_err(pg)?;
             }
             AttemptOutcome::RetryAt(_) | AttemptOutcome::GiveUp => {
                 let s = tx
@@ -331,7 +341,10 @@ impl PostgresStore {
                             enabled = CASE WHEN COALESCE(failing_since, $4) <= $4 - $5
                                 THEN FALSE ELSE enabled END,
                             disabled_reason = CASE WHEN COALESCE(failing_since, $4) <= $4 - $5
-                                THEN 'failing continuously' ELSE disabled_reason END
+                                THEN 'failing continuously' ELSE disabled_reason END,
+                            disabled_at = CASE WHEN enabled
+                                AND COALESCE(failing_since, $4) <= $4 - $5
+                                THEN $4 ELSE disabled_at END
                          WHERE tenant_id = $1 AND partner_id = $2 AND generation = $3",
                     )
                     .await
@@ -357,14 +370,16 @@ impl PostgresStore {
         if items.is_empty() {
             return Ok(0);
         }
-        let c = self.conn().await?;
+        let mut c = self.conn().await?;
+        let tx = c.transaction().await.map_err(pg)?;
+        fence(&tx).await?;
         let delivery: Vec<&str> = items.iter().map(|i| i.delivery_id.as_str()).collect();
         let event: Vec<&str> = items.iter().map(|i| i.event_id.as_str()).collect();
         let name: Vec<&str> = items.iter().map(|i| i.event_name.as_str()).collect();
         let time: Vec<i64> = items.iter().map(|i| i.event_time).collect();
         let key: Vec<&str> = items.iter().map(|i| i.enrollment_key.as_str()).collect();
         let payload: Vec<String> = items.iter().map(|i| i.payload.to_string()).collect();
-        let s = c
+        let s = tx
             .prepare_cached(
                 "INSERT INTO notifications (delivery_id, event_id, event_name, event_time,
                     tenant_id, partner_id, enrollment_id, enrollment_key, payload,
@@ -378,23 +393,26 @@ impl PostgresStore {
             )
             .await
             .map_err(pg)?;
-        c.execute(
-            &s,
-            &[
-                &delivery,
-                &event,
-                &name,
-                &time,
-                &key,
-                &payload,
-                &scope.tenant.0,
-                &scope.partner.0,
-                &now_ms,
-                &(now_ms / 1000),
-            ],
-        )
-        .await
-        .map_err(pg)
+        let n = tx
+            .execute(
+                &s,
+                &[
+                    &delivery,
+                    &event,
+                    &name,
+                    &time,
+                    &key,
+                    &payload,
+                    &scope.tenant.0,
+                    &scope.partner.0,
+                    &now_ms,
+                    &(now_ms / 1000),
+                ],
+            )
+            .await
+            .map_err(pg)?;
+        tx.commit().await.map_err(pg)?;
+        Ok(n)
     }
 
     pub(super) async fn list_deliveries_impl(
@@ -491,8 +509,10 @@ impl PostgresStore {
         delivery_id: &str,
         now_ms: i64,
     ) -> StoreResult<()> {
-        let c = self.conn().await?;
-        let s = c
+        let mut c = self.conn().await?;
+        let tx = c.transaction().await.map_err(pg)?;
+        fence(&tx).await?;
+        let s = tx
             .prepare_cached(
                 "UPDATE notifications SET status = 0, cycle_attempts = 0,
                     next_attempt_at = CASE WHEN EXISTS (SELECT 1 FROM webhooks w WHERE w.tenant_id = $2 AND w.partner_id = $3 AND w.enabled) THEN $4 ELSE 9223372036854775807 END,
@@ -501,7 +521,7 @@ impl PostgresStore {
             )
             .await
             .map_err(pg)?;
-        let n = c
+        let n = tx
             .execute(
                 &s,
                 &[&delivery_id, &scope.tenant.0, &scope.partner.0, &now_ms],
@@ -511,7 +531,7 @@ impl PostgresStore {
         if n == 0 {
             return Err(StoreError::NotFound);
         }
-        Ok(())
+        tx.commit().await.map_err(pg)
     }
 
     pub(super) async fn replay_impl(
@@ -520,8 +540,10 @@ impl PostgresStore {
         q: &ReplayQuery,
         now_ms: i64,
     ) -> StoreResult<u64> {
-        let c = self.conn().await?;
-        let s = c
+        let mut c = self.conn().await?;
+        let tx = c.transaction().await.map_err(pg)?;
+        fence(&tx).await?;
+        let s = tx
             .prepare_cached(
                 "UPDATE notifications SET status = 0, cycle_attempts = 0,
                     next_attempt_at = CASE WHEN EXISTS (SELECT 1 FROM webhooks w WHERE w.tenant_id = $1 AND w.partner_id = $2 AND w.enabled) THEN $6 ELSE 9223372036854775807 END,
@@ -532,18 +554,21 @@ impl PostgresStore {
             )
             .await
             .map_err(pg)?;
-        c.execute(
-            &s,
-            &[
-                &scope.tenant.0,
-                &scope.partner.0,
-                &q.from,
-                &q.to,
-                &q.event_names,
-                &now_ms,
-            ],
-        )
-        .await
-        .map_err(pg)
+        let n = tx
+            .execute(
+                &s,
+                &[
+                    &scope.tenant.0,
+                    &scope.partner.0,
+                    &q.from,
+                    &q.to,
+                    &q.event_names,
+                    &now_ms,
+                ],
+            )
+            .await
+            .map_err(pg)?;
+        tx.commit().await.map_err(pg)?;
+        Ok(n)
     }
 }

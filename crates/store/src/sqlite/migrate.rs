@@ -40,6 +40,16 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "drop_state_anniv_index",
         include_str!("../../migrations/sqlite/0007_drop_state_anniv_index.sql"),
     ),
+    (
+        8,
+        "webhook_disabled_at",
+        include_str!("../../migrations/sqlite/0008_webhook_disabled_at.sql"),
+    ),
+    (
+        9,
+        "idempotency_keys",
+        include_str!("../../migrations/sqlite/0009_idempotency_keys.sql"),
+    ),
 ];
 
 pub(super) fn run(conn: &mut Connection) -> Result<(), StoreError> {

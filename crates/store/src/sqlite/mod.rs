@@ -21,7 +21,9 @@
 
 mod bulk;
 mod events;
+mod idempotency;
 mod migrate;
+mod presence;
 mod queries;
 mod webhooks;
 
@@ -66,6 +68,8 @@ pub struct SqliteStore {
     writer: mpsc::Sender<Job>,
     readers: Arc<Mutex<Vec<Connection>>>,
     path: PathBuf,
+    /// This process's shared lock on `<database>-lock` (see `presence`).
+    presence: Arc<presence::Presence>,
     /// The checkpointer runs while this is alive.
     _alive: Arc<()>,
 }
@@ -81,18 +85,19 @@ impl SqliteStore {
             ));
         }
         let p = path.clone();
-        let (writer_conn, readers) = tokio::task::spawn_blocking(move || {
+        let (writer_conn, readers, presence) = tokio::task::spawn_blocking(move || {
             if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).map_err(|e| {
                     StoreError::Internal(format!("creating {}: {e}", dir.display()))
                 })?;
             }
+            let presence = presence::Presence::announce(&p)?;
             let mut w = open_conn_with(&p, false, "NORMAL")?;
             migrate::run(&mut w)?;
             let readers = (0..opts.readers.max(1))
                 .map(|_| open_conn(&p, true))
                 .collect::<Result<Vec<_>, _>>()?;
-            Ok::<_, StoreError>((w, readers))
+            Ok::<_, StoreError>((w, readers, presence))
         })
         .await
         .map_err(|e| StoreError::Internal(format!("open task: {e}")))??;
@@ -138,6 +143,7 @@ impl SqliteStore {
             writer: tx,
             readers: Arc::new(Mutex::new(readers)),
             path,
+            presence: Arc::new(presence),
             _alive: alive,
         })
     }
@@ -146,14 +152,31 @@ impl SqliteStore {
         &self.path
     }
 
-    /// Runs `f` inside the group-commit writer; resolves after the enclosing COMMIT.
+    pub(crate) fn presence(&self) -> Arc<presence::Presence> {
+        self.presence.clone()
+    }
+
+    /// Runs `f` inside the group-commit writer; resolves after the enclosing COMMIT. Inside a
+    /// request fenced by an idempotency key, `f` runs only while the key is held.
     pub(crate) async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let (reply, rx) = oneshot::channel();
-        let run: JobFn = Box::new(move |c| f(c).map(|v| Box::new(v) as Box<dyn Any + Send>));
+        // A request carrying an idempotency key writes only while it holds the key, and marks
+        // it executed in the same transaction (crate::idempotency).
+        let fence = crate::idempotency::current_fence();
+        let run: JobFn = Box::new(move |c| {
+            if let Some(fence) = &fence {
+                idempotency::check_fence(c, fence)?;
+            }
+            let out = f(c)?;
+            if let Some(fence) = &fence {
+                idempotency::mark_executed(c, fence)?;
+            }
+            Ok(Box::new(out) as Box<dyn Any + Send>)
+        });
         self.writer
             .send(Job { run, reply })
             .await
@@ -215,8 +238,7 @@ fn open_conn_with(path: &Path, read_only: bool, sync: &str) -> Result<Connection
             | OpenFlags::SQLITE_OPEN_NO_MUTEX
     };
     let conn = Connection::open_with_flags(path, flags).map_err(internal)?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))
-        .map_err(internal)?;
+    conn.busy_handler(Some(wait_for_lock)).map_err(internal)?;
     if !read_only {
         // WAL lets readers run beside the writer. Checkpoints are mostly the checkpointer
         // thread's job.
@@ -249,6 +271,22 @@ fn open_conn_with(path: &Path, read_only: bool, sync: &str) -> Result<Connection
     }
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
+}
+
+/// How long a connection waits for a lock another process holds before failing with "database
+/// is locked" (then a 503).
+const BUSY_TIMEOUT_MS: i32 = 5_000;
+
+/// The busy handler of every connection: tries again every millisecond, for about
+/// `BUSY_TIMEOUT_MS`. SQLite's own (`busy_timeout`) sleeps up to 100 ms between tries, so a
+/// waiter could miss the short gaps the CLI's bulk ingestion leaves between its transactions
+/// (D42) and wait for several of them.
+fn wait_for_lock(tries: i32) -> bool {
+    if tries >= BUSY_TIMEOUT_MS {
+        return false;
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1));
+    true
 }
 
 /// Copies the WAL back into the database in the background. PASSIVE never blocks the writer

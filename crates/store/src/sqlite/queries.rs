@@ -1,8 +1,8 @@
 //! `Store` implemented with SQL for SQLite. Every partner-owned query filters by scope.
 
-use super::{internal, webhooks, SqliteStore};
+use super::{idempotency, internal, webhooks, SqliteStore};
 use crate::model::*;
-use crate::{SnapshotBatch, Store, StoreError, StoreResult};
+use crate::{IdemAnswer, IdemBegin, IdemFence, SnapshotBatch, Store, StoreError, StoreResult};
 use async_trait::async_trait;
 use domain::{event_mask, EnrollmentId, EventType, PartnerId, ProspectId, TenantId};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -268,11 +268,12 @@ impl Store for SqliteStore {
         &self,
         commit_every: usize,
     ) -> StoreResult<Option<Box<dyn crate::BulkIngest>>> {
-        let path = self.path().to_path_buf();
-        let bulk =
-            tokio::task::spawn_blocking(move || super::bulk::SqliteBulk::open(&path, commit_every))
-                .await
-                .map_err(|e| StoreError::Internal(format!("open task: {e}")))??;
+        let (path, presence) = (self.path().to_path_buf(), self.presence());
+        let bulk = tokio::task::spawn_blocking(move || {
+            super::bulk::SqliteBulk::open(&path, commit_every, presence)
+        })
+        .await
+        .map_err(|e| StoreError::Internal(format!("open task: {e}")))??;
         Ok(Some(Box::new(bulk)))
     }
 
@@ -387,6 +388,37 @@ impl Store for SqliteStore {
         let (scope, query) = (scope.clone(), query.clone());
         self.write(move |c| webhooks::replay(c, &scope, &query, now_ms))
             .await
+    }
+
+    async fn idempotency_begin(
+        &self,
+        scope: &Scope,
+        key: &str,
+        fingerprint: &[u8],
+        now_ms: i64,
+    ) -> StoreResult<IdemBegin> {
+        let (scope, key, fp) = (scope.clone(), key.to_string(), fingerprint.to_vec());
+        self.write(move |c| idempotency::begin(c, &scope, &key, &fp, now_ms))
+            .await
+    }
+
+    async fn idempotency_finish(
+        &self,
+        fence: &IdemFence,
+        answer: &IdemAnswer,
+    ) -> StoreResult<bool> {
+        let (fence, answer) = (fence.clone(), answer.clone());
+        self.write(move |c| idempotency::finish(c, &fence, &answer))
+            .await
+    }
+
+    async fn idempotency_release(&self, fence: &IdemFence) -> StoreResult<()> {
+        let fence = fence.clone();
+        self.write(move |c| idempotency::release(c, &fence)).await
+    }
+
+    async fn prune_idempotency_keys(&self, before_ms: i64) -> StoreResult<u64> {
+        self.write(move |c| idempotency::prune(c, before_ms)).await
     }
 }
 

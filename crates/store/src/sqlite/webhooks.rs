@@ -15,11 +15,12 @@ fn webhook_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Webhook> {
         disabled_reason: r.get(4)?,
         created_at: r.get(5)?,
         last_modified_time: r.get(6)?,
+        disabled_at: r.get(7)?,
     })
 }
 
-const WEBHOOK_COLS: &str =
-    "webhook_url, secret, generation, enabled, disabled_reason, created_at, last_modified_time";
+const WEBHOOK_COLS: &str = "webhook_url, secret, generation, enabled, disabled_reason, created_at,
+    last_modified_time, disabled_at";
 
 pub(super) fn get_webhook(c: &Connection, scope: &Scope) -> StoreResult<Option<Webhook>> {
     c.prepare_cached(&format!(
@@ -44,7 +45,7 @@ pub(super) fn put_webhook(
          VALUES (?1, ?2, ?3, ?4, ?5, ?5)
          ON CONFLICT (tenant_id, partner_id) DO UPDATE SET webhook_url = excluded.webhook_url,
             secret = excluded.secret, generation = webhooks.generation + 1, enabled = 1,
-            disabled_reason = NULL, failing_since = NULL, last_modified_time = excluded.last_modified_time
+            disabled_reason = NULL, disabled_at = NULL, failing_since = NULL, last_modified_time = excluded.last_modified_time
          RETURNING {WEBHOOK_COLS}"
     ))
     .and_then(|mut s| {
@@ -82,7 +83,7 @@ pub(super) fn claim_due(
             "SELECT {WEBHOOK_COLS}, tenant_id, partner_id FROM webhooks WHERE enabled = 1"
         ))
         .and_then(|mut s| {
-            s.query_map([], |r| Ok((r.get(7)?, r.get(8)?, webhook_row(r)?)))?
+            s.query_map([], |r| Ok((r.get(8)?, r.get(9)?, webhook_row(r)?)))?
                 .collect::<Result<Vec<_>, _>>()
         })
         .map_err(internal)?;
@@ -227,10 +228,11 @@ pub(super) fn record_attempt(c: &Connection, r: &AttemptRecord) -> StoreResult<(
         }
         AttemptOutcome::Gone => {
             c.prepare_cached(
-                "UPDATE webhooks SET enabled = 0, disabled_reason = 'receiver answered 410 Gone'
+                "UPDATE webhooks SET enabled = 0, disabled_reason = 'receiver answered 410 Gone',
+                    disabled_at = CASE WHEN enabled THEN ?4 ELSE disabled_at END
                  WHERE tenant_id = ?1 AND partner_id = ?2 AND generation = ?3",
             )
-            .and_then(|mut s| s.execute(params![t, p, g]))
+            .and_then(|mut s| s.execute(params![t, p, g, r.attempted_at]))
             .map_err(internal)?;
         }
         AttemptOutcome::RetryAt(_) | AttemptOutcome::GiveUp => {
@@ -238,7 +240,9 @@ pub(super) fn record_attempt(c: &Connection, r: &AttemptRecord) -> StoreResult<(
                 "UPDATE webhooks SET failing_since = COALESCE(failing_since, ?4),
                     enabled = CASE WHEN COALESCE(failing_since, ?4) <= ?4 - ?5 THEN 0 ELSE enabled END,
                     disabled_reason = CASE WHEN COALESCE(failing_since, ?4) <= ?4 - ?5
-                        THEN 'failing continuously' ELSE disabled_reason END
+                        THEN 'failing continuously' ELSE disabled_reason END,
+                    disabled_at = CASE WHEN enabled AND COALESCE(failing_since, ?4) <= ?4 - ?5
+                        THEN ?4 ELSE disabled_at END
                  WHERE tenant_id = ?1 AND partner_id = ?2 AND generation = ?3",
             )
             .and_then(|mut s| s.execute(params![t, p, g, r.attempted_at, r.disable_after_ms]))
