@@ -369,6 +369,8 @@ impl Cluster {
             text.lines()
                 .find_map(|l| l.strip_prefix(&format!("export {name}=")))
                 .unwrap_or_else(|| panic!("{name} not in the script's output: {text}"))
+                // Shell quoting (a TLS URL holds `&`).
+                .trim_matches('\'')
                 .to_string()
         };
         Cluster {
