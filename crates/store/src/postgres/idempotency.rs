@@ -19,88 +19,58 @@ impl PostgresStore {
         fingerprint: &[u8],
         now_ms: i64,
     ) -> StoreResult<IdemBegin> {
-        let (t, p) = (&scope.tenant.0, &scope.partner.0);
-        let token = new_token();
+        let fence = IdemFence {
+            scope: scope.clone(),
+            key: key.to_string(),
+            token: new_token(),
+        };
         let lease_until = now_ms + IDEMPOTENCY_LEASE_MS;
         let mut c = self.conn().await?;
         let tx = c.transaction().await.map_err(pg)?;
-        let s = tx
-            .prepare_cached(
-                "INSERT INTO idempotency_keys
-                    (tenant_id, partner_id, idem_key, fingerprint, token, lease_until, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
-            )
-            .await
-            .map_err(pg)?;
-        let inserted = tx
-            .execute(
-                &s,
-                &[&t, &p, &key, &fingerprint, &token, &lease_until, &now_ms],
-            )
-            .await
-            .map_err(pg)?;
-        if inserted == 0 {
-            let s = tx
-                .prepare_cached(
-                    "SELECT fingerprint, created_at, lease_until, executed, status_code,
-                        answer_detail, response_body
-                     FROM idempotency_keys
-                     WHERE tenant_id = $1 AND partner_id = $2 AND idem_key = $3
-                     FOR UPDATE",
+        // None: reserved by the insert. A row released (deleted) between the insert's conflict
+        // and the read is inserted again.
+        let mut step = Err(StoreError::Unavailable(
+            "an idempotency key kept changing under its reservation".into(),
+        ));
+        for _ in 0..3 {
+            if insert_reservation(&tx, &fence, fingerprint, lease_until, now_ms).await? {
+                step = Ok(None);
+                break;
+            }
+            if let Some(row) = locked_row(&tx, &fence).await? {
+                step = Ok(Some(decide(Some(row), fingerprint, now_ms)));
+                break;
+            }
+        }
+        match step? {
+            None => {}
+            Some(IdemStep::Answer(a)) => return Ok(a),
+            Some(IdemStep::Reserve) => {
+                let sql = "UPDATE idempotency_keys SET fingerprint = $5, token = $4,
+                        lease_until = $6, created_at = $7, executed = FALSE, status_code = NULL,
+                        answer_detail = FALSE, response_body = NULL
+                     WHERE tenant_id = $1 AND partner_id = $2 AND idem_key = $3";
+                let s = tx.prepare_cached(sql).await.map_err(pg)?;
+                let (t, p, k) = (&fence.scope.tenant.0, &fence.scope.partner.0, &fence.key);
+                tx.execute(
+                    &s,
+                    &[t, p, k, &fence.token, &fingerprint, &lease_until, &now_ms],
                 )
                 .await
                 .map_err(pg)?;
-            let r = tx.query_one(&s, &[&t, &p, &key]).await.map_err(pg)?;
-            let row = IdemRow {
-                fingerprint: r.get(0),
-                created_at: r.get(1),
-                lease_until: r.get(2),
-                executed: r.get(3),
-                answer: r.get::<_, Option<i32>>(4).map(|status| IdemAnswer {
-                    status: status as u16,
-                    detail: r.get(5),
-                    body: r.get::<_, Option<Vec<u8>>>(6).unwrap_or_default(),
-                }),
-            };
-            match decide(Some(row), fingerprint, now_ms) {
-                IdemStep::Answer(a) => return Ok(a),
-                IdemStep::Reserve => {
-                    let s = tx
-                        .prepare_cached(
-                            "UPDATE idempotency_keys SET fingerprint = $4, token = $5,
-                                lease_until = $6, created_at = $7, executed = FALSE,
-                                status_code = NULL, answer_detail = FALSE, response_body = NULL
-                             WHERE tenant_id = $1 AND partner_id = $2 AND idem_key = $3",
-                        )
-                        .await
-                        .map_err(pg)?;
-                    tx.execute(
-                        &s,
-                        &[&t, &p, &key, &fingerprint, &token, &lease_until, &now_ms],
-                    )
+            }
+            Some(IdemStep::TakeOver) => {
+                let sql = "UPDATE idempotency_keys SET token = $4, lease_until = $5
+                     WHERE tenant_id = $1 AND partner_id = $2 AND idem_key = $3";
+                let s = tx.prepare_cached(sql).await.map_err(pg)?;
+                let (t, p, k) = (&fence.scope.tenant.0, &fence.scope.partner.0, &fence.key);
+                tx.execute(&s, &[t, p, k, &fence.token, &lease_until])
                     .await
                     .map_err(pg)?;
-                }
-                IdemStep::TakeOver => {
-                    let s = tx
-                        .prepare_cached(
-                            "UPDATE idempotency_keys SET token = $4, lease_until = $5
-                             WHERE tenant_id = $1 AND partner_id = $2 AND idem_key = $3",
-                        )
-                        .await
-                        .map_err(pg)?;
-                    tx.execute(&s, &[&t, &p, &key, &token, &lease_until])
-                        .await
-                        .map_err(pg)?;
-                }
             }
         }
         tx.commit().await.map_err(pg)?;
-        Ok(IdemBegin::Execute(IdemFence {
-            scope: scope.clone(),
-            key: key.to_string(),
-            token,
-        }))
+        Ok(IdemBegin::Execute(fence))
     }
 
     pub(super) async fn idempotency_finish_impl(
@@ -168,6 +138,61 @@ impl PostgresStore {
             .map_err(pg)?;
         c.execute(&s, &[&before_ms]).await.map_err(pg)
     }
+}
+
+/// Inserts a fresh reservation; false when the key already has a row.
+async fn insert_reservation(
+    tx: &Transaction<'_>,
+    f: &IdemFence,
+    fingerprint: &[u8],
+    lease_until: i64,
+    now_ms: i64,
+) -> StoreResult<bool> {
+    let s = tx
+        .prepare_cached(
+            "INSERT INTO idempotency_keys
+                (tenant_id, partner_id, idem_key, fingerprint, token, lease_until, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+        )
+        .await
+        .map_err(pg)?;
+    let (t, p) = (&f.scope.tenant.0, &f.scope.partner.0);
+    let n = tx
+        .execute(
+            &s,
+            &[t, p, &f.key, &fingerprint, &f.token, &lease_until, &now_ms],
+        )
+        .await
+        .map_err(pg)?;
+    Ok(n == 1)
+}
+
+/// The key's row, locked until the transaction ends (None: it was deleted meanwhile).
+async fn locked_row(tx: &Transaction<'_>, f: &IdemFence) -> StoreResult<Option<IdemRow>> {
+    let s = tx
+        .prepare_cached(
+            "SELECT fingerprint, created_at, lease_until, executed, status_code, answer_detail,
+                response_body
+             FROM idempotency_keys WHERE tenant_id = $1 AND partner_id = $2 AND idem_key = $3
+             FOR UPDATE",
+        )
+        .await
+        .map_err(pg)?;
+    let row = tx
+        .query_opt(&s, &[&f.scope.tenant.0, &f.scope.partner.0, &f.key])
+        .await
+        .map_err(pg)?;
+    Ok(row.map(|r| IdemRow {
+        fingerprint: r.get(0),
+        created_at: r.get(1),
+        lease_until: r.get(2),
+        executed: r.get(3),
+        answer: r.get::<_, Option<i32>>(4).map(|status| IdemAnswer {
+            status: status as u16,
+            detail: r.get(5),
+            body: r.get::<_, Option<Vec<u8>>>(6).unwrap_or_default(),
+        }),
+    }))
 }
 
 /// Inside a request fenced by an idempotency key: marks its reservation executed in the write
