@@ -4,6 +4,7 @@
 //! served over HTTPS (`--tls-cert`/`--tls-key`).
 
 use crate::serve_crash::{binary_or_skip, enroll_many, ingest_moves, register, req};
+use crate::webhooks;
 use prospect_events_e2e::process::{command, free_port, keys_create, Serve};
 use prospect_events_e2e::receiver::{Receiver, Reply};
 use prospect_events_e2e::{test_database_url, test_delivery, TestApp, P1};
@@ -135,13 +136,7 @@ async fn a_receiver_certificate_from_another_ca_is_refused_and_said_plainly() {
     let theirs = TestCa::new("a CA nobody configured");
     let (rx, handshakes) =
         Receiver::start_tls(Reply::Status(200), &theirs.issue(&["localhost"])).await;
-    let resp = app
-        .req(Method::POST, "/v1/webhooks")
-        .json(&json!({"partner_id": "partner_a", "webhook_url": rx.url}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
+    webhooks::register(&app, &app.key, "partner_a", &rx.url).await;
 
     let check: Value = app
         .req(Method::POST, "/v1/webhooks/check_connectivity")
@@ -159,27 +154,8 @@ async fn a_receiver_certificate_from_another_ca_is_refused_and_said_plainly() {
     );
 
     // A real notification: its attempt fails with the same words in the delivery log.
-    let resp = app
-        .req(Method::POST, "/v1/prospects/events/enrollments")
-        .json(
-            &json!({"enrollment_key": "tls_refusal", "prospect_ids": [P1],
-            "event_types": ["prospect_changed_role"]}),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
-    let lines = [
-        json!({"prospect_id": P1, "observed_at": "2026-01-01",
-            "full_name": "Ada", "company_name": "Acme", "job_title": "Engineer"}),
-        json!({"prospect_id": P1, "observed_at": "2026-01-02",
-            "full_name": "Ada", "company_name": "Acme", "job_title": "Lead"}),
-    ]
-    .map(|l| l.to_string());
-    let (status, summary) = app
-        .ingest_snapshots(&admin, Some("application/x-ndjson"), lines.join("\n"))
-        .await;
-    assert_eq!(status, 200, "{summary}");
+    webhooks::enroll(&app, &app.key, "tls_refusal", &[P1]).await;
+    webhooks::one_event_each(&app, &admin, &[P1], 0).await;
     let deadline = Instant::now() + Duration::from_secs(15);
     let log = loop {
         let log: Value = app

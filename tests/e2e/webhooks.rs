@@ -9,7 +9,7 @@ use std::time::Duration;
 
 const ENROLL: &str = "/v1/prospects/events/enrollments";
 
-async fn register(app: &TestApp, key: &str, partner: &str, url: &str) -> Value {
+pub(crate) async fn register(app: &TestApp, key: &str, partner: &str, url: &str) -> Value {
     let resp = app
         .with_key(Method::POST, "/v1/webhooks", key)
         .json(&json!({"partner_id": partner, "webhook_url": url}))
@@ -20,7 +20,7 @@ async fn register(app: &TestApp, key: &str, partner: &str, url: &str) -> Value {
     resp.json().await.unwrap()
 }
 
-async fn enroll(app: &TestApp, key: &str, ekey: &str, ids: &[&str]) -> String {
+pub(crate) async fn enroll(app: &TestApp, key: &str, ekey: &str, ids: &[&str]) -> String {
     let resp = app
         .with_key(Method::POST, ENROLL, key)
         .json(&json!({"enrollment_key": ekey, "prospect_ids": ids,
@@ -55,7 +55,7 @@ async fn ingest(app: &TestApp, admin: &str, lines: &[String]) -> Value {
 }
 
 /// A baseline and one role change for each prospect: one event per prospect.
-async fn one_event_each(app: &TestApp, admin: &str, ids: &[&str], tag: u32) {
+pub(crate) async fn one_event_each(app: &TestApp, admin: &str, ids: &[&str], tag: u32) {
     let mut lines = Vec::new();
     for p in ids {
         lines.push(snapshot(p, 1, "Acme", "Engineer"));
