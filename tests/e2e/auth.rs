@@ -172,6 +172,36 @@ async fn partner_headers_select_an_owned_partner() {
     assert_eq!(bad.status(), 401);
 }
 
+/// Clients whose tenant setting is unset send `tenant: ` (empty): that names no tenant, so it
+/// is ignored; a non-empty contradicting one stays 401.
+#[tokio::test]
+async fn empty_tenant_header_is_ignored() {
+    let app = TestApp::spawn().await;
+    let empty = app
+        .req(Method::GET, PATH)
+        .header("tenant", "")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(empty.status(), 200);
+    let created = app
+        .req(Method::POST, PATH)
+        .header("tenant", "")
+        .json(&add_body("empty_tenant"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 200);
+    assert_eq!(keys_listed(&app, &app.key, &[]).await, vec!["empty_tenant"]);
+    let bad = app
+        .req(Method::GET, PATH)
+        .header("tenant", "con_other")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 401);
+}
+
 #[tokio::test]
 async fn other_tenants_enrollments_answer_like_missing_ones() {
     let app = TestApp::spawn().await;

@@ -748,3 +748,60 @@ async fn events_api_rejects_invalid_bodies() {
     assert_eq!(st, 200);
     assert_events(&v, &[]);
 }
+
+/// Every ISO 8601 form a Python client sends is a bound (naive = UTC, space, minutes, fraction,
+/// `%z` offsets) on the events API and the replay window; what stays invalid keeps its 422.
+#[tokio::test]
+async fn timestamps_in_every_form_python_clients_send() {
+    let app = TestApp::spawn().await;
+    let admin = app.new_key("con_test", "partner_a", true).await;
+    let body = format!(
+        "prospect_id,observed_at,job_title\n{P1},2024-02-01T12:00:00Z,Dev\n{P1},2024-03-01T12:00:00Z,CTO\n"
+    );
+    let (st, v) = app.ingest_snapshots(&admin, Some("text/csv"), body).await;
+    assert_eq!(st, 200, "{v}");
+    let count = |v: &Value| v["output_events"].as_array().map(Vec::len);
+    // The one event is at 2024-03-01T12:00:00Z; `timestamp_from` and `timestamp_to` are inclusive.
+    for (from, to, n) in [
+        ("2024-03-01T12:00:00", None, 1),
+        ("2024-03-01T12:00:01", None, 0),
+        ("2024-03-01 12:00:00", None, 1),
+        ("2024-03-01 12:00:00.000001", None, 0),
+        ("2024-03-01T12:00", None, 1),
+        ("2024-03-01T12:01", None, 0),
+        ("2024-03-01T14:00:00+0200", None, 1),
+        ("2024-03-01T14:00:00.5+02:00", None, 0),
+        ("2024-03-01T06:30-0530", None, 1),
+        ("2024-03-01", Some("2024-03-01T11:59:59.999999"), 0),
+        ("2024-03-01", Some("2024-03-01 12:00:00"), 1),
+        ("2024-03-01", Some("2024-03-01t12:00z"), 1),
+    ] {
+        let mut body = json!({"event_types": [ROLE], "prospect_ids": [P1], "timestamp_from": from});
+        if let Some(to) = to {
+            body["timestamp_to"] = json!(to);
+        }
+        let (st, v) = app.events(&body).await;
+        assert_eq!((st, count(&v)), (200, Some(n)), "{body} → {v}");
+    }
+    // Still invalid: the reference's 422, unchanged.
+    let (st, v) = app
+        .events(&json!({"event_types": [ROLE], "prospect_ids": [P1],
+                        "timestamp_from": "2024-03-01T12:00:00+02"}))
+        .await;
+    assert_eq!(st, 422);
+    assert_eq!(
+        v["detail"],
+        json!([{"type": "value_error", "loc": ["body", "timestamp_from"],
+                "msg": "Value error, timestamp must be an RFC 3339 date-time or a date in format YYYY-MM-DD",
+                "input": "2024-03-01T12:00:00+02", "ctx": {"error": {}}}])
+    );
+    // The replay window takes the same forms.
+    let resp = app
+        .req(Method::POST, "/v1/webhooks/partner_a/replay")
+        .json(&json!({"timestamp_from": "2024-03-01T12:00:00",
+                      "timestamp_to": "2024-03-01 12:00:00.5"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{:?}", resp.text().await);
+}

@@ -585,6 +585,132 @@ async fn simulations_flow_through_the_pipeline() {
     assert_eq!(resp.status(), 422);
 }
 
+/// `simulation: {}` follows the official schema (every field optional): one
+/// `prospect_changed_role` now; a naive `event_time` is read as UTC.
+#[tokio::test]
+async fn simulation_fields_are_all_optional() {
+    let (s, w) = test_delivery();
+    let app = TestApp::spawn_with_worker(s, w).await;
+    let rx = Receiver::start(Reply::Status(200)).await;
+    register(&app, &app.key, "partner_a", &rx.url).await;
+    let simulate = |sim: Value| {
+        app.req(Method::POST, "/v1/webhooks/check_connectivity")
+            .json(&json!({"partner_id": "partner_a", "simulation": sim}))
+            .send()
+    };
+    let resp = simulate(json!({})).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["queued_events"], 1, "{body}");
+    let n = rx.wait_for(1, Duration::from_secs(10)).await[0].json();
+    assert_eq!(n["event_name"], "prospect_changed_role");
+    assert_eq!(n["entity_type"], "prospect");
+    assert_eq!(n["simulated"], true);
+    let t = n["event_time"].as_str().unwrap();
+    let t = time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).unwrap();
+    assert!(
+        (time::OffsetDateTime::now_utc() - t).whole_seconds().abs() < 60,
+        "{t}"
+    );
+
+    let resp = simulate(json!({"number_of_events": 2, "event_time": "2026-09-01T00:00:00"}))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let got = rx.wait_for(3, Duration::from_secs(10)).await;
+    for r in &got[1..] {
+        assert_eq!(r.json()["event_name"], "prospect_changed_role");
+        assert_eq!(r.json()["event_time"], "2026-09-01T00:00:00Z");
+    }
+    // A field that is present is still validated.
+    let resp = simulate(json!({"event_name": null})).await.unwrap();
+    assert_eq!(resp.status(), 422);
+}
+
+/// `PUT /v1/webhooks/{partner_id}` (beyond the reference): a new URL, the same secret; 404 when
+/// there is no webhook (it never creates one) or it is another tenant's; URLs validated as on
+/// registration.
+#[tokio::test]
+async fn put_changes_the_url_and_keeps_the_secret() {
+    let (s, w) = test_delivery();
+    let app = TestApp::spawn_with_worker(s, w).await;
+    let admin = app.new_key("con_ops", "ops", true).await;
+    let (old_rx, new_rx) = (
+        Receiver::start(Reply::Status(200)).await,
+        Receiver::start(Reply::Status(200)).await,
+    );
+    let put = |key: &str, url: Value| {
+        app.with_key(Method::PUT, "/v1/webhooks/partner_a", key)
+            .json(&json!({"webhook_url": url}))
+            .send()
+    };
+    let resp = put(&app.key, json!(new_rx.url)).await.unwrap();
+    assert_eq!(resp.status(), 404);
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["detail"],
+        "Webhook not found"
+    );
+    assert_eq!(
+        get_webhook(&app, "partner_a").await["detail"],
+        "Webhook not found"
+    );
+
+    let first = register(&app, &app.key, "partner_a", &old_rx.url).await;
+    let secret = first["webhook_secret"].as_str().unwrap().to_string();
+    let resp = put(&app.key, json!(new_rx.url)).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let updated: Value = resp.json().await.unwrap();
+    assert_eq!(updated["webhook_url"], new_rx.url.as_str());
+    assert_eq!(updated["webhook_secret"], secret.as_str());
+    assert_eq!(updated["created_at"], first["created_at"]);
+    assert_eq!(updated["response_context"]["request_status"], "success");
+    let got = get_webhook(&app, "partner_a").await;
+    assert_eq!(
+        (got["webhook_url"].as_str(), got["webhook_secret"].as_str()),
+        (Some(new_rx.url.as_str()), Some(secret.as_str()))
+    );
+
+    // Registration's URL rule and 422 body; unknown fields are refused.
+    let resp = put(&app.key, json!("ftp://example.com")).await.unwrap();
+    assert_eq!(resp.status(), 422);
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["detail"],
+        json!([{"type": "value_error", "loc": ["body", "webhook_url"],
+                "msg": "Value error, webhook_url must be an absolute http(s) URL",
+                "input": "ftp://example.com", "ctx": {"error": {}}}])
+    );
+    // Another tenant with a partner of the same name sees no webhook and changes nothing.
+    let other = app.new_key("con_other", "partner_a", false).await;
+    let resp = put(&other, json!(old_rx.url)).await.unwrap();
+    assert_eq!(resp.status(), 404);
+    assert_eq!(
+        get_webhook(&app, "partner_a").await["webhook_url"],
+        new_rx.url.as_str()
+    );
+
+    // Notifications go to the new URL, signed with the kept secret.
+    enroll(&app, &app.key, "execs", &[P1]).await;
+    one_event_each(&app, &admin, &[P1], 0).await;
+    let got = new_rx.wait_for(1, Duration::from_secs(10)).await;
+    assert!(got[0].signature_valid(&secret));
+    assert!(old_rx.notifications().is_empty());
+
+    // The served OpenAPI documents the extension.
+    let doc: Value = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        doc["paths"]["/v1/webhooks/{partner_id}"]["put"]["operationId"],
+        "update_webhook_url"
+    );
+}
+
 #[tokio::test]
 async fn retry_and_replay_requeue_deliveries() {
     let (s, mut w) = test_delivery();

@@ -17,12 +17,13 @@ Modelling choices (also documented in crates/domain/src/validation/mod.rs):
   - `webhook_url`: a field_validator raising ValueError when the URL is not absolute http(s)
     -> `value_error` "Value error, ..." (the OpenAPI keeps `type: string`, so it is not HttpUrl).
   - `timestamp_from/to` (OpenAPI anyOf[date-time, string], nullable): `Optional[str]` +
-    field_validator (RFC 3339 or YYYY-MM-DD, SPEC §3) -> `value_error`. (A literal
+    field_validator (ISO 8601 as Python writes it, naive = UTC, or YYYY-MM-DD) -> `value_error`. (A literal
     `Union[datetime, str]` would accept any string and unix numbers; the SPEC narrows it.)
   - `WebhookSimulation.number_of_events`: `Field(1, ge=1, le=10)`.
 * WebhookSimulation: the OpenAPI marks no field required and shows no default and no
-  additionalProperties:false. We require `event_name` (nothing to simulate without it), default
-  `number_of_events` to 1, keep `event_time` optional, and ignore unknown keys (pydantic default).
+  additionalProperties:false. Every field is optional (`simulation: {}` is valid, as published
+  clients send it): `event_name` defaults to `prospect_changed_role`, `number_of_events` to 1,
+  `event_time` to the request's time; unknown keys are ignored (pydantic default).
 """
 from __future__ import annotations
 
@@ -73,8 +74,8 @@ ProspectIdStr = Annotated[str, StringConstraints(pattern=r"^[a-f0-9]{40}$")]
 # parser such as datetime.fromisoformat / urlsplit) so that the Rust side can mirror them exactly.
 _DATE_RE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})")
 _DT_RE = re.compile(
-    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]+)?"
-    r"([Zz]|[+-]([0-9]{2}):([0-9]{2}))"
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2})(?::([0-9]{2})(\.[0-9]+)?)?"
+    r"([Zz]|[+-]([0-9]{2}):?([0-9]{2}))?"
 )
 TS_MSG = "timestamp must be an RFC 3339 date-time or a date in format YYYY-MM-DD"
 
@@ -90,8 +91,10 @@ def _date_ok(y: int, m: int, d: int) -> bool:
 
 
 def check_timestamp(v: Optional[str]) -> Optional[str]:
-    """RFC 3339 date-time (T, t or space separator; Z, z or +hh:mm offset; optional fraction;
-    no leap second) or YYYY-MM-DD. Raises ValueError -> pydantic `value_error`."""
+    """ISO 8601 as Python clients write it: YYYY-MM-DD, or a date-time with T, t or space,
+    HH:MM[:SS[.fraction]] and an optional offset (Z, z, +hh:mm, +hhmm; none = naive, read as
+    UTC); no leap second. Every accepted form is one pydantic's `datetime` accepts too.
+    Raises ValueError -> pydantic `value_error`."""
     if v is None:
         return v
     m = _DATE_RE.fullmatch(v)
@@ -99,7 +102,8 @@ def check_timestamp(v: Optional[str]) -> Optional[str]:
         return v
     m = _DT_RE.fullmatch(v)
     if m and _date_ok(int(m[1]), int(m[2]), int(m[3])) and int(m[4]) <= 23 and int(m[5]) <= 59 \
-            and int(m[6]) <= 59 and (m[9] is None or (int(m[9]) <= 23 and int(m[10]) <= 59)):
+            and (m[6] is None or int(m[6]) <= 59) \
+            and (m[9] is None or (int(m[9]) <= 23 and int(m[10]) <= 59)):
         return v
     raise ValueError(TS_MSG)
 
@@ -177,7 +181,8 @@ class WebhookAddRequest(Forbid):
 
 class WebhookSimulation(BaseModel):
     # No additionalProperties:false in the OpenAPI -> pydantic default extra="ignore".
-    event_name: WebhookSimulationEventType
+    # The OpenAPI requires no field: each has a default (event_time: the request's time).
+    event_name: WebhookSimulationEventType = WebhookSimulationEventType.prospect_changed_role
     number_of_events: int = Field(1, ge=1, le=10,
                                   description="Number of events to generate in simulation (between 1 and 10)")
     # OpenAPI says format date-time; declared like the timestamps of ProspectsEventsRequest

@@ -163,7 +163,15 @@ def events_bodies() -> list:
                "2024/01/01", "", "yesterday", "2024-1-1", "20240101", "2024-01-01T10:20Z", 1700000000, 1.5, None,
                True, [], {}, "2024-01-01T10:20:30+0200", "2024-01-01T10:20:60Z", "٢٠٢٤-٠١-٠١", "2024-02-29", "2023-02-29",
                "2000-02-29T00:00:00+23:59", "1900-02-29", "0000-01-01", "2024-01-01T00:00:00+24:00",
-               "2024-01-01T00:00:00.Z", "2024-01-01\n", "2024-01-01T23:59:59.999999999-05:30"]:
+               "2024-01-01T00:00:00.Z", "2024-01-01\n", "2024-01-01T23:59:59.999999999-05:30",
+               # what Python clients send: naive, str(datetime), minutes, micros, %z offsets
+               "2026-09-01T00:00:00", "2026-09-01 00:00:00", "2026-09-01T00:00", "2026-09-01 10:20",
+               "2026-09-01T00:00:00.123456", "2026-09-01 00:00:00.5", "2026-09-01T10:20:30-0530",
+               "2026-09-01T10:20+05:30", "2026-09-01T10:20Z", "2026-09-01T10:20:30+02", "2026-09-01T10",
+               "2026-09-01T10:20:", "2026-09-01T10:20:3", "2026-09-01T10:20.5", "2026-09-01T10:20:30.",
+               "2026-09-01T10:20:30+2:00", "2026-09-01T10:20:30+02:0", "2026-09-01T10:20:30+2400",
+               "2026-09-01T10:20:30+0260", "2026-09-01T24:00", "2026-09-01T10:60", "2026-09-01T10:20:30 ",
+               "2026-09-01T10:20:30Zz", " 2026-09-01T10:20"]:
         out.append(enc({**EVT_VALID, "timestamp_from": ts}))
         out.append(enc({**EVT_VALID, "timestamp_to": ts, "timestamp_from": "bad"}))
     out.append(enc({"entity_type": "x", "event_types": [], "timestamp_to": 1, "timestamp_from": "x",
@@ -204,7 +212,10 @@ def cc_bodies() -> list:
             {"event_name": "award", "number_of_events": "5.0"}, {"event_name": "award", "number_of_events": 1e3},
             {"event_name": "award", "extra": 1}, {"event_name": "award", "event_time": "2024-01-01"},
             {"event_name": "award", "event_time": "bad"}, {"event_name": "award", "event_time": 5},
-            {"event_name": "award", "event_time": None}, {"event_name": None}, [], "award", 1, True]
+            {"event_name": "award", "event_time": None}, {"event_name": None}, [], "award", 1, True,
+            # every field optional: defaults for what is left out
+            {"number_of_events": 3}, {"event_time": "2026-09-01T00:00:00"}, {"extra": 1},
+            {"number_of_events": 0, "event_time": "bad"}, {"event_name": "", "number_of_events": None}]
     for s in sims:
         out.append(enc({**CC_VALID, "simulation": s}))
     out.append(enc({"partner_id": None, "simulation": {"event_name": "x", "number_of_events": 20}, "zz": 0}))

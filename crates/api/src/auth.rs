@@ -63,9 +63,10 @@ impl FromRequestParts<AppState> for Caller {
 }
 
 /// Resolves the partner from the first present partner header, else the key's default, and
-/// checks the optional `tenant` header.
+/// checks the optional `tenant` header. An empty `tenant` header names no tenant, so it is
+/// ignored like an absent one (clients send `tenant: ` when their tenant setting is unset).
 fn scope_for(p: &Arc<Principal>, headers: &HeaderMap) -> Result<Caller, ApiError> {
-    if let Some(t) = headers.get("tenant") {
+    if let Some(t) = headers.get("tenant").filter(|t| !t.is_empty()) {
         if t.as_bytes() != p.tenant.0.as_bytes() {
             return Err(ApiError::Unauthorized(
                 "Tenant is invalid for this API key.",
@@ -180,5 +181,12 @@ mod tests {
         assert!(scope_for(&principal(), &h).is_ok());
         h.insert("tenant", "con_b".parse().unwrap());
         assert!(scope_for(&principal(), &h).is_err());
+    }
+
+    #[test]
+    fn empty_tenant_header_is_ignored() {
+        let mut h = HeaderMap::new();
+        h.insert("tenant", "".parse().unwrap());
+        assert!(scope_for(&principal(), &h).is_ok());
     }
 }

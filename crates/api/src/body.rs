@@ -30,7 +30,8 @@ from_json!(
     validation::EventsRequest,
     validation::WebhookAdd,
     validation::CheckConnectivity,
-    validation::ReplayRequest
+    validation::ReplayRequest,
+    validation::WebhookUpdate
 );
 
 pub struct JsonBody<T>(pub T);

@@ -42,7 +42,7 @@ pub(crate) async fn fetch(
         .query_events(&EventQuery {
             prospect_ids: req.prospect_ids,
             event_types: req.event_types,
-            from,
+            from: domain::instant::window_start(from),
             to: req.timestamp_to,
         })
         .await?;

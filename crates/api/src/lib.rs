@@ -139,7 +139,9 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/v1/webhooks/{partner_id}",
-            get(webhooks::get_one).delete(webhooks::delete),
+            get(webhooks::get_one)
+                .put(webhooks::update_url)
+                .delete(webhooks::delete),
         )
         .route(
             "/v1/webhooks/{partner_id}/deliveries",

@@ -10,7 +10,9 @@ use crate::{AppState, Caller};
 use axum::extract::{Path, Query, State};
 use axum::Json;
 use domain::snapshot::format_timestamp;
-use domain::validation::{CheckConnectivity, FieldError, ReplayRequest, Simulation, WebhookAdd};
+use domain::validation::{
+    CheckConnectivity, FieldError, ReplayRequest, Simulation, WebhookAdd, WebhookUpdate,
+};
 use serde::Serialize;
 use serde_json::{json, Value};
 use store::{
@@ -117,6 +119,27 @@ pub(crate) async fn get_one(
         disabled_reason: disabled_reason.filter(|_| !enabled),
         disabled_at: disabled_at.filter(|_| !enabled).map(ms_to_rfc3339),
     }))
+}
+
+/// `PUT /v1/webhooks/{partner_id}` (beyond the reference): a new URL for the partner's webhook,
+/// same secret, enabled again like a re-registration. 404 when it has none (never creates one).
+pub(crate) async fn update_url(
+    State(state): State<AppState>,
+    ctx: RequestCtx,
+    caller: Caller,
+    Path(partner_id): Path<String>,
+    JsonBody(req): JsonBody<WebhookUpdate>,
+) -> Result<Json<WebhookOut>, ApiError> {
+    let scope = partner_scope(&caller, &partner_id)?;
+    let w = state
+        .store
+        .update_webhook_url(&scope, &req.webhook_url, now_ms())
+        .await
+        .map_err(webhook_not_found)?;
+    if let Some(wake) = &state.wake {
+        wake.notify();
+    }
+    Ok(Json(webhook_out(&ctx, w)))
 }
 
 pub(crate) async fn delete(
@@ -529,7 +552,7 @@ pub(crate) async fn replay(
 ) -> Result<Json<ReplayOut>, ApiError> {
     let scope = partner_scope(&caller, &partner_id)?;
     let q = ReplayQuery {
-        from: req.timestamp_from.unix_timestamp(),
+        from: domain::instant::window_start(req.timestamp_from).unix_timestamp(),
         to: req.timestamp_to.map(|t| t.unix_timestamp()),
         event_names: req
             .event_types

@@ -55,6 +55,16 @@ pub fn clamp(t: OffsetDateTime) -> OffsetDateTime {
     t.clamp(EARLIEST, LATEST).to_offset(UtcOffset::UTC)
 }
 
+/// The first whole second at or after `t`: the lower bound of a query window over event times,
+/// which are whole seconds (`timestamp_from` `12:00:00.5` must not select an event at
+/// `12:00:00`). The upper bound needs nothing: truncation already keeps it inclusive.
+pub fn window_start(t: OffsetDateTime) -> OffsetDateTime {
+    match t.replace_nanosecond(0) {
+        Ok(whole) if whole != t => whole.checked_add(Duration::SECOND).unwrap_or(whole),
+        _ => t,
+    }
+}
+
 /// The stored form of `observed_at`: unix nanoseconds, checked (no wrap-around).
 pub fn to_unix_nanos(t: OffsetDateTime) -> Result<i64, OutOfRange> {
     let t = check(t)?;
@@ -71,6 +81,18 @@ pub fn from_unix_nanos(nanos: i64) -> OffsetDateTime {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn window_start_rounds_up_to_the_second() {
+        let t = datetime!(2024-03-01 12:00:00 UTC);
+        assert_eq!(window_start(t), t);
+        assert_eq!(
+            window_start(datetime!(2024-03-01 12:00:00.000_001 UTC)),
+            datetime!(2024-03-01 12:00:01 UTC)
+        );
+        let last = datetime!(9999-12-31 23:59:59.5 UTC);
+        assert_eq!(window_start(last), datetime!(9999-12-31 23:59:59 UTC));
+    }
 
     #[test]
     fn edges_convert_exactly_and_neighbours_are_refused() {

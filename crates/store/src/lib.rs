@@ -134,6 +134,15 @@ pub trait Store: Send + Sync + 'static {
         secret: &str,
         now_ms: i64,
     ) -> StoreResult<Webhook>;
+    /// Points the partner's webhook at `url`, keeping its secret, and enables it like a
+    /// re-registration does (new generation, parked notifications flow). `NotFound` when the
+    /// partner has no webhook: it never creates one.
+    async fn update_webhook_url(
+        &self,
+        scope: &Scope,
+        url: &str,
+        now_ms: i64,
+    ) -> StoreResult<Webhook>;
     async fn get_webhook(&self, scope: &Scope) -> StoreResult<Option<Webhook>>;
     /// `NotFound` when the partner has no webhook. Pending notifications stay pending.
     async fn delete_webhook(&self, scope: &Scope) -> StoreResult<()>;

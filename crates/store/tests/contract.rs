@@ -66,6 +66,7 @@ contract!(
     prune_deletes_old_events,
     events_beyond_the_retention_are_neither_stored_nor_notified,
     webhook_put_get_delete,
+    webhook_url_update_keeps_the_secret,
     claims_leases_and_attempts,
     claims_respect_each_webhooks_room,
     notifications_without_a_webhook_wait_parked,
@@ -1362,6 +1363,67 @@ async fn webhook_put_get_delete(s: DynStore) {
     assert!(s.get_webhook(&a).await.unwrap().is_none());
     let r = s.delete_webhook(&a).await;
     assert!(matches!(r, Err(StoreError::NotFound)), "{r:?}");
+}
+
+/// `PUT /v1/webhooks/{partner_id}`: a new URL, the same secret, enabled again like a
+/// re-registration; never creates a webhook; scoped to the tenant.
+async fn webhook_url_update_keeps_the_secret(s: DynStore) {
+    let a = scope("t1", "pa");
+    let r = s
+        .update_webhook_url(&a, "http://127.0.0.1:9/x", 1_000)
+        .await;
+    assert!(matches!(r, Err(StoreError::NotFound)), "{r:?}");
+    assert!(
+        s.get_webhook(&a).await.unwrap().is_none(),
+        "never creates one"
+    );
+    queue_changes(&s, &a, 1, 1).await;
+    let now = ms(NOW) + 1_000;
+    let w = s
+        .put_webhook(&a, "http://127.0.0.1:9/a", "sa", now)
+        .await
+        .unwrap();
+    // The same partner id in another tenant: not found there, ours untouched.
+    let r = s
+        .update_webhook_url(&scope("t2", "pa"), "http://127.0.0.1:9/evil", now)
+        .await;
+    assert!(matches!(r, Err(StoreError::NotFound)), "{r:?}");
+    assert_eq!(s.get_webhook(&a).await.unwrap(), Some(w.clone()));
+    // A 410 disables it; its notification waits.
+    let c = s
+        .claim_due(now, 30_000, 10, &ClaimRoom::excluding(&[]))
+        .await
+        .unwrap();
+    assert_eq!(c.len(), 1);
+    s.record_attempt(attempt(&c[0], now, AttemptOutcome::Gone, Some(410)))
+        .await
+        .unwrap();
+    assert!(!s.get_webhook(&a).await.unwrap().unwrap().enabled);
+    // The new URL keeps the secret, starts a generation, enables it; the notification flows.
+    let w2 = s
+        .update_webhook_url(&a, "http://127.0.0.1:9/a2", now + 5)
+        .await
+        .unwrap();
+    assert_eq!(w2.webhook_url, "http://127.0.0.1:9/a2");
+    assert_eq!(w2.secret, "sa");
+    assert_eq!(w2.generation, w.generation + 1);
+    assert!(w2.enabled);
+    assert_eq!(
+        (w2.disabled_reason.as_deref(), w2.disabled_at),
+        (None, None)
+    );
+    assert_eq!((w2.created_at, w2.last_modified_time), (now, now + 5));
+    assert_eq!(s.get_webhook(&a).await.unwrap(), Some(w2.clone()));
+    let c2 = s
+        .claim_due(now + 5, 30_000, 10, &ClaimRoom::excluding(&[]))
+        .await
+        .unwrap();
+    assert_eq!(c2.len(), 1);
+    assert_eq!(
+        (c2[0].webhook_url.as_str(), c2[0].secret.as_str()),
+        ("http://127.0.0.1:9/a2", "sa")
+    );
+    assert_eq!(c2[0].generation, w2.generation);
 }
 
 /// Enrolls `n` prospects for scope `sc` and ingests one role change for each: `n`

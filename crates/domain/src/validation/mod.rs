@@ -36,7 +36,7 @@ use serde_json::{json, Value};
 
 pub use requests::{
     CheckConnectivity, EnrollmentAdd, EnrollmentDelete, EnrollmentUpdate, EntityType,
-    EventsRequest, ReplayRequest, Simulation, WebhookAdd, PROSPECT_ID_PATTERN,
+    EventsRequest, ReplayRequest, Simulation, WebhookAdd, WebhookUpdate, PROSPECT_ID_PATTERN,
     SIMULATION_EVENT_TYPES,
 };
 

@@ -15,7 +15,7 @@
 //!     prospect_ids: Set[constr(pattern=...)] = Field(min_length=1, max_length=40)  # uniqueItems
 //! class WebhookAddRequest(...): request_context; partner_id: str; webhook_url: str  # + validator
 //! class WebhookSimulation(BaseModel):  # extra ignored (no additionalProperties:false)
-//!     event_name: WebhookSimulationEventType
+//!     event_name: WebhookSimulationEventType = "prospect_changed_role"
 //!     number_of_events: int = Field(1, ge=1, le=10)
 //!     event_time: Optional[str] = None  # + the timestamp validator
 //! class WebhookCheckConnectivityRequest(...): request_context; partner_id: str;
@@ -24,12 +24,14 @@
 //!
 //! Rules from the SPEC that the OpenAPI does not express are validators raising `ValueError`,
 //! i.e. pydantic `value_error` with msg "Value error, <text>" and ctx `{"error": {}}`:
-//! * timestamps (`timestamp_from`, `timestamp_to`, `event_time`): RFC 3339 date-time (`T`, `t`
-//!   or space; `Z`, `z` or `±hh:mm`; optional fraction; no leap second) or `YYYY-MM-DD`;
+//! * timestamps (`timestamp_from`, `timestamp_to`, `event_time`): ISO 8601 as Python writes it
+//!   (`T`, `t` or space; `HH:MM[:SS[.fraction]]`; `Z`, `z`, `±hh:mm`, `±hhmm` or none = UTC; no
+//!   leap second) or `YYYY-MM-DD` (see [`parse_timestamp`]);
 //! * `webhook_url`: absolute http(s) URL (see [`check_url`]).
 //!
-//! The OpenAPI lists no required field for WebhookSimulation and shows no defaults; we require
-//! `event_name` (nothing can be simulated without it) and default `number_of_events` to 1.
+//! The OpenAPI lists no required field for WebhookSimulation and shows no defaults: every field
+//! is optional; `event_name` defaults to `prospect_changed_role`, `number_of_events` to 1 and
+//! `event_time` to the time of the request.
 
 use std::collections::HashSet;
 
@@ -44,6 +46,10 @@ pub const PROSPECT_ID_PATTERN: &str = "^[a-f0-9]{40}$";
 const KEY_MIN_LEN: usize = 4;
 const TS_MSG: &str = "timestamp must be an RFC 3339 date-time or a date in format YYYY-MM-DD";
 const URL_MSG: &str = "webhook_url must be an absolute http(s) URL";
+
+/// The `event_name` of a simulation that names none (`simulation: {}`): this service's own
+/// most common event, so the receiver sees a realistic prospect notification.
+pub const SIMULATION_DEFAULT_EVENT: &str = "prospect_changed_role";
 
 /// `WebhookSimulationEventType`, in the reference's order.
 pub const SIMULATION_EVENT_TYPES: [&str; 44] = [
@@ -153,6 +159,13 @@ pub struct EventsRequest {
 #[derive(Clone, Debug, PartialEq)]
 pub struct WebhookAdd {
     pub partner_id: String,
+    pub webhook_url: String,
+}
+
+/// Body of `PUT /v1/webhooks/{partner_id}` (beyond the reference, for clients that call it to
+/// change the URL; same validation style): `webhook_url` as [`WebhookAdd`]'s.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WebhookUpdate {
     pub webhook_url: String,
 }
 
@@ -506,7 +519,12 @@ fn date_of(s: &str) -> Option<Date> {
     Date::from_calendar_date(y as i32, month, u8::try_from(d).ok()?).ok()
 }
 
-/// RFC 3339 date-time or `YYYY-MM-DD` (midnight UTC). Mirrors `check_timestamp` of the oracle.
+/// A timestamp as Python clients write it (`date.isoformat()`, `datetime.isoformat()` naive or
+/// aware, `str(datetime)`, `strftime("%z")` offsets): `YYYY-MM-DD` (midnight UTC), or that date,
+/// `T`/`t`/space, `HH:MM[:SS[.fraction]]` and an optional offset (`Z`, `z`, `±HH:MM`, `±HHMM`);
+/// without an offset the time is read as UTC. No leap second. Every form is one that pydantic's
+/// `datetime` accepts too. Mirrors `check_timestamp` of the oracle; the one parser of every
+/// timestamp a v1 request carries (events window, replay window, simulation `event_time`).
 pub fn parse_timestamp(s: &str) -> Option<OffsetDateTime> {
     if !s.is_ascii() {
         return None;
@@ -514,48 +532,63 @@ pub fn parse_timestamp(s: &str) -> Option<OffsetDateTime> {
     if s.len() == 10 {
         return Some(date_of(s)?.midnight().assume_utc());
     }
-    let b = s.as_bytes();
-    if b.len() < 20 || !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' || b[16] != b':' {
+    if s.len() < 16 || !matches!(s.as_bytes()[10], b'T' | b't' | b' ') {
         return None;
     }
     let date = date_of(&s[..10])?;
-    let (h, mi, se) = (
-        digits(&s[11..13])?,
-        digits(&s[14..16])?,
-        digits(&s[17..19])?,
-    );
-    let mut rest = &s[19..];
-    let mut nanos = 0u32;
-    if let Some(r) = rest.strip_prefix('.') {
-        let n = r.bytes().take_while(u8::is_ascii_digit).count();
-        if n == 0 {
-            return None;
-        }
-        let frac = &r[..n];
-        let nine: String = frac.chars().chain(std::iter::repeat('0')).take(9).collect();
-        nanos = nine.parse().ok()?;
-        rest = &r[n..];
+    let (time, rest) = time_of(&s[11..])?;
+    Some(date.with_time(time).assume_offset(offset_of(rest)?))
+}
+
+/// `HH:MM[:SS[.fraction]]` at the start of `s` (ASCII), and what follows it.
+fn time_of(s: &str) -> Option<(Time, &str)> {
+    if s.len() < 5 || s.as_bytes()[2] != b':' {
+        return None;
     }
-    let offset = match rest {
-        "Z" | "z" => UtcOffset::UTC,
-        _ => {
-            let ob = rest.as_bytes();
-            if ob.len() != 6 || !matches!(ob[0], b'+' | b'-') || ob[3] != b':' {
+    let (h, mi) = (digits(&s[0..2])?, digits(&s[3..5])?);
+    let (mut se, mut nanos, mut rest) = (0, 0, &s[5..]);
+    if let Some(r) = rest.strip_prefix(':') {
+        se = digits(r.get(..2)?)?;
+        rest = &r[2..];
+        if let Some(r) = rest.strip_prefix('.') {
+            let n = r.bytes().take_while(u8::is_ascii_digit).count();
+            if n == 0 {
                 return None;
             }
-            let (oh, om) = (digits(&rest[1..3])?, digits(&rest[4..6])?);
-            if oh > 23 || om > 59 {
-                return None;
-            }
-            let sign = if ob[0] == b'-' { -1 } else { 1 };
-            UtcOffset::from_hms(sign * oh as i8, sign * om as i8, 0).ok()?
+            let nine: String = r[..n]
+                .chars()
+                .chain(std::iter::repeat('0'))
+                .take(9)
+                .collect();
+            nanos = nine.parse().ok()?;
+            rest = &r[n..];
         }
-    };
+    }
     if h > 23 || mi > 59 || se > 59 {
         return None;
     }
     let time = Time::from_hms_nano(h as u8, mi as u8, se as u8, nanos).ok()?;
-    Some(date.with_time(time).assume_offset(offset))
+    Some((time, rest))
+}
+
+/// The offset after a time: none (naive: UTC), `Z`, `z`, `±HH:MM` or `±HHMM` (at most 23:59).
+fn offset_of(s: &str) -> Option<UtcOffset> {
+    let sign = match s.as_bytes().first() {
+        None => return Some(UtcOffset::UTC),
+        Some(b'+') => 1,
+        Some(b'-') => -1,
+        Some(_) => return matches!(s, "Z" | "z").then_some(UtcOffset::UTC),
+    };
+    let hm = &s[1..];
+    let (oh, om) = match hm.len() {
+        5 if hm.as_bytes()[2] == b':' => (digits(&hm[0..2])?, digits(&hm[3..5])?),
+        4 => (digits(&hm[0..2])?, digits(&hm[2..4])?),
+        _ => return None,
+    };
+    if oh > 23 || om > 59 {
+        return None;
+    }
+    UtcOffset::from_hms(sign * oh as i8, sign * om as i8, 0).ok()
 }
 
 /// Absolute http(s) URL, mirroring `check_url` of the oracle: scheme `http`/`https` (any case),
@@ -734,13 +767,13 @@ fn v_simulation(
         return Some(None);
     }
     let mut m = Model::new(v, loc, errs)?;
-    let event_name = m.required("event_name", v_simulation_event);
+    let event_name = m.optional("event_name", v_simulation_event);
     let number = m.optional("number_of_events", |v, l, e| v_bounded_int(v, l, e, 1, 10));
     let event_time = m.optional("event_time", v_stored_timestamp);
     // extra="ignore": unknown keys are dropped.
     let out = match (event_name, number, event_time) {
         (Some(event_name), Some(n), Some(t)) => Some(Simulation {
-            event_name,
+            event_name: event_name.unwrap_or_else(|| SIMULATION_DEFAULT_EVENT.to_owned()),
             number_of_events: n.unwrap_or(1) as u32,
             event_time: t.flatten(),
         }),
@@ -877,6 +910,19 @@ impl WebhookAdd {
     }
 }
 
+impl WebhookUpdate {
+    pub const FIELDS: [&'static str; 2] = ["request_context", "webhook_url"];
+
+    pub fn from_json(v: &Value) -> Result<Self, Vec<FieldError>> {
+        let mut m = body_model(v)?;
+        let rc = m.optional("request_context", v_request_context);
+        let webhook_url = m.required("webhook_url", v_url);
+        m.forbid_extra(&Self::FIELDS);
+        let out = webhook_url.map(|webhook_url| Self { webhook_url });
+        m.finish(rc.and(out))
+    }
+}
+
 impl CheckConnectivity {
     pub const FIELDS: [&'static str; 3] = ["request_context", "partner_id", "simulation"];
 
@@ -955,7 +1001,30 @@ mod tests {
         let t = parse_timestamp("2024-01-01t10:20:30.5-05:30").unwrap();
         assert_eq!(t.unix_timestamp(), 1704124230);
         assert!(parse_timestamp("2024-01-01T10:20:60Z").is_none());
-        assert!(parse_timestamp("2024-01-01T10:20:30").is_none());
+        // Python clients: naive (UTC), space, minutes only, fraction, `%z` offsets.
+        let utc = |s: &str| parse_timestamp(s).map(|t| t.unix_timestamp_nanos());
+        let at = 1_704_104_430_000_000_000i128; // 2024-01-01T10:20:30Z
+        assert_eq!(utc("2024-01-01T10:20:30"), Some(at));
+        assert_eq!(utc("2024-01-01 10:20:30"), Some(at));
+        assert_eq!(utc("2024-01-01T10:20:30.25"), Some(at + 250_000_000));
+        assert_eq!(utc("2024-01-01T10:20"), Some(at - 30_000_000_000));
+        assert_eq!(utc("2024-01-01T12:20:30+0200"), Some(at));
+        assert_eq!(utc("2024-01-01T12:20+02:00"), Some(at - 30_000_000_000));
+        for bad in [
+            "2024-01-01T10:20:30+02",
+            "2024-01-01T10",
+            "2024-01-01T10:20:",
+            "2024-01-01T10:20:3",
+            "2024-01-01T10:20.5",
+            "2024-01-01T10:20:30.",
+            "2024-01-01T10:20:30+2:00",
+            "2024-01-01T10:20:30+02:0",
+            "2024-01-01T10:20:30+24:00",
+            "2024-01-01T10:20:30Zz",
+            "2024-01-01T10:20:30 ",
+        ] {
+            assert_eq!(utc(bad), None, "{bad}");
+        }
     }
 
     /// A simulated event's time is stored: outside the supported range it is a `value_error`

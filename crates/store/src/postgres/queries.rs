@@ -354,6 +354,15 @@ impl Store for PostgresStore {
         self.put_webhook_impl(scope, url, secret, now_ms).await
     }
 
+    async fn update_webhook_url(
+        &self,
+        scope: &Scope,
+        url: &str,
+        now_ms: i64,
+    ) -> StoreResult<Webhook> {
+        self.update_webhook_url_impl(scope, url, now_ms).await
+    }
+
     async fn get_webhook(&self, scope: &Scope) -> StoreResult<Option<Webhook>> {
         self.get_webhook_impl(scope).await
     }

@@ -120,6 +120,35 @@ impl PostgresStore {
         Ok(webhook_row(&row))
     }
 
+    pub(super) async fn update_webhook_url_impl(
+        &self,
+        scope: &Scope,
+        url: &str,
+        now_ms: i64,
+    ) -> StoreResult<Webhook> {
+        let mut c = self.conn().await?;
+        let tx = c.transaction().await.map_err(pg)?;
+        fence(&tx).await?;
+        let s = tx
+            .prepare_cached(&format!(
+                "UPDATE webhooks SET webhook_url = $3, generation = generation + 1, enabled = TRUE,
+                    disabled_reason = NULL, disabled_at = NULL, failing_since = NULL,
+                    last_modified_time = $4
+                 WHERE tenant_id = $1 AND partner_id = $2
+                 RETURNING {WEBHOOK_COLS}"
+            ))
+            .await
+            .map_err(pg)?;
+        let row = tx
+            .query_opt(&s, &[&scope.tenant.0, &scope.partner.0, &url, &now_ms])
+            .await
+            .map_err(pg)?
+            .ok_or(StoreError::NotFound)?;
+        unpark(&tx, scope, now_ms).await?;
+        tx.commit().await.map_err(pg)?;
+        Ok(webhook_row(&row))
+    }
+
     pub(super) async fn delete_webhook_impl(&self, scope: &Scope) -> StoreResult<()> {
         let mut c = self.conn().await?;
         let tx = c.transaction().await.map_err(pg)?;
@@ -571,4 +600,24 @@ impl PostgresStore {
         tx.commit().await.map_err(pg)?;
         Ok(n)
     }
+}
+
+/// Parked notifications of `scope` (no webhook, or disabled) flow again from `now_ms`.
+async fn unpark(
+    tx: &deadpool_postgres::Transaction<'_>,
+    scope: &Scope,
+    now_ms: i64,
+) -> StoreResult<()> {
+    let s = tx
+        .prepare_cached(
+            "UPDATE notifications SET next_attempt_at = $3
+             WHERE tenant_id = $1 AND partner_id = $2 AND status = 0
+               AND next_attempt_at = 9223372036854775807",
+        )
+        .await
+        .map_err(pg)?;
+    tx.execute(&s, &[&scope.tenant.0, &scope.partner.0, &now_ms])
+        .await
+        .map_err(pg)?;
+    Ok(())
 }

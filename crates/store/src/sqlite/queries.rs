@@ -309,6 +309,17 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn update_webhook_url(
+        &self,
+        scope: &Scope,
+        url: &str,
+        now_ms: i64,
+    ) -> StoreResult<Webhook> {
+        let (scope, url) = (scope.clone(), url.to_string());
+        self.write(move |c| webhooks::update_webhook_url(c, &scope, &url, now_ms))
+            .await
+    }
+
     async fn get_webhook(&self, scope: &Scope) -> StoreResult<Option<Webhook>> {
         let scope = scope.clone();
         self.read(move |c| webhooks::get_webhook(c, &scope)).await

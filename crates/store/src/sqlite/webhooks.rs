@@ -58,6 +58,31 @@ pub(super) fn put_webhook(
     .and_then(|w| unpark(c, scope, now_ms).map(|()| w))
 }
 
+pub(super) fn update_webhook_url(
+    c: &Connection,
+    scope: &Scope,
+    url: &str,
+    now_ms: i64,
+) -> StoreResult<Webhook> {
+    let w = c
+        .prepare_cached(&format!(
+            "UPDATE webhooks SET webhook_url = ?3, generation = generation + 1, enabled = 1,
+                disabled_reason = NULL, disabled_at = NULL, failing_since = NULL, last_modified_time = ?4
+             WHERE tenant_id = ?1 AND partner_id = ?2
+             RETURNING {WEBHOOK_COLS}"
+        ))
+        .and_then(|mut s| {
+            s.query_row(
+                params![scope.tenant.0, scope.partner.0, url, now_ms],
+                webhook_row,
+            )
+            .optional()
+        })
+        .map_err(internal)?
+        .ok_or(StoreError::NotFound)?;
+    unpark(c, scope, now_ms).map(|()| w)
+}
+
 pub(super) fn delete_webhook(c: &Connection, scope: &Scope) -> StoreResult<()> {
     let n = c
         .prepare_cached("DELETE FROM webhooks WHERE tenant_id = ?1 AND partner_id = ?2")
