@@ -54,19 +54,21 @@ pub struct ApiConfig {
 }
 
 impl Default for ApiConfig {
+    /// The operator-facing values come from [`domain::defaults`].
     fn default() -> Self {
+        use domain::defaults;
         Self {
-            rate_limit_per_minute: 200,
-            max_body_bytes: 1024 * 1024,
+            rate_limit_per_minute: defaults::RATE_LIMIT_PER_MINUTE,
+            max_body_bytes: defaults::MAX_BODY_BYTES,
             key_cache_ttl: Duration::from_secs(1),
             max_ingest_bytes: 1024 * 1024 * 1024,
-            anniversary_lead_days: 7,
-            max_line_bytes: ingest::DEFAULT_MAX_LINE_BYTES,
+            anniversary_lead_days: defaults::ANNIVERSARY_LEAD_DAYS,
+            max_line_bytes: defaults::MAX_LINE_BYTES,
             event_retention: None,
             connections: ConnLimits {
-                header_read_timeout: Duration::from_secs(10),
-                idle_timeout: Duration::from_secs(60),
-                max_connections: 1024,
+                header_read_timeout: defaults::HTTP_HEADER_TIMEOUT,
+                idle_timeout: defaults::HTTP_IDLE_TIMEOUT,
+                max_connections: defaults::MAX_CONNECTIONS,
             },
         }
     }

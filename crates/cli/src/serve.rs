@@ -38,7 +38,7 @@ pub async fn run(cfg: ServeConfig) -> Result<()> {
             sender.clone(),
             Arc::new(Limiter::default()),
             WorkerConfig {
-                retry: RetryPolicy::new(cfg.retry_schedule.clone(), 0.2),
+                retry: RetryPolicy::new(cfg.retry_schedule.clone(), domain::defaults::RETRY_JITTER),
                 disable_after: cfg.disable_after,
                 lease: cfg.delivery_lease,
                 ..WorkerConfig::default()

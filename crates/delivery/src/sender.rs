@@ -111,7 +111,7 @@ pub struct SenderConfig {
 impl Default for SenderConfig {
     fn default() -> Self {
         SenderConfig {
-            timeout: Duration::from_secs(15),
+            timeout: domain::defaults::DELIVERY_TIMEOUT,
             connect_timeout: Duration::from_secs(5),
             allow_private_targets: false,
             pool_max_idle_per_host: crate::limiter::DEFAULT_IN_FLIGHT,

@@ -36,12 +36,12 @@ impl Default for WorkerConfig {
     fn default() -> Self {
         Self {
             retry: RetryPolicy::default(),
-            lease: Duration::from_secs(120),
+            lease: domain::defaults::DELIVERY_LEASE,
             batch: 256,
             max_in_flight: 1024,
             per_webhook_queue: 64,
             poll: Duration::from_millis(20),
-            disable_after: Duration::from_secs(5 * 86_400),
+            disable_after: domain::defaults::DISABLE_AFTER,
         }
     }
 }
