@@ -7,6 +7,7 @@ mod admin;
 mod auth;
 mod body;
 mod conn;
+mod connectivity;
 mod context;
 mod enrollments;
 mod error;
@@ -16,6 +17,7 @@ mod meta;
 mod metrics;
 mod query;
 mod ratelimit;
+mod simulation;
 mod webhooks;
 
 pub use auth::Caller;

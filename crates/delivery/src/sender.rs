@@ -172,6 +172,22 @@ impl Sender {
         &self.config
     }
 
+    /// Signs `body` with the webhook's secret at `now_unix` and POSTs it: the one way every
+    /// notification leaves (worker deliveries and the connectivity check). Only a secret that
+    /// cannot sign is an error; every failure of the attempt is in the [`AttemptResult`].
+    pub async fn send_signed(
+        &self,
+        url: &str,
+        secret_b64: &str,
+        delivery_id: &str,
+        event_id: &str,
+        now_unix: i64,
+        body: String,
+    ) -> Result<AttemptResult, SigningError> {
+        let headers = signed_headers(secret_b64, delivery_id, event_id, now_unix, body.as_bytes())?;
+        Ok(self.send(url, body.into_bytes(), &headers).await)
+    }
+
     /// POSTs `body` to `url` with the signed headers; never panics, never returns an error:
     /// every failure is folded into the [`AttemptResult`].
     pub async fn send(

@@ -7,7 +7,7 @@
 //! (its scope is excluded from claims beyond that), and sending goes through the [`Limiter`],
 //! so one slow receiver holds at most its own slots.
 
-use crate::{signed_headers, Limiter, Outcome, RetryPolicy, Sender};
+use crate::{Limiter, Outcome, RetryPolicy, Sender};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -285,18 +285,19 @@ impl Attempt {
                 outcome,
                 disable_after_ms: self.disable_after.as_millis() as i64,
             };
-        let record = match signed_headers(
-            &c.secret,
-            &c.delivery_id,
-            &c.event_id,
-            attempted_at / 1000,
-            c.payload.as_bytes(),
-        ) {
-            Ok(headers) => {
-                let res = self
-                    .sender
-                    .send(&c.webhook_url, c.payload.clone().into_bytes(), &headers)
-                    .await;
+        let sent = self
+            .sender
+            .send_signed(
+                &c.webhook_url,
+                &c.secret,
+                &c.delivery_id,
+                &c.event_id,
+                attempted_at / 1000,
+                c.payload.clone(),
+            )
+            .await;
+        let record = match sent {
+            Ok(res) => {
                 let outcome = match res.outcome {
                     Outcome::Delivered => AttemptOutcome::Delivered,
                     Outcome::Gone => AttemptOutcome::Gone,

@@ -7,6 +7,7 @@ pub mod detect;
 pub mod ids;
 pub mod instant;
 pub mod keys;
+pub mod notification;
 pub mod signing;
 pub mod snapshot;
 pub mod validation;
