@@ -15,35 +15,13 @@ pub async fn run(cfg: ServeConfig) -> Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("opening {}: {e}", store::redact_url(&cfg.db.database_url)))?;
     tracing::info!(database = %store::redact_url(&cfg.db.database_url), backend = store.backend(), "store ready");
-
-    let sender = Sender::new(SenderConfig {
-        timeout: cfg.delivery_timeout,
-        allow_private_targets: cfg.allow_private_targets,
-        extra_ca_files: cfg.webhook_ca_file.iter().cloned().collect(),
-        ..SenderConfig::default()
-    })
-    .context("building the webhook HTTP client")?;
-    if cfg.allow_private_targets {
-        tracing::warn!(
-            "--allow-private-targets: webhooks may target loopback and private networks"
-        );
-    }
+    let sender = webhook_sender(&cfg)?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
 
     let mut wake = None;
     if cfg.worker {
-        let worker = Worker::new(
-            store.clone(),
-            sender.clone(),
-            Arc::new(Limiter::default()),
-            WorkerConfig {
-                retry: RetryPolicy::new(cfg.retry_schedule.clone(), domain::defaults::RETRY_JITTER),
-                disable_after: cfg.disable_after,
-                lease: cfg.delivery_lease,
-                ..WorkerConfig::default()
-            },
-        );
+        let worker = delivery_worker(&cfg, store.clone(), sender.clone());
         wake = Some(worker.wake_handle());
         tasks.spawn(worker.run(stop_rx.clone()));
     }
@@ -63,47 +41,8 @@ pub async fn run(cfg: ServeConfig) -> Result<()> {
         let _ = stop_tx.send(true);
     };
     if cfg.api {
-        let api_cfg = api::ApiConfig {
-            rate_limit_per_minute: cfg.rate_limit,
-            max_body_bytes: cfg.max_body_bytes,
-            anniversary_lead_days: cfg.anniversary_lead_days,
-            max_line_bytes: cfg.max_line_bytes,
-            event_retention: Some(cfg.event_retention),
-            connections: api::ConnLimits {
-                header_read_timeout: cfg.http_header_timeout,
-                idle_timeout: cfg.http_idle_timeout,
-                max_connections: cfg.max_connections,
-            },
-            ..api::ApiConfig::default()
-        };
-        let state = api::AppState::with_delivery(store, api_cfg, sender, wake);
-        // A certificate and key that do not go together stop us here, before listening.
-        let server_tls = match &cfg.tls {
-            Some(t) => Some(Arc::new(tls::server_config(&t.cert, &t.key).with_context(
-                || {
-                    format!(
-                        "--tls-cert {} / --tls-key {}",
-                        t.cert.display(),
-                        t.key.display()
-                    )
-                },
-            )?)),
-            None => None,
-        };
-        let listener = tokio::net::TcpListener::bind(&cfg.listen)
-            .await
-            .with_context(|| format!("binding {}", cfg.listen))?;
-        let scheme = if server_tls.is_some() {
-            "https"
-        } else {
-            "http"
-        };
-        tracing::info!(listen = %listener.local_addr()?, scheme, "serving the API");
-        match server_tls {
-            Some(t) => api::serve_tls(listener, state, t, stop_signal).await,
-            None => api::serve(listener, state, stop_signal).await,
-        }
-        .context("serving")?;
+        let state = api::AppState::with_delivery(store, api_config(&cfg), sender, wake);
+        serve_api(&cfg, state, stop_signal).await?;
     } else {
         tracing::info!("API disabled (--no-api)");
         stop_signal.await;
@@ -111,6 +50,88 @@ pub async fn run(cfg: ServeConfig) -> Result<()> {
     while tasks.join_next().await.is_some() {}
     tracing::info!("shut down cleanly");
     Ok(())
+}
+
+/// The outbound HTTP client every notification leaves through.
+fn webhook_sender(cfg: &ServeConfig) -> Result<Sender> {
+    let sender = Sender::new(SenderConfig {
+        timeout: cfg.delivery_timeout,
+        allow_private_targets: cfg.allow_private_targets,
+        extra_ca_files: cfg.webhook_ca_file.iter().cloned().collect(),
+        ..SenderConfig::default()
+    })
+    .context("building the webhook HTTP client")?;
+    if cfg.allow_private_targets {
+        tracing::warn!(
+            "--allow-private-targets: webhooks may target loopback and private networks"
+        );
+    }
+    Ok(sender)
+}
+
+fn delivery_worker(cfg: &ServeConfig, store: DynStore, sender: Sender) -> Worker {
+    Worker::new(
+        store,
+        sender,
+        Arc::new(Limiter::default()),
+        WorkerConfig {
+            retry: RetryPolicy::new(cfg.retry_schedule.clone(), domain::defaults::RETRY_JITTER),
+            disable_after: cfg.disable_after,
+            lease: cfg.delivery_lease,
+            ..WorkerConfig::default()
+        },
+    )
+}
+
+fn api_config(cfg: &ServeConfig) -> api::ApiConfig {
+    api::ApiConfig {
+        rate_limit_per_minute: cfg.rate_limit,
+        max_body_bytes: cfg.max_body_bytes,
+        anniversary_lead_days: cfg.anniversary_lead_days,
+        max_line_bytes: cfg.max_line_bytes,
+        event_retention: Some(cfg.event_retention),
+        connections: api::ConnLimits {
+            header_read_timeout: cfg.http_header_timeout,
+            idle_timeout: cfg.http_idle_timeout,
+            max_connections: cfg.max_connections,
+        },
+        ..api::ApiConfig::default()
+    }
+}
+
+/// Binds `--listen` and serves the API (over HTTPS with `--tls-cert`) until `stop_signal`.
+async fn serve_api(
+    cfg: &ServeConfig,
+    state: api::AppState,
+    stop_signal: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    // A certificate and key that do not go together stop us here, before listening.
+    let server_tls = match &cfg.tls {
+        Some(t) => Some(Arc::new(tls::server_config(&t.cert, &t.key).with_context(
+            || {
+                format!(
+                    "--tls-cert {} / --tls-key {}",
+                    t.cert.display(),
+                    t.key.display()
+                )
+            },
+        )?)),
+        None => None,
+    };
+    let listener = tokio::net::TcpListener::bind(&cfg.listen)
+        .await
+        .with_context(|| format!("binding {}", cfg.listen))?;
+    let scheme = if server_tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    tracing::info!(listen = %listener.local_addr()?, scheme, "serving the API");
+    match server_tls {
+        Some(t) => api::serve_tls(listener, state, t, stop_signal).await,
+        None => api::serve(listener, state, stop_signal).await,
+    }
+    .context("serving")
 }
 
 /// Fires due anniversaries at start and then every `interval`, and applies event retention and

@@ -229,6 +229,8 @@ impl Drop for InFlight {
 }
 
 impl Attempt {
+    /// One claimed notification: wait for a send slot → keep the lease long enough → sign and
+    /// send → record what happened.
     #[tracing::instrument(skip_all, fields(delivery.id = %c.delivery_id, partner = %c.scope.partner))]
     async fn deliver(mut self, c: Claimed) {
         crate::metrics::METRICS.in_flight(1);
@@ -236,8 +238,24 @@ impl Attempt {
             map: self.in_flight.clone(),
             scope: c.scope.clone(),
         };
+        let Some(permit) = self.send_slot(&c).await else {
+            return;
+        };
+        let Some(lease_until) = self.lease_for_attempt(&c).await else {
+            return;
+        };
+        let record = self.attempt(&c, lease_until).await;
+        drop(permit);
+        crate::metrics::METRICS.attempt(&record.outcome, record.latency_ms);
+        if let Err(e) = self.store.record_attempt(record).await {
+            // The lease expires and the notification is delivered again: at-least-once.
+            tracing::warn!(error = %e, "recording a delivery attempt failed");
+        }
+    }
+
+    /// Waits for a send slot; on shutdown hands the claim back instead (None).
+    async fn send_slot(&mut self, c: &Claimed) -> Option<crate::Permit> {
         let key = format!("{}\u{1f}{}", c.scope.tenant.0, c.scope.partner.0);
-        // Waiting for a send slot: on shutdown, hand the claim back instead of sending.
         let permit = tokio::select! {
             p = self.limiter.acquire(&key) => Some(p),
             stopped = self.stop.wait_for(|s| *s) => {
@@ -245,46 +263,52 @@ impl Attempt {
                 None
             }
         };
-        let Some(permit) = permit else {
+        if permit.is_none() {
             if let Err(e) = self.store.set_lease(c.row, c.lease_until, None).await {
                 tracing::debug!(error = %e, "releasing an unstarted claim failed; its lease will expire");
             }
-            return;
-        };
-        // The lease must outlast this attempt: renew it when the wait for a slot used it up,
-        // and give up the notification if meanwhile someone else claimed it.
-        let mut lease_until = c.lease_until;
+        }
+        permit
+    }
+
+    /// The lease must outlast this attempt: renewed when the wait for a slot used it up. None
+    /// when meanwhile someone else claimed the notification (or renewing failed): leave it.
+    async fn lease_for_attempt(&self, c: &Claimed) -> Option<i64> {
         let timeout_ms = self.sender.config().timeout.as_millis() as i64;
-        if now_ms() + timeout_ms + 5_000 > lease_until {
-            let renewed = now_ms() + (self.lease.as_millis() as i64).max(timeout_ms + 5_000);
-            match self
-                .store
-                .set_lease(c.row, lease_until, Some(renewed))
-                .await
-            {
-                Ok(true) => lease_until = renewed,
-                Ok(false) => return,
-                Err(e) => {
-                    tracing::warn!(error = %e, "renewing a lease failed; leaving the notification to its lease");
-                    return;
-                }
+        if now_ms() + timeout_ms + 5_000 <= c.lease_until {
+            return Some(c.lease_until);
+        }
+        let renewed = now_ms() + (self.lease.as_millis() as i64).max(timeout_ms + 5_000);
+        match self
+            .store
+            .set_lease(c.row, c.lease_until, Some(renewed))
+            .await
+        {
+            Ok(true) => Some(renewed),
+            Ok(false) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "renewing a lease failed; leaving the notification to its lease");
+                None
             }
         }
+    }
+
+    /// Signs and sends once, and turns the result into the record of this attempt.
+    async fn attempt(&self, c: &Claimed, lease_until: i64) -> AttemptRecord {
         let attempted_at = now_ms();
-        let outcome_record =
-            |status_code, error, latency_ms, response_body, outcome| AttemptRecord {
-                row: c.row,
-                lease_until,
-                scope: c.scope.clone(),
-                generation: c.generation,
-                attempted_at,
-                status_code,
-                error,
-                latency_ms,
-                response_body,
-                outcome,
-                disable_after_ms: self.disable_after.as_millis() as i64,
-            };
+        let record = |status_code, error, latency_ms, response_body, outcome| AttemptRecord {
+            row: c.row,
+            lease_until,
+            scope: c.scope.clone(),
+            generation: c.generation,
+            attempted_at,
+            status_code,
+            error,
+            latency_ms,
+            response_body,
+            outcome,
+            disable_after_ms: self.disable_after.as_millis() as i64,
+        };
         let sent = self
             .sender
             .send_signed(
@@ -296,27 +320,16 @@ impl Attempt {
                 c.payload.clone(),
             )
             .await;
-        let record = match sent {
+        match sent {
             Ok(res) => {
-                let outcome = match res.outcome {
-                    Outcome::Delivered => AttemptOutcome::Delivered,
-                    Outcome::Gone => AttemptOutcome::Gone,
-                    Outcome::Retry => match self.retry.delay_after(
-                        c.cycle_attempts + 1,
-                        res.retry_after,
-                        &mut rand::rng(),
-                    ) {
-                        Some(d) => AttemptOutcome::RetryAt(now_ms() + d.as_millis() as i64),
-                        None => AttemptOutcome::GiveUp,
-                    },
-                };
+                let outcome = self.next_step(c, &res);
                 tracing::debug!(
                     delivery.status = res.status,
                     delivery.latency_ms = res.latency_ms,
                     delivery.outcome = ?outcome,
                     "delivery attempt"
                 );
-                outcome_record(
+                record(
                     res.status,
                     res.error,
                     res.latency_ms,
@@ -324,19 +337,29 @@ impl Attempt {
                     outcome,
                 )
             }
-            Err(e) => outcome_record(
+            Err(e) => record(
                 None,
                 Some(format!("cannot sign with the stored secret: {e}")),
                 0,
                 String::new(),
                 AttemptOutcome::GiveUp,
             ),
-        };
-        drop(permit);
-        crate::metrics::METRICS.attempt(&record.outcome, record.latency_ms);
-        if let Err(e) = self.store.record_attempt(record).await {
-            // The lease expires and the notification is delivered again: at-least-once.
-            tracing::warn!(error = %e, "recording a delivery attempt failed");
+        }
+    }
+
+    /// Delivered, gone, another attempt at a time from the retry policy, or give up.
+    fn next_step(&self, c: &Claimed, res: &crate::AttemptResult) -> AttemptOutcome {
+        match res.outcome {
+            Outcome::Delivered => AttemptOutcome::Delivered,
+            Outcome::Gone => AttemptOutcome::Gone,
+            Outcome::Retry => match self.retry.delay_after(
+                c.cycle_attempts + 1,
+                res.retry_after,
+                &mut rand::rng(),
+            ) {
+                Some(d) => AttemptOutcome::RetryAt(now_ms() + d.as_millis() as i64),
+                None => AttemptOutcome::GiveUp,
+            },
         }
     }
 }
