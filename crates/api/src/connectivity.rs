@@ -22,13 +22,13 @@ pub(crate) struct CheckResult {
     pub error: Option<String>,
 }
 
-/// Signs and sends the test notification to `webhook`, once.
+/// Signs and sends the test notification to `webhook`, once, stamped `now`.
 pub(crate) async fn check(
     sender: &Sender,
     scope: &Scope,
     webhook: &Webhook,
+    now: OffsetDateTime,
 ) -> Result<CheckResult, ApiError> {
-    let now = OffsetDateTime::now_utc();
     let notification =
         Notification::connectivity_check(&scope.tenant, &scope.partner, rand::random(), now);
     let res = sender

@@ -54,10 +54,6 @@ fn ms_to_rfc3339(ms: i64) -> String {
         .unwrap_or_default()
 }
 
-fn now_ms() -> i64 {
-    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
-}
-
 fn webhook_out(ctx: &RequestCtx, w: Webhook) -> WebhookOut {
     WebhookOut {
         response_context: ctx.response_context("success"),
@@ -92,7 +88,7 @@ pub(crate) async fn add(
     let secret = domain::signing::generate_secret(rand::random());
     let w = state
         .store
-        .put_webhook(&scope, &req.webhook_url, &secret, now_ms())
+        .put_webhook(&scope, &req.webhook_url, &secret, state.clock.unix_millis())
         .await?;
     if let Some(wake) = &state.wake {
         wake.notify();
@@ -163,8 +159,11 @@ pub(crate) async fn check_connectivity(
         .await?
         .ok_or(ApiError::NotFound("Webhook not found"))?;
     if let Some(sim) = req.simulation {
-        let items = simulation::notifications(&scope, &sim, OffsetDateTime::now_utc());
-        let n = state.store.queue_direct(&scope, items, now_ms()).await?;
+        let items = simulation::notifications(&scope, &sim, state.clock.now());
+        let n = state
+            .store
+            .queue_direct(&scope, items, state.clock.unix_millis())
+            .await?;
         if let Some(wake) = &state.wake {
             wake.notify();
         }
@@ -175,7 +174,7 @@ pub(crate) async fn check_connectivity(
             queued_events: Some(n),
         }));
     }
-    let sent = connectivity::check(&state.sender, &scope, &w).await?;
+    let sent = connectivity::check(&state.sender, &scope, &w, state.clock.now()).await?;
     Ok(Json(ConnectivityOut {
         response_context: ctx.response_context(if sent.ok { "success" } else { "failure" }),
         webhook_response: sent.webhook_response,
@@ -343,7 +342,7 @@ pub(crate) async fn retry_delivery(
     let scope = partner_scope(&caller, &partner_id)?;
     state
         .store
-        .retry_delivery(&scope, &delivery_id, now_ms())
+        .retry_delivery(&scope, &delivery_id, state.clock.unix_millis())
         .await
         .map_err(|e| match e {
             StoreError::NotFound => ApiError::NotFound("Delivery not found"),
@@ -380,7 +379,10 @@ pub(crate) async fn replay(
             .event_types
             .map(|ts| ts.iter().map(|t| t.as_str().to_string()).collect()),
     };
-    let n = state.store.replay(&scope, &q, now_ms()).await?;
+    let n = state
+        .store
+        .replay(&scope, &q, state.clock.unix_millis())
+        .await?;
     if let Some(wake) = &state.wake {
         wake.notify();
     }

@@ -8,9 +8,10 @@
 //! so one slow receiver holds at most its own slots.
 
 use crate::{Limiter, Outcome, RetryPolicy, Sender};
+use domain::clock::Clock;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use store::{AttemptOutcome, AttemptRecord, ClaimRoom, Claimed, DynStore, Scope};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
@@ -30,6 +31,8 @@ pub struct WorkerConfig {
     pub poll: Duration,
     /// Disable a webhook failing continuously for this long.
     pub disable_after: Duration,
+    /// What "now" is for claims, leases, attempts and retry times.
+    pub clock: Clock,
 }
 
 impl Default for WorkerConfig {
@@ -42,6 +45,7 @@ impl Default for WorkerConfig {
             per_webhook_queue: 64,
             poll: Duration::from_millis(20),
             disable_after: domain::defaults::DISABLE_AFTER,
+            clock: Clock::system(),
         }
     }
 }
@@ -63,13 +67,6 @@ pub struct Worker {
     cfg: WorkerConfig,
     wake: Wake,
     in_flight: Arc<Mutex<HashMap<Scope, usize>>>,
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 impl Worker {
@@ -166,7 +163,12 @@ impl Worker {
         let limit = (self.cfg.batch as usize).min(room_total) as u32;
         let claimed = match self
             .store
-            .claim_due(now_ms(), self.cfg.lease.as_millis() as i64, limit, &room)
+            .claim_due(
+                self.cfg.clock.unix_millis(),
+                self.cfg.lease.as_millis() as i64,
+                limit,
+                &room,
+            )
             .await
         {
             Ok(c) => c,
@@ -188,6 +190,7 @@ impl Worker {
                 retry: self.cfg.retry.clone(),
                 disable_after: self.cfg.disable_after,
                 lease: self.cfg.lease,
+                clock: self.cfg.clock.clone(),
                 stop: stop.clone(),
                 in_flight: self.in_flight.clone(),
             };
@@ -204,6 +207,7 @@ struct Attempt {
     retry: RetryPolicy,
     disable_after: Duration,
     lease: Duration,
+    clock: Clock,
     stop: watch::Receiver<bool>,
     in_flight: Arc<Mutex<HashMap<Scope, usize>>>,
 }
@@ -275,10 +279,11 @@ impl Attempt {
     /// when meanwhile someone else claimed the notification (or renewing failed): leave it.
     async fn lease_for_attempt(&self, c: &Claimed) -> Option<i64> {
         let timeout_ms = self.sender.config().timeout.as_millis() as i64;
-        if now_ms() + timeout_ms + 5_000 <= c.lease_until {
+        if self.clock.unix_millis() + timeout_ms + 5_000 <= c.lease_until {
             return Some(c.lease_until);
         }
-        let renewed = now_ms() + (self.lease.as_millis() as i64).max(timeout_ms + 5_000);
+        let renewed =
+            self.clock.unix_millis() + (self.lease.as_millis() as i64).max(timeout_ms + 5_000);
         match self
             .store
             .set_lease(c.row, c.lease_until, Some(renewed))
@@ -295,7 +300,7 @@ impl Attempt {
 
     /// Signs and sends once, and turns the result into the record of this attempt.
     async fn attempt(&self, c: &Claimed, lease_until: i64) -> AttemptRecord {
-        let attempted_at = now_ms();
+        let attempted_at = self.clock.unix_millis();
         let record = |status_code, error, latency_ms, response_body, outcome| AttemptRecord {
             row: c.row,
             lease_until,
@@ -357,7 +362,7 @@ impl Attempt {
                 res.retry_after,
                 &mut rand::rng(),
             ) {
-                Some(d) => AttemptOutcome::RetryAt(now_ms() + d.as_millis() as i64),
+                Some(d) => AttemptOutcome::RetryAt(self.clock.unix_millis() + d.as_millis() as i64),
                 None => AttemptOutcome::GiveUp,
             },
         }

@@ -83,7 +83,7 @@ pub struct Progress {
     pub summary: Summary,
 }
 
-pub type Clock = Arc<dyn Fn() -> OffsetDateTime + Send + Sync>;
+pub use domain::clock::Clock;
 
 #[derive(Clone)]
 pub struct Options {
@@ -112,7 +112,7 @@ impl Default for Options {
             anniversary_lead_days: 7,
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
             event_retention: None,
-            clock: Arc::new(OffsetDateTime::now_utc),
+            clock: Clock::system(),
         }
     }
 }
@@ -250,7 +250,7 @@ async fn apply(
     let accepted = batch.snapshots.len() as u64;
     if !batch.snapshots.is_empty() {
         let o = IngestOptions {
-            now: (opts.clock)(),
+            now: opts.clock.now(),
             anniversary_lead_days: opts.anniversary_lead_days,
             event_retention: opts.event_retention,
         };
@@ -311,7 +311,7 @@ impl Out {
             read,
             home,
             returned,
-            now: clock(),
+            now: clock.now(),
             clock,
             max_line,
             oversized: Oversized::default(),
@@ -363,7 +363,7 @@ impl Out {
         // Free what the consumer has finished with, here where it was allocated.
         while self.returned.try_recv().is_ok() {}
         self.n = self.full_size;
-        self.now = (self.clock)();
+        self.now = self.clock.now();
         let mut full = std::mem::replace(&mut self.batch, Self::new_batch(self.n));
         full.bytes_read = self.read.load(std::sync::atomic::Ordering::Relaxed);
         full.snapshots.group();
