@@ -5,6 +5,7 @@
 use crate::config::ServeConfig;
 use anyhow::{Context, Result};
 use delivery::{Limiter, RetryPolicy, Sender, SenderConfig, Worker, WorkerConfig};
+use domain::clock::{unix_millis, Clock};
 use std::sync::Arc;
 use std::time::Duration;
 use store::DynStore;
@@ -28,6 +29,7 @@ pub async fn run(cfg: ServeConfig) -> Result<()> {
     if cfg.scanner {
         tasks.spawn(scanner(
             store.clone(),
+            Clock::system(),
             cfg.anniversary_lead_days,
             cfg.scan_interval,
             cfg.event_retention,
@@ -138,13 +140,14 @@ async fn serve_api(
 /// the idempotency keys' expiry.
 async fn scanner(
     store: DynStore,
+    clock: Clock,
     lead_days: u32,
     interval: Duration,
     retention: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
-        let now = time::OffsetDateTime::now_utc();
+        let now = clock.now();
         let opts = store::IngestOptions {
             now,
             anniversary_lead_days: lead_days,
@@ -167,8 +170,7 @@ async fn scanner(
             }
         }
         // Idempotency keys are ignored from 24 h on; this only frees their rows.
-        let key_cutoff = (now.unix_timestamp_nanos() / 1_000_000) as i64
-            - store::idempotency::IDEMPOTENCY_TTL_MS;
+        let key_cutoff = unix_millis(now) - store::idempotency::IDEMPOTENCY_TTL_MS;
         match store.prune_idempotency_keys(key_cutoff).await {
             Ok(n) if n > 0 => {
                 tracing::info!(idempotency_keys.pruned = n, "old idempotency keys deleted")
