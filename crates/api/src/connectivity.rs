@@ -37,7 +37,7 @@ pub(crate) async fn check(
             &webhook.secret,
             &random_delivery_id(rand::random()),
             notification.event_id(),
-            now.unix_timestamp(),
+            now,
             notification.to_json().to_string(),
         )
         .await

@@ -172,7 +172,7 @@ impl Sender {
         &self.config
     }
 
-    /// Signs `body` with the webhook's secret at `now_unix` and POSTs it: the one way every
+    /// Signs `body` with the webhook's secret as of `signed_at` and POSTs it: the one way every
     /// notification leaves (worker deliveries and the connectivity check). Only a secret that
     /// cannot sign is an error; every failure of the attempt is in the [`AttemptResult`].
     pub async fn send_signed(
@@ -181,9 +181,10 @@ impl Sender {
         secret_b64: &str,
         delivery_id: &str,
         event_id: &str,
-        now_unix: i64,
+        signed_at: time::OffsetDateTime,
         body: String,
     ) -> Result<AttemptResult, SigningError> {
+        let now_unix = signed_at.unix_timestamp();
         let headers = signed_headers(secret_b64, delivery_id, event_id, now_unix, body.as_bytes())?;
         Ok(self.send(url, body.into_bytes(), &headers).await)
     }

@@ -300,7 +300,8 @@ impl Attempt {
 
     /// Signs and sends once, and turns the result into the record of this attempt.
     async fn attempt(&self, c: &Claimed, lease_until: i64) -> AttemptRecord {
-        let attempted_at = self.clock.unix_millis();
+        let now = self.clock.now();
+        let attempted_at = domain::clock::unix_millis(now);
         let record = |status_code, error, latency_ms, response_body, outcome| AttemptRecord {
             row: c.row,
             lease_until,
@@ -321,7 +322,7 @@ impl Attempt {
                 &c.secret,
                 &c.delivery_id,
                 &c.event_id,
-                attempted_at / 1000,
+                now,
                 c.payload.clone(),
             )
             .await;
