@@ -152,8 +152,29 @@ impl ServeArgs {
         };
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading config file {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+        toml::from_str(&text)
+            .map_err(|e| {
+                // The flattened database options hide serde's list of keys: name them here.
+                let msg = e.to_string();
+                match msg.contains("unknown field") {
+                    true => anyhow::anyhow!("{}, expected one of {}", msg.trim_end(), file_keys()),
+                    false => anyhow::anyhow!(msg),
+                }
+            })
+            .with_context(|| format!("parsing config file {}", path.display()))
     }
+}
+
+/// The TOML file's keys, as the flags declare them: `` `database_url`, `log_format`, … ``.
+fn file_keys() -> String {
+    let cmd = ServeArgs::augment_args(clap::Command::new("serve"));
+    let keys: Vec<String> = cmd
+        .get_arguments()
+        .map(|a| a.get_id().as_str())
+        .filter(|id| *id != "config")
+        .map(|id| format!("`{id}`"))
+        .collect();
+    keys.join(", ")
 }
 
 /// The one place layers meet: defaults → the `--config` file → `DATABASE_URL` → flags and
@@ -483,6 +504,17 @@ mod tests {
         let file: FileConfig =
             toml::from_str("rate_limit = 10\nlisten = \"127.0.0.1:9999\"").unwrap();
         assert!(toml::from_str::<FileConfig>("bogus = 1").is_err());
+        let bogus = std::env::temp_dir().join(format!("pe-cfg-bogus-{}.toml", std::process::id()));
+        std::fs::write(&bogus, "bogus = 1").unwrap();
+        let e = format!("{:#}", ServeArgs::load_file(Some(&bogus)).unwrap_err());
+        assert!(
+            e.contains(
+                "unknown field `bogus`, expected one of `database_url`, `log_format`, `listen`"
+            ),
+            "{e}"
+        );
+        assert!(e.ends_with("`tls_cert`, `tls_key`"), "{e}");
+        std::fs::remove_file(bogus).unwrap();
         let dir = std::env::temp_dir().join(format!("pe-cfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("c.toml");
