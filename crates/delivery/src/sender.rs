@@ -91,7 +91,8 @@ pub fn signed_headers(
 
 #[derive(Debug, Clone)]
 pub struct SenderConfig {
-    /// Whole-attempt timeout (connect + request + response head + body prefix). Default 15 s.
+    /// Whole-attempt timeout (connect + request + response head + body prefix). Default
+    /// [`domain::defaults::DELIVERY_TIMEOUT`] (`--delivery-timeout`).
     pub timeout: Duration,
     /// Connect timeout (capped by `timeout`). Default 5 s.
     pub connect_timeout: Duration,
