@@ -35,46 +35,12 @@ pub(crate) async fn ingest_snapshots(
             "This endpoint requires an admin API key",
         ));
     }
-    let format = match req
-        .headers()
-        .get(CONTENT_TYPE)
-        .map(|v| v.to_str().unwrap_or(""))
-    {
-        None => Format::Ndjson,
-        Some(ct) => {
-            let mime = ct
-                .split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase();
-            match mime.as_str() {
-                "text/csv" => Format::Csv,
-                "application/x-ndjson"
-                | "application/ndjson"
-                | "application/jsonl"
-                | "application/json"
-                | "text/plain"
-                | "" => Format::Ndjson,
-                _ => return Err(ApiError::UnsupportedMediaType),
-            }
-        }
-    };
+    let format = upload_format(&req)?;
     let limit = state.config.max_ingest_bytes;
     if crate::body::declared_too_large(&req, limit) {
         return Err(ApiError::PayloadTooLarge);
     }
-    let stream = BodyDataStream::new(Limited::new(req.into_body(), limit)).map_err(|e| {
-        if e.is::<http_body_util::LengthLimitError>() {
-            std::io::Error::new(
-                std::io::ErrorKind::FileTooLarge,
-                "upload over the size limit",
-            )
-        } else {
-            std::io::Error::other(e.to_string())
-        }
-    });
-    let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
+    let reader = body_reader(req, limit);
     let opts = ingest::Options {
         anniversary_lead_days: state.config.anniversary_lead_days,
         max_line_bytes: state.config.max_line_bytes,
@@ -98,13 +64,7 @@ pub(crate) async fn ingest_snapshots(
         |_| {},
     )
     .await
-    .map_err(|e| match e {
-        ingest::IngestError::Store(s) => ApiError::from(s),
-        ingest::IngestError::Io(io) if io.kind() == std::io::ErrorKind::FileTooLarge => {
-            ApiError::PayloadTooLarge
-        }
-        other => ApiError::BadRequestOwned(other.to_string()),
-    })?;
+    .map_err(ingest_error)?;
     if summary.notifications_queued > 0 {
         if let Some(wake) = &state.wake {
             wake.notify();
@@ -116,4 +76,55 @@ pub(crate) async fn ingest_snapshots(
         errors,
         errors_truncated: truncated,
     }))
+}
+
+/// The snapshot format named by `Content-Type` (NDJSON without one).
+fn upload_format(req: &Request) -> Result<Format, ApiError> {
+    let Some(ct) = req.headers().get(CONTENT_TYPE) else {
+        return Ok(Format::Ndjson);
+    };
+    let mime = ct
+        .to_str()
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match mime.as_str() {
+        "text/csv" => Ok(Format::Csv),
+        "application/x-ndjson"
+        | "application/ndjson"
+        | "application/jsonl"
+        | "application/json"
+        | "text/plain"
+        | "" => Ok(Format::Ndjson),
+        _ => Err(ApiError::UnsupportedMediaType),
+    }
+}
+
+/// The upload as a blocking reader for the ingestion pipeline, cut at `limit` bytes (an
+/// over-limit upload reads as a `FileTooLarge` error).
+fn body_reader(req: Request, limit: usize) -> impl std::io::Read + Send {
+    let stream = BodyDataStream::new(Limited::new(req.into_body(), limit)).map_err(|e| {
+        if e.is::<http_body_util::LengthLimitError>() {
+            std::io::Error::new(
+                std::io::ErrorKind::FileTooLarge,
+                "upload over the size limit",
+            )
+        } else {
+            std::io::Error::other(e.to_string())
+        }
+    });
+    tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream))
+}
+
+fn ingest_error(e: ingest::IngestError) -> ApiError {
+    match e {
+        ingest::IngestError::Store(s) => ApiError::from(s),
+        ingest::IngestError::Io(io) if io.kind() == std::io::ErrorKind::FileTooLarge => {
+            ApiError::PayloadTooLarge
+        }
+        other => ApiError::BadRequestOwned(other.to_string()),
+    }
 }

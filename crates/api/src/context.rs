@@ -78,6 +78,8 @@ fn client_correlation_id(headers: &HeaderMap) -> Option<String> {
     ok.then(|| v.to_string())
 }
 
+/// Every request: correlation id → key hash and rate limit → the handler → errors rendered in
+/// the reference's shape → correlation and rate-limit headers → metrics and the access log.
 pub(crate) async fn wire_conventions(
     State(state): State<AppState>,
     mut req: Request,
@@ -99,25 +101,7 @@ pub(crate) async fn wire_conventions(
     if let Some(h) = key_hash {
         req.extensions_mut().insert(KeyHash(h));
     }
-
-    // The limiter guards the API proper; health and meta endpoints are not limited.
-    let limited = req.uri().path().starts_with("/v1/");
-    let decision = if limited && state.limiter.enabled() {
-        let bucket = match key_hash {
-            Some(h) => h,
-            None => {
-                let ip = req
-                    .extensions()
-                    .get::<ConnectInfo<SocketAddr>>()
-                    .map(|c| c.0.ip().to_string())
-                    .unwrap_or_default();
-                domain::keys::hash_key(ip.as_bytes())
-            }
-        };
-        Some(state.limiter.check(&bucket))
-    } else {
-        None
-    };
+    let decision = rate_limit(&state, &req, key_hash);
 
     let ctx = RequestCtx {
         correlation_id: correlation_id.clone(),
@@ -126,36 +110,12 @@ pub(crate) async fn wire_conventions(
     };
     req.extensions_mut().insert(ctx.clone());
 
-    let mut resp = match &decision {
+    let resp = match &decision {
         Some(d) if !d.allowed => rate_limited(d),
         _ => next.run(req).await,
     };
-
-    if let Some(err) = resp.extensions_mut().remove::<ErrorBody>() {
-        if let Some(internal) = &err.log {
-            tracing::error!(correlation_id = %correlation_id, error = %internal, "request failed");
-        }
-        let status = resp.status();
-        let mut headers = std::mem::take(resp.headers_mut());
-        headers.remove(axum::http::header::CONTENT_LENGTH);
-        let body = serde_json::json!({"detail": err.detail, "correlation_id": &*correlation_id});
-        resp = (status, axum::Json(body)).into_response();
-        for (k, v) in headers.iter() {
-            if k != axum::http::header::CONTENT_TYPE {
-                resp.headers_mut().insert(k.clone(), v.clone());
-            }
-        }
-    }
-
-    let h = resp.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&correlation_id) {
-        h.insert(X_CORRELATION_ID.clone(), v);
-    }
-    if let Some(d) = &decision {
-        h.insert("x-ratelimit-limit", HeaderValue::from(d.limit));
-        h.insert("x-ratelimit-remaining", HeaderValue::from(d.remaining));
-        h.insert("x-ratelimit-reset", HeaderValue::from(d.reset_unix));
-    }
+    let mut resp = render_error(resp, &correlation_id);
+    stamp_headers(&mut resp, &correlation_id, decision.as_ref());
 
     let status = resp.status();
     let elapsed = started.elapsed();
@@ -172,6 +132,61 @@ pub(crate) async fn wire_conventions(
             latency_ms = elapsed.as_secs_f64() * 1000.0, correlation_id = %correlation_id, partner, "request");
     }
     resp
+}
+
+/// The limiter's decision for this request, by key (or, without one, by client address). The
+/// limiter guards the API proper; health and meta endpoints are not limited (None).
+fn rate_limit(state: &AppState, req: &Request, key_hash: Option<[u8; 32]>) -> Option<Decision> {
+    let limited = req.uri().path().starts_with("/v1/");
+    if !(limited && state.limiter.enabled()) {
+        return None;
+    }
+    let bucket = match key_hash {
+        Some(h) => h,
+        None => {
+            let ip = req
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip().to_string())
+                .unwrap_or_default();
+            domain::keys::hash_key(ip.as_bytes())
+        }
+    };
+    Some(state.limiter.check(&bucket))
+}
+
+/// An error a handler returned becomes `{"detail", "correlation_id"}`, its internal cause
+/// logged once here; the handler's other headers are kept.
+fn render_error(mut resp: Response, correlation_id: &str) -> Response {
+    let Some(err) = resp.extensions_mut().remove::<ErrorBody>() else {
+        return resp;
+    };
+    if let Some(internal) = &err.log {
+        tracing::error!(correlation_id = %correlation_id, error = %internal, "request failed");
+    }
+    let status = resp.status();
+    let mut headers = std::mem::take(resp.headers_mut());
+    headers.remove(axum::http::header::CONTENT_LENGTH);
+    let body = serde_json::json!({"detail": err.detail, "correlation_id": correlation_id});
+    let mut resp = (status, axum::Json(body)).into_response();
+    for (k, v) in headers.iter() {
+        if k != axum::http::header::CONTENT_TYPE {
+            resp.headers_mut().insert(k.clone(), v.clone());
+        }
+    }
+    resp
+}
+
+fn stamp_headers(resp: &mut Response, correlation_id: &str, decision: Option<&Decision>) {
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(correlation_id) {
+        h.insert(X_CORRELATION_ID.clone(), v);
+    }
+    if let Some(d) = decision {
+        h.insert("x-ratelimit-limit", HeaderValue::from(d.limit));
+        h.insert("x-ratelimit-remaining", HeaderValue::from(d.remaining));
+        h.insert("x-ratelimit-reset", HeaderValue::from(d.reset_unix));
+    }
 }
 
 fn rate_limited(d: &Decision) -> Response {

@@ -60,7 +60,7 @@ pub(crate) async fn create(
         let new = NewEnrollment {
             enrollment_id: id.clone(),
             spec: spec.clone(),
-            now: unix_now(),
+            now: state.clock.unix_seconds(),
         };
         match state.store.create_enrollment(&caller.scope, new).await {
             Ok(()) => break id,
@@ -146,13 +146,6 @@ fn not_found(e: StoreError) -> ApiError {
         StoreError::NotFound => ApiError::NotFound("Enrollment not found"),
         other => other.into(),
     }
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 const MAX_LIMIT: u32 = 1000;

@@ -36,7 +36,7 @@ pub(crate) async fn fetch(
 ) -> Result<Json<EventsOut>, ApiError> {
     let from = req
         .timestamp_from
-        .unwrap_or_else(|| three_months_before(OffsetDateTime::now_utc()));
+        .unwrap_or_else(|| three_months_before(state.clock.now()));
     let events = state
         .store
         .query_events(&EventQuery {

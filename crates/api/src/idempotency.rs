@@ -58,7 +58,7 @@ pub(crate) async fn idempotency(
     let req = Request::from_parts(parts, Body::from(bytes));
     let begun = state
         .store
-        .idempotency_begin(&caller.scope, &key, &fingerprint, now_ms())
+        .idempotency_begin(&caller.scope, &key, &fingerprint, state.clock.unix_millis())
         .await;
     match begun {
         Err(e) => ApiError::from(e).into_response(),
@@ -183,10 +183,6 @@ fn replay(answer: IdemAnswer) -> Response {
     resp.headers_mut()
         .insert(REPLAYED.clone(), HeaderValue::from_static("true"));
     resp
-}
-
-fn now_ms() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
 #[cfg(test)]

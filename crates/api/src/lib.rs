@@ -7,6 +7,7 @@ mod admin;
 mod auth;
 mod body;
 mod conn;
+mod connectivity;
 mod context;
 mod enrollments;
 mod error;
@@ -16,6 +17,7 @@ mod meta;
 mod metrics;
 mod query;
 mod ratelimit;
+mod simulation;
 mod webhooks;
 
 pub use auth::Caller;
@@ -54,19 +56,21 @@ pub struct ApiConfig {
 }
 
 impl Default for ApiConfig {
+    /// The operator-facing values come from [`domain::defaults`].
     fn default() -> Self {
+        use domain::defaults;
         Self {
-            rate_limit_per_minute: 200,
-            max_body_bytes: 1024 * 1024,
+            rate_limit_per_minute: defaults::RATE_LIMIT_PER_MINUTE,
+            max_body_bytes: defaults::MAX_BODY_BYTES,
             key_cache_ttl: Duration::from_secs(1),
             max_ingest_bytes: 1024 * 1024 * 1024,
-            anniversary_lead_days: 7,
-            max_line_bytes: ingest::DEFAULT_MAX_LINE_BYTES,
+            anniversary_lead_days: defaults::ANNIVERSARY_LEAD_DAYS,
+            max_line_bytes: defaults::MAX_LINE_BYTES,
             event_retention: None,
             connections: ConnLimits {
-                header_read_timeout: Duration::from_secs(10),
-                idle_timeout: Duration::from_secs(60),
-                max_connections: 1024,
+                header_read_timeout: defaults::HTTP_HEADER_TIMEOUT,
+                idle_timeout: defaults::HTTP_IDLE_TIMEOUT,
+                max_connections: defaults::MAX_CONNECTIONS,
             },
         }
     }
@@ -84,6 +88,8 @@ pub struct AppState {
     pub sender: delivery::Sender,
     /// Wakes this process's delivery worker when notifications were queued here.
     pub wake: Option<delivery::Wake>,
+    /// What "now" is for every handler (tests set it with [`AppState::with_clock`]).
+    pub clock: domain::clock::Clock,
 }
 
 impl AppState {
@@ -103,12 +109,21 @@ impl AppState {
         Self {
             sender,
             wake,
+            clock: domain::clock::Clock::system(),
             keys: Arc::new(auth::KeyCache::new(config.key_cache_ttl)),
             limiter: Arc::new(ratelimit::RateLimiter::new(config.rate_limit_per_minute)),
             metrics: Arc::new(Metrics::default()),
             store,
             config: Arc::new(config),
         }
+    }
+}
+
+impl AppState {
+    /// The same state on another clock.
+    pub fn with_clock(mut self, clock: domain::clock::Clock) -> Self {
+        self.clock = clock;
+        self
     }
 }
 
@@ -189,4 +204,47 @@ pub async fn serve_tls(
     let limits = state.config.connections;
     let transport = Transport::Tls(tokio_rustls::TlsAcceptor::from(tls));
     accept_tcp(listener, router(state), limits, transport, shutdown).await
+}
+
+#[cfg(test)]
+mod clock_tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    /// Handlers take "now" from the state's clock, not the machine's: a webhook registered on
+    /// a clock set to 2001 says it was created then.
+    #[tokio::test]
+    async fn handlers_read_the_injected_clock() {
+        let dir = std::env::temp_dir().join(format!("pe-api-clock-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}", dir.join("t.db").display());
+        let store = store::open(&url).await.unwrap();
+        let (key, record) = store::NewApiKey::issue(
+            domain::TenantId("t1".into()),
+            domain::PartnerId("p1".into()),
+            false,
+            0,
+        );
+        store.create_key(record).await.unwrap();
+        let at = time::macros::datetime!(2001-02-03 04:05:06 UTC);
+        let state =
+            AppState::new(store, ApiConfig::default()).with_clock(domain::clock::Clock::fixed(at));
+        let req = Request::post("/v1/webhooks")
+            .header("api_key", key)
+            .header("content-type", "application/json")
+            .body(Body::from(
+                r#"{"partner_id":"p1","webhook_url":"https://example.com/hook"}"#,
+            ))
+            .unwrap();
+        let resp = router(state).oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["created_at"], "2001-02-03T04:05:06Z", "{v}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }

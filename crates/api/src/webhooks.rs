@@ -1,23 +1,24 @@
-//! `/v1/webhooks`: registration (one per partner; re-registering replaces URL and secret),
-//! connectivity check (a signed test notification, or simulated events through the normal
-//! pipeline), and the delivery log and replay (beyond the reference).
+//! `/v1/webhooks` handlers: registration (one per partner; re-registering replaces URL and
+//! secret), connectivity check (a signed test notification sent by [`connectivity`], or
+//! simulated events from [`simulation`] through the normal pipeline), and the delivery log and
+//! replay (beyond the reference). Handlers only: no payloads are built or sent here.
 
 use crate::body::JsonBody;
+use crate::connectivity;
 use crate::context::{RequestCtx, ResponseContext};
 use crate::error::ApiError;
 use crate::query::{query_error, Params};
+use crate::simulation;
 use crate::{AppState, Caller};
 use axum::extract::{Path, Query, State};
 use axum::Json;
 use domain::snapshot::format_timestamp;
-use domain::validation::{
-    CheckConnectivity, FieldError, ReplayRequest, Simulation, WebhookAdd, WebhookUpdate,
-};
+use domain::validation::{CheckConnectivity, FieldError, ReplayRequest, WebhookAdd, WebhookUpdate};
 use serde::Serialize;
 use serde_json::{json, Value};
 use store::{
-    AttemptInfo, Cursor, DeliveryInfo, DeliveryQuery, DeliveryStatus, DirectNotification,
-    ReplayQuery, Scope, StoreError, Webhook,
+    AttemptInfo, Cursor, DeliveryInfo, DeliveryQuery, DeliveryStatus, ReplayQuery, Scope,
+    StoreError, Webhook,
 };
 use time::OffsetDateTime;
 
@@ -51,10 +52,6 @@ fn ms_to_rfc3339(ms: i64) -> String {
     OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
         .map(format_timestamp)
         .unwrap_or_default()
-}
-
-fn now_ms() -> i64 {
-    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
 fn webhook_out(ctx: &RequestCtx, w: Webhook) -> WebhookOut {
@@ -91,7 +88,7 @@ pub(crate) async fn add(
     let secret = domain::signing::generate_secret(rand::random());
     let w = state
         .store
-        .put_webhook(&scope, &req.webhook_url, &secret, now_ms())
+        .put_webhook(&scope, &req.webhook_url, &secret, state.clock.unix_millis())
         .await?;
     if let Some(wake) = &state.wake {
         wake.notify();
@@ -133,7 +130,7 @@ pub(crate) async fn update_url(
     let scope = partner_scope(&caller, &partner_id)?;
     let w = state
         .store
-        .update_webhook_url(&scope, &req.webhook_url, now_ms())
+        .update_webhook_url(&scope, &req.webhook_url, state.clock.unix_millis())
         .await
         .map_err(webhook_not_found)?;
     if let Some(wake) = &state.wake {
@@ -183,8 +180,11 @@ pub(crate) async fn check_connectivity(
         .await?
         .ok_or(ApiError::NotFound("Webhook not found"))?;
     if let Some(sim) = req.simulation {
-        let items = simulated(&scope, &sim);
-        let n = state.store.queue_direct(&scope, items, now_ms()).await?;
+        let items = simulation::notifications(&scope, &sim, state.clock.now());
+        let n = state
+            .store
+            .queue_direct(&scope, items, state.clock.unix_millis())
+            .await?;
         if let Some(wake) = &state.wake {
             wake.notify();
         }
@@ -195,171 +195,13 @@ pub(crate) async fn check_connectivity(
             queued_events: Some(n),
         }));
     }
-    let event_id = hex::encode(rand::random::<[u8; 16]>());
-    let delivery_id = format!("dl_{}", hex::encode(rand::random::<[u8; 12]>()));
-    let now = OffsetDateTime::now_utc();
-    let body = json!({
-        "tenant_id": scope.tenant.0,
-        "partner_id": scope.partner.0,
-        "event_id": event_id,
-        "event_name": "webhook_connectivity_check",
-        "event_time": format_timestamp(now),
-        "entity_id": null,
-        "entity_type": "prospect",
-        "enrollment_key": "connectivity_check",
-        "enrollment_id": null,
-        "data": {"event_name": "webhook_connectivity_check"},
-    })
-    .to_string();
-    let headers = delivery::signed_headers(
-        &w.secret,
-        &delivery_id,
-        &event_id,
-        now.unix_timestamp(),
-        body.as_bytes(),
-    )
-    .map_err(|e| ApiError::Internal(format!("signing with the stored secret: {e}")))?;
-    let res = state
-        .sender
-        .send(&w.webhook_url, body.into_bytes(), &headers)
-        .await;
-    let ok = matches!(res.status, Some(s) if (200..300).contains(&s));
-    let (webhook_response, error) = match res.status {
-        Some(code) => {
-            let mut body = res.response_body_prefix;
-            truncate_utf8(&mut body, 1024);
-            (
-                Some(json!({"status_code": code, "latency_ms": res.latency_ms, "body": body})),
-                None,
-            )
-        }
-        None => (None, res.error.or(Some("no response".into()))),
-    };
+    let sent = connectivity::check(&state.sender, &scope, &w, state.clock.now()).await?;
     Ok(Json(ConnectivityOut {
-        response_context: ctx.response_context(if ok { "success" } else { "failure" }),
-        webhook_response,
-        error,
+        response_context: ctx.response_context(if sent.ok { "success" } else { "failure" }),
+        webhook_response: sent.webhook_response,
+        error: sent.error,
         queued_events: None,
     }))
-}
-
-fn truncate_utf8(s: &mut String, max: usize) {
-    if s.len() > max {
-        let mut cut = max;
-        while !s.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        s.truncate(cut);
-    }
-}
-
-/// Realistic synthetic notifications of one simulation event type.
-fn simulated(scope: &Scope, sim: &Simulation) -> Vec<DirectNotification> {
-    let time = sim.event_time.unwrap_or_else(OffsetDateTime::now_utc);
-    (0..sim.number_of_events)
-        .map(|i| {
-            let event_id = hex::encode(rand::random::<[u8; 16]>());
-            let prospect = sim.event_name.starts_with("prospect_");
-            let entity_id = if prospect {
-                hex::encode(rand::random::<[u8; 20]>())
-            } else {
-                hex::encode(rand::random::<[u8; 16]>())
-            };
-            let data = simulated_data(&sim.event_name, i);
-            let payload = json!({
-                "tenant_id": scope.tenant.0,
-                "partner_id": scope.partner.0,
-                "event_id": event_id,
-                "event_name": sim.event_name,
-                "event_time": format_timestamp(time),
-                "entity_id": entity_id,
-                "entity_type": if prospect { "prospect" } else { "business" },
-                "enrollment_key": "simulation",
-                "enrollment_id": null,
-                "simulated": true,
-                "data": data,
-            });
-            DirectNotification {
-                delivery_id: format!("dl_{}", hex::encode(rand::random::<[u8; 12]>())),
-                event_id,
-                event_name: sim.event_name.clone(),
-                event_time: time.unix_timestamp(),
-                enrollment_key: "simulation".into(),
-                payload,
-            }
-        })
-        .collect()
-}
-
-fn simulated_data(event_name: &str, i: u32) -> Value {
-    const COMPANIES: [&str; 4] = ["Acme Corp", "Globex", "Initech", "Umbrella Group"];
-    const TITLES: [&str; 4] = [
-        "VP Sales",
-        "Head of Engineering",
-        "CFO",
-        "Director of Marketing",
-    ];
-    const NAMES: [&str; 4] = [
-        "Ada Lovelace",
-        "Grace Hopper",
-        "Alan Turing",
-        "Edsger Dijkstra",
-    ];
-    const ROUNDS: [&str; 4] = ["Seed", "Series A", "Series B", "Series C"];
-    let c = |k: u32| COMPANIES[((i + k) % 4) as usize];
-    let t = |k: u32| TITLES[((i + k) % 4) as usize];
-    match event_name {
-        "prospect_changed_role" | "prospect_changed_company" => json!({
-            "event_name": event_name,
-            "current_company_name": c(if event_name == "prospect_changed_company" { 1 } else { 0 }),
-            "current_company_id": hex::encode(rand::random::<[u8; 16]>()),
-            "current_job_title": t(1),
-            "previous_company_name": c(0),
-            "previous_company_id": hex::encode(rand::random::<[u8; 16]>()),
-            "previous_job_title": t(0),
-        }),
-        "prospect_job_start_anniversary" => json!({
-            "event_name": event_name,
-            "full_name": NAMES[(i % 4) as usize],
-            "company_name": c(0),
-            "years_at_company": 1 + i % 10,
-            "job_title": t(0),
-            "job_anniversary_date": format_timestamp(OffsetDateTime::now_utc())[..10].to_string(),
-            "linkedin_url": "https://www.linkedin.com/in/example",
-        }),
-        other
-            if other.contains("funding")
-                || other.contains("investment")
-                || other == "ipo_announcement" =>
-        {
-            json!({
-                "event_name": other,
-                "company_name": c(0),
-                "amount_usd": 5_000_000 * (1 + i as u64),
-                "round": ROUNDS[(i % 4) as usize],
-                "investors": ["Example Ventures", "Sample Capital"],
-            })
-        }
-        other
-            if other.starts_with("hiring_in_")
-                || other.starts_with("increase_in_")
-                || other.starts_with("decrease_in_") =>
-        {
-            json!({
-                "event_name": other,
-                "company_name": c(0),
-                "department": other.split("_in_").nth(1).unwrap_or("all_departments"),
-                "change_percentage": 5 + (i % 20),
-                "job_count": 3 + i,
-            })
-        }
-        other => json!({
-            "event_name": other,
-            "company_name": c(0),
-            "summary": format!("{} at {}", other.replace('_', " "), c(0)),
-            "link": "https://news.example.com/article",
-        }),
-    }
 }
 
 // --- Delivery log and replay -----------------------------------------------------------------
@@ -521,7 +363,7 @@ pub(crate) async fn retry_delivery(
     let scope = partner_scope(&caller, &partner_id)?;
     state
         .store
-        .retry_delivery(&scope, &delivery_id, now_ms())
+        .retry_delivery(&scope, &delivery_id, state.clock.unix_millis())
         .await
         .map_err(|e| match e {
             StoreError::NotFound => ApiError::NotFound("Delivery not found"),
@@ -558,7 +400,10 @@ pub(crate) async fn replay(
             .event_types
             .map(|ts| ts.iter().map(|t| t.as_str().to_string()).collect()),
     };
-    let n = state.store.replay(&scope, &q, now_ms()).await?;
+    let n = state
+        .store
+        .replay(&scope, &q, state.clock.unix_millis())
+        .await?;
     if let Some(wake) = &state.wake {
         wake.notify();
     }

@@ -1,78 +1,85 @@
-//! Configuration: defaults → optional TOML file (`--config`) → environment → flags, validated at
-//! start-up so a bad setting fails fast with a clear message. Every flag has an environment
-//! variable `PROSPECT_EVENTS_<FLAG>`; the database URL also reads `DATABASE_URL`.
+//! Configuration: defaults → optional TOML file (`--config`) → environment → flags, layered in
+//! one place ([`layered`]) and validated at start-up so a bad setting fails fast with a clear
+//! message. Every option is declared once, in [`ServeArgs`] (flag, environment variable
+//! `PROSPECT_EVENTS_<FLAG>`, TOML key = field name); its default once, in
+//! [`domain::defaults`], which also feeds the `--help` texts ([`document_defaults`]). The
+//! database URL also reads `DATABASE_URL`.
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use serde::Deserialize;
+use domain::defaults;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub const DEFAULT_DATABASE_URL: &str = "sqlite://./data/prospect-events.db";
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
-pub const DEFAULT_EVENT_RETENTION: &str = "400d";
-
-#[derive(Args, Clone, Debug, Default)]
+#[derive(Args, Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct DbArgs {
-    /// Database URL: sqlite://PATH (default sqlite://./data/prospect-events.db) or postgres://…
+    /// Database URL: sqlite://PATH or postgres://…
     #[arg(long, env = "PROSPECT_EVENTS_DATABASE_URL")]
     pub database_url: Option<String>,
     /// TOML configuration file; flags and environment variables override it.
     #[arg(long, env = "PROSPECT_EVENTS_CONFIG")]
+    #[serde(skip)]
     pub config: Option<PathBuf>,
     /// Log format.
     #[arg(long, env = "PROSPECT_EVENTS_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
 }
 
-#[derive(Args, Clone, Debug, Default)]
+/// Every option of `serve`, declared once: its flag, its environment variable and its key in
+/// the TOML file (the field name). Each configuration layer is a value of this type holding
+/// only what that layer sets; defaults are [`ServeArgs::defaults`].
+#[derive(Args, Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ServeArgs {
     #[command(flatten)]
+    #[serde(flatten)]
     pub db: DbArgs,
     /// Address to listen on.
     #[arg(long, env = "PROSPECT_EVENTS_LISTEN")]
     pub listen: Option<String>,
-    /// Requests per minute per API key (0 = off; default 200).
+    /// Requests per minute per API key (0 = off).
     #[arg(long, env = "PROSPECT_EVENTS_RATE_LIMIT")]
     pub rate_limit: Option<u32>,
     /// Allow webhook deliveries to loopback/private/link-local addresses (tests, local dev).
     #[arg(long, env = "PROSPECT_EVENTS_ALLOW_PRIVATE_TARGETS")]
     pub allow_private_targets: bool,
-    /// Retry delays after failed deliveries, e.g. 5s,5m,30m,2h,5h,10h,10h.
+    /// Retry delays after failed deliveries.
     #[arg(long, env = "PROSPECT_EVENTS_RETRY_SCHEDULE")]
     pub retry_schedule: Option<String>,
-    /// Timeout of one delivery attempt (default 15s).
+    /// Timeout of one delivery attempt.
     #[arg(long, env = "PROSPECT_EVENTS_DELIVERY_TIMEOUT")]
     pub delivery_timeout: Option<String>,
     /// How long a claimed notification is reserved for one worker; after a crash it is
-    /// delivered again once this passes (default 120s; must exceed the delivery timeout).
+    /// delivered again once this passes (must exceed the delivery timeout).
     #[arg(long, env = "PROSPECT_EVENTS_DELIVERY_LEASE")]
     pub delivery_lease: Option<String>,
-    /// Disable a webhook after failing continuously this long (default 5d).
+    /// Disable a webhook after failing continuously this long.
     #[arg(long, env = "PROSPECT_EVENTS_DISABLE_AFTER")]
     pub disable_after: Option<String>,
-    /// Days ahead an anniversary is announced (default 7).
+    /// Days ahead an anniversary is announced.
     #[arg(long, env = "PROSPECT_EVENTS_ANNIVERSARY_LEAD_DAYS")]
     pub anniversary_lead_days: Option<u32>,
-    /// Interval of the anniversary scanner (default 24h).
+    /// Interval of the anniversary scanner.
     #[arg(long, env = "PROSPECT_EVENTS_SCAN_INTERVAL")]
     pub scan_interval: Option<String>,
-    /// Keep events this long (default 400d).
+    /// Keep events this long.
     #[arg(long, env = "PROSPECT_EVENTS_EVENT_RETENTION")]
     pub event_retention: Option<String>,
-    /// Largest accepted request body in bytes (default 1048576).
+    /// Largest accepted request body in bytes.
     #[arg(long, env = "PROSPECT_EVENTS_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
-    /// Longest snapshot line the admin ingestion endpoint accepts, in bytes (default 1048576).
+    /// Longest snapshot line the admin ingestion endpoint accepts, in bytes.
     #[arg(long, env = "PROSPECT_EVENTS_MAX_LINE_BYTES")]
     pub max_line_bytes: Option<usize>,
-    /// A request head must arrive within this time, else the connection is closed (default 10s).
+    /// A request head must arrive within this time, else the connection is closed.
     #[arg(long, env = "PROSPECT_EVENTS_HTTP_HEADER_TIMEOUT")]
     pub http_header_timeout: Option<String>,
-    /// Close a keep-alive connection idle this long (default 60s).
+    /// Close a keep-alive connection idle this long.
     #[arg(long, env = "PROSPECT_EVENTS_HTTP_IDLE_TIMEOUT")]
     pub http_idle_timeout: Option<String>,
-    /// Connections served at once; more wait in the listen backlog (default 1024).
+    /// Connections served at once; more wait in the listen backlog.
     #[arg(long, env = "PROSPECT_EVENTS_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
     /// Do not run the delivery worker.
@@ -96,52 +103,144 @@ pub struct ServeArgs {
     pub tls_key: Option<PathBuf>,
 }
 
-#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+/// The optional TOML file holds the same options as the flags, named as [`ServeArgs`]' fields.
+type FileConfig = ServeArgs;
+
+impl ServeArgs {
+    /// The lowest layer: every option that has a default, from [`domain::defaults`], in the
+    /// form a flag or the TOML file would spell it.
+    pub fn defaults() -> Self {
+        let schedule: Vec<String> = defaults::RETRY_SCHEDULE
+            .iter()
+            .map(|d| duration_text(*d))
+            .collect();
+        Self {
+            db: DbArgs {
+                database_url: Some(defaults::DATABASE_URL.into()),
+                config: None,
+                log_format: Some(LogFormat::default()),
+            },
+            listen: Some(defaults::LISTEN.into()),
+            rate_limit: Some(defaults::RATE_LIMIT_PER_MINUTE),
+            retry_schedule: Some(schedule.join(",")),
+            delivery_timeout: Some(duration_text(defaults::DELIVERY_TIMEOUT)),
+            delivery_lease: Some(duration_text(defaults::DELIVERY_LEASE)),
+            disable_after: Some(duration_text(defaults::DISABLE_AFTER)),
+            anniversary_lead_days: Some(defaults::ANNIVERSARY_LEAD_DAYS),
+            scan_interval: Some(duration_text(defaults::SCAN_INTERVAL)),
+            event_retention: Some(duration_text(defaults::EVENT_RETENTION)),
+            max_body_bytes: Some(defaults::MAX_BODY_BYTES),
+            max_line_bytes: Some(defaults::MAX_LINE_BYTES),
+            http_header_timeout: Some(duration_text(defaults::HTTP_HEADER_TIMEOUT)),
+            http_idle_timeout: Some(duration_text(defaults::HTTP_IDLE_TIMEOUT)),
+            max_connections: Some(defaults::MAX_CONNECTIONS),
+            ..Self::default()
+        }
+    }
+
+    /// The options this layer sets, by TOML key: unset options and switches left off are
+    /// absent, so they never override a lower layer.
+    fn set_options(&self) -> Result<toml::Table> {
+        let mut table = toml::Table::try_from(self).context("layering the configuration")?;
+        table.retain(|_, value| value.as_bool() != Some(false));
+        Ok(table)
+    }
+
+    fn load_file(path: Option<&Path>) -> Result<FileConfig> {
+        let Some(path) = path else {
+            return Ok(FileConfig::default());
+        };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        toml::from_str(&text)
+            .map_err(|e| {
+                // The flattened database options hide serde's list of keys: name them here.
+                let msg = e.to_string();
+                match msg.contains("unknown field") {
+                    true => anyhow::anyhow!("{}, expected one of {}", msg.trim_end(), file_keys()),
+                    false => anyhow::anyhow!(msg),
+                }
+            })
+            .with_context(|| format!("parsing config file {}", path.display()))
+    }
+}
+
+/// The TOML file's keys, as the flags declare them: `` `database_url`, `log_format`, … ``.
+fn file_keys() -> String {
+    let cmd = ServeArgs::augment_args(clap::Command::new("serve"));
+    let keys: Vec<String> = cmd
+        .get_arguments()
+        .map(|a| a.get_id().as_str())
+        .filter(|id| *id != "config")
+        .map(|id| format!("`{id}`"))
+        .collect();
+    keys.join(", ")
+}
+
+/// The one place layers meet: defaults → the `--config` file → `DATABASE_URL` → flags and
+/// their `PROSPECT_EVENTS_*` variables (clap reads those). A later layer's value replaces an
+/// earlier one's; a switch (`--no-worker`, …) can only be turned on.
+fn layered(flags: &ServeArgs) -> Result<ServeArgs> {
+    let file = ServeArgs::load_file(flags.db.config.as_deref())?;
+    let database_url_env = ServeArgs {
+        db: DbArgs {
+            database_url: std::env::var("DATABASE_URL").ok().filter(|s| !s.is_empty()),
+            ..DbArgs::default()
+        },
+        ..ServeArgs::default()
+    };
+    let mut merged = toml::Table::new();
+    for layer in [&ServeArgs::defaults(), &file, &database_url_env, flags] {
+        merged.extend(layer.set_options()?);
+    }
+    let mut out: ServeArgs = merged.try_into().context("layering the configuration")?;
+    out.db.config = flags.db.config.clone();
+    Ok(out)
+}
+
+/// A layered option; [`ServeArgs::defaults`] gives every one that reaches here a value.
+fn given<T>(value: Option<T>, flag: &str) -> Result<T> {
+    value.with_context(|| format!("--{flag} has no value and no default"))
+}
+
+/// Appends each option's default (from [`ServeArgs::defaults`]) to its `--help` text, in
+/// every subcommand that has the option, so the help never restates a default by hand.
+pub fn document_defaults(cmd: clap::Command) -> clap::Command {
+    // Serializing plain strings and numbers cannot fail.
+    let table = ServeArgs::defaults().set_options().unwrap_or_default();
+    document_defaults_in(cmd, &table)
+}
+
+fn document_defaults_in(cmd: clap::Command, table: &toml::Table) -> clap::Command {
+    let cmd = cmd.mut_args(|arg| {
+        let Some(value) = table.get(arg.get_id().as_str()) else {
+            return arg;
+        };
+        if !arg.get_default_values().is_empty() {
+            return arg; // clap shows it already
+        }
+        let shown = match value {
+            toml::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+        arg.help(format!("{help} [default: {shown}]"))
+    });
+    let names: Vec<String> = cmd
+        .get_subcommands()
+        .map(|s| s.get_name().to_string())
+        .collect();
+    names.iter().fold(cmd, |cmd, name| {
+        cmd.mut_subcommand(name, |sub| document_defaults_in(sub, table))
+    })
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     #[default]
     Text,
     Json,
-}
-
-/// The optional TOML file: the same names as the flags, with underscores.
-#[derive(Deserialize, Default, Debug)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    database_url: Option<String>,
-    log_format: Option<LogFormat>,
-    listen: Option<String>,
-    rate_limit: Option<u32>,
-    allow_private_targets: Option<bool>,
-    retry_schedule: Option<String>,
-    delivery_timeout: Option<String>,
-    delivery_lease: Option<String>,
-    disable_after: Option<String>,
-    anniversary_lead_days: Option<u32>,
-    scan_interval: Option<String>,
-    event_retention: Option<String>,
-    max_body_bytes: Option<usize>,
-    max_line_bytes: Option<usize>,
-    http_header_timeout: Option<String>,
-    http_idle_timeout: Option<String>,
-    max_connections: Option<usize>,
-    no_worker: Option<bool>,
-    no_scanner: Option<bool>,
-    no_api: Option<bool>,
-    webhook_ca_file: Option<PathBuf>,
-    tls_cert: Option<PathBuf>,
-    tls_key: Option<PathBuf>,
-}
-
-impl FileConfig {
-    fn load(path: Option<&Path>) -> Result<Self> {
-        let Some(path) = path else {
-            return Ok(Self::default());
-        };
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("reading config file {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
-    }
 }
 
 /// Settings every database-touching subcommand needs.
@@ -162,17 +261,15 @@ impl std::fmt::Debug for DbConfig {
 
 impl DbConfig {
     pub fn load(args: &DbArgs) -> Result<Self> {
-        let file = FileConfig::load(args.config.as_deref())?;
-        Self::resolve(args, &file)
+        let merged = layered(&ServeArgs {
+            db: args.clone(),
+            ..ServeArgs::default()
+        })?;
+        Self::resolve(merged.db)
     }
 
-    fn resolve(args: &DbArgs, file: &FileConfig) -> Result<Self> {
-        let database_url = args
-            .database_url
-            .clone()
-            .or_else(|| std::env::var("DATABASE_URL").ok().filter(|s| !s.is_empty()))
-            .or_else(|| file.database_url.clone())
-            .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_string());
+    fn resolve(db: DbArgs) -> Result<Self> {
+        let database_url = given(db.database_url, "database-url")?;
         if !(database_url.starts_with("sqlite://")
             || database_url.starts_with("postgres://")
             || database_url.starts_with("postgresql://"))
@@ -181,7 +278,7 @@ impl DbConfig {
         }
         Ok(Self {
             database_url,
-            log_format: args.log_format.or(file.log_format).unwrap_or_default(),
+            log_format: given(db.log_format, "log-format")?,
         })
     }
 }
@@ -222,119 +319,75 @@ pub struct ServerTls {
     pub key: PathBuf,
 }
 
+/// A layered duration option, parsed.
+fn duration(flag: &str, value: Option<String>) -> Result<Duration> {
+    let s = given(value, flag)?;
+    parse_duration(&s).with_context(|| format!("--{flag}: invalid duration {s:?}"))
+}
+
+/// A layered byte limit, which must be positive.
+fn positive(flag: &str, value: Option<usize>) -> Result<usize> {
+    let n = given(value, flag)?;
+    if n == 0 {
+        bail!("--{flag} must be positive");
+    }
+    Ok(n)
+}
+
+fn retry_schedule(value: Option<String>) -> Result<Vec<Duration>> {
+    let schedule = given(value, "retry-schedule")?;
+    let delays = schedule
+        .split(',')
+        .map(|s| parse_duration(s.trim()))
+        .collect::<Result<Vec<_>>>()
+        .with_context(|| format!("--retry-schedule: invalid schedule {schedule:?}"))?;
+    if delays.is_empty() || delays.iter().any(|d| d.is_zero()) {
+        bail!("--retry-schedule needs at least one positive delay");
+    }
+    Ok(delays)
+}
+
 impl ServeConfig {
     pub fn load(args: ServeArgs) -> Result<Self> {
-        let file = FileConfig::load(args.db.config.as_deref())?;
-        let db = DbConfig::resolve(&args.db, &file)?;
-        let dur = |flag: &str, v: Option<String>, f: Option<String>, d: &str| -> Result<Duration> {
-            let s = v.or(f).unwrap_or_else(|| d.to_string());
-            parse_duration(&s).with_context(|| format!("--{flag}: invalid duration {s:?}"))
-        };
-        let schedule = args
-            .retry_schedule
-            .or(file.retry_schedule)
-            .unwrap_or_else(|| "5s,5m,30m,2h,5h,10h,10h".into());
-        let retry_schedule = schedule
-            .split(',')
-            .map(|s| parse_duration(s.trim()))
-            .collect::<Result<Vec<_>>>()
-            .with_context(|| format!("--retry-schedule: invalid schedule {schedule:?}"))?;
-        let listen = args
-            .listen
-            .or(file.listen)
-            .unwrap_or_else(|| DEFAULT_LISTEN.into());
+        Self::resolve(layered(&args)?)
+    }
+
+    fn resolve(a: ServeArgs) -> Result<Self> {
+        let db = DbConfig::resolve(a.db)?;
+        let listen = given(a.listen, "listen")?;
         listen.parse::<std::net::SocketAddr>().with_context(|| {
             format!("--listen: {listen:?} is not an address like 127.0.0.1:8080")
         })?;
-        let max_body_bytes = args
-            .max_body_bytes
-            .or(file.max_body_bytes)
-            .unwrap_or(1024 * 1024);
-        if max_body_bytes == 0 {
-            bail!("--max-body-bytes must be positive");
-        }
-        let max_line_bytes = args
-            .max_line_bytes
-            .or(file.max_line_bytes)
-            .unwrap_or(ingest::DEFAULT_MAX_LINE_BYTES);
-        if max_line_bytes == 0 {
-            bail!("--max-line-bytes must be positive");
-        }
-        let max_connections = args
-            .max_connections
-            .or(file.max_connections)
-            .unwrap_or(1024);
+        let max_body_bytes = positive("max-body-bytes", a.max_body_bytes)?;
+        let max_line_bytes = positive("max-line-bytes", a.max_line_bytes)?;
+        let max_connections = given(a.max_connections, "max-connections")?;
         if !(1..=u32::MAX as usize).contains(&max_connections) {
             bail!("--max-connections must be between 1 and {}", u32::MAX);
         }
-        if retry_schedule.is_empty() || retry_schedule.iter().any(|d| d.is_zero()) {
-            bail!("--retry-schedule needs at least one positive delay");
-        }
+        let retry_schedule = retry_schedule(a.retry_schedule)?;
         let cfg = Self {
             log_format: db.log_format,
             db,
             listen,
-            rate_limit: args.rate_limit.or(file.rate_limit).unwrap_or(200),
-            allow_private_targets: args.allow_private_targets
-                || file.allow_private_targets.unwrap_or(false),
+            rate_limit: given(a.rate_limit, "rate-limit")?,
+            allow_private_targets: a.allow_private_targets,
             retry_schedule,
-            delivery_timeout: dur(
-                "delivery-timeout",
-                args.delivery_timeout,
-                file.delivery_timeout,
-                "15s",
-            )?,
-            delivery_lease: dur(
-                "delivery-lease",
-                args.delivery_lease,
-                file.delivery_lease,
-                "120s",
-            )?,
-            disable_after: dur(
-                "disable-after",
-                args.disable_after,
-                file.disable_after,
-                "5d",
-            )?,
-            anniversary_lead_days: args
-                .anniversary_lead_days
-                .or(file.anniversary_lead_days)
-                .unwrap_or(7),
-            scan_interval: dur(
-                "scan-interval",
-                args.scan_interval,
-                file.scan_interval,
-                "24h",
-            )?,
-            event_retention: dur(
-                "event-retention",
-                args.event_retention,
-                file.event_retention,
-                DEFAULT_EVENT_RETENTION,
-            )?,
+            delivery_timeout: duration("delivery-timeout", a.delivery_timeout)?,
+            delivery_lease: duration("delivery-lease", a.delivery_lease)?,
+            disable_after: duration("disable-after", a.disable_after)?,
+            anniversary_lead_days: given(a.anniversary_lead_days, "anniversary-lead-days")?,
+            scan_interval: duration("scan-interval", a.scan_interval)?,
+            event_retention: duration("event-retention", a.event_retention)?,
             max_body_bytes,
             max_line_bytes,
-            http_header_timeout: dur(
-                "http-header-timeout",
-                args.http_header_timeout,
-                file.http_header_timeout,
-                "10s",
-            )?,
-            http_idle_timeout: dur(
-                "http-idle-timeout",
-                args.http_idle_timeout,
-                file.http_idle_timeout,
-                "60s",
-            )?,
+            http_header_timeout: duration("http-header-timeout", a.http_header_timeout)?,
+            http_idle_timeout: duration("http-idle-timeout", a.http_idle_timeout)?,
             max_connections,
-            worker: !(args.no_worker || file.no_worker.unwrap_or(false)),
-            scanner: !(args.no_scanner || file.no_scanner.unwrap_or(false)),
-            api: !(args.no_api || file.no_api.unwrap_or(false)),
-            webhook_ca_file: args.webhook_ca_file.or(file.webhook_ca_file),
-            tls: match (
-                args.tls_cert.or(file.tls_cert),
-                args.tls_key.or(file.tls_key),
-            ) {
+            worker: !a.no_worker,
+            scanner: !a.no_scanner,
+            api: !a.no_api,
+            webhook_ca_file: a.webhook_ca_file,
+            tls: match (a.tls_cert, a.tls_key) {
                 (Some(cert), Some(key)) => Some(ServerTls { cert, key }),
                 (None, None) => None,
                 _ => bail!("--tls-cert and --tls-key go together"),
@@ -364,21 +417,31 @@ impl IngestSettings {
         event_retention: Option<String>,
         max_line_bytes: Option<usize>,
     ) -> Result<Self> {
-        let file = FileConfig::load(db.config.as_deref())?;
-        let retention = event_retention
-            .or(file.event_retention)
-            .unwrap_or_else(|| DEFAULT_EVENT_RETENTION.into());
-        let max_line_bytes = max_line_bytes
-            .or(file.max_line_bytes)
-            .unwrap_or(ingest::DEFAULT_MAX_LINE_BYTES);
-        if max_line_bytes == 0 {
-            bail!("--max-line-bytes must be positive");
-        }
-        Ok(Self {
-            event_retention: parse_duration(&retention)
-                .with_context(|| format!("--event-retention: invalid duration {retention:?}"))?,
+        let merged = layered(&ServeArgs {
+            db: db.clone(),
+            event_retention,
             max_line_bytes,
+            ..ServeArgs::default()
+        })?;
+        Ok(Self {
+            event_retention: duration("event-retention", merged.event_retention)?,
+            max_line_bytes: positive("max-line-bytes", merged.max_line_bytes)?,
         })
+    }
+}
+
+/// Spells a duration the way [`parse_duration`] reads it, in the largest exact unit (days only
+/// from two days on, so a day reads `24h`).
+pub fn duration_text(d: Duration) -> String {
+    let secs = d.as_secs();
+    if d.subsec_nanos() != 0 || secs == 0 {
+        return format!("{}ms", d.as_millis());
+    }
+    match secs {
+        s if s % 86_400 == 0 && s >= 2 * 86_400 => format!("{}d", s / 86_400),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
     }
 }
 
@@ -441,6 +504,17 @@ mod tests {
         let file: FileConfig =
             toml::from_str("rate_limit = 10\nlisten = \"127.0.0.1:9999\"").unwrap();
         assert!(toml::from_str::<FileConfig>("bogus = 1").is_err());
+        let bogus = std::env::temp_dir().join(format!("pe-cfg-bogus-{}.toml", std::process::id()));
+        std::fs::write(&bogus, "bogus = 1").unwrap();
+        let e = format!("{:#}", ServeArgs::load_file(Some(&bogus)).unwrap_err());
+        assert!(
+            e.contains(
+                "unknown field `bogus`, expected one of `database_url`, `log_format`, `listen`"
+            ),
+            "{e}"
+        );
+        assert!(e.ends_with("`tls_cert`, `tls_key`"), "{e}");
+        std::fs::remove_file(bogus).unwrap();
         let dir = std::env::temp_dir().join(format!("pe-cfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("c.toml");
@@ -533,5 +607,80 @@ mod tests {
         args.http_header_timeout = Some("0s".into());
         assert!(ServeConfig::load(args).is_err());
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// README's flags table is the contract: every default it names is the one
+    /// `domain::defaults` defines (the single place), compared by value.
+    #[test]
+    fn readme_flags_table_states_the_defaults() {
+        let readme = include_str!("../../../README.md");
+        let table = ServeArgs::defaults().set_options().unwrap();
+        assert_eq!(
+            table.len(),
+            16,
+            "an option with a default was added or lost"
+        );
+        for (key, value) in &table {
+            let flag = format!("| `--{}` | `", key.replace('_', "-"));
+            let row = readme
+                .lines()
+                .find(|l| l.starts_with(&flag))
+                .unwrap_or_else(|| panic!("README has no row for --{key}"));
+            let stated = row[flag.len()..].split('`').next().unwrap();
+            let ours = match value {
+                toml::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            let same = match (key.as_str(), parse_duration(stated)) {
+                ("retry_schedule", _) => {
+                    retry_schedule(Some(stated.into())).unwrap()
+                        == retry_schedule(Some(ours.clone())).unwrap()
+                }
+                (_, Ok(d)) if ours.ends_with(|c: char| c.is_ascii_alphabetic()) => {
+                    parse_duration(&ours).unwrap() == d
+                }
+                _ => stated == ours,
+            };
+            assert!(
+                same,
+                "--{key}: README says {stated:?}, defaults say {ours:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn help_shows_each_default_once_defined() {
+        let cmd = clap::Command::new("t")
+            .subcommand(ServeArgs::augment_args(clap::Command::new("serve")));
+        let mut cmd = document_defaults(cmd);
+        let serve = cmd.find_subcommand_mut("serve").unwrap();
+        let help = serve.render_help().to_string();
+        assert!(
+            help.contains("Timeout of one delivery attempt [default: 15s]"),
+            "{help}"
+        );
+        assert!(
+            help.contains("[default: 5s,5m,30m,2h,5h,10h,10h]"),
+            "{help}"
+        );
+        assert!(help.contains("[default: 400d]"), "{help}");
+        assert!(
+            help.contains("[default: sqlite://./data/prospect-events.db]"),
+            "{help}"
+        );
+    }
+
+    #[test]
+    fn duration_text_reads_back() {
+        for d in [
+            Duration::from_millis(250),
+            Duration::from_secs(15),
+            Duration::from_secs(120),
+            Duration::from_secs(86_400),
+            Duration::from_secs(400 * 86_400),
+        ] {
+            assert_eq!(parse_duration(&duration_text(d)).unwrap(), d);
+        }
+        assert_eq!(duration_text(Duration::from_secs(86_400)), "24h");
     }
 }

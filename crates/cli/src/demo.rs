@@ -27,14 +27,37 @@ pub async fn run() -> Result<ExitCode> {
     result
 }
 
+/// The narrated tour: database and keys → local receiver → the service → a client's calls →
+/// what the receiver got, verified.
 async fn tour(dir: &std::path::Path) -> Result<ExitCode> {
     let db = format!("sqlite://{}", dir.join("demo.db").display());
     println!("1. Temporary database: {db}");
     let store = store::open(&db).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     let key = new_key(&store, "con_demo", "partner_demo", false).await?;
     let admin = new_key(&store, "con_demo", "ops", true).await?;
+    let (receiver_url, inbox) = start_receiver().await?;
+    let (base, stop_tx, worker_task) = start_service(store).await?;
+    let secret = client_calls(&base, &key, &admin, &receiver_url).await?;
+    // Alice changed role and Carol changed company; Bob is no longer enrolled.
+    let expected = 2;
+    let (got, verified) = received(&inbox, &secret, expected).await?;
+    // Stopping: the worker finishes in-flight attempts; a send error means it already stopped.
+    let _ = stop_tx.send(true);
+    let _ = worker_task.await;
+    if got.len() == expected && verified == expected {
+        println!("Done: {verified} signed notifications delivered and verified.");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!(
+            "Expected {expected} verified notifications, got {} ({verified} verified).",
+            got.len()
+        );
+        Ok(ExitCode::from(1))
+    }
+}
 
-    // The receiver a client would run: it checks X-Signature with the webhook secret.
+/// The receiver a client would run: it keeps what it is sent, for the tour to verify.
+async fn start_receiver() -> Result<(String, Inbox)> {
     let inbox: Inbox = Default::default();
     let rx_inbox = inbox.clone();
     let receiver = axum::Router::new().fallback(move |headers: HeaderMap, body: Bytes| {
@@ -49,7 +72,17 @@ async fn tour(dir: &std::path::Path) -> Result<ExitCode> {
     tokio::spawn(async move { axum::serve(rl, receiver).await });
     println!("2. Local webhook receiver: {receiver_url}");
 
-    // The service itself: API + worker. Private targets are allowed for this local tour only.
+    Ok((receiver_url, inbox))
+}
+
+/// The service itself: API + worker. Private targets are allowed for this local tour only.
+async fn start_service(
+    store: store::DynStore,
+) -> Result<(
+    String,
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<()>,
+)> {
     let sender = Sender::new(SenderConfig {
         allow_private_targets: true,
         ..SenderConfig::default()
@@ -77,6 +110,12 @@ async fn tour(dir: &std::path::Path) -> Result<ExitCode> {
     }));
     println!("3. prospect-events API: {base}");
 
+    Ok((base, stop_tx, worker_task))
+}
+
+/// What a client does: enroll, patch the enrollment, register the webhook, ingest snapshots.
+/// Returns the webhook secret.
+async fn client_calls(base: &str, key: &str, admin: &str, receiver_url: &str) -> Result<String> {
     let http = reqwest::Client::new();
     let call = |method: reqwest::Method, path: &str, key: &str, body: Value| {
         http.request(method, format!("{base}{path}"))
@@ -88,7 +127,7 @@ async fn tour(dir: &std::path::Path) -> Result<ExitCode> {
     let r: Value = call(
         reqwest::Method::POST,
         "/v1/prospects/events/enrollments",
-        &key,
+        key,
         json!({"enrollment_key": "sales_leaders", "prospect_ids": [ALICE, BOB],
                "event_types": ["prospect_changed_role"]}),
     )
@@ -104,7 +143,7 @@ async fn tour(dir: &std::path::Path) -> Result<ExitCode> {
     let r = call(
         reqwest::Method::PATCH,
         "/v1/prospects/events/enrollments",
-        &key,
+        key,
         json!({"enrollment_key": "tech_executives_monitor", "enrollment_id": enrollment_id,
                "prospect_ids": [ALICE, CAROL],
                "event_types": ["prospect_changed_role", "prospect_changed_company"]}),
@@ -118,7 +157,7 @@ async fn tour(dir: &std::path::Path) -> Result<ExitCode> {
     let r: Value = call(
         reqwest::Method::POST,
         "/v1/webhooks",
-        &key,
+        key,
         json!({"partner_id": "partner_demo", "webhook_url": receiver_url}),
     )
     .await?
@@ -141,7 +180,7 @@ async fn tour(dir: &std::path::Path) -> Result<ExitCode> {
     let body: String = snapshots.iter().map(|s| format!("{s}\n")).collect();
     let r: Value = http
         .post(format!("{base}/v1/admin/prospects/snapshots"))
-        .header("api_key", &admin)
+        .header("api_key", admin)
         .header("content-type", "application/x-ndjson")
         .body(body)
         .send()
@@ -150,8 +189,16 @@ async fn tour(dir: &std::path::Path) -> Result<ExitCode> {
         .await?;
     println!("7. Ingested 6 snapshots → {}", r["summary"]);
 
-    // Alice changed role and Carol changed company; Bob is no longer enrolled.
-    let expected = 2;
+    Ok(secret)
+}
+
+/// Waits for `expected` notifications (20 s at most), prints each with its signature checked
+/// against `secret`; returns them and how many verified.
+async fn received(
+    inbox: &Inbox,
+    secret: &str,
+    expected: usize,
+) -> Result<(Vec<(HeaderMap, Bytes)>, usize)> {
     let deadline = Instant::now() + Duration::from_secs(20);
     while inbox.lock().map(|v| v.len()).unwrap_or(0) < expected && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -165,7 +212,7 @@ async fn tour(dir: &std::path::Path) -> Result<ExitCode> {
     for (headers, body) in &got {
         let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("");
         let ok =
-            domain::signing::verify(&secret, h("x-timestamp"), h("x-signature"), body, now, 300);
+            domain::signing::verify(secret, h("x-timestamp"), h("x-signature"), body, now, 300);
         verified += usize::from(ok);
         let n: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
         println!(
@@ -178,19 +225,7 @@ async fn tour(dir: &std::path::Path) -> Result<ExitCode> {
         );
         println!("     data: {}", n["data"]);
     }
-    // Stopping: the worker finishes in-flight attempts; a send error means it already stopped.
-    let _ = stop_tx.send(true);
-    let _ = worker_task.await;
-    if got.len() == expected && verified == expected {
-        println!("Done: {verified} signed notifications delivered and verified.");
-        Ok(ExitCode::SUCCESS)
-    } else {
-        println!(
-            "Expected {expected} verified notifications, got {} ({verified} verified).",
-            got.len()
-        );
-        Ok(ExitCode::from(1))
-    }
+    Ok((got, verified))
 }
 
 async fn new_key(

@@ -24,11 +24,11 @@ pub struct IngestArgs {
     /// Admin API key for --server.
     #[arg(long, env = "PROSPECT_EVENTS_API_KEY")]
     pub api_key: Option<String>,
-    /// Days ahead an anniversary is announced (default 7).
+    /// Days ahead an anniversary is announced.
     #[arg(
         long,
         env = "PROSPECT_EVENTS_ANNIVERSARY_LEAD_DAYS",
-        default_value_t = 7
+        default_value_t = domain::defaults::ANNIVERSARY_LEAD_DAYS
     )]
     pub anniversary_lead_days: u32,
     /// Snapshots parsed and applied at a time (held in memory).
@@ -39,12 +39,12 @@ pub struct IngestArgs {
     /// Other writers to the same SQLite file wait while a transaction is open.
     #[arg(long, default_value_t = 500_000)]
     pub commit_every: usize,
-    /// Longest accepted line, in bytes (default 1048576): a longer one is rejected (a line
+    /// Longest accepted line, in bytes: a longer one is rejected (a line
     /// error) without being held in memory. With --server the server's own limit applies.
     #[arg(long, env = "PROSPECT_EVENTS_MAX_LINE_BYTES")]
     pub max_line_bytes: Option<usize>,
     /// Events older than this (by event time) are not created nor notified, as `serve`'s
-    /// retention would delete them (default 400d). With --server the server's retention applies.
+    /// retention would delete them. With --server the server's retention applies.
     #[arg(long, env = "PROSPECT_EVENTS_EVENT_RETENTION")]
     pub event_retention: Option<String>,
     #[command(flatten)]

@@ -55,8 +55,12 @@ pub async fn run(cmd: KeysCommand) -> Result<ExitCode> {
                 bail!("--tenant and --partner must be 1-128 characters of [A-Za-z0-9_.-]");
             }
             let store = open(&db).await?;
-            let (key, record) =
-                store::NewApiKey::issue(TenantId(tenant), PartnerId(partner), admin, now());
+            let (key, record) = store::NewApiKey::issue(
+                TenantId(tenant),
+                PartnerId(partner),
+                admin,
+                domain::clock::Clock::system().unix_seconds(),
+            );
             store
                 .create_key(record)
                 .await
@@ -115,11 +119,4 @@ async fn open(db: &DbArgs) -> Result<store::DynStore> {
     store::open(&cfg.database_url)
         .await
         .map_err(|e| anyhow!("opening {}: {e}", store::redact_url(&cfg.database_url)))
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }

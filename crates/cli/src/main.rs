@@ -9,7 +9,7 @@ mod keys;
 mod serve;
 
 use anyhow::Result;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use config::{DbArgs, ServeArgs};
 
 #[derive(Parser)]
@@ -43,7 +43,11 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     // Usage errors exit 1: exit code 2 means "some lines rejected" for `ingest`.
-    let cli = match Cli::try_parse() {
+    // The help texts show each option's default from `domain::defaults`.
+    let parsed = config::document_defaults(Cli::command())
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m));
+    let cli = match parsed {
         Ok(c) => c,
         Err(e) => {
             let code = if e.use_stderr() { 1 } else { 0 };

@@ -5,6 +5,7 @@
 use crate::config::ServeConfig;
 use anyhow::{Context, Result};
 use delivery::{Limiter, RetryPolicy, Sender, SenderConfig, Worker, WorkerConfig};
+use domain::clock::{unix_millis, Clock};
 use std::sync::Arc;
 use std::time::Duration;
 use store::DynStore;
@@ -15,41 +16,20 @@ pub async fn run(cfg: ServeConfig) -> Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("opening {}: {e}", store::redact_url(&cfg.db.database_url)))?;
     tracing::info!(database = %store::redact_url(&cfg.db.database_url), backend = store.backend(), "store ready");
-
-    let sender = Sender::new(SenderConfig {
-        timeout: cfg.delivery_timeout,
-        allow_private_targets: cfg.allow_private_targets,
-        extra_ca_files: cfg.webhook_ca_file.iter().cloned().collect(),
-        ..SenderConfig::default()
-    })
-    .context("building the webhook HTTP client")?;
-    if cfg.allow_private_targets {
-        tracing::warn!(
-            "--allow-private-targets: webhooks may target loopback and private networks"
-        );
-    }
+    let sender = webhook_sender(&cfg)?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
 
     let mut wake = None;
     if cfg.worker {
-        let worker = Worker::new(
-            store.clone(),
-            sender.clone(),
-            Arc::new(Limiter::default()),
-            WorkerConfig {
-                retry: RetryPolicy::new(cfg.retry_schedule.clone(), 0.2),
-                disable_after: cfg.disable_after,
-                lease: cfg.delivery_lease,
-                ..WorkerConfig::default()
-            },
-        );
+        let worker = delivery_worker(&cfg, store.clone(), sender.clone());
         wake = Some(worker.wake_handle());
         tasks.spawn(worker.run(stop_rx.clone()));
     }
     if cfg.scanner {
         tasks.spawn(scanner(
             store.clone(),
+            Clock::system(),
             cfg.anniversary_lead_days,
             cfg.scan_interval,
             cfg.event_retention,
@@ -63,47 +43,8 @@ pub async fn run(cfg: ServeConfig) -> Result<()> {
         let _ = stop_tx.send(true);
     };
     if cfg.api {
-        let api_cfg = api::ApiConfig {
-            rate_limit_per_minute: cfg.rate_limit,
-            max_body_bytes: cfg.max_body_bytes,
-            anniversary_lead_days: cfg.anniversary_lead_days,
-            max_line_bytes: cfg.max_line_bytes,
-            event_retention: Some(cfg.event_retention),
-            connections: api::ConnLimits {
-                header_read_timeout: cfg.http_header_timeout,
-                idle_timeout: cfg.http_idle_timeout,
-                max_connections: cfg.max_connections,
-            },
-            ..api::ApiConfig::default()
-        };
-        let state = api::AppState::with_delivery(store, api_cfg, sender, wake);
-        // A certificate and key that do not go together stop us here, before listening.
-        let server_tls = match &cfg.tls {
-            Some(t) => Some(Arc::new(tls::server_config(&t.cert, &t.key).with_context(
-                || {
-                    format!(
-                        "--tls-cert {} / --tls-key {}",
-                        t.cert.display(),
-                        t.key.display()
-                    )
-                },
-            )?)),
-            None => None,
-        };
-        let listener = tokio::net::TcpListener::bind(&cfg.listen)
-            .await
-            .with_context(|| format!("binding {}", cfg.listen))?;
-        let scheme = if server_tls.is_some() {
-            "https"
-        } else {
-            "http"
-        };
-        tracing::info!(listen = %listener.local_addr()?, scheme, "serving the API");
-        match server_tls {
-            Some(t) => api::serve_tls(listener, state, t, stop_signal).await,
-            None => api::serve(listener, state, stop_signal).await,
-        }
-        .context("serving")?;
+        let state = api::AppState::with_delivery(store, api_config(&cfg), sender, wake);
+        serve_api(&cfg, state, stop_signal).await?;
     } else {
         tracing::info!("API disabled (--no-api)");
         stop_signal.await;
@@ -113,17 +54,100 @@ pub async fn run(cfg: ServeConfig) -> Result<()> {
     Ok(())
 }
 
+/// The outbound HTTP client every notification leaves through.
+fn webhook_sender(cfg: &ServeConfig) -> Result<Sender> {
+    let sender = Sender::new(SenderConfig {
+        timeout: cfg.delivery_timeout,
+        allow_private_targets: cfg.allow_private_targets,
+        extra_ca_files: cfg.webhook_ca_file.iter().cloned().collect(),
+        ..SenderConfig::default()
+    })
+    .context("building the webhook HTTP client")?;
+    if cfg.allow_private_targets {
+        tracing::warn!(
+            "--allow-private-targets: webhooks may target loopback and private networks"
+        );
+    }
+    Ok(sender)
+}
+
+fn delivery_worker(cfg: &ServeConfig, store: DynStore, sender: Sender) -> Worker {
+    Worker::new(
+        store,
+        sender,
+        Arc::new(Limiter::default()),
+        WorkerConfig {
+            retry: RetryPolicy::new(cfg.retry_schedule.clone(), domain::defaults::RETRY_JITTER),
+            disable_after: cfg.disable_after,
+            lease: cfg.delivery_lease,
+            ..WorkerConfig::default()
+        },
+    )
+}
+
+fn api_config(cfg: &ServeConfig) -> api::ApiConfig {
+    api::ApiConfig {
+        rate_limit_per_minute: cfg.rate_limit,
+        max_body_bytes: cfg.max_body_bytes,
+        anniversary_lead_days: cfg.anniversary_lead_days,
+        max_line_bytes: cfg.max_line_bytes,
+        event_retention: Some(cfg.event_retention),
+        connections: api::ConnLimits {
+            header_read_timeout: cfg.http_header_timeout,
+            idle_timeout: cfg.http_idle_timeout,
+            max_connections: cfg.max_connections,
+        },
+        ..api::ApiConfig::default()
+    }
+}
+
+/// Binds `--listen` and serves the API (over HTTPS with `--tls-cert`) until `stop_signal`.
+async fn serve_api(
+    cfg: &ServeConfig,
+    state: api::AppState,
+    stop_signal: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    // A certificate and key that do not go together stop us here, before listening.
+    let server_tls = match &cfg.tls {
+        Some(t) => Some(Arc::new(tls::server_config(&t.cert, &t.key).with_context(
+            || {
+                format!(
+                    "--tls-cert {} / --tls-key {}",
+                    t.cert.display(),
+                    t.key.display()
+                )
+            },
+        )?)),
+        None => None,
+    };
+    let listener = tokio::net::TcpListener::bind(&cfg.listen)
+        .await
+        .with_context(|| format!("binding {}", cfg.listen))?;
+    let scheme = if server_tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    tracing::info!(listen = %listener.local_addr()?, scheme, "serving the API");
+    match server_tls {
+        Some(t) => api::serve_tls(listener, state, t, stop_signal).await,
+        None => api::serve(listener, state, stop_signal).await,
+    }
+    .context("serving")
+}
+
 /// Fires due anniversaries at start and then every `interval`, and applies event retention and
 /// the idempotency keys' expiry.
 async fn scanner(
     store: DynStore,
+    clock: Clock,
     lead_days: u32,
     interval: Duration,
     retention: Duration,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
-        let now = time::OffsetDateTime::now_utc();
+        let now = clock.now();
         let opts = store::IngestOptions {
             now,
             anniversary_lead_days: lead_days,
@@ -146,8 +170,7 @@ async fn scanner(
             }
         }
         // Idempotency keys are ignored from 24 h on; this only frees their rows.
-        let key_cutoff = (now.unix_timestamp_nanos() / 1_000_000) as i64
-            - store::idempotency::IDEMPOTENCY_TTL_MS;
+        let key_cutoff = unix_millis(now) - store::idempotency::IDEMPOTENCY_TTL_MS;
         match store.prune_idempotency_keys(key_cutoff).await {
             Ok(n) if n > 0 => {
                 tracing::info!(idempotency_keys.pruned = n, "old idempotency keys deleted")

@@ -21,16 +21,11 @@ pub struct RetryPolicy {
 }
 
 impl Default for RetryPolicy {
-    /// 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h; ±20 %.
+    /// [`domain::defaults::RETRY_SCHEDULE`] (5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h); ±20 %.
     fn default() -> Self {
-        const M: u64 = 60;
-        const H: u64 = 3600;
         RetryPolicy {
-            schedule: [5, 5 * M, 30 * M, 2 * H, 5 * H, 10 * H, 10 * H]
-                .into_iter()
-                .map(Duration::from_secs)
-                .collect(),
-            jitter: 0.2,
+            schedule: domain::defaults::RETRY_SCHEDULE.to_vec(),
+            jitter: domain::defaults::RETRY_JITTER,
         }
     }
 }

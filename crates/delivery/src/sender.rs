@@ -91,7 +91,8 @@ pub fn signed_headers(
 
 #[derive(Debug, Clone)]
 pub struct SenderConfig {
-    /// Whole-attempt timeout (connect + request + response head + body prefix). Default 15 s.
+    /// Whole-attempt timeout (connect + request + response head + body prefix). Default
+    /// [`domain::defaults::DELIVERY_TIMEOUT`] (`--delivery-timeout`).
     pub timeout: Duration,
     /// Connect timeout (capped by `timeout`). Default 5 s.
     pub connect_timeout: Duration,
@@ -111,7 +112,7 @@ pub struct SenderConfig {
 impl Default for SenderConfig {
     fn default() -> Self {
         SenderConfig {
-            timeout: Duration::from_secs(15),
+            timeout: domain::defaults::DELIVERY_TIMEOUT,
             connect_timeout: Duration::from_secs(5),
             allow_private_targets: false,
             pool_max_idle_per_host: crate::limiter::DEFAULT_IN_FLIGHT,
@@ -172,8 +173,26 @@ impl Sender {
         &self.config
     }
 
+    /// Signs `body` with the webhook's secret as of `signed_at` and POSTs it: the one way every
+    /// notification leaves (worker deliveries and the connectivity check). Only a secret that
+    /// cannot sign is an error; every failure of the attempt is in the [`AttemptResult`].
+    pub async fn send_signed(
+        &self,
+        url: &str,
+        secret_b64: &str,
+        delivery_id: &str,
+        event_id: &str,
+        signed_at: time::OffsetDateTime,
+        body: String,
+    ) -> Result<AttemptResult, SigningError> {
+        let now_unix = signed_at.unix_timestamp();
+        let headers = signed_headers(secret_b64, delivery_id, event_id, now_unix, body.as_bytes())?;
+        Ok(self.send(url, body.into_bytes(), &headers).await)
+    }
+
     /// POSTs `body` to `url` with the signed headers; never panics, never returns an error:
-    /// every failure is folded into the [`AttemptResult`].
+    /// every failure is folded into the [`AttemptResult`]. Stages: check the target → build
+    /// the headers → exchange (bounded by the timeout) → classify the answer or the failure.
     pub async fn send(
         &self,
         url: &str,
@@ -182,161 +201,226 @@ impl Sender {
     ) -> AttemptResult {
         let started_at = SystemTime::now();
         let start = Instant::now();
-        let fail = |error: String, ssrf_refused: bool, timed_out: bool| AttemptResult {
+        let prepared = self
+            .target(url)
+            .and_then(|(url, host)| Ok((url, host, header_map(headers)?)));
+        let (url, host, hm) = match prepared {
+            Ok(p) => p,
+            Err(failure) => return failure.into_result(started_at, start),
+        };
+        let timeout = self.config.timeout;
+        // reqwest enforces the timeout too; this outer bound is a safety net.
+        let exchanged = tokio::time::timeout(
+            timeout + Duration::from_millis(50),
+            self.exchange(url, hm, body.into(), start),
+        )
+        .await;
+        match exchanged {
+            Ok(Ok(answer)) => answer.into_result(started_at, timeout),
+            Ok(Err(e)) => Failure::transport(&e, &host, timeout).into_result(started_at, start),
+            Err(_) => Failure::timeout(timeout).into_result(started_at, start),
+        }
+    }
+
+    /// The webhook URL, parsed, and the host a TLS failure is about; refused here when it is
+    /// not absolute http(s) or is a forbidden literal IP (reqwest does not run the guarded
+    /// resolver for literal IPs).
+    fn target(&self, url: &str) -> Result<(reqwest::Url, String), Failure> {
+        let parsed = match reqwest::Url::parse(url) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => u,
+            Ok(_) => {
+                return Err(Failure::plain(format!(
+                    "invalid webhook URL (not absolute http/https): {url}"
+                )))
+            }
+            Err(e) => return Err(Failure::plain(format!("invalid webhook URL: {e}"))),
+        };
+        let host = parsed.host_str().unwrap_or_default().to_string();
+        if !self.config.allow_private_targets {
+            if let Some(ip) = literal_ip(&parsed).filter(|ip| is_forbidden_ip(*ip)) {
+                let r = SsrfRefused {
+                    host: ip.to_string(),
+                    addrs: vec![ip],
+                };
+                tracing::warn!(%ip, "webhook target refused by SSRF guard");
+                return Err(Failure::ssrf(r.to_string()));
+            }
+        }
+        Ok((parsed, host))
+    }
+
+    /// POSTs and reads the response head and the start of its body.
+    async fn exchange(
+        &self,
+        url: reqwest::Url,
+        headers: HeaderMap,
+        body: Bytes,
+        start: Instant,
+    ) -> Result<Answer, reqwest::Error> {
+        let mut resp = self
+            .client
+            .post(url)
+            .headers(headers)
+            .body(body)
+            .send()
+            .await?;
+        let latency_ms = start.elapsed().as_millis() as u64;
+        let status = resp.status().as_u16();
+        let retry_after = match status {
+            429 | 503 => resp
+                .headers()
+                .get(RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, SystemTime::now())),
+            _ => None,
+        };
+        let location = resp
+            .headers()
+            .get(LOCATION)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        let (prefix, body_error) = read_prefix(&mut resp).await;
+        Ok(Answer {
+            status,
+            latency_ms,
+            retry_after,
+            location,
+            prefix,
+            body_error,
+        })
+    }
+}
+
+/// The request headers of one attempt: JSON content type and the signed headers.
+fn header_map(headers: &SignedHeaders) -> Result<HeaderMap, Failure> {
+    let mut hm = HeaderMap::new();
+    hm.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    hm.insert("x-timestamp", HeaderValue::from(headers.timestamp));
+    for (name, value) in [
+        ("x-signature", headers.signature.as_str()),
+        ("x-delivery-id", headers.delivery_id.as_str()),
+        ("x-event-id", headers.event_id.as_str()),
+    ] {
+        let value = HeaderValue::from_str(value)
+            .map_err(|_| Failure::plain(format!("invalid {name} header value")))?;
+        hm.insert(name, value);
+    }
+    Ok(hm)
+}
+
+/// Up to [`RESPONSE_BODY_PREFIX_BYTES`] of the body, and the error that cut it short if any.
+async fn read_prefix(resp: &mut reqwest::Response) -> (Vec<u8>, Option<reqwest::Error>) {
+    let mut prefix: Vec<u8> = Vec::new();
+    while prefix.len() < RESPONSE_BODY_PREFIX_BYTES {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                let take = chunk.len().min(RESPONSE_BODY_PREFIX_BYTES - prefix.len());
+                prefix.extend_from_slice(&chunk[..take]);
+            }
+            Ok(None) => break,
+            Err(e) => return (prefix, Some(e)),
+        }
+    }
+    (prefix, None)
+}
+
+/// What the receiver answered.
+struct Answer {
+    status: u16,
+    latency_ms: u64,
+    retry_after: Option<Duration>,
+    location: Option<String>,
+    prefix: Vec<u8>,
+    body_error: Option<reqwest::Error>,
+}
+
+impl Answer {
+    fn into_result(self, started_at: SystemTime, timeout: Duration) -> AttemptResult {
+        let status = self.status;
+        let outcome = classify_status(status);
+        // A 2xx whose body could not be read completely is still delivered: the receiver
+        // accepted the notification.
+        let error = match outcome {
+            Outcome::Delivered => None,
+            _ if (300..400).contains(&status) => Some(match self.location {
+                Some(l) => format!("redirect not followed: HTTP {status} to {l}"),
+                None => format!("redirect not followed: HTTP {status}"),
+            }),
+            _ => Some(match &self.body_error {
+                Some(e) if e.is_timeout() => {
+                    format!("HTTP {status}; body: {}", timeout_message(timeout))
+                }
+                _ => format!("HTTP {status}"),
+            }),
+        };
+        AttemptResult {
+            outcome,
+            started_at,
+            status: Some(status),
+            latency_ms: self.latency_ms,
+            response_body_prefix: String::from_utf8_lossy(&self.prefix).into_owned(),
+            error,
+            retry_after: self.retry_after,
+            ssrf_refused: false,
+            timed_out: false,
+        }
+    }
+}
+
+/// An attempt that got no answer: why, and whether the guard or the timeout stopped it.
+struct Failure {
+    error: String,
+    ssrf_refused: bool,
+    timed_out: bool,
+}
+
+impl Failure {
+    fn plain(error: String) -> Self {
+        Self {
+            error,
+            ssrf_refused: false,
+            timed_out: false,
+        }
+    }
+
+    fn ssrf(error: String) -> Self {
+        Self {
+            ssrf_refused: true,
+            ..Self::plain(error)
+        }
+    }
+
+    fn timeout(timeout: Duration) -> Self {
+        Self {
+            timed_out: true,
+            ..Self::plain(timeout_message(timeout))
+        }
+    }
+
+    /// Names what failed: the SSRF guard, the timeout, the TLS handshake, or the transport.
+    fn transport(e: &reqwest::Error, host: &str, timeout: Duration) -> Self {
+        if let Some(r) = find_refusal(e) {
+            return Self::ssrf(r.to_string());
+        }
+        if e.is_timeout() {
+            return Self::timeout(timeout);
+        }
+        if let Some(error) = tls::find_tls_error(e) {
+            return Self::plain(tls::HandshakeFailure { error, host }.to_string());
+        }
+        Self::plain(describe(e))
+    }
+
+    fn into_result(self, started_at: SystemTime, start: Instant) -> AttemptResult {
+        AttemptResult {
             outcome: Outcome::Retry,
             started_at,
             status: None,
             latency_ms: start.elapsed().as_millis() as u64,
             response_body_prefix: String::new(),
-            error: Some(error),
+            error: Some(self.error),
             retry_after: None,
-            ssrf_refused,
-            timed_out,
-        };
-
-        let parsed = match reqwest::Url::parse(url) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => u,
-            Ok(_) => {
-                return fail(
-                    format!("invalid webhook URL (not absolute http/https): {url}"),
-                    false,
-                    false,
-                )
-            }
-            Err(e) => return fail(format!("invalid webhook URL: {e}"), false, false),
-        };
-        // The name a TLS failure is about (the URL's host, which the certificate must match).
-        let host = parsed.host_str().unwrap_or_default().to_string();
-        // reqwest does not run the resolver for literal IPs: check them here.
-        if !self.config.allow_private_targets {
-            if let Some(ip) = literal_ip(&parsed) {
-                if is_forbidden_ip(ip) {
-                    let r = SsrfRefused {
-                        host: ip.to_string(),
-                        addrs: vec![ip],
-                    };
-                    tracing::warn!(%ip, "webhook target refused by SSRF guard");
-                    return fail(r.to_string(), true, false);
-                }
-            }
-        }
-
-        let mut hm = HeaderMap::new();
-        hm.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        hm.insert("x-timestamp", HeaderValue::from(headers.timestamp));
-        for (name, value) in [
-            ("x-signature", headers.signature.as_str()),
-            ("x-delivery-id", headers.delivery_id.as_str()),
-            ("x-event-id", headers.event_id.as_str()),
-        ] {
-            match HeaderValue::from_str(value) {
-                Ok(v) => {
-                    hm.insert(name, v);
-                }
-                Err(_) => return fail(format!("invalid {name} header value"), false, false),
-            }
-        }
-
-        let timeout = self.config.timeout;
-        let attempt = async {
-            let mut resp = self
-                .client
-                .post(parsed)
-                .headers(hm)
-                .body(body.into())
-                .send()
-                .await?;
-            let latency_ms = start.elapsed().as_millis() as u64;
-            let status = resp.status().as_u16();
-            let retry_after = match status {
-                429 | 503 => resp
-                    .headers()
-                    .get(RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| parse_retry_after(v, SystemTime::now())),
-                _ => None,
-            };
-            let location = resp
-                .headers()
-                .get(LOCATION)
-                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-            let mut prefix: Vec<u8> = Vec::new();
-            let mut body_error = None;
-            while prefix.len() < RESPONSE_BODY_PREFIX_BYTES {
-                match resp.chunk().await {
-                    Ok(Some(chunk)) => {
-                        let take = chunk.len().min(RESPONSE_BODY_PREFIX_BYTES - prefix.len());
-                        prefix.extend_from_slice(&chunk[..take]);
-                    }
-                    Ok(None) => break,
-                    Err(e) => {
-                        body_error = Some(e);
-                        break;
-                    }
-                }
-            }
-            Ok::<_, reqwest::Error>((
-                status,
-                latency_ms,
-                retry_after,
-                location,
-                prefix,
-                body_error,
-            ))
-        };
-
-        // reqwest enforces the timeout too; this outer bound is a safety net.
-        let result = match tokio::time::timeout(timeout + Duration::from_millis(50), attempt).await
-        {
-            Ok(r) => r,
-            Err(_) => return fail(timeout_message(timeout), false, true),
-        };
-        match result {
-            Ok((status, latency_ms, retry_after, location, prefix, body_error)) => {
-                let outcome = classify_status(status);
-                // A 2xx whose body could not be read completely is still delivered: the
-                // receiver accepted the notification.
-                let error = match outcome {
-                    Outcome::Delivered => None,
-                    _ if (300..400).contains(&status) => Some(match location {
-                        Some(l) => format!("redirect not followed: HTTP {status} to {l}"),
-                        None => format!("redirect not followed: HTTP {status}"),
-                    }),
-                    _ => Some(match &body_error {
-                        Some(e) if e.is_timeout() => {
-                            format!("HTTP {status}; body: {}", timeout_message(timeout))
-                        }
-                        _ => format!("HTTP {status}"),
-                    }),
-                };
-                AttemptResult {
-                    outcome,
-                    started_at,
-                    status: Some(status),
-                    latency_ms,
-                    response_body_prefix: String::from_utf8_lossy(&prefix).into_owned(),
-                    error,
-                    retry_after,
-                    ssrf_refused: false,
-                    timed_out: false,
-                }
-            }
-            Err(e) => {
-                if let Some(r) = find_refusal(&e) {
-                    return fail(r.to_string(), true, false);
-                }
-                if e.is_timeout() {
-                    return fail(timeout_message(timeout), false, true);
-                }
-                if let Some(error) = tls::find_tls_error(&e) {
-                    return fail(
-                        tls::HandshakeFailure { error, host: &host }.to_string(),
-                        false,
-                        false,
-                    );
-                }
-                fail(describe(&e), false, false)
-            }
+            ssrf_refused: self.ssrf_refused,
+            timed_out: self.timed_out,
         }
     }
 }

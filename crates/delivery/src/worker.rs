@@ -7,10 +7,11 @@
 //! (its scope is excluded from claims beyond that), and sending goes through the [`Limiter`],
 //! so one slow receiver holds at most its own slots.
 
-use crate::{signed_headers, Limiter, Outcome, RetryPolicy, Sender};
+use crate::{Limiter, Outcome, RetryPolicy, Sender};
+use domain::clock::Clock;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use store::{AttemptOutcome, AttemptRecord, ClaimRoom, Claimed, DynStore, Scope};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
@@ -30,18 +31,21 @@ pub struct WorkerConfig {
     pub poll: Duration,
     /// Disable a webhook failing continuously for this long.
     pub disable_after: Duration,
+    /// What "now" is for claims, leases, attempts and retry times.
+    pub clock: Clock,
 }
 
 impl Default for WorkerConfig {
     fn default() -> Self {
         Self {
             retry: RetryPolicy::default(),
-            lease: Duration::from_secs(120),
+            lease: domain::defaults::DELIVERY_LEASE,
             batch: 256,
             max_in_flight: 1024,
             per_webhook_queue: 64,
             poll: Duration::from_millis(20),
-            disable_after: Duration::from_secs(5 * 86_400),
+            disable_after: domain::defaults::DISABLE_AFTER,
+            clock: Clock::system(),
         }
     }
 }
@@ -63,13 +67,6 @@ pub struct Worker {
     cfg: WorkerConfig,
     wake: Wake,
     in_flight: Arc<Mutex<HashMap<Scope, usize>>>,
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 impl Worker {
@@ -166,7 +163,12 @@ impl Worker {
         let limit = (self.cfg.batch as usize).min(room_total) as u32;
         let claimed = match self
             .store
-            .claim_due(now_ms(), self.cfg.lease.as_millis() as i64, limit, &room)
+            .claim_due(
+                self.cfg.clock.unix_millis(),
+                self.cfg.lease.as_millis() as i64,
+                limit,
+                &room,
+            )
             .await
         {
             Ok(c) => c,
@@ -188,6 +190,7 @@ impl Worker {
                 retry: self.cfg.retry.clone(),
                 disable_after: self.cfg.disable_after,
                 lease: self.cfg.lease,
+                clock: self.cfg.clock.clone(),
                 stop: stop.clone(),
                 in_flight: self.in_flight.clone(),
             };
@@ -204,6 +207,7 @@ struct Attempt {
     retry: RetryPolicy,
     disable_after: Duration,
     lease: Duration,
+    clock: Clock,
     stop: watch::Receiver<bool>,
     in_flight: Arc<Mutex<HashMap<Scope, usize>>>,
 }
@@ -229,6 +233,8 @@ impl Drop for InFlight {
 }
 
 impl Attempt {
+    /// One claimed notification: wait for a send slot → keep the lease long enough → sign and
+    /// send → record what happened.
     #[tracing::instrument(skip_all, fields(delivery.id = %c.delivery_id, partner = %c.scope.partner))]
     async fn deliver(mut self, c: Claimed) {
         crate::metrics::METRICS.in_flight(1);
@@ -236,8 +242,24 @@ impl Attempt {
             map: self.in_flight.clone(),
             scope: c.scope.clone(),
         };
+        let Some(permit) = self.send_slot(&c).await else {
+            return;
+        };
+        let Some(lease_until) = self.lease_for_attempt(&c).await else {
+            return;
+        };
+        let record = self.attempt(&c, lease_until).await;
+        drop(permit);
+        crate::metrics::METRICS.attempt(&record.outcome, record.latency_ms);
+        if let Err(e) = self.store.record_attempt(record).await {
+            // The lease expires and the notification is delivered again: at-least-once.
+            tracing::warn!(error = %e, "recording a delivery attempt failed");
+        }
+    }
+
+    /// Waits for a send slot; on shutdown hands the claim back instead (None).
+    async fn send_slot(&mut self, c: &Claimed) -> Option<crate::Permit> {
         let key = format!("{}\u{1f}{}", c.scope.tenant.0, c.scope.partner.0);
-        // Waiting for a send slot: on shutdown, hand the claim back instead of sending.
         let permit = tokio::select! {
             p = self.limiter.acquire(&key) => Some(p),
             stopped = self.stop.wait_for(|s| *s) => {
@@ -245,77 +267,75 @@ impl Attempt {
                 None
             }
         };
-        let Some(permit) = permit else {
+        if permit.is_none() {
             if let Err(e) = self.store.set_lease(c.row, c.lease_until, None).await {
                 tracing::debug!(error = %e, "releasing an unstarted claim failed; its lease will expire");
             }
-            return;
-        };
-        // The lease must outlast this attempt: renew it when the wait for a slot used it up,
-        // and give up the notification if meanwhile someone else claimed it.
-        let mut lease_until = c.lease_until;
+        }
+        permit
+    }
+
+    /// The lease must outlast this attempt: renewed when the wait for a slot used it up. None
+    /// when meanwhile someone else claimed the notification (or renewing failed): leave it.
+    async fn lease_for_attempt(&self, c: &Claimed) -> Option<i64> {
         let timeout_ms = self.sender.config().timeout.as_millis() as i64;
-        if now_ms() + timeout_ms + 5_000 > lease_until {
-            let renewed = now_ms() + (self.lease.as_millis() as i64).max(timeout_ms + 5_000);
-            match self
-                .store
-                .set_lease(c.row, lease_until, Some(renewed))
-                .await
-            {
-                Ok(true) => lease_until = renewed,
-                Ok(false) => return,
-                Err(e) => {
-                    tracing::warn!(error = %e, "renewing a lease failed; leaving the notification to its lease");
-                    return;
-                }
+        if self.clock.unix_millis() + timeout_ms + 5_000 <= c.lease_until {
+            return Some(c.lease_until);
+        }
+        let renewed =
+            self.clock.unix_millis() + (self.lease.as_millis() as i64).max(timeout_ms + 5_000);
+        match self
+            .store
+            .set_lease(c.row, c.lease_until, Some(renewed))
+            .await
+        {
+            Ok(true) => Some(renewed),
+            Ok(false) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "renewing a lease failed; leaving the notification to its lease");
+                None
             }
         }
-        let attempted_at = now_ms();
-        let outcome_record =
-            |status_code, error, latency_ms, response_body, outcome| AttemptRecord {
-                row: c.row,
-                lease_until,
-                scope: c.scope.clone(),
-                generation: c.generation,
-                attempted_at,
-                status_code,
-                error,
-                latency_ms,
-                response_body,
-                outcome,
-                disable_after_ms: self.disable_after.as_millis() as i64,
-            };
-        let record = match signed_headers(
-            &c.secret,
-            &c.delivery_id,
-            &c.event_id,
-            attempted_at / 1000,
-            c.payload.as_bytes(),
-        ) {
-            Ok(headers) => {
-                let res = self
-                    .sender
-                    .send(&c.webhook_url, c.payload.clone().into_bytes(), &headers)
-                    .await;
-                let outcome = match res.outcome {
-                    Outcome::Delivered => AttemptOutcome::Delivered,
-                    Outcome::Gone => AttemptOutcome::Gone,
-                    Outcome::Retry => match self.retry.delay_after(
-                        c.cycle_attempts + 1,
-                        res.retry_after,
-                        &mut rand::rng(),
-                    ) {
-                        Some(d) => AttemptOutcome::RetryAt(now_ms() + d.as_millis() as i64),
-                        None => AttemptOutcome::GiveUp,
-                    },
-                };
+    }
+
+    /// Signs and sends once, and turns the result into the record of this attempt.
+    async fn attempt(&self, c: &Claimed, lease_until: i64) -> AttemptRecord {
+        let now = self.clock.now();
+        let attempted_at = domain::clock::unix_millis(now);
+        let record = |status_code, error, latency_ms, response_body, outcome| AttemptRecord {
+            row: c.row,
+            lease_until,
+            scope: c.scope.clone(),
+            generation: c.generation,
+            attempted_at,
+            status_code,
+            error,
+            latency_ms,
+            response_body,
+            outcome,
+            disable_after_ms: self.disable_after.as_millis() as i64,
+        };
+        let sent = self
+            .sender
+            .send_signed(
+                &c.webhook_url,
+                &c.secret,
+                &c.delivery_id,
+                &c.event_id,
+                now,
+                c.payload.clone(),
+            )
+            .await;
+        match sent {
+            Ok(res) => {
+                let outcome = self.next_step(c, &res);
                 tracing::debug!(
                     delivery.status = res.status,
                     delivery.latency_ms = res.latency_ms,
                     delivery.outcome = ?outcome,
                     "delivery attempt"
                 );
-                outcome_record(
+                record(
                     res.status,
                     res.error,
                     res.latency_ms,
@@ -323,19 +343,29 @@ impl Attempt {
                     outcome,
                 )
             }
-            Err(e) => outcome_record(
+            Err(e) => record(
                 None,
                 Some(format!("cannot sign with the stored secret: {e}")),
                 0,
                 String::new(),
                 AttemptOutcome::GiveUp,
             ),
-        };
-        drop(permit);
-        crate::metrics::METRICS.attempt(&record.outcome, record.latency_ms);
-        if let Err(e) = self.store.record_attempt(record).await {
-            // The lease expires and the notification is delivered again: at-least-once.
-            tracing::warn!(error = %e, "recording a delivery attempt failed");
+        }
+    }
+
+    /// Delivered, gone, another attempt at a time from the retry policy, or give up.
+    fn next_step(&self, c: &Claimed, res: &crate::AttemptResult) -> AttemptOutcome {
+        match res.outcome {
+            Outcome::Delivered => AttemptOutcome::Delivered,
+            Outcome::Gone => AttemptOutcome::Gone,
+            Outcome::Retry => match self.retry.delay_after(
+                c.cycle_attempts + 1,
+                res.retry_after,
+                &mut rand::rng(),
+            ) {
+                Some(d) => AttemptOutcome::RetryAt(self.clock.unix_millis() + d.as_millis() as i64),
+                None => AttemptOutcome::GiveUp,
+            },
         }
     }
 }

@@ -83,7 +83,7 @@ pub struct Progress {
     pub summary: Summary,
 }
 
-pub type Clock = Arc<dyn Fn() -> OffsetDateTime + Send + Sync>;
+pub use domain::clock::Clock;
 
 #[derive(Clone)]
 pub struct Options {
@@ -112,7 +112,7 @@ impl Default for Options {
             anniversary_lead_days: 7,
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
             event_retention: None,
-            clock: Arc::new(OffsetDateTime::now_utc),
+            clock: Clock::system(),
         }
     }
 }
@@ -164,9 +164,58 @@ pub async fn ingest(
     // One batch waiting while one is applied and one parsed: enough to keep both threads busy,
     // and each batch held in memory counts against the peak RSS.
     let (tx, mut rx) = mpsc::channel::<Result<Batch, IngestError>>(1);
+    let parser = spawn_parser(source, format, opts, tx)?;
+    let mut bulk = match opts.commit_every {
+        Some(n) => store.bulk_ingest(n).await?,
+        None => None,
+    };
+    let mut progress = Progress::default();
+    let mut outcome = Ok(());
+    while let Some(msg) = rx.recv().await {
+        let applied = match msg {
+            Ok(batch) => {
+                apply(
+                    store,
+                    bulk.as_mut(),
+                    batch,
+                    opts,
+                    &mut progress,
+                    &mut on_error,
+                )
+                .await
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = applied {
+            outcome = Err(e);
+            break;
+        }
+        on_progress(&progress);
+    }
+    drop(rx);
+    // The parser ends once its channel is closed; a panic there is a bug worth surfacing.
+    if parser.join().is_err() {
+        return Err(IngestError::Csv("the parser thread panicked".into()));
+    }
+    outcome?;
+    // On an error above, dropping the session rolled back its uncommitted batches.
+    if let Some(b) = bulk {
+        b.finish().await?;
+    }
+    Ok(progress.summary)
+}
+
+/// Parses `source` on its own thread, sending batches (or the fatal error that ends parsing)
+/// on `tx`.
+fn spawn_parser(
+    source: Box<dyn Read + Send>,
+    format: Format,
+    opts: &Options,
+    tx: Sender,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
     let batch_size = opts.batch_size.max(1);
     let (max_line, clock) = (opts.max_line_bytes.max(1), opts.clock.clone());
-    let parser = std::thread::Builder::new()
+    std::thread::Builder::new()
         .name("ingest-parser".into())
         .spawn(move || {
             let read = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -183,62 +232,40 @@ pub async fn ingest(
                 // The receiver may be gone after a store error; nothing else to tell then.
                 let _ = tx.blocking_send(Err(e));
             }
-        })?;
+        })
+}
 
-    let mut bulk = match opts.commit_every {
-        Some(n) => store.bulk_ingest(n).await?,
-        None => None,
-    };
-    let mut progress = Progress::default();
-    let mut outcome = Ok(());
-    while let Some(msg) = rx.recv().await {
-        let batch = match msg {
-            Ok(b) => b,
-            Err(e) => {
-                outcome = Err(e);
-                break;
-            }
+/// Applies one parsed batch (in the bulk session when there is one) and counts it.
+async fn apply(
+    store: &DynStore,
+    bulk: Option<&mut Box<dyn store::BulkIngest>>,
+    batch: Batch,
+    opts: &Options,
+    progress: &mut Progress,
+    on_error: &mut impl FnMut(&LineError),
+) -> Result<(), IngestError> {
+    let s = &mut progress.summary;
+    s.lines += batch.lines;
+    s.rejected += batch.errors.len() as u64;
+    let accepted = batch.snapshots.len() as u64;
+    if !batch.snapshots.is_empty() {
+        let o = IngestOptions {
+            now: opts.clock.now(),
+            anniversary_lead_days: opts.anniversary_lead_days,
+            event_retention: opts.event_retention,
         };
-        let s = &mut progress.summary;
-        s.lines += batch.lines;
-        s.rejected += batch.errors.len() as u64;
-        let accepted = batch.snapshots.len() as u64;
-        if !batch.snapshots.is_empty() {
-            let o = IngestOptions {
-                now: (opts.clock)(),
-                anniversary_lead_days: opts.anniversary_lead_days,
-                event_retention: opts.event_retention,
-            };
-            let applied = match bulk.as_mut() {
-                Some(b) => b.apply(batch.snapshots, o).await,
-                None => store.ingest_snapshots(batch.snapshots, o).await,
-            };
-            match applied {
-                Ok(counts) => s.add(counts),
-                Err(e) => {
-                    outcome = Err(e.into());
-                    break;
-                }
-            }
-        }
-        s.accepted += accepted;
-        for e in &batch.errors {
-            on_error(e);
-        }
-        progress.bytes_read = batch.bytes_read;
-        on_progress(&progress);
+        let counts = match bulk {
+            Some(b) => b.apply(batch.snapshots, o).await,
+            None => store.ingest_snapshots(batch.snapshots, o).await,
+        }?;
+        s.add(counts);
     }
-    drop(rx);
-    // The parser ends once its channel is closed; a panic there is a bug worth surfacing.
-    if parser.join().is_err() {
-        return Err(IngestError::Csv("the parser thread panicked".into()));
+    s.accepted += accepted;
+    for e in &batch.errors {
+        on_error(e);
     }
-    outcome?;
-    // On an error above, dropping the session rolled back its uncommitted batches.
-    if let Some(b) = bulk {
-        b.finish().await?;
-    }
-    Ok(progress.summary)
+    progress.bytes_read = batch.bytes_read;
+    Ok(())
 }
 
 type Sender = mpsc::Sender<Result<Batch, IngestError>>;
@@ -284,7 +311,7 @@ impl Out {
             read,
             home,
             returned,
-            now: clock(),
+            now: clock.now(),
             clock,
             max_line,
             oversized: Oversized::default(),
@@ -336,7 +363,7 @@ impl Out {
         // Free what the consumer has finished with, here where it was allocated.
         while self.returned.try_recv().is_ok() {}
         self.n = self.full_size;
-        self.now = (self.clock)();
+        self.now = self.clock.now();
         let mut full = std::mem::replace(&mut self.batch, Self::new_batch(self.n));
         full.bytes_read = self.read.load(std::sync::atomic::Ordering::Relaxed);
         full.snapshots.group();

@@ -9,8 +9,8 @@ use std::collections::VecDeque;
 use std::io::Read;
 use std::rc::Rc;
 
-/// Default of [`crate::Options::max_line_bytes`]: 1 MiB.
-pub const DEFAULT_MAX_LINE_BYTES: usize = 1024 * 1024;
+/// Default of [`crate::Options::max_line_bytes`] (`--max-line-bytes`).
+pub const DEFAULT_MAX_LINE_BYTES: usize = domain::defaults::MAX_LINE_BYTES;
 
 /// Numbers (1-based) of the lines [`LineLimit`] cut, in input order; shared between the reader
 /// (which may run ahead of the parser) and the parser.

@@ -219,7 +219,7 @@ async fn csv_records_over_the_limit_are_rejected_and_quoting_survives() {
 fn at(now: time::OffsetDateTime) -> Options {
     Options {
         batch_size: 2,
-        clock: std::sync::Arc::new(move || now),
+        clock: ingest::Clock::fixed(now),
         ..Options::default()
     }
 }

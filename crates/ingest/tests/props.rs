@@ -12,7 +12,6 @@ use proptest::prelude::*;
 use prospect_events_ingest as ingest;
 use serde_json::json;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use store::DynStore;
 use time::macros::datetime;
 
@@ -67,7 +66,7 @@ fn opts(batch_size: usize) -> Options {
         anniversary_lead_days: 7,
         max_line_bytes: ingest::DEFAULT_MAX_LINE_BYTES,
         event_retention: None,
-        clock: Arc::new(|| datetime!(2024-06-10 12:00 UTC)),
+        clock: ingest::Clock::fixed(datetime!(2024-06-10 12:00 UTC)),
     }
 }
 

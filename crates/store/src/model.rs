@@ -375,31 +375,22 @@ impl DeliveryStatus {
 /// deleted): out of the claim index's due range until a registration moves them back to now.
 pub const PARKED: i64 = i64::MAX;
 
-/// The delivery id of the notification of `event_id` to `enrollment_id`: deterministic, so
-/// re-queueing the same pair is idempotent.
-pub fn delivery_id_for(event_id: &str, enrollment_id: &str) -> String {
-    use sha2::{Digest, Sha256};
-    let h = Sha256::digest(format!("{event_id}/{enrollment_id}").as_bytes());
-    format!("dl_{}", hex::encode(&h[..12]))
-}
+pub use domain::notification::delivery_id_for;
 
-/// The JSON body POSTed to the partner's webhook for one (event, enrollment).
+/// The JSON body POSTed to the partner's webhook for one (event, enrollment): the
+/// [`domain::notification::Notification`] of the event, addressed to `to`.
 pub fn notification_payload(
     event: &domain::detect::DetectedEvent,
     to: &CoveringEnrollment,
 ) -> serde_json::Value {
-    serde_json::json!({
-        "tenant_id": to.tenant.0,
-        "partner_id": to.partner.0,
-        "event_id": event.event_id,
-        "event_name": event.event_type.as_str(),
-        "event_time": domain::snapshot::format_timestamp(event.event_time),
-        "entity_id": event.prospect_id.to_string(),
-        "entity_type": "prospect",
-        "enrollment_key": to.enrollment_key,
-        "enrollment_id": to.enrollment_id.0,
-        "data": event.data,
-    })
+    domain::notification::Notification::event(
+        event,
+        &to.tenant,
+        &to.partner,
+        &to.enrollment_id,
+        &to.enrollment_key,
+    )
+    .to_json()
 }
 
 // --- Webhooks and delivery ------------------------------------------------------------------

@@ -1,0 +1,50 @@
+//! Every operator-tunable default, defined once. The CLI builds its lowest configuration layer
+//! and its `--help` texts from these, the libraries' `Default`s use them, and a CLI test checks
+//! README's flags table against them. Values only: no parsing, no I/O.
+
+use std::time::Duration;
+
+const MINUTE: u64 = 60;
+const HOUR: u64 = 60 * MINUTE;
+const DAY: u64 = 24 * HOUR;
+
+/// `--database-url`: a SQLite file next to the working directory.
+pub const DATABASE_URL: &str = "sqlite://./data/prospect-events.db";
+/// `--listen`: the API's address.
+pub const LISTEN: &str = "127.0.0.1:8080";
+/// `--rate-limit`: requests per minute per API key (0 = off).
+pub const RATE_LIMIT_PER_MINUTE: u32 = 200;
+/// `--max-body-bytes`: largest JSON request body (1 MiB).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// `--max-line-bytes`: longest snapshot line accepted by ingestion (1 MiB).
+pub const MAX_LINE_BYTES: usize = 1024 * 1024;
+/// `--http-header-timeout`: a request head must arrive within this time.
+pub const HTTP_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// `--http-idle-timeout`: an idle keep-alive connection is closed after this pause.
+pub const HTTP_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// `--max-connections`: connections served at once.
+pub const MAX_CONNECTIONS: usize = 1024;
+/// `--retry-schedule`: delays after failed delivery attempts (then `failed`).
+pub const RETRY_SCHEDULE: [Duration; 7] = [
+    Duration::from_secs(5),
+    Duration::from_secs(5 * MINUTE),
+    Duration::from_secs(30 * MINUTE),
+    Duration::from_secs(2 * HOUR),
+    Duration::from_secs(5 * HOUR),
+    Duration::from_secs(10 * HOUR),
+    Duration::from_secs(10 * HOUR),
+];
+/// Jitter applied to every retry delay (±20 %); not a flag.
+pub const RETRY_JITTER: f64 = 0.2;
+/// `--delivery-timeout`: one delivery attempt.
+pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(15);
+/// `--delivery-lease`: how long a claimed notification is reserved for one worker.
+pub const DELIVERY_LEASE: Duration = Duration::from_secs(120);
+/// `--disable-after`: a webhook failing continuously this long is disabled.
+pub const DISABLE_AFTER: Duration = Duration::from_secs(5 * DAY);
+/// `--anniversary-lead-days`: days ahead an anniversary is announced.
+pub const ANNIVERSARY_LEAD_DAYS: u32 = 7;
+/// `--scan-interval`: period of the anniversary scanner.
+pub const SCAN_INTERVAL: Duration = Duration::from_secs(DAY);
+/// `--event-retention`: events older than this are neither created nor kept.
+pub const EVENT_RETENTION: Duration = Duration::from_secs(400 * DAY);
