@@ -7,6 +7,7 @@ mod batch;
 pub mod idempotency;
 mod model;
 pub mod postgres;
+mod rules;
 pub mod sqlite;
 
 pub use batch::SnapshotBatch;

@@ -4,14 +4,15 @@
 
 use super::{is_retryable, pg, PostgresStore};
 use crate::model::*;
-use crate::{SnapshotBatch, StoreError, StoreResult};
+use crate::rules::{parked_sql, payload_json, stored_event, stored_prospect_id};
+use crate::{SnapshotBatch, StoreResult};
 use deadpool_postgres::{Object, Transaction};
-use domain::detect::{anniversaries, detect_changes, DetectedEvent, Outcome};
+use domain::detect::{apply, month_day, AnniversaryWindow, DetectedEvent, MonthDayFilter};
 use domain::instant::{from_unix_nanos, to_unix_nanos};
 use domain::snapshot::{format_date, parse_date, Snapshot};
-use domain::{EventType, PartnerId, ProspectId, TenantId};
+use domain::{PartnerId, ProspectId, TenantId};
 use std::collections::{HashMap, HashSet};
-use time::{Date, Duration, OffsetDateTime};
+use time::OffsetDateTime;
 use tokio_postgres::Row;
 
 const SCAN_JOB: &str = "anniversary_scan";
@@ -23,28 +24,12 @@ const PLACEHOLDER: i64 = i64::MIN;
 /// Attempts of a transaction that failed with a deadlock or serialization failure.
 const TX_ATTEMPTS: u32 = 5;
 
-/// The anniversary window checked at ingestion: due today or within the lead days (the same
-/// window as the SQLite backend's).
-fn ingest_window(now: OffsetDateTime, lead_days: u32) -> (Date, Date) {
-    let today = now.date();
-    (
-        today - Duration::days(1),
-        today + Duration::days(lead_days as i64),
-    )
-}
-
-fn month_day(d: Date) -> i32 {
-    d.month() as i32 * 100 + d.day() as i32
-}
-
 const STATE_COLS: &str = "prospect_id, observed_at, full_name, linkedin_url, company_id,
     company_name, job_title, job_start_date";
 
 /// A state row (columns as in `STATE_COLS`); `None` for a placeholder.
 fn state_row(r: &Row) -> StoreResult<Option<Snapshot>> {
-    let raw: &[u8] = r.get(0);
-    let pid = ProspectId::from_bytes(raw)
-        .ok_or_else(|| StoreError::Internal("malformed prospect id in prospect_state".into()))?;
+    let pid = stored_prospect_id(r.get(0), "prospect_state")?;
     let nanos: i64 = r.get(1);
     if nanos == PLACEHOLDER {
         return Ok(None);
@@ -112,18 +97,8 @@ impl PostgresStore {
         rows.iter()
             .map(|r| {
                 let bit: i32 = r.get(2);
-                Ok(StoredEvent {
-                    event_id: r.get(0),
-                    prospect_id: ProspectId::from_bytes(r.get(1)).ok_or_else(|| {
-                        StoreError::Internal("malformed prospect id in events".into())
-                    })?,
-                    event_type: EventType::from_bit(i64::from(bit))
-                        .ok_or_else(|| StoreError::Internal(format!("event type bit {bit}")))?,
-                    event_time: OffsetDateTime::from_unix_timestamp(r.get(3))
-                        .map_err(|e| StoreError::Internal(format!("event time: {e}")))?,
-                    data: serde_json::value::RawValue::from_string(r.get(4))
-                        .map_err(|e| StoreError::Internal(format!("event data: {e}")))?,
-                })
+                let pid = stored_prospect_id(r.get(1), "events")?;
+                stored_event(r.get(0), pid, i64::from(bit), r.get(3), r.get(4))
             })
             .collect()
     }
@@ -211,7 +186,7 @@ impl PostgresStore {
                 partner: PartnerId(r.get(4)),
                 enrollment_id: r.get(5),
                 enrollment_key: r.get(6),
-                payload: serde_json::from_str(r.get(7)).unwrap_or(serde_json::Value::Null),
+                payload: payload_json(r.get(7)),
                 status: DeliveryStatus::from_code(r.get::<_, i32>(8) as i64),
                 attempts: r.get::<_, i32>(9) as u32,
             })
@@ -297,25 +272,14 @@ async fn ingest_once(
     let mut dirty: Vec<ProspectId> = Vec::new();
     let mut dirty_set: std::collections::HashSet<ProspectId> = Default::default();
     let mut events: Vec<DetectedEvent> = Vec::new();
-    let (after, until) = ingest_window(opts.now, opts.anniversary_lead_days);
+    let window = AnniversaryWindow::at_ingestion(opts.now, opts.anniversary_lead_days);
     for snap in batch {
         let pid = snap.prospect_id;
         let current = states.get(&pid).and_then(|s| s.as_ref());
-        let det = detect_changes(current, snap);
-        let mut found = det.events;
-        if det.becomes_current {
-            let start_changed = current.map(|c| c.job_start_date) != Some(snap.job_start_date);
-            if start_changed {
-                found.extend(anniversaries(snap, after, until));
-            }
-        }
-        match (det.outcome, found.is_empty()) {
-            (Outcome::Baseline, _) => counts.baselines += 1,
-            (_, true) => counts.unchanged += 1,
-            (_, false) => counts.changed += 1,
-        }
-        events.extend(found);
-        if det.becomes_current {
+        let applied = apply(current, snap, window);
+        counts.tally(applied.tally);
+        events.extend(applied.events);
+        if applied.becomes_current {
             if dirty_set.insert(pid) {
                 dirty.push(pid);
             }
@@ -491,18 +455,20 @@ async fn store_events(
     }
     let now_ms = (now.unix_timestamp_nanos() / 1_000_000) as i64;
     let s = tx
-        .prepare_cached(
+        .prepare_cached(concat!(
             "INSERT INTO notifications (delivery_id, event_id, event_name, event_time,
                 tenant_id, partner_id, enrollment_id, enrollment_key, payload, next_attempt_at,
                 created_at)
              SELECT x.d, x.e, x.n, x.t, x.tn, x.pa, x.en, x.k, x.pl,
-                CASE WHEN EXISTS (SELECT 1 FROM webhooks w WHERE w.tenant_id = x.tn AND w.partner_id = x.pa AND w.enabled) THEN $10 ELSE 9223372036854775807 END, $11
+                CASE WHEN EXISTS (SELECT 1 FROM webhooks w WHERE w.tenant_id = x.tn AND w.partner_id = x.pa AND w.enabled) THEN $10 ELSE ",
+            parked_sql!(),
+            " END, $11
              FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[], $5::TEXT[],
                          $6::TEXT[], $7::TEXT[], $8::TEXT[], $9::TEXT[])
                   WITH ORDINALITY AS x(d, e, n, t, tn, pa, en, k, pl, o)
              ORDER BY x.o
              ON CONFLICT DO NOTHING",
-        )
+        ))
         .await
         .map_err(pg)?;
     let queued = tx
@@ -528,36 +494,30 @@ async fn store_events(
 }
 
 async fn scan_locked(c: &mut Object, opts: IngestOptions) -> StoreResult<ScanReport> {
-    let today = opts.now.date();
-    let until = today + Duration::days(opts.anniversary_lead_days as i64);
     let stored: Option<String> = c
         .query_opt("SELECT value FROM job_state WHERE name = $1", &[&SCAN_JOB])
         .await
         .map_err(pg)?
         .map(|r| r.get(0));
-    let after = stored
-        .as_deref()
-        .and_then(parse_date)
-        .unwrap_or(today - Duration::days(1));
+    let last_until = stored.as_deref().and_then(parse_date);
+    let window = AnniversaryWindow::since(last_until, opts.now, opts.anniversary_lead_days);
     let mut report = ScanReport {
-        after: Some(after),
-        until: Some(until),
+        after: Some(window.after),
+        until: Some(window.until),
         ..Default::default()
     };
-    if until <= after {
+    if window.is_empty() {
         return Ok(report);
     }
-    let all = (until - after).whole_days() >= 366;
-    let lo = month_day(after + Duration::days(1));
-    let hi = month_day(until);
-    let wraps = (after + Duration::days(1)).year() != until.year();
-    // 229: a 29 February start has its anniversary on 28 February in non-leap years.
-    let filter = if all {
-        "anniv_md IS NOT NULL AND $1::INTEGER IS NOT NULL AND $2::INTEGER IS NOT NULL"
-    } else if wraps {
-        "(anniv_md >= $1 OR anniv_md <= $2 OR anniv_md = 229)"
-    } else {
-        "(anniv_md BETWEEN $1 AND $2 OR anniv_md = 229)"
+    let month_days = window.month_days();
+    let (lo, hi) = month_days.bounds();
+    // 229 (LEAP_DAY): a 29 February start has its anniversary on 28 February in non-leap years.
+    let filter = match month_days {
+        MonthDayFilter::Any => {
+            "anniv_md IS NOT NULL AND $1::INTEGER IS NOT NULL AND $2::INTEGER IS NOT NULL"
+        }
+        MonthDayFilter::Wrapping { .. } => "(anniv_md >= $1 OR anniv_md <= $2 OR anniv_md = 229)",
+        MonthDayFilter::Between { .. } => "(anniv_md BETWEEN $1 AND $2 OR anniv_md = 229)",
     };
     let sql = format!(
         "SELECT {STATE_COLS} FROM prospect_state WHERE {filter} AND prospect_id > $3
@@ -567,7 +527,7 @@ async fn scan_locked(c: &mut Object, opts: IngestOptions) -> StoreResult<ScanRep
     loop {
         let mut attempt = 0;
         let (n, last, e, q) = loop {
-            match scan_chunk(c, &sql, lo, hi, &from, after, until, opts).await {
+            match scan_chunk(c, &sql, lo, hi, &from, window, opts).await {
                 Err(e) if is_retryable(&e) && attempt + 1 < TX_ATTEMPTS => attempt += 1,
                 other => break other?,
             }
@@ -584,7 +544,7 @@ async fn scan_locked(c: &mut Object, opts: IngestOptions) -> StoreResult<ScanRep
         "INSERT INTO job_state (name, value, updated_at)
          VALUES ($1, $2, EXTRACT(EPOCH FROM now())::BIGINT)
          ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-        &[&SCAN_JOB, &format_date(until)],
+        &[&SCAN_JOB, &format_date(window.until)],
     )
     .await
     .map_err(pg)?;
@@ -593,15 +553,13 @@ async fn scan_locked(c: &mut Object, opts: IngestOptions) -> StoreResult<ScanRep
 
 /// One page of candidates, locked, with their anniversaries stored: (candidates, last id,
 /// events created, notifications queued).
-#[allow(clippy::too_many_arguments)]
 async fn scan_chunk(
     c: &mut Object,
     sql: &str,
     lo: i32,
     hi: i32,
     from: &[u8],
-    after: Date,
-    until: Date,
+    window: AnniversaryWindow,
     opts: IngestOptions,
 ) -> StoreResult<(u64, Option<Vec<u8>>, u64, u64)> {
     let tx = c.transaction().await.map_err(pg)?;
@@ -616,7 +574,7 @@ async fn scan_chunk(
     let mut events = Vec::new();
     for r in &rows {
         if let Some(state) = state_row(r)? {
-            events.extend(anniversaries(&state, after, until));
+            events.extend(window.due(&state));
         }
     }
     opts.drop_beyond_retention(&mut events);

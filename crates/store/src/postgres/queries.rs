@@ -4,10 +4,10 @@
 use super::idempotency::fence;
 use super::{is_unique_violation, pg, PostgresStore};
 use crate::model::*;
+use crate::rules::{enrollment_page, prospect_diff, unix_now};
 use crate::{IdemAnswer, IdemBegin, IdemFence, SnapshotBatch, Store, StoreError, StoreResult};
 use async_trait::async_trait;
 use domain::{event_mask, EnrollmentId, EventType, PartnerId, ProspectId, TenantId};
-use std::collections::HashSet;
 use tokio_postgres::Row;
 
 #[async_trait]
@@ -287,7 +287,7 @@ impl Store for PostgresStore {
         }
         .map_err(pg)?;
         let rows = rows.iter().map(enrollment_row).collect();
-        Ok(paginate(rows, q.limit))
+        Ok(enrollment_page(rows, q.limit))
     }
 
     async fn covering_enrollments(
@@ -446,13 +446,6 @@ impl Store for PostgresStore {
     }
 }
 
-pub(crate) fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 fn enrollment_row(r: &Row) -> (i64, Enrollment) {
     (
         r.get(0),
@@ -465,20 +458,6 @@ fn enrollment_row(r: &Row) -> (i64, Enrollment) {
             },
         },
     )
-}
-
-fn paginate(mut rows: Vec<(i64, Enrollment)>, limit: Option<u32>) -> EnrollmentPage {
-    let next_cursor = match limit {
-        Some(l) if rows.len() > l as usize => {
-            rows.truncate(l as usize);
-            rows.last().map(|(id, _)| Cursor(*id))
-        }
-        _ => None,
-    };
-    EnrollmentPage {
-        enrollments: rows.into_iter().map(|(_, e)| e).collect(),
-        next_cursor,
-    }
 }
 
 async fn ensure_partner(
@@ -540,19 +519,9 @@ async fn replace_prospects(
     current: &[ProspectId],
     wanted: &[ProspectId],
 ) -> StoreResult<()> {
-    let cur: HashSet<&ProspectId> = current.iter().collect();
-    let want: HashSet<&ProspectId> = wanted.iter().collect();
-    let gone: Vec<&[u8]> = current
-        .iter()
-        .filter(|p| !want.contains(p))
-        .map(|p| &p.as_bytes()[..])
-        .collect();
-    let added: Vec<ProspectId> = wanted
-        .iter()
-        .filter(|p| !cur.contains(p))
-        .copied()
-        .collect();
+    let (gone, added) = prospect_diff(current, wanted);
     if !gone.is_empty() {
+        let gone = id_bytes(&gone);
         let s = tx
             .prepare_cached(
                 "DELETE FROM enrollment_prospects

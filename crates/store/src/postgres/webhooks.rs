@@ -6,13 +6,22 @@
 use super::idempotency::fence;
 use super::{pg, PostgresStore};
 use crate::model::*;
+use crate::rules::{
+    delivery_page, parked_sql, shown_next_attempt, AttemptEffect, Health, FAILING_REASON,
+};
 
 /// Parks the scope's unleased pending notifications when it has no enabled webhook.
-const PARK_IF_DISABLED: &str = "UPDATE notifications n SET next_attempt_at = 9223372036854775807
+const PARK_IF_DISABLED: &str = concat!(
+    "UPDATE notifications n SET next_attempt_at = ",
+    parked_sql!(),
+    "
      WHERE n.tenant_id = $1 AND n.partner_id = $2 AND n.status = 0 AND n.lease_until IS NULL
-       AND n.next_attempt_at <> 9223372036854775807
+       AND n.next_attempt_at <> ",
+    parked_sql!(),
+    "
        AND NOT EXISTS (SELECT 1 FROM webhooks w
-                       WHERE w.tenant_id = n.tenant_id AND w.partner_id = n.partner_id AND w.enabled)";
+                       WHERE w.tenant_id = n.tenant_id AND w.partner_id = n.partner_id AND w.enabled)"
+);
 use crate::{StoreError, StoreResult};
 use domain::{PartnerId, TenantId};
 use tokio_postgres::Row;
@@ -48,10 +57,7 @@ fn delivery_row(r: &Row) -> (i64, DeliveryInfo) {
             status,
             attempts: r.get::<_, i32>(6) as u32,
             last_attempt_at: r.get(7),
-            next_attempt_at: match r.get::<_, Option<i64>>(8) {
-                Some(t) if status == DeliveryStatus::Pending && t != PARKED => Some(t),
-                _ => None,
-            },
+            next_attempt_at: shown_next_attempt(status, r.get(8)),
             last_status_code: r.get::<_, Option<i32>>(9).map(|c| c as u16),
             last_error: r.get(10),
         },
@@ -106,11 +112,12 @@ impl PostgresStore {
             .map_err(pg)?;
         // Parked notifications (no webhook, or disabled) flow again from now.
         let s = tx
-            .prepare_cached(
+            .prepare_cached(concat!(
                 "UPDATE notifications SET next_attempt_at = $3
                  WHERE tenant_id = $1 AND partner_id = $2 AND status = 0
-                   AND next_attempt_at = 9223372036854775807",
-            )
+                   AND next_attempt_at = ",
+                parked_sql!()
+            ))
             .await
             .map_err(pg)?;
         tx.execute(&s, &[&scope.tenant.0, &scope.partner.0, &now_ms])
@@ -276,14 +283,8 @@ impl PostgresStore {
         )
         .await
         .map_err(pg)?;
-        // status: 0 pending, 1 delivered, 2 failed. A 410 leaves the notification pending: it
-        // flows again once the partner re-registers the webhook.
-        let (status, next): (i32, Option<i64>) = match r.outcome {
-            AttemptOutcome::Delivered => (1, None),
-            AttemptOutcome::RetryAt(t) => (0, Some(t)),
-            AttemptOutcome::GiveUp => (2, None),
-            AttemptOutcome::Gone => (0, Some(r.attempted_at)),
-        };
+        let effect = AttemptEffect::of(r.outcome, r.attempted_at);
+        let (status, next) = (effect.status.code() as i32, effect.next_attempt_at);
         // Every attempt counts; only the lease holder moves the notification's state.
         let s = tx
             .prepare_cached(
@@ -308,8 +309,8 @@ impl PostgresStore {
             .await
             .map_err(pg)?;
         let (t, p, g) = (&r.scope.tenant.0, &r.scope.partner.0, &r.generation);
-        match r.outcome {
-            AttemptOutcome::Delivered => {
+        match effect.health {
+            Health::Recovered => {
                 let s = tx
                     .prepare_cached(
                         "UPDATE webhooks SET failing_since = NULL
@@ -320,28 +321,27 @@ impl PostgresStore {
                     .map_err(pg)?;
                 tx.execute(&s, &[t, p, g]).await.map_err(pg)?;
             }
-            AttemptOutcome::Gone => {
+            Health::Disable(reason) => {
                 let s = tx
                     .prepare_cached(
-                        "UPDATE webhooks SET enabled = FALSE,
-                            disabled_reason = 'receiver answered 410 Gone',
+                        "UPDATE webhooks SET enabled = FALSE, disabled_reason = $5,
                             disabled_at = CASE WHEN enabled THEN $4 ELSE disabled_at END
                          WHERE tenant_id = $1 AND partner_id = $2 AND generation = $3",
                     )
                     .await
                     .map_err(pg)?;
-                tx.execute(&s, &[t, p, g, &r.attempted_at])
+                tx.execute(&s, &[t, p, g, &r.attempted_at, &reason])
                     .await
                     .map_err(pg)?;
             }
-            AttemptOutcome::RetryAt(_) | AttemptOutcome::GiveUp => {
+            Health::Failing => {
                 let s = tx
                     .prepare_cached(
                         "UPDATE webhooks SET failing_since = COALESCE(failing_since, $4),
                             enabled = CASE WHEN COALESCE(failing_since, $4) <= $4 - $5
                                 THEN FALSE ELSE enabled END,
                             disabled_reason = CASE WHEN COALESCE(failing_since, $4) <= $4 - $5
-                                THEN 'failing continuously' ELSE disabled_reason END,
+                                THEN $6 ELSE disabled_reason END,
                             disabled_at = CASE WHEN enabled
                                 AND COALESCE(failing_since, $4) <= $4 - $5
                                 THEN $4 ELSE disabled_at END
@@ -349,12 +349,16 @@ impl PostgresStore {
                     )
                     .await
                     .map_err(pg)?;
-                tx.execute(&s, &[t, p, g, &r.attempted_at, &r.disable_after_ms])
-                    .await
-                    .map_err(pg)?;
+                let reason = FAILING_REASON;
+                tx.execute(
+                    &s,
+                    &[t, p, g, &r.attempted_at, &r.disable_after_ms, &reason],
+                )
+                .await
+                .map_err(pg)?;
             }
         }
-        if !matches!(r.outcome, AttemptOutcome::Delivered) {
+        if effect.park_if_disabled {
             let s = tx.prepare_cached(PARK_IF_DISABLED).await.map_err(pg)?;
             tx.execute(&s, &[t, p]).await.map_err(pg)?;
         }
@@ -380,17 +384,19 @@ impl PostgresStore {
         let key: Vec<&str> = items.iter().map(|i| i.enrollment_key.as_str()).collect();
         let payload: Vec<String> = items.iter().map(|i| i.payload.to_string()).collect();
         let s = tx
-            .prepare_cached(
+            .prepare_cached(concat!(
                 "INSERT INTO notifications (delivery_id, event_id, event_name, event_time,
                     tenant_id, partner_id, enrollment_id, enrollment_key, payload,
                     next_attempt_at, created_at)
                  SELECT x.d, x.e, x.n, x.t, $7, $8, NULL, x.k, x.pl,
-                    CASE WHEN EXISTS (SELECT 1 FROM webhooks w WHERE w.tenant_id = $7 AND w.partner_id = $8 AND w.enabled) THEN $9 ELSE 9223372036854775807 END, $10
+                    CASE WHEN EXISTS (SELECT 1 FROM webhooks w WHERE w.tenant_id = $7 AND w.partner_id = $8 AND w.enabled) THEN $9 ELSE ",
+                parked_sql!(),
+                " END, $10
                  FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[], $5::TEXT[],
                              $6::TEXT[]) WITH ORDINALITY AS x(d, e, n, t, k, pl, o)
                  ORDER BY x.o
                  ON CONFLICT DO NOTHING",
-            )
+            ))
             .await
             .map_err(pg)?;
         let n = tx
@@ -447,17 +453,10 @@ impl PostgresStore {
             )
             .await
             .map_err(pg)?;
-        let mut rows: Vec<(i64, DeliveryInfo)> = rows.iter().map(delivery_row).collect();
-        let next_cursor = if rows.len() > q.limit as usize {
-            rows.truncate(q.limit as usize);
-            rows.last().map(|(id, _)| Cursor(*id))
-        } else {
-            None
-        };
-        Ok(DeliveryPage {
-            deliveries: rows.into_iter().map(|(_, d)| d).collect(),
-            next_cursor,
-        })
+        Ok(delivery_page(
+            rows.iter().map(delivery_row).collect(),
+            q.limit,
+        ))
     }
 
     pub(super) async fn get_delivery_impl(
@@ -513,12 +512,14 @@ impl PostgresStore {
         let tx = c.transaction().await.map_err(pg)?;
         fence(&tx).await?;
         let s = tx
-            .prepare_cached(
+            .prepare_cached(concat!(
                 "UPDATE notifications SET status = 0, cycle_attempts = 0,
-                    next_attempt_at = CASE WHEN EXISTS (SELECT 1 FROM webhooks w WHERE w.tenant_id = $2 AND w.partner_id = $3 AND w.enabled) THEN $4 ELSE 9223372036854775807 END,
+                    next_attempt_at = CASE WHEN EXISTS (SELECT 1 FROM webhooks w WHERE w.tenant_id = $2 AND w.partner_id = $3 AND w.enabled) THEN $4 ELSE ",
+                parked_sql!(),
+                " END,
                     lease_until = NULL
                  WHERE delivery_id = $1 AND tenant_id = $2 AND partner_id = $3",
-            )
+            ))
             .await
             .map_err(pg)?;
         let n = tx
@@ -544,14 +545,16 @@ impl PostgresStore {
         let tx = c.transaction().await.map_err(pg)?;
         fence(&tx).await?;
         let s = tx
-            .prepare_cached(
+            .prepare_cached(concat!(
                 "UPDATE notifications SET status = 0, cycle_attempts = 0,
-                    next_attempt_at = CASE WHEN EXISTS (SELECT 1 FROM webhooks w WHERE w.tenant_id = $1 AND w.partner_id = $2 AND w.enabled) THEN $6 ELSE 9223372036854775807 END,
+                    next_attempt_at = CASE WHEN EXISTS (SELECT 1 FROM webhooks w WHERE w.tenant_id = $1 AND w.partner_id = $2 AND w.enabled) THEN $6 ELSE ",
+                parked_sql!(),
+                " END,
                     lease_until = NULL
                  WHERE tenant_id = $1 AND partner_id = $2 AND event_time >= $3
                    AND ($4::BIGINT IS NULL OR event_time <= $4)
                    AND ($5::TEXT[] IS NULL OR event_name = ANY($5))",
-            )
+            ))
             .await
             .map_err(pg)?;
         let n = tx

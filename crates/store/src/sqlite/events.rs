@@ -3,26 +3,18 @@
 
 use super::{internal, SqliteStore};
 use crate::model::*;
-use crate::{SnapshotBatch, StoreError, StoreResult};
-use domain::detect::{anniversaries, detect_changes, DetectedEvent, Outcome};
+use crate::rules::{payload_json, stored_event};
+use crate::{SnapshotBatch, StoreResult};
+use domain::detect::{apply, month_day, AnniversaryWindow, DetectedEvent, MonthDayFilter, Outcome};
 use domain::instant::{from_unix_nanos, to_unix_nanos};
 use domain::snapshot::{format_date, parse_date, Snapshot};
 use domain::{PartnerId, ProspectId, TenantId};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::borrow::Cow;
-use time::{Date, Duration, OffsetDateTime};
+use time::OffsetDateTime;
 
 const SCAN_JOB: &str = "anniversary_scan";
 const SCAN_CHUNK: usize = 2000;
-
-/// The anniversary window checked at ingestion: due today or within the lead days.
-pub(crate) fn ingest_window(now: OffsetDateTime, lead_days: u32) -> (Date, Date) {
-    let today = now.date();
-    (
-        today - Duration::days(1),
-        today + Duration::days(lead_days as i64),
-    )
-}
 
 pub(super) fn ingest(
     c: &Connection,
@@ -30,7 +22,7 @@ pub(super) fn ingest(
     opts: IngestOptions,
 ) -> StoreResult<IngestCounts> {
     let mut counts = IngestCounts::default();
-    let (after, until) = ingest_window(opts.now, opts.anniversary_lead_days);
+    let window = AnniversaryWindow::at_ingestion(opts.now, opts.anniversary_lead_days);
     let now_s = opts.now.unix_timestamp();
     let mut load = c.prepare_cached(LOAD_STATE).map_err(internal)?;
     let mut insert = c.prepare_cached(INSERT_STATE).map_err(internal)?;
@@ -54,7 +46,7 @@ pub(super) fn ingest(
             if snap.prospect_id != pid {
                 break;
             }
-            match fast.apply(snap, hash, after, until, now_s)? {
+            match fast.apply(snap, hash, window, now_s)? {
                 Some(Outcome::Baseline) => counts.baselines += 1,
                 Some(_) => counts.unchanged += 1,
                 None => break,
@@ -74,20 +66,9 @@ pub(super) fn ingest(
         // feed repeat the prospect as it was: only the time of the observation moves).
         let mut changed_fields = !existed;
         while let Some((snap, hash)) = snaps.next_if(|(s, _)| s.prospect_id == pid) {
-            let det = detect_changes(current.as_deref(), snap);
-            let mut events = det.events;
-            if det.becomes_current {
-                let start_changed =
-                    current.as_deref().map(|c| c.job_start_date) != Some(snap.job_start_date);
-                if start_changed {
-                    events.extend(anniversaries(snap, after, until));
-                }
-            }
-            match (det.outcome, events.is_empty()) {
-                (Outcome::Baseline, _) => counts.baselines += 1,
-                (_, true) => counts.unchanged += 1,
-                (_, false) => counts.changed += 1,
-            }
+            let applied = apply(current.as_deref(), snap, window);
+            counts.tally(applied.tally);
+            let mut events = applied.events;
             counts.events_beyond_retention += opts.drop_beyond_retention(&mut events);
             for ev in &events {
                 if insert_event(c, ev, now_s)? {
@@ -95,7 +76,7 @@ pub(super) fn ingest(
                     counts.notifications_queued += fan_out(c, ev, opts.now)?;
                 }
             }
-            if det.becomes_current {
+            if applied.becomes_current {
                 changed_fields |= !current.as_deref().is_some_and(|c| c.same_content(snap));
                 current = Some(Cow::Borrowed(snap));
                 current_hash = hash;
@@ -159,12 +140,11 @@ impl FastPaths<'_> {
         &mut self,
         snap: &Snapshot,
         hash: i64,
-        after: Date,
-        until: Date,
+        window: AnniversaryWindow,
         now_s: i64,
     ) -> StoreResult<Option<Outcome>> {
         if self.insert_first
-            && anniversaries(snap, after, until).is_empty()
+            && window.due(snap).is_empty()
             && self
                 .insert_new
                 .execute(state_params!(snap, now_s, hash))
@@ -221,10 +201,6 @@ const UPDATE_STATE: &str = "UPDATE prospect_state SET observed_at = ?2, full_nam
 const TOUCH_STATE: &str = "UPDATE prospect_state SET observed_at = ?2, updated_at = ?3,
         content_hash = ?4
      WHERE prospect_id = ?1";
-
-fn month_day(d: Date) -> i64 {
-    d.month() as i64 * 100 + d.day() as i64
-}
 
 fn load_state(c: &Connection, pid: &ProspectId) -> StoreResult<Option<Snapshot>> {
     let mut s = c.prepare_cached(LOAD_STATE).map_err(internal)?;
@@ -352,20 +328,7 @@ pub(super) fn query_events(c: &Connection, q: &EventQuery) -> StoreResult<Vec<St
             .map_err(internal)?;
         for row in rows {
             let (id, event_id, bit, t, data) = row.map_err(internal)?;
-            let event_type = domain::EventType::from_bit(bit)
-                .ok_or_else(|| StoreError::Internal(format!("event type bit {bit}")))?;
-            out.push((
-                id,
-                StoredEvent {
-                    event_id,
-                    event_type,
-                    event_time: OffsetDateTime::from_unix_timestamp(t)
-                        .map_err(|e| StoreError::Internal(format!("event time: {e}")))?,
-                    prospect_id: *pid,
-                    data: serde_json::value::RawValue::from_string(data)
-                        .map_err(|e| StoreError::Internal(format!("event data: {e}")))?,
-                },
-            ));
+            out.push((id, stored_event(event_id, *pid, bit, t, data)?));
         }
     }
     out.sort_by_key(|e| std::cmp::Reverse((e.1.event_time, e.0)));
@@ -377,27 +340,28 @@ pub(super) fn query_events(c: &Connection, q: &EventQuery) -> StoreResult<Vec<St
 /// migration 0007), so the pages of a whole scan read the table once.
 fn scan_candidates(
     c: &Connection,
-    after: Date,
-    until: Date,
+    window: AnniversaryWindow,
     from_pid: &[u8],
 ) -> StoreResult<Vec<Vec<u8>>> {
-    let all = (until - after).whole_days() >= 366;
-    let lo = month_day(after + Duration::days(1));
-    let hi = month_day(until);
-    let wraps = (after + Duration::days(1)).year() != until.year();
-    // 229: a 29 February start has its anniversary on 28 February in non-leap years.
-    let sql = if all {
-        "SELECT prospect_id FROM prospect_state
-         WHERE anniv_md IS NOT NULL AND ?1 = ?1 AND ?2 = ?2 AND prospect_id > ?3
-         ORDER BY prospect_id LIMIT ?4"
-    } else if wraps {
-        "SELECT prospect_id FROM prospect_state
-         WHERE (anniv_md >= ?1 OR anniv_md <= ?2 OR anniv_md = 229) AND prospect_id > ?3
-         ORDER BY prospect_id LIMIT ?4"
-    } else {
-        "SELECT prospect_id FROM prospect_state
-         WHERE (anniv_md BETWEEN ?1 AND ?2 OR anniv_md = 229) AND prospect_id > ?3
-         ORDER BY prospect_id LIMIT ?4"
+    let filter = window.month_days();
+    let (lo, hi) = filter.bounds();
+    // 229 (LEAP_DAY): a 29 February start has its anniversary on 28 February in non-leap years.
+    let sql = match filter {
+        MonthDayFilter::Any => {
+            "SELECT prospect_id FROM prospect_state
+             WHERE anniv_md IS NOT NULL AND ?1 = ?1 AND ?2 = ?2 AND prospect_id > ?3
+             ORDER BY prospect_id LIMIT ?4"
+        }
+        MonthDayFilter::Wrapping { .. } => {
+            "SELECT prospect_id FROM prospect_state
+             WHERE (anniv_md >= ?1 OR anniv_md <= ?2 OR anniv_md = 229) AND prospect_id > ?3
+             ORDER BY prospect_id LIMIT ?4"
+        }
+        MonthDayFilter::Between { .. } => {
+            "SELECT prospect_id FROM prospect_state
+             WHERE (anniv_md BETWEEN ?1 AND ?2 OR anniv_md = 229) AND prospect_id > ?3
+             ORDER BY prospect_id LIMIT ?4"
+        }
     };
     let mut s = c.prepare_cached(sql).map_err(internal)?;
     let rows = s
@@ -411,8 +375,7 @@ fn scan_candidates(
 fn scan_chunk(
     c: &Connection,
     pids: &[Vec<u8>],
-    after: Date,
-    until: Date,
+    window: AnniversaryWindow,
     opts: IngestOptions,
 ) -> StoreResult<(u64, u64)> {
     let now = opts.now;
@@ -424,7 +387,7 @@ fn scan_chunk(
         let Some(state) = load_state(c, &pid)? else {
             continue;
         };
-        let mut due = anniversaries(&state, after, until);
+        let mut due = window.due(&state);
         opts.drop_beyond_retention(&mut due);
         for ev in due {
             if insert_event(c, &ev, now.unix_timestamp())? {
@@ -438,8 +401,6 @@ fn scan_chunk(
 
 impl SqliteStore {
     pub(super) async fn scan(&self, opts: IngestOptions) -> StoreResult<ScanReport> {
-        let today = opts.now.date();
-        let until = today + Duration::days(opts.anniversary_lead_days as i64);
         let stored: Option<String> = self
             .read(|c| {
                 c.query_row(
@@ -451,36 +412,34 @@ impl SqliteStore {
                 .map_err(internal)
             })
             .await?;
-        let after = stored
-            .as_deref()
-            .and_then(parse_date)
-            .unwrap_or(today - Duration::days(1));
+        let last_until = stored.as_deref().and_then(parse_date);
+        let window = AnniversaryWindow::since(last_until, opts.now, opts.anniversary_lead_days);
         let mut report = ScanReport {
-            after: Some(after),
-            until: Some(until),
+            after: Some(window.after),
+            until: Some(window.until),
             ..Default::default()
         };
-        if until <= after {
+        if window.is_empty() {
             return Ok(report);
         }
         let mut from: Vec<u8> = Vec::new();
         loop {
             let start = from.clone();
             let pids = self
-                .read(move |c| scan_candidates(c, after, until, &start))
+                .read(move |c| scan_candidates(c, window, &start))
                 .await?;
             let Some(last) = pids.last().cloned() else {
                 break;
             };
             report.candidates += pids.len() as u64;
             let (e, q) = self
-                .write(move |c| scan_chunk(c, &pids, after, until, opts))
+                .write(move |c| scan_chunk(c, &pids, window, opts))
                 .await?;
             report.events_created += e;
             report.notifications_queued += q;
             from = last;
         }
-        let until_s = format_date(until);
+        let until_s = format_date(window.until);
         self.write(move |c| {
             c.execute(
                 "INSERT INTO job_state (name, value, updated_at) VALUES (?1, ?2, unixepoch())
@@ -553,7 +512,7 @@ pub(super) fn outbox(
                 partner: PartnerId(r.get(4)?),
                 enrollment_id: r.get(5)?,
                 enrollment_key: r.get(6)?,
-                payload: serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null),
+                payload: payload_json(&payload),
                 status: DeliveryStatus::from_code(r.get(8)?),
                 attempts: r.get(9)?,
             })
@@ -565,6 +524,7 @@ pub(super) fn outbox(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use time::Duration;
 
     fn snap(observed_at: &str, title: &str) -> Snapshot {
         Snapshot::from_json_line(&format!(

@@ -2,6 +2,7 @@
 
 use super::{idempotency, internal, webhooks, SqliteStore};
 use crate::model::*;
+use crate::rules::{enrollment_page, prospect_diff, unix_now};
 use crate::{IdemAnswer, IdemBegin, IdemFence, SnapshotBatch, Store, StoreError, StoreResult};
 use async_trait::async_trait;
 use domain::{event_mask, EnrollmentId, EventType, PartnerId, ProspectId, TenantId};
@@ -422,13 +423,6 @@ impl Store for SqliteStore {
     }
 }
 
-pub(crate) fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 fn ensure_partner(
     c: &Connection,
     tenant: &TenantId,
@@ -467,25 +461,24 @@ fn replace_prospects(
     current: &[ProspectId],
     wanted: &[ProspectId],
 ) -> StoreResult<()> {
-    let mut cur: Vec<[u8; 20]> = current.iter().map(|p| p.0).collect();
-    cur.sort_unstable();
-    let mut want: Vec<[u8; 20]> = wanted.iter().map(|p| p.0).collect();
-    want.sort_unstable();
+    let (gone, added) = prospect_diff(current, wanted);
     let mut del = c
         .prepare_cached(
             "DELETE FROM enrollment_prospects WHERE prospect_id = ?1 AND enrollment_ref = ?2",
         )
         .map_err(internal)?;
-    for p in cur.iter().filter(|p| want.binary_search(p).is_err()) {
-        del.execute(params![&p[..], id]).map_err(internal)?;
+    for p in &gone {
+        del.execute(params![&p.as_bytes()[..], id])
+            .map_err(internal)?;
     }
     let mut ins = c
         .prepare_cached(
             "INSERT OR IGNORE INTO enrollment_prospects (prospect_id, enrollment_ref) VALUES (?1, ?2)",
         )
         .map_err(internal)?;
-    for p in want.iter().filter(|p| cur.binary_search(p).is_err()) {
-        ins.execute(params![&p[..], id]).map_err(internal)?;
+    for p in &added {
+        ins.execute(params![&p.as_bytes()[..], id])
+            .map_err(internal)?;
     }
     Ok(())
 }
@@ -564,21 +557,7 @@ fn list_enrollments(
             rows.collect::<Result<_, _>>().map_err(internal)?
         }
     };
-    Ok(paginate(rows, q.limit))
-}
-
-pub(crate) fn paginate(mut rows: Vec<(i64, Enrollment)>, limit: Option<u32>) -> EnrollmentPage {
-    let next_cursor = match limit {
-        Some(l) if rows.len() > l as usize => {
-            rows.truncate(l as usize);
-            rows.last().map(|(id, _)| Cursor(*id))
-        }
-        _ => None,
-    };
-    EnrollmentPage {
-        enrollments: rows.into_iter().map(|(_, e)| e).collect(),
-        next_cursor,
-    }
+    Ok(enrollment_page(rows, q.limit))
 }
 
 pub(super) fn covering(

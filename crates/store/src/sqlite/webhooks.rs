@@ -2,6 +2,7 @@
 
 use super::internal;
 use crate::model::*;
+use crate::rules::{delivery_page, shown_next_attempt, AttemptEffect, Health, FAILING_REASON};
 use crate::{StoreError, StoreResult};
 use domain::{PartnerId, TenantId};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -183,14 +184,7 @@ pub(super) fn record_attempt(c: &Connection, r: &AttemptRecord) -> StoreResult<(
         ])
     })
     .map_err(internal)?;
-    // status: 0 pending, 1 delivered, 2 failed. A 410 leaves the notification pending: it
-    // flows again once the partner re-registers the webhook.
-    let (status, next): (i64, Option<i64>) = match r.outcome {
-        AttemptOutcome::Delivered => (1, None),
-        AttemptOutcome::RetryAt(t) => (0, Some(t)),
-        AttemptOutcome::GiveUp => (2, None),
-        AttemptOutcome::Gone => (0, Some(r.attempted_at)),
-    };
+    let effect = AttemptEffect::of(r.outcome, r.attempted_at);
     // Every attempt counts; only the lease holder moves the notification's state (the right
     // sides all see the row as it was, so each CASE tests the lease before this update).
     c.prepare_cached(
@@ -211,14 +205,14 @@ pub(super) fn record_attempt(c: &Connection, r: &AttemptRecord) -> StoreResult<(
             r.attempted_at,
             r.status_code,
             r.error,
-            status,
-            next
+            effect.status.code(),
+            effect.next_attempt_at
         ])
     })
     .map_err(internal)?;
     let (t, p, g) = (&r.scope.tenant.0, &r.scope.partner.0, r.generation);
-    match r.outcome {
-        AttemptOutcome::Delivered => {
+    match effect.health {
+        Health::Recovered => {
             c.prepare_cached(
                 "UPDATE webhooks SET failing_since = NULL
                  WHERE tenant_id = ?1 AND partner_id = ?2 AND generation = ?3 AND failing_since IS NOT NULL",
@@ -226,30 +220,39 @@ pub(super) fn record_attempt(c: &Connection, r: &AttemptRecord) -> StoreResult<(
             .and_then(|mut s| s.execute(params![t, p, g]))
             .map_err(internal)?;
         }
-        AttemptOutcome::Gone => {
+        Health::Disable(reason) => {
             c.prepare_cached(
-                "UPDATE webhooks SET enabled = 0, disabled_reason = 'receiver answered 410 Gone',
+                "UPDATE webhooks SET enabled = 0, disabled_reason = ?5,
                     disabled_at = CASE WHEN enabled THEN ?4 ELSE disabled_at END
                  WHERE tenant_id = ?1 AND partner_id = ?2 AND generation = ?3",
             )
-            .and_then(|mut s| s.execute(params![t, p, g, r.attempted_at]))
+            .and_then(|mut s| s.execute(params![t, p, g, r.attempted_at, reason]))
             .map_err(internal)?;
         }
-        AttemptOutcome::RetryAt(_) | AttemptOutcome::GiveUp => {
+        Health::Failing => {
             c.prepare_cached(
                 "UPDATE webhooks SET failing_since = COALESCE(failing_since, ?4),
                     enabled = CASE WHEN COALESCE(failing_since, ?4) <= ?4 - ?5 THEN 0 ELSE enabled END,
                     disabled_reason = CASE WHEN COALESCE(failing_since, ?4) <= ?4 - ?5
-                        THEN 'failing continuously' ELSE disabled_reason END,
+                        THEN ?6 ELSE disabled_reason END,
                     disabled_at = CASE WHEN enabled AND COALESCE(failing_since, ?4) <= ?4 - ?5
                         THEN ?4 ELSE disabled_at END
                  WHERE tenant_id = ?1 AND partner_id = ?2 AND generation = ?3",
             )
-            .and_then(|mut s| s.execute(params![t, p, g, r.attempted_at, r.disable_after_ms]))
+            .and_then(|mut s| {
+                s.execute(params![
+                    t,
+                    p,
+                    g,
+                    r.attempted_at,
+                    r.disable_after_ms,
+                    FAILING_REASON
+                ])
+            })
             .map_err(internal)?;
         }
     }
-    if !matches!(r.outcome, AttemptOutcome::Delivered) && !webhook_enabled(c, &r.scope)? {
+    if effect.park_if_disabled && !webhook_enabled(c, &r.scope)? {
         park(c, &r.scope)?;
     }
     Ok(())
@@ -353,10 +356,7 @@ fn delivery_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, DeliveryInfo)> 
             status,
             attempts: r.get(6)?,
             last_attempt_at: r.get(7)?,
-            next_attempt_at: match r.get::<_, Option<i64>>(8)? {
-                Some(t) if status == DeliveryStatus::Pending && t != PARKED => Some(t),
-                _ => None,
-            },
+            next_attempt_at: shown_next_attempt(status, r.get(8)?),
             last_status_code: r.get(9)?,
             last_error: r.get(10)?,
         },
@@ -377,7 +377,7 @@ pub(super) fn list_deliveries(
              ORDER BY id LIMIT ?6"
         ))
         .map_err(internal)?;
-    let mut rows = s
+    let rows = s
         .query_map(
             params![
                 scope.tenant.0,
@@ -392,16 +392,7 @@ pub(super) fn list_deliveries(
         .map_err(internal)?
         .collect::<Result<Vec<_>, _>>()
         .map_err(internal)?;
-    let next_cursor = if rows.len() > q.limit as usize {
-        rows.truncate(q.limit as usize);
-        rows.last().map(|(id, _)| Cursor(*id))
-    } else {
-        None
-    };
-    Ok(DeliveryPage {
-        deliveries: rows.into_iter().map(|(_, d)| d).collect(),
-        next_cursor,
-    })
+    Ok(delivery_page(rows, q.limit))
 }
 
 pub(super) fn get_delivery(
