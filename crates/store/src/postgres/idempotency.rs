@@ -2,174 +2,167 @@
 //! `begin` locks the key's row (`FOR UPDATE`) while it decides, and [`fence`] updates it inside
 //! the request's own write transaction, so a takeover and a fenced write serialize on that row.
 
-use super::{pg, PostgresStore};
+use super::pg;
 use crate::idempotency::{
     current_fence, decide, new_token, IdemAnswer, IdemBegin, IdemFence, IdemRow, IdemStep,
     IDEMPOTENCY_LEASE_MS,
 };
 use crate::model::Scope;
 use crate::{StoreError, StoreResult};
-use deadpool_postgres::Transaction;
+use deadpool_postgres::{Object, Transaction};
 
-impl PostgresStore {
-    pub(super) async fn idempotency_begin_impl(
-        &self,
-        scope: &Scope,
-        key: &str,
-        fingerprint: &[u8],
-        now_ms: i64,
-    ) -> StoreResult<IdemBegin> {
-        let (t, p) = (&scope.tenant.0, &scope.partner.0);
-        let token = new_token();
-        let lease_until = now_ms + IDEMPOTENCY_LEASE_MS;
-        let mut c = self.conn().await?;
-        let tx = c.transaction().await.map_err(pg)?;
-        let s = tx
-            .prepare_cached(
-                "INSERT INTO idempotency_keys
-                    (tenant_id, partner_id, idem_key, fingerprint, token, lease_until, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
-            )
-            .await
-            .map_err(pg)?;
-        let inserted = tx
-            .execute(
-                &s,
-                &[&t, &p, &key, &fingerprint, &token, &lease_until, &now_ms],
-            )
-            .await
-            .map_err(pg)?;
-        if inserted == 0 {
-            let s = tx
-                .prepare_cached(
-                    "SELECT fingerprint, created_at, lease_until, executed, status_code,
-                        answer_detail, response_body
-                     FROM idempotency_keys
-                     WHERE tenant_id = $1 AND partner_id = $2 AND idem_key = $3
-                     FOR UPDATE",
-                )
-                .await
-                .map_err(pg)?;
-            let r = tx.query_one(&s, &[&t, &p, &key]).await.map_err(pg)?;
-            let row = IdemRow {
-                fingerprint: r.get(0),
-                created_at: r.get(1),
-                lease_until: r.get(2),
-                executed: r.get(3),
-                answer: r.get::<_, Option<i32>>(4).map(|status| IdemAnswer {
-                    status: status as u16,
-                    detail: r.get(5),
-                    body: r.get::<_, Option<Vec<u8>>>(6).unwrap_or_default(),
-                }),
-            };
-            match decide(Some(row), fingerprint, now_ms) {
-                IdemStep::Answer(a) => return Ok(a),
-                IdemStep::Reserve => {
-                    let s = tx
-                        .prepare_cached(
-                            "UPDATE idempotency_keys SET fingerprint = $4, token = $5,
-                                lease_until = $6, created_at = $7, executed = FALSE,
-                                status_code = NULL, answer_detail = FALSE, response_body = NULL
-                             WHERE tenant_id = $1 AND partner_id = $2 AND idem_key = $3",
-                        )
-                        .await
-                        .map_err(pg)?;
-                    tx.execute(
-                        &s,
-                        &[&t, &p, &key, &fingerprint, &token, &lease_until, &now_ms],
-                    )
-                    .await
-                    .map_err(pg)?;
-                }
-                IdemStep::TakeOver => {
-                    let s = tx
-                        .prepare_cached(
-                            "UPDATE idempotency_keys SET token = $4, lease_until = $5
-                             WHERE tenant_id = $1 AND partner_id = $2 AND idem_key = $3",
-                        )
-                        .await
-                        .map_err(pg)?;
-                    tx.execute(&s, &[&t, &p, &key, &token, &lease_until])
-                        .await
-                        .map_err(pg)?;
-                }
-            }
-        }
-        tx.commit().await.map_err(pg)?;
-        Ok(IdemBegin::Execute(IdemFence {
-            scope: scope.clone(),
-            key: key.to_string(),
-            token,
-        }))
-    }
-
-    pub(super) async fn idempotency_finish_impl(
-        &self,
-        f: &IdemFence,
-        answer: &IdemAnswer,
-    ) -> StoreResult<bool> {
-        let c = self.conn().await?;
-        let s = c
-            .prepare_cached(
-                "UPDATE idempotency_keys SET status_code = $5, answer_detail = $6,
-                    response_body = $7, lease_until = 0
-                 WHERE tenant_id = $1 AND partner_id = $2 AND idem_key = $3 AND token = $4",
-            )
-            .await
-            .map_err(pg)?;
-        let n = c
-            .execute(
-                &s,
-                &[
-                    &f.scope.tenant.0,
-                    &f.scope.partner.0,
-                    &f.key,
-                    &f.token,
-                    &i32::from(answer.status),
-                    &answer.detail,
-                    &answer.body,
-                ],
-            )
-            .await
-            .map_err(pg)?;
-        Ok(n == 1)
-    }
-
-    pub(super) async fn idempotency_release_impl(&self, f: &IdemFence) -> StoreResult<()> {
-        let c = self.conn().await?;
-        // One statement: forgotten when nothing was written, else settled (lease over).
-        let s = c
-            .prepare_cached(
-                "WITH gone AS (
-                    DELETE FROM idempotency_keys
-                    WHERE tenant_id = $1 AND partner_id = $2 AND idem_key = $3 AND token = $4
-                      AND NOT executed
-                    RETURNING 1)
-                 UPDATE idempotency_keys SET lease_until = 0
-                 WHERE tenant_id = $1 AND partner_id = $2 AND idem_key = $3 AND token = $4
-                   AND executed",
-            )
-            .await
-            .map_err(pg)?;
-        c.execute(
-            &s,
-            &[&f.scope.tenant.0, &f.scope.partner.0, &f.key, &f.token],
+pub(super) async fn begin(
+    c: &mut Object,
+    scope: &Scope,
+    key: &str,
+    fingerprint: &[u8],
+    now_ms: i64,
+) -> StoreResult<IdemBegin> {
+    let (t, p) = (&scope.tenant.0, &scope.partner.0);
+    let token = new_token();
+    let lease_until = now_ms + IDEMPOTENCY_LEASE_MS;
+    let tx = c.transaction().await.map_err(pg)?;
+    let s = tx
+        .prepare_cached(
+            "INSERT INTO idempotency_keys
+                (tenant_id, partner_id, idem_key, fingerprint, token, lease_until, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
         )
         .await
         .map_err(pg)?;
-        Ok(())
-    }
-
-    pub(super) async fn prune_idempotency_impl(&self, before_ms: i64) -> StoreResult<u64> {
-        let c = self.conn().await?;
-        let s = c
-            .prepare_cached("DELETE FROM idempotency_keys WHERE created_at < $1")
+    let inserted = tx
+        .execute(
+            &s,
+            &[&t, &p, &key, &fingerprint, &token, &lease_until, &now_ms],
+        )
+        .await
+        .map_err(pg)?;
+    if inserted == 0 {
+        let s = tx
+            .prepare_cached(
+                "SELECT fingerprint, created_at, lease_until, executed, status_code,
+                    answer_detail, response_body
+                 FROM idempotency_keys
+                 WHERE tenant_id = $1 AND partner_id = $2 AND idem_key = $3
+                 FOR UPDATE",
+            )
             .await
             .map_err(pg)?;
-        c.execute(&s, &[&before_ms]).await.map_err(pg)
+        let r = tx.query_one(&s, &[&t, &p, &key]).await.map_err(pg)?;
+        let row = IdemRow {
+            fingerprint: r.get(0),
+            created_at: r.get(1),
+            lease_until: r.get(2),
+            executed: r.get(3),
+            answer: r.get::<_, Option<i32>>(4).map(|status| IdemAnswer {
+                status: status as u16,
+                detail: r.get(5),
+                body: r.get::<_, Option<Vec<u8>>>(6).unwrap_or_default(),
+            }),
+        };
+        match decide(Some(row), fingerprint, now_ms) {
+            IdemStep::Answer(a) => return Ok(a),
+            IdemStep::Reserve => {
+                let s = tx
+                    .prepare_cached(
+                        "UPDATE idempotency_keys SET fingerprint = $4, token = $5,
+                            lease_until = $6, created_at = $7, executed = FALSE,
+                            status_code = NULL, answer_detail = FALSE, response_body = NULL
+                         WHERE tenant_id = $1 AND partner_id = $2 AND idem_key = $3",
+                    )
+                    .await
+                    .map_err(pg)?;
+                tx.execute(
+                    &s,
+                    &[&t, &p, &key, &fingerprint, &token, &lease_until, &now_ms],
+                )
+                .await
+                .map_err(pg)?;
+            }
+            IdemStep::TakeOver => {
+                let s = tx
+                    .prepare_cached(
+                        "UPDATE idempotency_keys SET token = $4, lease_until = $5
+                         WHERE tenant_id = $1 AND partner_id = $2 AND idem_key = $3",
+                    )
+                    .await
+                    .map_err(pg)?;
+                tx.execute(&s, &[&t, &p, &key, &token, &lease_until])
+                    .await
+                    .map_err(pg)?;
+            }
+        }
     }
+    tx.commit().await.map_err(pg)?;
+    Ok(IdemBegin::Execute(IdemFence {
+        scope: scope.clone(),
+        key: key.to_string(),
+        token,
+    }))
 }
 
+pub(super) async fn finish(
+    c: &mut Object,
+    f: &IdemFence,
+    answer: &IdemAnswer,
+) -> StoreResult<bool> {
+    let s = c
+        .prepare_cached(
+            "UPDATE idempotency_keys SET status_code = $5, answer_detail = $6,
+                response_body = $7, lease_until = 0
+             WHERE tenant_id = $1 AND partner_id = $2 AND idem_key = $3 AND token = $4",
+        )
+        .await
+        .map_err(pg)?;
+    let n = c
+        .execute(
+            &s,
+            &[
+                &f.scope.tenant.0,
+                &f.scope.partner.0,
+                &f.key,
+                &f.token,
+                &i32::from(answer.status),
+                &answer.detail,
+                &answer.body,
+            ],
+        )
+        .await
+        .map_err(pg)?;
+    Ok(n == 1)
+}
+
+pub(super) async fn release(c: &mut Object, f: &IdemFence) -> StoreResult<()> {
+    // One statement: forgotten when nothing was written, else settled (lease over).
+    let s = c
+        .prepare_cached(
+            "WITH gone AS (
+                DELETE FROM idempotency_keys
+                WHERE tenant_id = $1 AND partner_id = $2 AND idem_key = $3 AND token = $4
+                  AND NOT executed
+                RETURNING 1)
+             UPDATE idempotency_keys SET lease_until = 0
+             WHERE tenant_id = $1 AND partner_id = $2 AND idem_key = $3 AND token = $4
+               AND executed",
+        )
+        .await
+        .map_err(pg)?;
+    c.execute(
+        &s,
+        &[&f.scope.tenant.0, &f.scope.partner.0, &f.key, &f.token],
+    )
+    .await
+    .map_err(pg)?;
+    Ok(())
+}
+
+pub(super) async fn prune(c: &mut Object, before_ms: i64) -> StoreResult<u64> {
+    let s = c
+        .prepare_cached("DELETE FROM idempotency_keys WHERE created_at < $1")
+        .await
+        .map_err(pg)?;
+    c.execute(&s, &[&before_ms]).await.map_err(pg)
+}
 /// Inside a request fenced by an idempotency key: marks its reservation executed in the write
 /// transaction `tx` (locking the row until commit), or fails with `Conflict` when the key was
 /// taken over. A rollback undoes the mark with the write. Without a fence: nothing.

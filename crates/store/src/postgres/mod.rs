@@ -15,10 +15,14 @@
 //! once the server is back (closed connections are discarded when recycled).
 
 mod connect;
-mod events;
+mod enrollments;
 mod idempotency;
+mod ingest;
+mod keys;
 mod migrate;
-mod queries;
+mod outbox;
+mod scan;
+mod store;
 mod webhooks;
 
 use crate::StoreError;

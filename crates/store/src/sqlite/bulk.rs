@@ -119,7 +119,7 @@ impl BulkIngest for SqliteBulk {
                     };
                     began = Some(start);
                     let t = Instant::now();
-                    counts += super::events::ingest(c, piece, opts)?;
+                    counts += super::ingest::ingest_snapshots(c, piece, opts)?;
                     pending += n;
                     // Shared: one more piece as long as this one must still end in the budget.
                     let over = shared && start.elapsed() + t.elapsed() >= SHARED_TX_BUDGET;

@@ -20,11 +20,15 @@
 //! Reads use a small pool of connections on the blocking thread pool.
 
 mod bulk;
-mod events;
+mod enrollments;
 mod idempotency;
+mod ingest;
+mod keys;
 mod migrate;
+mod outbox;
 mod presence;
-mod queries;
+mod scan;
+mod store;
 mod webhooks;
 
 use crate::StoreError;
