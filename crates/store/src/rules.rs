@@ -152,18 +152,18 @@ pub(crate) fn stored_event(
         event_id,
         prospect_id,
         event_type: EventType::from_bit(bit)
-            .ok_or_else(|| StoreError::Internal(format!("event type bit {bit}")))?,
+            .ok_or_else(|| StoreError::internal(format!("event type bit {bit}")))?,
         event_time: OffsetDateTime::from_unix_timestamp(event_time)
-            .map_err(|e| StoreError::Internal(format!("event time: {e}")))?,
+            .map_err(|e| StoreError::internal(format!("event time: {e}")))?,
         data: serde_json::value::RawValue::from_string(data)
-            .map_err(|e| StoreError::Internal(format!("event data: {e}")))?,
+            .map_err(|e| StoreError::internal(format!("event data: {e}")))?,
     })
 }
 
 /// A prospect id read back from a BLOB/BYTEA column.
 pub(crate) fn stored_prospect_id(raw: &[u8], table: &str) -> StoreResult<ProspectId> {
     ProspectId::from_bytes(raw)
-        .ok_or_else(|| StoreError::Internal(format!("malformed prospect id in {table}")))
+        .ok_or_else(|| StoreError::internal(format!("malformed prospect id in {table}")))
 }
 
 impl IngestCounts {

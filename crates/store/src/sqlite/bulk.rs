@@ -77,13 +77,13 @@ impl SqliteBulk {
         let conn = self
             .conn
             .take()
-            .ok_or_else(|| StoreError::Internal("bulk ingestion connection lost".into()))?;
+            .ok_or_else(|| StoreError::internal("bulk ingestion connection lost"))?;
         let (conn, out) = tokio::task::spawn_blocking(move || {
             let out = f(&conn);
             (conn, out)
         })
         .await
-        .map_err(|e| StoreError::Internal(format!("bulk ingestion task: {e}")))?;
+        .map_err(|e| StoreError::internal(format!("bulk ingestion task: {e}")))?;
         self.conn = Some(conn);
         out
     }

@@ -102,7 +102,7 @@ impl Store for SqliteStore {
             bulk::SqliteBulk::open(&path, commit_every, presence)
         })
         .await
-        .map_err(|e| StoreError::Internal(format!("open task: {e}")))??;
+        .map_err(|e| StoreError::internal(format!("open task: {e}")))??;
         Ok(Some(Box::new(bulk)))
     }
 
