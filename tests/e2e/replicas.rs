@@ -369,6 +369,7 @@ impl Cluster {
             text.lines()
                 .find_map(|l| l.strip_prefix(&format!("export {name}=")))
                 .unwrap_or_else(|| panic!("{name} not in the script's output: {text}"))
+                .trim_matches('\'')
                 .to_string()
         };
         Cluster {
