@@ -16,6 +16,29 @@ macro_rules! parked_sql {
 }
 pub(crate) use parked_sql;
 
+/// The `job_state` row where the anniversary scanner remembers how far it got (the stored
+/// value is the `until` date of its last pass).
+pub(crate) const SCAN_JOB: &str = "anniversary_scan";
+/// Candidates the scanner settles per page (and per transaction).
+pub(crate) const SCAN_PAGE: usize = 2000;
+
+/// The scanner's window, from the stored `until` of its last pass (`YYYY-MM-DD`, if any), and
+/// the report it starts; `None` when there is nothing to scan (the report is then final).
+pub(crate) fn scan_start(
+    last_until: Option<&str>,
+    opts: &IngestOptions,
+) -> (Option<domain::detect::AnniversaryWindow>, ScanReport) {
+    let last = last_until.and_then(domain::snapshot::parse_date);
+    let window =
+        domain::detect::AnniversaryWindow::since(last, opts.now, opts.anniversary_lead_days);
+    let report = ScanReport {
+        after: Some(window.after),
+        until: Some(window.until),
+        ..Default::default()
+    };
+    ((!window.is_empty()).then_some(window), report)
+}
+
 /// Whole seconds since the Unix epoch, for the `created_at`/`updated_at` bookkeeping columns.
 pub(crate) fn unix_now() -> i64 {
     std::time::SystemTime::now()
@@ -185,6 +208,28 @@ mod tests {
     #[test]
     fn parked_sql_is_parked() {
         assert_eq!(parked_sql!().parse::<i64>(), Ok(PARKED));
+    }
+
+    #[test]
+    fn scans_start_where_the_last_one_stopped() {
+        let opts = IngestOptions {
+            now: time::macros::datetime!(2025-03-10 12:00 UTC),
+            anniversary_lead_days: 7,
+            event_retention: None,
+        };
+        let (w, r) = scan_start(None, &opts);
+        let w = w.expect("a first scan has a window");
+        assert_eq!((r.after, r.until), (Some(w.after), Some(w.until)));
+        assert_eq!(w.after, time::macros::date!(2025 - 03 - 09));
+        let (w, r) = scan_start(Some("2025-01-01"), &opts);
+        assert_eq!(
+            w.map(|w| w.after),
+            Some(time::macros::date!(2025 - 01 - 01))
+        );
+        assert_eq!(r.candidates, 0);
+        let (w, r) = scan_start(Some("2025-03-17"), &opts);
+        assert!(w.is_none(), "already scanned up to today + lead days");
+        assert_eq!(r.until, Some(time::macros::date!(2025 - 03 - 17)));
     }
 
     #[test]

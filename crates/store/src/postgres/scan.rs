@@ -5,14 +5,11 @@
 use super::ingest::{state_row, store_events, STATE_COLS, TX_ATTEMPTS};
 use super::{is_retryable, pg, PostgresStore};
 use crate::model::*;
+use crate::rules::{scan_start, SCAN_JOB, SCAN_PAGE};
 use crate::StoreResult;
 use deadpool_postgres::Object;
 use domain::detect::{AnniversaryWindow, MonthDayFilter};
-use domain::snapshot::{format_date, parse_date};
-
-const SCAN_JOB: &str = "anniversary_scan";
-
-const SCAN_CHUNK: i64 = 2000;
+use domain::snapshot::format_date;
 
 /// Runs the scan while holding the scanner's session advisory lock; another replica's scan
 /// in progress means there is nothing to do here (an empty report).
@@ -76,16 +73,10 @@ async fn scan_locked(c: &mut Object, opts: IngestOptions) -> StoreResult<ScanRep
         .await
         .map_err(pg)?
         .map(|r| r.get(0));
-    let last_until = stored.as_deref().and_then(parse_date);
-    let window = AnniversaryWindow::since(last_until, opts.now, opts.anniversary_lead_days);
-    let mut report = ScanReport {
-        after: Some(window.after),
-        until: Some(window.until),
-        ..Default::default()
-    };
-    if window.is_empty() {
+    let (window, mut report) = scan_start(stored.as_deref(), &opts);
+    let Some(window) = window else {
         return Ok(report);
-    }
+    };
     let month_days = window.month_days();
     let (lo, hi) = month_days.bounds();
     // 229 (LEAP_DAY): a 29 February start has its anniversary on 28 February in non-leap years.
@@ -142,7 +133,7 @@ async fn scan_chunk(
     let tx = c.transaction().await.map_err(pg)?;
     let s = tx.prepare_cached(sql).await.map_err(pg)?;
     let rows = tx
-        .query(&s, &[&lo, &hi, &from, &SCAN_CHUNK])
+        .query(&s, &[&lo, &hi, &from, &(SCAN_PAGE as i64)])
         .await
         .map_err(pg)?;
     let Some(last) = rows.last().map(|r| r.get::<_, Vec<u8>>(0)) else {

@@ -5,15 +5,12 @@
 use super::ingest::{insert_event, load_state};
 use super::{internal, outbox, SqliteStore};
 use crate::model::*;
+use crate::rules::{scan_start, SCAN_JOB, SCAN_PAGE};
 use crate::StoreResult;
 use domain::detect::{AnniversaryWindow, MonthDayFilter};
-use domain::snapshot::{format_date, parse_date};
+use domain::snapshot::format_date;
 use domain::ProspectId;
 use rusqlite::{params, Connection, OptionalExtension};
-
-const SCAN_JOB: &str = "anniversary_scan";
-
-const SCAN_CHUNK: usize = 2000;
 
 pub(super) async fn scan_anniversaries(
     store: &SqliteStore,
@@ -30,16 +27,10 @@ pub(super) async fn scan_anniversaries(
             .map_err(internal)
         })
         .await?;
-    let last_until = stored.as_deref().and_then(parse_date);
-    let window = AnniversaryWindow::since(last_until, opts.now, opts.anniversary_lead_days);
-    let mut report = ScanReport {
-        after: Some(window.after),
-        until: Some(window.until),
-        ..Default::default()
-    };
-    if window.is_empty() {
+    let (window, mut report) = scan_start(stored.as_deref(), &opts);
+    let Some(window) = window else {
         return Ok(report);
-    }
+    };
     let mut from: Vec<u8> = Vec::new();
     loop {
         let start = from.clone();
@@ -101,7 +92,7 @@ fn scan_candidates(
     };
     let mut s = c.prepare_cached(sql).map_err(internal)?;
     let rows = s
-        .query_map(params![lo, hi, from_pid, SCAN_CHUNK as i64], |r| {
+        .query_map(params![lo, hi, from_pid, SCAN_PAGE as i64], |r| {
             r.get::<_, Vec<u8>>(0)
         })
         .map_err(internal)?;
