@@ -39,8 +39,8 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound => ApiError::NotFound("Not found"),
             StoreError::Conflict(_) => ApiError::Conflict("Conflict"),
-            StoreError::Unavailable(m) => ApiError::Unavailable(m),
-            StoreError::Internal(m) => ApiError::Internal(m),
+            StoreError::Unavailable(f) => ApiError::Unavailable(f.to_string()),
+            StoreError::Internal(f) => ApiError::Internal(f.to_string()),
         }
     }
 }

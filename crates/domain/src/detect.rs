@@ -39,7 +39,7 @@ use crate::ids::{EventType, ProspectId};
 use crate::snapshot::{format_date, format_timestamp, normalize, Snapshot};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
-use time::{Date, Month, OffsetDateTime};
+use time::{Date, Duration, Month, OffsetDateTime};
 
 /// An event produced by detection, ready to be stored.
 #[derive(Clone, Debug, PartialEq)]
@@ -266,4 +266,144 @@ pub fn event_id(prospect: &ProspectId, event_type: EventType, facts: &[&str]) ->
         h.update(part.as_bytes());
     }
     hex::encode(&h.finalize()[..16])
+}
+
+/// The anniversaries a pass may fire: those dated in `(after, until]`.
+///
+/// Ingestion checks [`AnniversaryWindow::at_ingestion`] (due today or within the lead days);
+/// the scanner checks [`AnniversaryWindow::since`] (from where its last pass stopped), so each
+/// anniversary fires once however long the service was down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AnniversaryWindow {
+    /// Exclusive.
+    pub after: Date,
+    /// Inclusive.
+    pub until: Date,
+}
+
+impl AnniversaryWindow {
+    /// The window checked when a snapshot changes a prospect's start date: due today (UTC) or
+    /// within `lead_days`.
+    pub fn at_ingestion(now: OffsetDateTime, lead_days: u32) -> Self {
+        let today = now.date();
+        AnniversaryWindow {
+            after: today - Duration::days(1),
+            until: today + Duration::days(i64::from(lead_days)),
+        }
+    }
+
+    /// The scanner's window: from the `until` of its last pass (or, on the first pass, from
+    /// today) to today plus `lead_days`. Empty when the last pass already went that far.
+    pub fn since(last_until: Option<Date>, now: OffsetDateTime, lead_days: u32) -> Self {
+        let AnniversaryWindow { after, until } = Self::at_ingestion(now, lead_days);
+        AnniversaryWindow {
+            after: last_until.unwrap_or(after),
+            until,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.until <= self.after
+    }
+
+    /// The anniversaries of `state`'s current job in this window (see [`anniversaries`]).
+    pub fn due(&self, state: &Snapshot) -> Vec<DetectedEvent> {
+        anniversaries(state, self.after, self.until)
+    }
+
+    /// Which job-start month-days can have an anniversary in this window: the filter each
+    /// backend turns into its own SQL over the stored [`month_day`] of the start date.
+    pub fn month_days(&self) -> MonthDayFilter {
+        if (self.until - self.after).whole_days() >= 366 {
+            return MonthDayFilter::Any;
+        }
+        let first = self.after + Duration::days(1);
+        let (from, to) = (month_day(first), month_day(self.until));
+        if first.year() != self.until.year() {
+            MonthDayFilter::Wrapping { from, to }
+        } else {
+            MonthDayFilter::Between { from, to }
+        }
+    }
+}
+
+/// The month-day (`month * 100 + day`, e.g. 229 for 29 February) stored beside a job start
+/// date so that anniversary scans filter without parsing dates.
+pub fn month_day(d: Date) -> i32 {
+    d.month() as i32 * 100 + d.day() as i32
+}
+
+/// [`month_day`] of 29 February: such a start has its anniversary on 28 February in non-leap
+/// years, so every bounded filter also accepts it (the candidates are then checked exactly).
+pub const LEAP_DAY: i32 = 229;
+
+/// The job-start month-days a scan must consider (a superset: candidates are checked exactly
+/// with [`AnniversaryWindow::due`]). Bounded variants also accept [`LEAP_DAY`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MonthDayFilter {
+    /// A year or more: every prospect with a start date.
+    Any,
+    /// `from <= md <= to`, within one calendar year.
+    Between { from: i32, to: i32 },
+    /// Across New Year: `md >= from` or `md <= to`.
+    Wrapping { from: i32, to: i32 },
+}
+
+impl MonthDayFilter {
+    /// The two bounds as query parameters (unused by `Any`, whose SQL still binds them).
+    pub fn bounds(&self) -> (i32, i32) {
+        match *self {
+            MonthDayFilter::Any => (0, 0),
+            MonthDayFilter::Between { from, to } | MonthDayFilter::Wrapping { from, to } => {
+                (from, to)
+            }
+        }
+    }
+}
+
+/// How a snapshot is counted in an ingestion report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tally {
+    /// The prospect's first snapshot.
+    Baseline,
+    /// Older, identical, or newer without any event.
+    Unchanged,
+    /// Became current with at least one event.
+    Changed,
+}
+
+/// Everything one snapshot does to a prospect (the per-snapshot ingestion decision, the same
+/// for every backend): result of [`apply`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Applied {
+    pub outcome: Outcome,
+    /// Whether the snapshot replaces the stored state.
+    pub becomes_current: bool,
+    /// Change events, then the anniversaries due in the window when the start date changed.
+    pub events: Vec<DetectedEvent>,
+    pub tally: Tally,
+}
+
+/// Applies a snapshot to the prospect's `current` state: change detection, then (when the
+/// snapshot becomes current with a new job start date) the anniversaries due in `window`.
+pub fn apply(current: Option<&Snapshot>, snap: &Snapshot, window: AnniversaryWindow) -> Applied {
+    let Detection {
+        outcome,
+        becomes_current,
+        mut events,
+    } = detect_changes(current, snap);
+    if becomes_current && current.map(|c| c.job_start_date) != Some(snap.job_start_date) {
+        events.extend(window.due(snap));
+    }
+    let tally = match (outcome, events.is_empty()) {
+        (Outcome::Baseline, _) => Tally::Baseline,
+        (_, true) => Tally::Unchanged,
+        (_, false) => Tally::Changed,
+    };
+    Applied {
+        outcome,
+        becomes_current,
+        events,
+        tally,
+    }
 }

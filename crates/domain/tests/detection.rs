@@ -847,3 +847,94 @@ fn event_id_is_unambiguous() {
     assert_eq!(a, event_id(&p, EventType::ChangedRole, &["ab", "c"]));
     assert_eq!(a.len(), 32);
 }
+
+// ---------------------------------------------------------------- windows and apply
+
+mod windows {
+    use super::*;
+    use prospect_events_domain::detect::{
+        apply, month_day, AnniversaryWindow, MonthDayFilter, Tally,
+    };
+
+    #[test]
+    fn ingestion_and_scan_windows() {
+        let now = datetime!(2025-03-10 15:00 UTC);
+        let w = AnniversaryWindow::at_ingestion(now, 7);
+        assert_eq!(
+            (w.after, w.until),
+            (date!(2025 - 03 - 09), date!(2025 - 03 - 17))
+        );
+        assert_eq!(AnniversaryWindow::since(None, now, 7), w);
+        let s = AnniversaryWindow::since(Some(date!(2024 - 12 - 30)), now, 7);
+        assert_eq!(
+            (s.after, s.until),
+            (date!(2024 - 12 - 30), date!(2025 - 03 - 17))
+        );
+        assert!(AnniversaryWindow::since(Some(date!(2025 - 03 - 17)), now, 7).is_empty());
+    }
+
+    #[test]
+    fn month_day_filters() {
+        let w = |a, u| AnniversaryWindow { after: a, until: u }.month_days();
+        assert_eq!(month_day(date!(2024 - 02 - 29)), 229);
+        assert_eq!(
+            w(date!(2025 - 03 - 09), date!(2025 - 03 - 17)),
+            MonthDayFilter::Between { from: 310, to: 317 }
+        );
+        assert_eq!(
+            w(date!(2024 - 12 - 30), date!(2025 - 01 - 05)),
+            MonthDayFilter::Wrapping {
+                from: 1231,
+                to: 105
+            }
+        );
+        // `after` is exclusive: a window ending a year's last day does not wrap.
+        assert_eq!(
+            w(date!(2024 - 12 - 30), date!(2024 - 12 - 31)),
+            MonthDayFilter::Between {
+                from: 1231,
+                to: 1231
+            }
+        );
+        assert_eq!(
+            w(date!(2020 - 01 - 01), date!(2025 - 01 - 05)),
+            MonthDayFilter::Any
+        );
+    }
+
+    #[test]
+    fn apply_adds_anniversaries_only_when_the_start_date_changes() {
+        let now = datetime!(2025-03-10 00:00 UTC);
+        let w = AnniversaryWindow::at_ingestion(now, 7);
+        let first = snap(
+            json!({"observed_at": "2025-03-01T00:00:00Z", "job_title": "A",
+            "job_start_date": "2020-03-12"}),
+        );
+        let a = apply(None, &first, w);
+        assert_eq!((a.outcome, a.tally), (Outcome::Baseline, Tally::Baseline));
+        assert_eq!(types(&a.events), vec![EventType::JobStartAnniversary]);
+        // Same start date, newer observation: no anniversary again, nothing to count.
+        let later = snap(
+            json!({"observed_at": "2025-03-02T00:00:00Z", "job_title": "A",
+            "job_start_date": "2020-03-12"}),
+        );
+        let b = apply(Some(&first), &later, w);
+        assert_eq!((b.outcome, b.tally), (Outcome::Changed, Tally::Unchanged));
+        assert!(b.becomes_current && b.events.is_empty());
+        let older = apply(Some(&later), &first, w);
+        assert_eq!(
+            (older.outcome, older.tally),
+            (Outcome::Older, Tally::Unchanged)
+        );
+        let moved = snap(
+            json!({"observed_at": "2025-03-03T00:00:00Z", "job_title": "B",
+            "job_start_date": "2021-03-15"}),
+        );
+        let c = apply(Some(&later), &moved, w);
+        assert_eq!(c.tally, Tally::Changed);
+        assert_eq!(
+            types(&c.events),
+            vec![EventType::ChangedRole, EventType::JobStartAnniversary]
+        );
+    }
+}

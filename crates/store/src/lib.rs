@@ -7,6 +7,7 @@ mod batch;
 pub mod idempotency;
 mod model;
 pub mod postgres;
+mod rules;
 pub mod sqlite;
 
 pub use batch::SnapshotBatch;
@@ -19,6 +20,9 @@ use std::sync::Arc;
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// What went wrong, by kind: the variant says what a caller may do (answer 404 or 409, retry
+/// later, or report a bug); a [`Failure`] keeps the message for logs and the driver error it
+/// came from (the error's `source`).
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The object does not exist in the caller's scope (or at all).
@@ -27,19 +31,94 @@ pub enum StoreError {
     /// A uniqueness or state conflict.
     #[error("conflict: {0}")]
     Conflict(String),
-    /// The database cannot be reached or is overloaded; the request may be retried.
+    /// The database cannot be reached or is overloaded; the request may be retried (and when
+    /// [`Failure::retries_transaction`], re-running the whole transaction at once may succeed).
     #[error("database unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] Failure),
     /// Anything else. The text is for logs, never for response bodies.
     #[error("database error: {0}")]
-    Internal(String),
+    Internal(#[source] Failure),
+}
+
+impl StoreError {
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        StoreError::Unavailable(Failure::new(message))
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        StoreError::Internal(Failure::new(message))
+    }
+
+    /// Whether re-running the failed transaction right away may succeed (a serialization
+    /// failure or a deadlock, as the database reported it by code).
+    pub fn retries_transaction(&self) -> bool {
+        matches!(self, StoreError::Unavailable(f) if f.retries_transaction())
+    }
+}
+
+/// The cause of an `Unavailable` or `Internal` store error.
+#[derive(Debug)]
+pub struct Failure {
+    message: String,
+    retry_transaction: bool,
+    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+impl Failure {
+    pub fn new(message: impl Into<String>) -> Self {
+        Failure {
+            message: message.into(),
+            retry_transaction: false,
+            source: None,
+        }
+    }
+
+    /// A failure whose cause is `source` (kept for the error chain; `message` is what logs
+    /// show first).
+    pub fn caused_by(
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Failure {
+            source: Some(Box::new(source)),
+            ..Failure::new(message)
+        }
+    }
+
+    /// Marks the failure as one after which the whole transaction may simply run again.
+    pub fn retry_transaction(mut self) -> Self {
+        self.retry_transaction = true;
+        self
+    }
+
+    pub fn retries_transaction(&self) -> bool {
+        self.retry_transaction
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Failure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
 }
 
 /// A time outside the supported range reaching the store is a bug upstream (parsers refuse
 /// such values): the write fails before anything is stored, never with a wrapped value.
 impl From<domain::instant::OutOfRange> for StoreError {
     fn from(e: domain::instant::OutOfRange) -> Self {
-        StoreError::Internal(format!("refusing to store a time: {e}"))
+        StoreError::internal(format!("refusing to store a time: {e}"))
     }
 }
 
@@ -225,7 +304,7 @@ pub async fn open(url: &str) -> StoreResult<DynStore> {
             postgres::PostgresStore::open(url, postgres::PostgresOptions::default()).await?;
         Ok(Arc::new(store))
     } else {
-        Err(StoreError::Internal(format!(
+        Err(StoreError::internal(format!(
             "unsupported database URL scheme (expected sqlite:// or postgres://): {}",
             redact_url(url)
         )))

@@ -53,7 +53,7 @@ impl FromStr for SslMode {
             "verify-full" => SslMode::VerifyFull,
             // `allow` means "plain first": we never downgrade on purpose, so it is refused.
             other => {
-                return Err(StoreError::Internal(format!(
+                return Err(StoreError::internal(format!(
                     "unsupported sslmode in the database URL: {other} \
                      (disable, prefer, require, verify-ca or verify-full)"
                 )))
@@ -116,8 +116,8 @@ impl ConnectParams {
                 key: tls::load_private_key(key).map_err(setup_error)?,
             }),
             _ => {
-                return Err(StoreError::Internal(
-                    "sslcert and sslkey go together in the database URL".into(),
+                return Err(StoreError::internal(
+                    "sslcert and sslkey go together in the database URL",
                 ))
             }
         };
@@ -136,13 +136,13 @@ impl ConnectParams {
 }
 
 fn setup_error(e: tls::TlsSetupError) -> StoreError {
-    StoreError::Internal(format!("PostgreSQL TLS: {e}"))
+    StoreError::internal(format!("PostgreSQL TLS: {e}"))
 }
 
 /// libpq: integer seconds; zero or less waits forever; 1 counts as 2.
 fn parse_connect_timeout(value: &str) -> Result<Duration, StoreError> {
     let secs: i64 = value.trim().parse().map_err(|_| {
-        StoreError::Internal(format!(
+        StoreError::internal(format!(
             "invalid connect_timeout in the database URL: {value}"
         ))
     })?;
@@ -213,7 +213,7 @@ impl Connector {
             .into_iter()
             .map(|(label, url)| {
                 let mut config: Config = url.parse().map_err(|e| {
-                    StoreError::Internal(format!(
+                    StoreError::internal(format!(
                         "invalid PostgreSQL URL {}: {e}",
                         crate::redact_url(&url)
                     ))
@@ -346,7 +346,7 @@ impl Failures {
             .iter()
             .map(|(label, why)| format!("{label}: {}", why.describe(label)))
             .collect();
-        StoreError::Unavailable(format!(
+        StoreError::unavailable(format!(
             "cannot connect to PostgreSQL ({})",
             causes.join("; ")
         ))

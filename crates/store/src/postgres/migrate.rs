@@ -65,7 +65,7 @@ pub(super) async fn run(conn: &mut Object) -> Result<(), StoreError> {
         .get(0);
     let newest = MIGRATIONS.last().map(|m| m.0).unwrap_or(0);
     if current > newest {
-        return Err(StoreError::Internal(format!(
+        return Err(StoreError::internal(format!(
             "database schema version {current} is newer than this binary ({newest})"
         )));
     }

@@ -15,13 +15,17 @@
 //! once the server is back (closed connections are discarded when recycled).
 
 mod connect;
-mod events;
+mod enrollments;
 mod idempotency;
+mod ingest;
+mod keys;
 mod migrate;
-mod queries;
+mod outbox;
+mod scan;
+mod store;
 mod webhooks;
 
-use crate::StoreError;
+use crate::{Failure, StoreError};
 pub use connect::{ConnectParams, SslMode, DEFAULT_CONNECT_TIMEOUT};
 
 use connect::Connector;
@@ -29,6 +33,7 @@ use deadpool_postgres::{
     Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime,
 };
 use std::time::Duration;
+use tokio_postgres::error::SqlState;
 
 /// Tuning knobs of the PostgreSQL backend.
 #[derive(Clone, Debug)]
@@ -88,7 +93,7 @@ impl PostgresStore {
             .recycle_timeout(Some(opts.acquire_timeout))
             .runtime(Runtime::Tokio1)
             .build()
-            .map_err(|e| StoreError::Internal(format!("building the pool: {e}")))?;
+            .map_err(|e| StoreError::internal(format!("building the pool: {e}")))?;
         let mut conn = get(&pool).await?;
         migrate::run(&mut conn).await?;
         let scan_lock_key: i64 = conn
@@ -114,12 +119,12 @@ impl PostgresStore {
 
 async fn get(pool: &Pool) -> Result<Object, StoreError> {
     pool.get().await.map_err(|e| match e {
-        PoolError::Timeout(t) => StoreError::Unavailable(format!(
+        PoolError::Timeout(t) => StoreError::unavailable(format!(
             "no PostgreSQL connection within the timeout ({t:?})"
         )),
         PoolError::Backend(e) => pg(e),
-        PoolError::Closed => StoreError::Unavailable("the connection pool is closed".into()),
-        other => StoreError::Internal(format!("connection pool: {other}")),
+        PoolError::Closed => StoreError::unavailable("the connection pool is closed"),
+        other => StoreError::internal(format!("connection pool: {other}")),
     })
 }
 
@@ -152,7 +157,7 @@ fn take_params(
         match k {
             "pool_size" => {
                 opts.max_connections = v.parse().map_err(|_| {
-                    StoreError::Internal(format!("invalid pool_size in the database URL: {v}"))
+                    StoreError::internal(format!("invalid pool_size in the database URL: {v}"))
                 })?
             }
             _ if params.take(k, v)? => {}
@@ -194,7 +199,7 @@ fn check_schema_name(schema: &str) -> Result<(), StoreError> {
     if ok {
         Ok(())
     } else {
-        Err(StoreError::Internal(format!(
+        Err(StoreError::internal(format!(
             "invalid schema name: {schema}"
         )))
     }
@@ -213,45 +218,54 @@ async fn admin_exec(base_url: &str, sql: &str) -> Result<(), StoreError> {
     res
 }
 
-/// SQLSTATE codes after which retrying the whole transaction is safe and may succeed.
+/// Whether retrying the whole transaction is safe and may succeed: the database reported a
+/// serialization failure or a deadlock (decided by SQLSTATE in [`pg`], never by message text).
 pub(crate) fn is_retryable(e: &StoreError) -> bool {
-    matches!(e, StoreError::Unavailable(m) if m.contains("[40001]") || m.contains("[40P01]"))
+    e.retries_transaction()
 }
 
-/// Maps a driver error to the store's error kinds: connection trouble, overload, shutdown,
-/// deadlocks and serialization failures are `Unavailable` (retryable, a prompt 503); the rest is
-/// `Internal`. Unique violations are mapped to `Conflict` by the callers that expect them.
+/// Maps a driver error to the store's error kinds, keeping it as the source: connection
+/// trouble, overload, shutdown, deadlocks and serialization failures are `Unavailable` (a prompt
+/// 503; the last two also retry the transaction); the rest is `Internal`. Unique violations are
+/// mapped to `Conflict` by the callers that expect them.
 pub(crate) fn pg(e: tokio_postgres::Error) -> StoreError {
     if let Some(db) = e.as_db_error() {
-        let code = db.code().code();
-        let msg = format!("[{code}] {}", db.message());
-        let transient = code.starts_with("08") // connection exception
-            || code.starts_with("53") // insufficient resources (too many connections, …)
-            || code.starts_with("57P") // admin/crash shutdown, cannot connect now
-            || code == "57014" // query canceled (statement timeout)
-            || code == "40001" // serialization failure
-            || code == "40P01" // deadlock detected
-            || code == "55P03"; // lock not available
-        return if transient {
-            StoreError::Unavailable(msg)
+        let code = db.code();
+        let msg = format!("[{}] {}", code.code(), db.message());
+        let retry_transaction = *code == SqlState::T_R_SERIALIZATION_FAILURE
+            || *code == SqlState::T_R_DEADLOCK_DETECTED;
+        let class = &code.code()[..2];
+        let transient = retry_transaction
+            || class == "08" // connection exception
+            || class == "53" // insufficient resources (too many connections, …)
+            || code.code().starts_with("57P") // admin/crash shutdown, cannot connect now
+            || *code == SqlState::QUERY_CANCELED // statement timeout
+            || *code == SqlState::LOCK_NOT_AVAILABLE;
+        let failure = Failure::caused_by(msg, e);
+        return if retry_transaction {
+            StoreError::Unavailable(failure.retry_transaction())
+        } else if transient {
+            StoreError::Unavailable(failure)
         } else {
-            StoreError::Internal(msg)
+            StoreError::Internal(failure)
         };
     }
     let text = e.to_string();
-    if e.is_closed()
+    let unavailable = e.is_closed()
         || text.starts_with("error communicating")
         || text.starts_with("error connecting")
         || text.starts_with("timeout")
         || text.starts_with("connection closed")
-        || text.starts_with("unexpected message")
-    {
-        let detail = std::error::Error::source(&e)
-            .map(|s| format!("{text}: {s}"))
-            .unwrap_or(text);
-        StoreError::Unavailable(detail)
+        || text.starts_with("unexpected message");
+    let detail = match std::error::Error::source(&e) {
+        Some(s) if unavailable => format!("{text}: {s}"),
+        _ => text,
+    };
+    let failure = Failure::caused_by(detail, e);
+    if unavailable {
+        StoreError::Unavailable(failure)
     } else {
-        StoreError::Internal(text)
+        StoreError::Internal(failure)
     }
 }
 
@@ -263,6 +277,19 @@ pub(crate) fn is_unique_violation(e: &tokio_postgres::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Retries follow the SQLSTATE recorded when the driver error was mapped, not the text: a
+    /// message that merely mentions a serialization failure's code is not retried.
+    #[test]
+    fn transaction_retries_follow_the_code_not_the_text() {
+        let lookalike = StoreError::unavailable("[40001] could not serialize access");
+        assert!(!is_retryable(&lookalike));
+        let marked = StoreError::Unavailable(Failure::new("x").retry_transaction());
+        assert!(is_retryable(&marked));
+        assert!(!is_retryable(&StoreError::Internal(
+            Failure::new("x").retry_transaction()
+        )));
+    }
 
     #[test]
     fn pool_params_are_taken_from_the_url() {

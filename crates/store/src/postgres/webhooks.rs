@@ -1,21 +1,26 @@
-//! Webhooks, the delivery claim/record cycle, simulations and the delivery log for PostgreSQL
-//! (the same semantics as the SQLite backend's webhooks.rs). Claims take rows with
-//! `FOR UPDATE SKIP LOCKED` and lease them, so any number of replicas' workers share the outbox
-//! without handing one notification to two of them (unless a lease expired).
+//! Webhook registrations for PostgreSQL; registering one moves its parked notifications back to
+//! due, deleting one parks them.
 
 use super::idempotency::fence;
-use super::{pg, PostgresStore};
+use super::pg;
 use crate::model::*;
+use crate::rules::parked_sql;
+use crate::{StoreError, StoreResult};
+use deadpool_postgres::Object;
+use tokio_postgres::Row;
 
 /// Parks the scope's unleased pending notifications when it has no enabled webhook.
-const PARK_IF_DISABLED: &str = "UPDATE notifications n SET next_attempt_at = 9223372036854775807
+pub(super) const PARK_IF_DISABLED: &str = concat!(
+    "UPDATE notifications n SET next_attempt_at = ",
+    parked_sql!(),
+    "
      WHERE n.tenant_id = $1 AND n.partner_id = $2 AND n.status = 0 AND n.lease_until IS NULL
-       AND n.next_attempt_at <> 9223372036854775807
+       AND n.next_attempt_at <> ",
+    parked_sql!(),
+    "
        AND NOT EXISTS (SELECT 1 FROM webhooks w
-                       WHERE w.tenant_id = n.tenant_id AND w.partner_id = n.partner_id AND w.enabled)";
-use crate::{StoreError, StoreResult};
-use domain::{PartnerId, TenantId};
-use tokio_postgres::Row;
+                       WHERE w.tenant_id = n.tenant_id AND w.partner_id = n.partner_id AND w.enabled)"
+);
 
 const WEBHOOK_COLS: &str = "webhook_url, secret, generation, enabled, disabled_reason, created_at,
     last_modified_time, disabled_at";
@@ -33,591 +38,122 @@ fn webhook_row(r: &Row) -> Webhook {
     }
 }
 
-const DELIVERY_COLS: &str = "id, delivery_id, event_id, event_name, enrollment_id, status,
-    attempts, last_attempt_at, next_attempt_at, last_status_code, last_error";
-
-fn delivery_row(r: &Row) -> (i64, DeliveryInfo) {
-    let status = DeliveryStatus::from_code(r.get::<_, i32>(5) as i64);
-    (
-        r.get(0),
-        DeliveryInfo {
-            delivery_id: r.get(1),
-            event_id: r.get(2),
-            event_name: r.get(3),
-            enrollment_id: r.get(4),
-            status,
-            attempts: r.get::<_, i32>(6) as u32,
-            last_attempt_at: r.get(7),
-            next_attempt_at: match r.get::<_, Option<i64>>(8) {
-                Some(t) if status == DeliveryStatus::Pending && t != PARKED => Some(t),
-                _ => None,
-            },
-            last_status_code: r.get::<_, Option<i32>>(9).map(|c| c as u16),
-            last_error: r.get(10),
-        },
-    )
+pub(super) async fn get_webhook(c: &mut Object, scope: &Scope) -> StoreResult<Option<Webhook>> {
+    let s = c
+        .prepare_cached(&format!(
+            "SELECT {WEBHOOK_COLS} FROM webhooks WHERE tenant_id = $1 AND partner_id = $2"
+        ))
+        .await
+        .map_err(pg)?;
+    let row = c
+        .query_opt(&s, &[&scope.tenant.0, &scope.partner.0])
+        .await
+        .map_err(pg)?;
+    Ok(row.as_ref().map(webhook_row))
 }
 
-impl PostgresStore {
-    pub(super) async fn get_webhook_impl(&self, scope: &Scope) -> StoreResult<Option<Webhook>> {
-        let c = self.conn().await?;
-        let s = c
-            .prepare_cached(&format!(
-                "SELECT {WEBHOOK_COLS} FROM webhooks WHERE tenant_id = $1 AND partner_id = $2"
-            ))
-            .await
-            .map_err(pg)?;
-        let row = c
-            .query_opt(&s, &[&scope.tenant.0, &scope.partner.0])
-            .await
-            .map_err(pg)?;
-        Ok(row.as_ref().map(webhook_row))
-    }
-
-    pub(super) async fn put_webhook_impl(
-        &self,
-        scope: &Scope,
-        url: &str,
-        secret: &str,
-        now_ms: i64,
-    ) -> StoreResult<Webhook> {
-        let mut c = self.conn().await?;
-        let tx = c.transaction().await.map_err(pg)?;
-        fence(&tx).await?;
-        let s = tx
-            .prepare_cached(&format!(
-                "INSERT INTO webhooks (tenant_id, partner_id, webhook_url, secret, created_at,
-                    last_modified_time)
-                 VALUES ($1, $2, $3, $4, $5, $5)
-                 ON CONFLICT (tenant_id, partner_id) DO UPDATE SET
-                    webhook_url = excluded.webhook_url, secret = excluded.secret,
-                    generation = webhooks.generation + 1, enabled = TRUE, disabled_reason = NULL,
-                    disabled_at = NULL, failing_since = NULL, last_modified_time = excluded.last_modified_time
-                 RETURNING {WEBHOOK_COLS}"
-            ))
-            .await
-            .map_err(pg)?;
-        let row = tx
-            .query_one(
-                &s,
-                &[&scope.tenant.0, &scope.partner.0, &url, &secret, &now_ms],
-            )
-            .await
-            .map_err(pg)?;
-        // Parked notifications (no webhook, or disabled) flow again from now.
-        let s = tx
-            .prepare_cached(
-                "UPDATE notifications SET next_attempt_at = $3
-                 WHERE tenant_id = $1 AND partner_id = $2 AND status = 0
-                   AND next_attempt_at = 9223372036854775807",
-            )
-            .await
-            .map_err(pg)?;
-        tx.execute(&s, &[&scope.tenant.0, &scope.partner.0, &now_ms])
-            .await
-            .map_err(pg)?;
-        tx.commit().await.map_err(pg)?;
-        Ok(webhook_row(&row))
-    }
-
-    pub(super) async fn update_webhook_url_impl(
-        &self,
-        scope: &Scope,
-        url: &str,
-        now_ms: i64,
-    ) -> StoreResult<Webhook> {
-        let mut c = self.conn().await?;
-        let tx = c.transaction().await.map_err(pg)?;
-        fence(&tx).await?;
-        let s = tx
-            .prepare_cached(&format!(
-                "UPDATE webhooks SET webhook_url = $3, generation = generation + 1, enabled = TRUE,
-                    disabled_reason = NULL, disabled_at = NULL, failing_since = NULL,
-                    last_modified_time = $4
-                 WHERE tenant_id = $1 AND partner_id = $2
-                 RETURNING {WEBHOOK_COLS}"
-            ))
-            .await
-            .map_err(pg)?;
-        let row = tx
-            .query_opt(&s, &[&scope.tenant.0, &scope.partner.0, &url, &now_ms])
-            .await
-            .map_err(pg)?
-            .ok_or(StoreError::NotFound)?;
-        unpark(&tx, scope, now_ms).await?;
-        tx.commit().await.map_err(pg)?;
-        Ok(webhook_row(&row))
-    }
-
-    pub(super) async fn delete_webhook_impl(&self, scope: &Scope) -> StoreResult<()> {
-        let mut c = self.conn().await?;
-        let tx = c.transaction().await.map_err(pg)?;
-        fence(&tx).await?;
-        let s = tx
-            .prepare_cached("DELETE FROM webhooks WHERE tenant_id = $1 AND partner_id = $2")
-            .await
-            .map_err(pg)?;
-        let n = tx
-            .execute(&s, &[&scope.tenant.0, &scope.partner.0])
-            .await
-            .map_err(pg)?;
-        if n == 0 {
-            return Err(StoreError::NotFound);
-        }
-        let s = tx.prepare_cached(PARK_IF_DISABLED).await.map_err(pg)?;
-        tx.execute(&s, &[&scope.tenant.0, &scope.partner.0])
-            .await
-            .map_err(pg)?;
-        tx.commit().await.map_err(pg)
-    }
-
-    pub(super) async fn claim_due_impl(
-        &self,
-        now_ms: i64,
-        lease_ms: i64,
-        limit: u32,
-        room: &ClaimRoom,
-    ) -> StoreResult<Vec<Claimed>> {
-        let c = self.conn().await?;
-        let r_t: Vec<&str> = room
-            .scopes
-            .iter()
-            .map(|(s, _)| s.tenant.0.as_str())
-            .collect();
-        let r_p: Vec<&str> = room
-            .scopes
-            .iter()
-            .map(|(s, _)| s.partner.0.as_str())
-            .collect();
-        let r_n: Vec<i64> = room.scopes.iter().map(|(_, n)| i64::from(*n)).collect();
-        let lease_until = now_ms + lease_ms;
-        // One statement: each enabled webhook's oldest due rows up to its room (one range scan
-        // of notifications_due_scope each), oldest first overall; rows locked by another
-        // replica's claim are skipped, not waited for.
-        let s = c
-            .prepare_cached(
-                "WITH room AS (
-                    SELECT * FROM unnest($4::TEXT[], $5::TEXT[], $6::BIGINT[]) AS x(t, p, n)),
-                 due AS (
-                    SELECT d.id, d.next_attempt_at FROM webhooks w
-                    CROSS JOIN LATERAL (
-                        SELECT n.id, n.next_attempt_at FROM notifications n
-                        WHERE n.tenant_id = w.tenant_id AND n.partner_id = w.partner_id
-                          AND n.status = 0 AND n.next_attempt_at <= $2
-                          AND (n.lease_until IS NULL OR n.lease_until < $2)
-                        ORDER BY n.next_attempt_at
-                        LIMIT LEAST($3, COALESCE(
-                            (SELECT room.n FROM room WHERE room.t = w.tenant_id AND room.p = w.partner_id),
-                            $7))
-                        FOR UPDATE OF n SKIP LOCKED) d
-                    WHERE w.enabled
-                    ORDER BY d.next_attempt_at
-                    LIMIT $3)
-                 UPDATE notifications n SET lease_until = $1, next_attempt_at = $1
-                 FROM due, webhooks w
-                 WHERE n.id = due.id AND w.tenant_id = n.tenant_id AND w.partner_id = n.partner_id
-                 RETURNING n.id, n.delivery_id, n.event_id, n.payload, n.cycle_attempts,
-                    n.tenant_id, n.partner_id, w.webhook_url, w.secret, w.generation",
-            )
-            .await
-            .map_err(pg)?;
-        let rows = c
-            .query(
-                &s,
-                &[
-                    &lease_until,
-                    &now_ms,
-                    &i64::from(limit),
-                    &r_t,
-                    &r_p,
-                    &r_n,
-                    &i64::from(room.per_scope),
-                ],
-            )
-            .await
-            .map_err(pg)?;
-        let mut out: Vec<Claimed> = rows
-            .iter()
-            .map(|r| Claimed {
-                row: r.get(0),
-                delivery_id: r.get(1),
-                event_id: r.get(2),
-                payload: r.get(3),
-                cycle_attempts: r.get::<_, i32>(4) as u32,
-                lease_until,
-                scope: Scope {
-                    tenant: TenantId(r.get(5)),
-                    partner: PartnerId(r.get(6)),
-                },
-                webhook_url: r.get(7),
-                secret: r.get(8),
-                generation: r.get(9),
-            })
-            .collect();
-        out.sort_by_key(|c| c.row);
-        Ok(out)
-    }
-
-    pub(super) async fn set_lease_impl(
-        &self,
-        row: i64,
-        expected: i64,
-        until: Option<i64>,
-    ) -> StoreResult<bool> {
-        let c = self.conn().await?;
-        let s = c
-            .prepare_cached(
-                "UPDATE notifications SET lease_until = $3::BIGINT,
-                    next_attempt_at = COALESCE($3::BIGINT, 0::BIGINT)
-                 WHERE id = $1 AND lease_until = $2 AND status = 0",
-            )
-            .await
-            .map_err(pg)?;
-        let n = c
-            .execute(&s, &[&row, &expected, &until])
-            .await
-            .map_err(pg)?;
-        Ok(n == 1)
-    }
-
-    pub(super) async fn record_attempt_impl(&self, r: &AttemptRecord) -> StoreResult<()> {
-        let mut c = self.conn().await?;
-        let tx = c.transaction().await.map_err(pg)?;
-        let s = tx
-            .prepare_cached(
-                "INSERT INTO delivery_attempts (notification_id, attempted_at, status_code, error,
-                    latency_ms, response_body)
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .await
-            .map_err(pg)?;
-        let code: Option<i32> = r.status_code.map(i32::from);
-        tx.execute(
+pub(super) async fn put_webhook(
+    c: &mut Object,
+    scope: &Scope,
+    url: &str,
+    secret: &str,
+    now_ms: i64,
+) -> StoreResult<Webhook> {
+    let tx = c.transaction().await.map_err(pg)?;
+    fence(&tx).await?;
+    let s = tx
+        .prepare_cached(&format!(
+            "INSERT INTO webhooks (tenant_id, partner_id, webhook_url, secret, created_at,
+                last_modified_time)
+             VALUES ($1, $2, $3, $4, $5, $5)
+             ON CONFLICT (tenant_id, partner_id) DO UPDATE SET
+                webhook_url = excluded.webhook_url, secret = excluded.secret,
+                generation = webhooks.generation + 1, enabled = TRUE, disabled_reason = NULL,
+                disabled_at = NULL, failing_since = NULL, last_modified_time = excluded.last_modified_time
+             RETURNING {WEBHOOK_COLS}"
+        ))
+        .await
+        .map_err(pg)?;
+    let row = tx
+        .query_one(
             &s,
-            &[
-                &r.row,
-                &r.attempted_at,
-                &code,
-                &r.error,
-                &(r.latency_ms as i64),
-                &r.response_body,
-            ],
+            &[&scope.tenant.0, &scope.partner.0, &url, &secret, &now_ms],
         )
         .await
         .map_err(pg)?;
-        // status: 0 pending, 1 delivered, 2 failed. A 410 leaves the notification pending: it
-        // flows again once the partner re-registers the webhook.
-        let (status, next): (i32, Option<i64>) = match r.outcome {
-            AttemptOutcome::Delivered => (1, None),
-            AttemptOutcome::RetryAt(t) => (0, Some(t)),
-            AttemptOutcome::GiveUp => (2, None),
-            AttemptOutcome::Gone => (0, Some(r.attempted_at)),
-        };
-        // Every attempt counts; only the lease holder moves the notification's state.
-        let s = tx
-            .prepare_cached(
-                "UPDATE notifications SET attempts = attempts + 1,
-                    last_attempt_at = $2, last_status_code = $3, last_error = $4
-                 WHERE id = $1",
-            )
-            .await
-            .map_err(pg)?;
-        tx.execute(&s, &[&r.row, &r.attempted_at, &code, &r.error])
-            .await
-            .map_err(pg)?;
-        let s = tx
-            .prepare_cached(
-                "UPDATE notifications SET status = $3, cycle_attempts = cycle_attempts + 1,
-                    next_attempt_at = COALESCE($4, next_attempt_at), lease_until = NULL
-                 WHERE id = $1 AND lease_until = $2",
-            )
-            .await
-            .map_err(pg)?;
-        tx.execute(&s, &[&r.row, &r.lease_until, &status, &next])
-            .await
-            .map_err(pg)?;
-        let (t, p, g) = (&r.scope.tenant.0, &r.scope.partner.0, &r.generation);
-        match r.outcome {
-            AttemptOutcome::Delivered => {
-                let s = tx
-                    .prepare_cached(
-                        "UPDATE webhooks SET failing_since = NULL
-                         WHERE tenant_id = $1 AND partner_id = $2 AND generation = $3
-                           AND failing_since IS NOT NULL",
-                    )
-                    .await
-                    .map_err(pg)?;
-                tx.execute(&s, &[t, p, g]).await.map_err(pg)?;
-            }
-            AttemptOutcome::Gone => {
-                let s = tx
-                    .prepare_cached(
-                        "UPDATE webhooks SET enabled = FALSE,
-                            disabled_reason = 'receiver answered 410 Gone',
-                            disabled_at = CASE WHEN enabled THEN $4 ELSE disabled_at END
-                         WHERE tenant_id = $1 AND partner_id = $2 AND generation = $3",
-                    )
-                    .await
-                    .map_err(pg)?;
-                tx.execute(&s, &[t, p, g, &r.attempted_at])
-                    .await
-                    .map_err(pg)?;
-            }
-            AttemptOutcome::RetryAt(_) | AttemptOutcome::GiveUp => {
-                let s = tx
-                    .prepare_cached(
-                        "UPDATE webhooks SET failing_since = COALESCE(failing_since, $4),
-                            enabled = CASE WHEN COALESCE(failing_since, $4) <= $4 - $5
-                                THEN FALSE ELSE enabled END,
-                            disabled_reason = CASE WHEN COALESCE(failing_since, $4) <= $4 - $5
-                                THEN 'failing continuously' ELSE disabled_reason END,
-                            disabled_at = CASE WHEN enabled
-                                AND COALESCE(failing_since, $4) <= $4 - $5
-                                THEN $4 ELSE disabled_at END
-                         WHERE tenant_id = $1 AND partner_id = $2 AND generation = $3",
-                    )
-                    .await
-                    .map_err(pg)?;
-                tx.execute(&s, &[t, p, g, &r.attempted_at, &r.disable_after_ms])
-                    .await
-                    .map_err(pg)?;
-            }
-        }
-        if !matches!(r.outcome, AttemptOutcome::Delivered) {
-            let s = tx.prepare_cached(PARK_IF_DISABLED).await.map_err(pg)?;
-            tx.execute(&s, &[t, p]).await.map_err(pg)?;
-        }
-        tx.commit().await.map_err(pg)
-    }
-
-    pub(super) async fn queue_direct_impl(
-        &self,
-        scope: &Scope,
-        items: &[DirectNotification],
-        now_ms: i64,
-    ) -> StoreResult<u64> {
-        if items.is_empty() {
-            return Ok(0);
-        }
-        let mut c = self.conn().await?;
-        let tx = c.transaction().await.map_err(pg)?;
-        fence(&tx).await?;
-        let delivery: Vec<&str> = items.iter().map(|i| i.delivery_id.as_str()).collect();
-        let event: Vec<&str> = items.iter().map(|i| i.event_id.as_str()).collect();
-        let name: Vec<&str> = items.iter().map(|i| i.event_name.as_str()).collect();
-        let time: Vec<i64> = items.iter().map(|i| i.event_time).collect();
-        let key: Vec<&str> = items.iter().map(|i| i.enrollment_key.as_str()).collect();
-        let payload: Vec<String> = items.iter().map(|i| i.payload.to_string()).collect();
-        let s = tx
-            .prepare_cached(
-                "INSERT INTO notifications (delivery_id, event_id, event_name, event_time,
-                    tenant_id, partner_id, enrollment_id, enrollment_key, payload,
-                    next_attempt_at, created_at)
-                 SELECT x.d, x.e, x.n, x.t, $7, $8, NULL, x.k, x.pl,
-                    CASE WHEN EXISTS (SELECT 1 FROM webhooks w WHERE w.tenant_id = $7 AND w.partner_id = $8 AND w.enabled) THEN $9 ELSE 9223372036854775807 END, $10
-                 FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[], $5::TEXT[],
-                             $6::TEXT[]) WITH ORDINALITY AS x(d, e, n, t, k, pl, o)
-                 ORDER BY x.o
-                 ON CONFLICT DO NOTHING",
-            )
-            .await
-            .map_err(pg)?;
-        let n = tx
-            .execute(
-                &s,
-                &[
-                    &delivery,
-                    &event,
-                    &name,
-                    &time,
-                    &key,
-                    &payload,
-                    &scope.tenant.0,
-                    &scope.partner.0,
-                    &now_ms,
-                    &(now_ms / 1000),
-                ],
-            )
-            .await
-            .map_err(pg)?;
-        tx.commit().await.map_err(pg)?;
-        Ok(n)
-    }
-
-    pub(super) async fn list_deliveries_impl(
-        &self,
-        scope: &Scope,
-        q: &DeliveryQuery,
-    ) -> StoreResult<DeliveryPage> {
-        let c = self.conn().await?;
-        let after = q.cursor.map(|c| c.0).unwrap_or(0);
-        let s = c
-            .prepare_cached(&format!(
-                "SELECT {DELIVERY_COLS} FROM notifications
-                 WHERE tenant_id = $1 AND partner_id = $2 AND id > $3
-                   AND ($4::INTEGER IS NULL OR status = $4)
-                   AND ($5::TEXT IS NULL OR event_name = $5)
-                 ORDER BY id LIMIT $6"
-            ))
-            .await
-            .map_err(pg)?;
-        let status: Option<i32> = q.status.map(|s| s.code() as i32);
-        let rows = c
-            .query(
-                &s,
-                &[
-                    &scope.tenant.0,
-                    &scope.partner.0,
-                    &after,
-                    &status,
-                    &q.event_name,
-                    &(q.limit as i64 + 1),
-                ],
-            )
-            .await
-            .map_err(pg)?;
-        let mut rows: Vec<(i64, DeliveryInfo)> = rows.iter().map(delivery_row).collect();
-        let next_cursor = if rows.len() > q.limit as usize {
-            rows.truncate(q.limit as usize);
-            rows.last().map(|(id, _)| Cursor(*id))
-        } else {
-            None
-        };
-        Ok(DeliveryPage {
-            deliveries: rows.into_iter().map(|(_, d)| d).collect(),
-            next_cursor,
-        })
-    }
-
-    pub(super) async fn get_delivery_impl(
-        &self,
-        scope: &Scope,
-        delivery_id: &str,
-    ) -> StoreResult<Option<(DeliveryInfo, Vec<AttemptInfo>)>> {
-        let c = self.conn().await?;
-        let s = c
-            .prepare_cached(&format!(
-                "SELECT {DELIVERY_COLS} FROM notifications
-                 WHERE delivery_id = $1 AND tenant_id = $2 AND partner_id = $3"
-            ))
-            .await
-            .map_err(pg)?;
-        let row = c
-            .query_opt(&s, &[&delivery_id, &scope.tenant.0, &scope.partner.0])
-            .await
-            .map_err(pg)?;
-        let Some((id, info)) = row.as_ref().map(delivery_row) else {
-            return Ok(None);
-        };
-        let s = c
-            .prepare_cached(
-                "SELECT attempted_at, status_code, error, latency_ms, response_body
-                 FROM delivery_attempts WHERE notification_id = $1 ORDER BY id",
-            )
-            .await
-            .map_err(pg)?;
-        let attempts = c
-            .query(&s, &[&id])
-            .await
-            .map_err(pg)?
-            .iter()
-            .map(|r| AttemptInfo {
-                attempted_at: r.get(0),
-                status_code: r.get::<_, Option<i32>>(1).map(|c| c as u16),
-                error: r.get(2),
-                latency_ms: r.get::<_, i64>(3) as u64,
-                response_body: r.get(4),
-            })
-            .collect();
-        Ok(Some((info, attempts)))
-    }
-
-    pub(super) async fn retry_delivery_impl(
-        &self,
-        scope: &Scope,
-        delivery_id: &str,
-        now_ms: i64,
-    ) -> StoreResult<()> {
-        let mut c = self.conn().await?;
-        let tx = c.transaction().await.map_err(pg)?;
-        fence(&tx).await?;
-        let s = tx
-            .prepare_cached(
-                "UPDATE notifications SET status = 0, cycle_attempts = 0,
-                    next_attempt_at = CASE WHEN EXISTS (SELECT 1 FROM webhooks w WHERE w.tenant_id = $2 AND w.partner_id = $3 AND w.enabled) THEN $4 ELSE 9223372036854775807 END,
-                    lease_until = NULL
-                 WHERE delivery_id = $1 AND tenant_id = $2 AND partner_id = $3",
-            )
-            .await
-            .map_err(pg)?;
-        let n = tx
-            .execute(
-                &s,
-                &[&delivery_id, &scope.tenant.0, &scope.partner.0, &now_ms],
-            )
-            .await
-            .map_err(pg)?;
-        if n == 0 {
-            return Err(StoreError::NotFound);
-        }
-        tx.commit().await.map_err(pg)
-    }
-
-    pub(super) async fn replay_impl(
-        &self,
-        scope: &Scope,
-        q: &ReplayQuery,
-        now_ms: i64,
-    ) -> StoreResult<u64> {
-        let mut c = self.conn().await?;
-        let tx = c.transaction().await.map_err(pg)?;
-        fence(&tx).await?;
-        let s = tx
-            .prepare_cached(
-                "UPDATE notifications SET status = 0, cycle_attempts = 0,
-                    next_attempt_at = CASE WHEN EXISTS (SELECT 1 FROM webhooks w WHERE w.tenant_id = $1 AND w.partner_id = $2 AND w.enabled) THEN $6 ELSE 9223372036854775807 END,
-                    lease_until = NULL
-                 WHERE tenant_id = $1 AND partner_id = $2 AND event_time >= $3
-                   AND ($4::BIGINT IS NULL OR event_time <= $4)
-                   AND ($5::TEXT[] IS NULL OR event_name = ANY($5))",
-            )
-            .await
-            .map_err(pg)?;
-        let n = tx
-            .execute(
-                &s,
-                &[
-                    &scope.tenant.0,
-                    &scope.partner.0,
-                    &q.from,
-                    &q.to,
-                    &q.event_names,
-                    &now_ms,
-                ],
-            )
-            .await
-            .map_err(pg)?;
-        tx.commit().await.map_err(pg)?;
-        Ok(n)
-    }
+    unpark(&tx, scope, now_ms).await?;
+    tx.commit().await.map_err(pg)?;
+    Ok(webhook_row(&row))
 }
 
-/// Parked notifications of `scope` (no webhook, or disabled) flow again from `now_ms`.
+/// A new URL for the scope's webhook: same secret, enabled again like a re-registration;
+/// `NotFound` when it has none (never creates one).
+pub(super) async fn update_webhook_url(
+    c: &mut Object,
+    scope: &Scope,
+    url: &str,
+    now_ms: i64,
+) -> StoreResult<Webhook> {
+    let tx = c.transaction().await.map_err(pg)?;
+    fence(&tx).await?;
+    let s = tx
+        .prepare_cached(&format!(
+            "UPDATE webhooks SET webhook_url = $3, generation = generation + 1, enabled = TRUE,
+                disabled_reason = NULL, disabled_at = NULL, failing_since = NULL,
+                last_modified_time = $4
+             WHERE tenant_id = $1 AND partner_id = $2
+             RETURNING {WEBHOOK_COLS}"
+        ))
+        .await
+        .map_err(pg)?;
+    let row = tx
+        .query_opt(&s, &[&scope.tenant.0, &scope.partner.0, &url, &now_ms])
+        .await
+        .map_err(pg)?
+        .ok_or(StoreError::NotFound)?;
+    unpark(&tx, scope, now_ms).await?;
+    tx.commit().await.map_err(pg)?;
+    Ok(webhook_row(&row))
+}
+
+/// Makes the scope's parked notifications (no webhook, or disabled) due from now.
 async fn unpark(
     tx: &deadpool_postgres::Transaction<'_>,
     scope: &Scope,
     now_ms: i64,
 ) -> StoreResult<()> {
     let s = tx
-        .prepare_cached(
+        .prepare_cached(concat!(
             "UPDATE notifications SET next_attempt_at = $3
              WHERE tenant_id = $1 AND partner_id = $2 AND status = 0
-               AND next_attempt_at = 9223372036854775807",
-        )
+               AND next_attempt_at = ",
+            parked_sql!()
+        ))
         .await
         .map_err(pg)?;
     tx.execute(&s, &[&scope.tenant.0, &scope.partner.0, &now_ms])
         .await
         .map_err(pg)?;
     Ok(())
+}
+
+pub(super) async fn delete_webhook(c: &mut Object, scope: &Scope) -> StoreResult<()> {
+    let tx = c.transaction().await.map_err(pg)?;
+    fence(&tx).await?;
+    let s = tx
+        .prepare_cached("DELETE FROM webhooks WHERE tenant_id = $1 AND partner_id = $2")
+        .await
+        .map_err(pg)?;
+    let n = tx
+        .execute(&s, &[&scope.tenant.0, &scope.partner.0])
+        .await
+        .map_err(pg)?;
+    if n == 0 {
+        return Err(StoreError::NotFound);
+    }
+    let s = tx.prepare_cached(PARK_IF_DISABLED).await.map_err(pg)?;
+    tx.execute(&s, &[&scope.tenant.0, &scope.partner.0])
+        .await
+        .map_err(pg)?;
+    tx.commit().await.map_err(pg)
 }

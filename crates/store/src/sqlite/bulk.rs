@@ -77,13 +77,13 @@ impl SqliteBulk {
         let conn = self
             .conn
             .take()
-            .ok_or_else(|| StoreError::Internal("bulk ingestion connection lost".into()))?;
+            .ok_or_else(|| StoreError::internal("bulk ingestion connection lost"))?;
         let (conn, out) = tokio::task::spawn_blocking(move || {
             let out = f(&conn);
             (conn, out)
         })
         .await
-        .map_err(|e| StoreError::Internal(format!("bulk ingestion task: {e}")))?;
+        .map_err(|e| StoreError::internal(format!("bulk ingestion task: {e}")))?;
         self.conn = Some(conn);
         out
     }
@@ -119,7 +119,7 @@ impl BulkIngest for SqliteBulk {
                     };
                     began = Some(start);
                     let t = Instant::now();
-                    counts += super::events::ingest(c, piece, opts)?;
+                    counts += super::ingest::ingest_snapshots(c, piece, opts)?;
                     pending += n;
                     // Shared: one more piece as long as this one must still end in the budget.
                     let over = shared && start.elapsed() + t.elapsed() >= SHARED_TX_BUDGET;

@@ -70,7 +70,7 @@ pub(super) fn run(conn: &mut Connection) -> Result<(), StoreError> {
         .map_err(internal)?;
     let newest = MIGRATIONS.last().map(|m| m.0).unwrap_or(0);
     if current > newest {
-        return Err(StoreError::Internal(format!(
+        return Err(StoreError::internal(format!(
             "database schema version {current} is newer than this binary ({newest})"
         )));
     }

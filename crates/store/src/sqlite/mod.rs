@@ -20,14 +20,18 @@
 //! Reads use a small pool of connections on the blocking thread pool.
 
 mod bulk;
-mod events;
+mod enrollments;
 mod idempotency;
+mod ingest;
+mod keys;
 mod migrate;
+mod outbox;
 mod presence;
-mod queries;
+mod scan;
+mod store;
 mod webhooks;
 
-use crate::StoreError;
+use crate::{Failure, StoreError};
 use rusqlite::{Connection, OpenFlags};
 use std::any::Any;
 use std::path::{Path, PathBuf};
@@ -80,15 +84,15 @@ impl SqliteStore {
     pub async fn open(path: &str, opts: SqliteOptions) -> Result<Self, StoreError> {
         let path = PathBuf::from(path);
         if path.as_os_str() == ":memory:" {
-            return Err(StoreError::Internal(
-                "sqlite::memory: is not supported; use a file path".into(),
+            return Err(StoreError::internal(
+                "sqlite::memory: is not supported; use a file path",
             ));
         }
         let p = path.clone();
         let (writer_conn, readers, presence) = tokio::task::spawn_blocking(move || {
             if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).map_err(|e| {
-                    StoreError::Internal(format!("creating {}: {e}", dir.display()))
+                    StoreError::internal(format!("creating {}: {e}", dir.display()))
                 })?;
             }
             let presence = presence::Presence::announce(&p)?;
@@ -100,7 +104,7 @@ impl SqliteStore {
             Ok::<_, StoreError>((w, readers, presence))
         })
         .await
-        .map_err(|e| StoreError::Internal(format!("open task: {e}")))??;
+        .map_err(|e| StoreError::internal(format!("open task: {e}")))??;
 
         let (tx, rx) = mpsc::channel(opts.queue.max(1));
         let max_group = opts.max_group.max(1);
@@ -108,7 +112,7 @@ impl SqliteStore {
             let p = path.clone();
             tokio::task::spawn_blocking(move || open_conn(&p, false))
                 .await
-                .map_err(|e| StoreError::Internal(format!("open task: {e}")))??
+                .map_err(|e| StoreError::internal(format!("open task: {e}")))??
         };
         // The writer opened the database in WAL mode, so its `-wal` file exists now and stays
         // until the last connection closes; the writer keeps it open for the store's lifetime.
@@ -121,24 +125,24 @@ impl SqliteStore {
             .read(true)
             .write(true)
             .open(&wal_path)
-            .map_err(|e| StoreError::Internal(format!("opening {}: {e}", wal_path.display())))?;
+            .map_err(|e| StoreError::internal(format!("opening {}: {e}", wal_path.display())))?;
         let alive = Arc::new(());
         let watch = Arc::downgrade(&alive);
         std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
             .spawn(move || checkpoint_loop(checkpoint_conn, watch))
-            .map_err(|e| StoreError::Internal(format!("spawning checkpointer: {e}")))?;
+            .map_err(|e| StoreError::internal(format!("spawning checkpointer: {e}")))?;
         let (sync_tx, sync_rx) = std::sync::mpsc::channel();
         let failed = Arc::new(AtomicBool::new(false));
         let syncer_failed = failed.clone();
         std::thread::Builder::new()
             .name("sqlite-sync".into())
             .spawn(move || sync_loop(move || wal.sync_data(), sync_rx, syncer_failed))
-            .map_err(|e| StoreError::Internal(format!("spawning syncer: {e}")))?;
+            .map_err(|e| StoreError::internal(format!("spawning syncer: {e}")))?;
         std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || writer_loop(writer_conn, rx, sync_tx, failed, max_group))
-            .map_err(|e| StoreError::Internal(format!("spawning writer: {e}")))?;
+            .map_err(|e| StoreError::internal(format!("spawning writer: {e}")))?;
         Ok(Self {
             writer: tx,
             readers: Arc::new(Mutex::new(readers)),
@@ -180,13 +184,13 @@ impl SqliteStore {
         self.writer
             .send(Job { run, reply })
             .await
-            .map_err(|_| StoreError::Unavailable("sqlite writer stopped".into()))?;
+            .map_err(|_| StoreError::unavailable("sqlite writer stopped"))?;
         let out = rx
             .await
-            .map_err(|_| StoreError::Unavailable("sqlite writer stopped".into()))??;
+            .map_err(|_| StoreError::unavailable("sqlite writer stopped"))??;
         out.downcast::<T>()
             .map(|b| *b)
-            .map_err(|_| StoreError::Internal("writer returned an unexpected type".into()))
+            .map_err(|_| StoreError::internal("writer returned an unexpected type"))
     }
 
     /// Runs `f` on a pooled read connection on the blocking pool.
@@ -211,12 +215,12 @@ impl SqliteStore {
             out
         })
         .await
-        .map_err(|e| StoreError::Internal(format!("read task: {e}")))?
+        .map_err(|e| StoreError::internal(format!("read task: {e}")))?
     }
 }
 
 fn poisoned() -> StoreError {
-    StoreError::Internal("reader pool lock poisoned".into())
+    StoreError::internal("reader pool lock poisoned")
 }
 
 /// Bytes of the database file each reader maps (~2 GiB; larger files are read normally past it).
@@ -341,7 +345,7 @@ fn writer_loop(
             let res = if dirty_failure.is_none() {
                 (job.run)(&conn)
             } else {
-                Err(StoreError::Unavailable("group rolled back".into()))
+                Err(StoreError::unavailable("group rolled back"))
             };
             if let Err(e) = &res {
                 if !matches!(e, StoreError::NotFound | StoreError::Conflict(_))
@@ -370,7 +374,7 @@ fn writer_loop(
                 None => format!("commit: {e}"),
             };
             for (reply, _) in replies {
-                let _ = reply.send(Err(StoreError::Unavailable(msg.clone())));
+                let _ = reply.send(Err(StoreError::unavailable(msg.clone())));
             }
             continue;
         }
@@ -378,7 +382,7 @@ fn writer_loop(
         // rows of earlier groups that are not yet durable, and the syncer answers in order.
         if let Err(std::sync::mpsc::SendError(replies)) = syncer.send(replies) {
             for (reply, _) in replies {
-                let _ = reply.send(Err(StoreError::Unavailable("sqlite syncer stopped".into())));
+                let _ = reply.send(Err(StoreError::unavailable("sqlite syncer stopped")));
             }
         }
     }
@@ -389,7 +393,7 @@ fn fail_all(jobs: impl Iterator<Item = Job>, msg: &str) {
         // The receiver may have gone away (client disconnected); nothing to do then.
         let _ = job
             .reply
-            .send(Err(StoreError::Unavailable(msg.to_string())));
+            .send(Err(StoreError::unavailable(msg.to_string())));
     }
 }
 
@@ -418,7 +422,7 @@ fn sync_loop(
             for (reply, res) in committed {
                 let res = match &synced {
                     Ok(()) => res,
-                    Err(e) => Err(StoreError::Unavailable(format!("fdatasync: {e}"))),
+                    Err(e) => Err(StoreError::unavailable(format!("fdatasync: {e}"))),
                 };
                 // A dropped receiver means the caller went away; the write is durable anyway.
                 let _ = reply.send(res);
@@ -428,22 +432,40 @@ fn sync_loop(
 }
 
 pub(crate) fn internal(e: rusqlite::Error) -> StoreError {
-    match e {
-        rusqlite::Error::SqliteFailure(ref f, _)
+    let busy = matches!(
+        &e,
+        rusqlite::Error::SqliteFailure(f, _)
             if matches!(
                 f.code,
                 rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
-            ) =>
-        {
-            StoreError::Unavailable(e.to_string())
-        }
-        other => StoreError::Internal(other.to_string()),
+            )
+    );
+    let failure = Failure::caused_by(e.to_string(), e);
+    if busy {
+        StoreError::Unavailable(failure)
+    } else {
+        StoreError::Internal(failure)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A store error keeps the driver error it came from, as its source.
+    #[test]
+    fn errors_keep_their_cause() {
+        use std::error::Error;
+        let e = internal(rusqlite::Error::QueryReturnedNoRows);
+        assert!(matches!(e, StoreError::Internal(_)));
+        let failure = e.source().expect("the failure");
+        let cause = failure.source().expect("the driver error");
+        assert!(matches!(
+            cause.downcast_ref::<rusqlite::Error>(),
+            Some(rusqlite::Error::QueryReturnedNoRows)
+        ));
+        assert_eq!(e.to_string(), "database error: Query returned no rows");
+    }
 
     fn committed(value: u8) -> (Committed, oneshot::Receiver<JobResult>) {
         let (tx, rx) = oneshot::channel();

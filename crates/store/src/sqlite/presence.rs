@@ -26,9 +26,9 @@ impl Presence {
             .create(true)
             .truncate(false)
             .open(&path)
-            .map_err(|e| StoreError::Internal(format!("opening {}: {e}", path.display())))?;
+            .map_err(|e| StoreError::internal(format!("opening {}: {e}", path.display())))?;
         flock(&file, FlockOperation::LockShared)
-            .map_err(|e| StoreError::Internal(format!("locking {}: {e}", path.display())))?;
+            .map_err(|e| StoreError::internal(format!("locking {}: {e}", path.display())))?;
         Ok(Self { file })
     }
 

@@ -1,12 +1,12 @@
-//! Webhooks, the delivery claim/record cycle, simulations and the delivery log for SQLite.
+//! Webhook registrations for SQLite; registering one moves its parked notifications back to
+//! due, deleting one parks them.
 
 use super::internal;
 use crate::model::*;
 use crate::{StoreError, StoreResult};
-use domain::{PartnerId, TenantId};
 use rusqlite::{params, Connection, OptionalExtension};
 
-fn webhook_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Webhook> {
+pub(super) fn webhook_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Webhook> {
     Ok(Webhook {
         webhook_url: r.get(0)?,
         secret: r.get(1)?,
@@ -19,7 +19,8 @@ fn webhook_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Webhook> {
     })
 }
 
-const WEBHOOK_COLS: &str = "webhook_url, secret, generation, enabled, disabled_reason, created_at,
+pub(super) const WEBHOOK_COLS: &str =
+    "webhook_url, secret, generation, enabled, disabled_reason, created_at,
     last_modified_time, disabled_at";
 
 pub(super) fn get_webhook(c: &Connection, scope: &Scope) -> StoreResult<Option<Webhook>> {
@@ -94,192 +95,6 @@ pub(super) fn delete_webhook(c: &Connection, scope: &Scope) -> StoreResult<()> {
     park(c, scope)
 }
 
-pub(super) fn claim_due(
-    c: &Connection,
-    now_ms: i64,
-    lease_ms: i64,
-    limit: u32,
-    room: &ClaimRoom,
-) -> StoreResult<Vec<Claimed>> {
-    let lease_until = now_ms + lease_ms;
-    // The enabled webhooks, read once: their rows go into the claims.
-    let hooks: Vec<(String, String, Webhook)> = c
-        .prepare_cached(&format!(
-            "SELECT {WEBHOOK_COLS}, tenant_id, partner_id FROM webhooks WHERE enabled = 1"
-        ))
-        .and_then(|mut s| {
-            s.query_map([], |r| Ok((r.get(8)?, r.get(9)?, webhook_row(r)?)))?
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .map_err(internal)?;
-    // Each webhook's oldest due rows, as many as it has room for; a webhook without room is not
-    // even looked at, however large its backlog.
-    let mut due_of = c
-        .prepare_cached(
-            "SELECT id, next_attempt_at FROM notifications INDEXED BY notifications_due_scope
-             WHERE tenant_id = ?1 AND partner_id = ?2 AND status = 0 AND next_attempt_at <= ?3
-               AND (lease_until IS NULL OR lease_until < ?3)
-             ORDER BY next_attempt_at
-             LIMIT ?4",
-        )
-        .map_err(internal)?;
-    let listed: std::collections::HashMap<(&str, &str), u32> = room
-        .scopes
-        .iter()
-        .map(|(s, n)| ((s.tenant.0.as_str(), s.partner.0.as_str()), *n))
-        .collect();
-    let mut due: Vec<(i64, i64, usize)> = Vec::new();
-    for (i, (tenant, partner, _)) in hooks.iter().enumerate() {
-        let n = listed
-            .get(&(tenant.as_str(), partner.as_str()))
-            .copied()
-            .unwrap_or(room.per_scope)
-            .min(limit);
-        if n == 0 {
-            continue;
-        }
-        let rows = due_of
-            .query_map(params![tenant, partner, now_ms, n], |r| {
-                Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(0)?, i))
-            })
-            .map_err(internal)?;
-        for row in rows {
-            due.push(row.map_err(internal)?);
-        }
-    }
-    // Oldest due first across webhooks.
-    due.sort_unstable();
-    due.truncate(limit as usize);
-
-    let mut lease = c
-        .prepare_cached(
-            "UPDATE notifications SET lease_until = ?1, next_attempt_at = ?1 WHERE id = ?2
-             RETURNING delivery_id, event_id, cycle_attempts",
-        )
-        .map_err(internal)?;
-    let mut payload_of = c
-        .prepare_cached("SELECT payload FROM notification_payloads WHERE notification_id = ?1")
-        .map_err(internal)?;
-    let mut out = Vec::with_capacity(due.len());
-    for (_, row, i) in due {
-        let (tenant, partner, w) = &hooks[i];
-        let scope = Scope {
-            tenant: TenantId(tenant.clone()),
-            partner: PartnerId(partner.clone()),
-        };
-        let (delivery_id, event_id, cycle_attempts): (String, String, u32) = lease
-            .query_row(params![lease_until, row], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
-            .map_err(internal)?;
-        let payload: String = payload_of
-            .query_row(params![row], |r| r.get(0))
-            .map_err(internal)?;
-        out.push(Claimed {
-            row,
-            delivery_id,
-            event_id,
-            payload,
-            cycle_attempts,
-            lease_until,
-            webhook_url: w.webhook_url.clone(),
-            secret: w.secret.clone(),
-            generation: w.generation,
-            scope,
-        });
-    }
-    out.sort_by_key(|c| c.row);
-    Ok(out)
-}
-
-pub(super) fn record_attempt(c: &Connection, r: &AttemptRecord) -> StoreResult<()> {
-    c.prepare_cached(
-        "INSERT INTO delivery_attempts (notification_id, attempted_at, status_code, error, latency_ms, response_body)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )
-    .and_then(|mut s| {
-        s.execute(params![
-            r.row,
-            r.attempted_at,
-            r.status_code,
-            r.error,
-            r.latency_ms as i64,
-            r.response_body
-        ])
-    })
-    .map_err(internal)?;
-    // status: 0 pending, 1 delivered, 2 failed. A 410 leaves the notification pending: it
-    // flows again once the partner re-registers the webhook.
-    let (status, next): (i64, Option<i64>) = match r.outcome {
-        AttemptOutcome::Delivered => (1, None),
-        AttemptOutcome::RetryAt(t) => (0, Some(t)),
-        AttemptOutcome::GiveUp => (2, None),
-        AttemptOutcome::Gone => (0, Some(r.attempted_at)),
-    };
-    // Every attempt counts; only the lease holder moves the notification's state (the right
-    // sides all see the row as it was, so each CASE tests the lease before this update).
-    c.prepare_cached(
-        "UPDATE notifications SET attempts = attempts + 1,
-            last_attempt_at = ?3, last_status_code = ?4, last_error = ?5,
-            status = CASE WHEN lease_until = ?2 THEN ?6 ELSE status END,
-            cycle_attempts = CASE WHEN lease_until = ?2 THEN cycle_attempts + 1
-                ELSE cycle_attempts END,
-            next_attempt_at = CASE WHEN lease_until = ?2 THEN COALESCE(?7, next_attempt_at)
-                ELSE next_attempt_at END,
-            lease_until = CASE WHEN lease_until = ?2 THEN NULL ELSE lease_until END
-         WHERE id = ?1",
-    )
-    .and_then(|mut s| {
-        s.execute(params![
-            r.row,
-            r.lease_until,
-            r.attempted_at,
-            r.status_code,
-            r.error,
-            status,
-            next
-        ])
-    })
-    .map_err(internal)?;
-    let (t, p, g) = (&r.scope.tenant.0, &r.scope.partner.0, r.generation);
-    match r.outcome {
-        AttemptOutcome::Delivered => {
-            c.prepare_cached(
-                "UPDATE webhooks SET failing_since = NULL
-                 WHERE tenant_id = ?1 AND partner_id = ?2 AND generation = ?3 AND failing_since IS NOT NULL",
-            )
-            .and_then(|mut s| s.execute(params![t, p, g]))
-            .map_err(internal)?;
-        }
-        AttemptOutcome::Gone => {
-            c.prepare_cached(
-                "UPDATE webhooks SET enabled = 0, disabled_reason = 'receiver answered 410 Gone',
-                    disabled_at = CASE WHEN enabled THEN ?4 ELSE disabled_at END
-                 WHERE tenant_id = ?1 AND partner_id = ?2 AND generation = ?3",
-            )
-            .and_then(|mut s| s.execute(params![t, p, g, r.attempted_at]))
-            .map_err(internal)?;
-        }
-        AttemptOutcome::RetryAt(_) | AttemptOutcome::GiveUp => {
-            c.prepare_cached(
-                "UPDATE webhooks SET failing_since = COALESCE(failing_since, ?4),
-                    enabled = CASE WHEN COALESCE(failing_since, ?4) <= ?4 - ?5 THEN 0 ELSE enabled END,
-                    disabled_reason = CASE WHEN COALESCE(failing_since, ?4) <= ?4 - ?5
-                        THEN 'failing continuously' ELSE disabled_reason END,
-                    disabled_at = CASE WHEN enabled AND COALESCE(failing_since, ?4) <= ?4 - ?5
-                        THEN ?4 ELSE disabled_at END
-                 WHERE tenant_id = ?1 AND partner_id = ?2 AND generation = ?3",
-            )
-            .and_then(|mut s| s.execute(params![t, p, g, r.attempted_at, r.disable_after_ms]))
-            .map_err(internal)?;
-        }
-    }
-    if !matches!(r.outcome, AttemptOutcome::Delivered) && !webhook_enabled(c, &r.scope)? {
-        park(c, &r.scope)?;
-    }
-    Ok(())
-}
-
 /// Whether the scope has an enabled webhook (notifications are parked otherwise).
 pub(super) fn webhook_enabled(c: &Connection, scope: &Scope) -> StoreResult<bool> {
     c.prepare_cached("SELECT enabled FROM webhooks WHERE tenant_id = ?1 AND partner_id = ?2")
@@ -294,7 +109,7 @@ pub(super) fn webhook_enabled(c: &Connection, scope: &Scope) -> StoreResult<bool
 }
 
 /// Parks the scope's pending notifications that nobody holds a lease on.
-fn park(c: &Connection, scope: &Scope) -> StoreResult<()> {
+pub(super) fn park(c: &Connection, scope: &Scope) -> StoreResult<()> {
     c.prepare_cached(
         "UPDATE notifications SET next_attempt_at = ?3
          WHERE tenant_id = ?1 AND partner_id = ?2 AND status = 0 AND lease_until IS NULL
@@ -317,237 +132,10 @@ fn unpark(c: &Connection, scope: &Scope, now_ms: i64) -> StoreResult<()> {
 }
 
 /// When a (re-)queued notification of `scope` becomes due: now, or parked without a webhook.
-fn due_at(c: &Connection, scope: &Scope, now_ms: i64) -> StoreResult<i64> {
+pub(super) fn due_at(c: &Connection, scope: &Scope, now_ms: i64) -> StoreResult<i64> {
     Ok(if webhook_enabled(c, scope)? {
         now_ms
     } else {
         PARKED
     })
-}
-
-pub(super) fn queue_direct(
-    c: &Connection,
-    scope: &Scope,
-    items: &[DirectNotification],
-    now_ms: i64,
-) -> StoreResult<u64> {
-    let mut s = c
-        .prepare_cached(
-            "INSERT OR IGNORE INTO notifications (delivery_id, event_id, event_name, event_time,
-                tenant_id, partner_id, enrollment_id, enrollment_key, next_attempt_at, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, ?7, ?8, ?9)",
-        )
-        .map_err(internal)?;
-    let due = due_at(c, scope, now_ms)?;
-    let mut n = 0;
-    for it in items {
-        let inserted = s
-            .execute(params![
-                it.delivery_id,
-                it.event_id,
-                it.event_name,
-                it.event_time,
-                scope.tenant.0,
-                scope.partner.0,
-                it.enrollment_key,
-                due,
-                now_ms / 1000
-            ])
-            .map_err(internal)?;
-        if inserted == 1 {
-            insert_payload(c, c.last_insert_rowid(), &it.payload.to_string())?;
-            n += 1;
-        }
-    }
-    Ok(n)
-}
-
-const DELIVERY_COLS: &str =
-    "id, delivery_id, event_id, event_name, enrollment_id, status, attempts,
-    last_attempt_at, next_attempt_at, last_status_code, last_error";
-
-fn delivery_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, DeliveryInfo)> {
-    let status = DeliveryStatus::from_code(r.get(5)?);
-    Ok((
-        r.get(0)?,
-        DeliveryInfo {
-            delivery_id: r.get(1)?,
-            event_id: r.get(2)?,
-            event_name: r.get(3)?,
-            enrollment_id: r.get(4)?,
-            status,
-            attempts: r.get(6)?,
-            last_attempt_at: r.get(7)?,
-            next_attempt_at: match r.get::<_, Option<i64>>(8)? {
-                Some(t) if status == DeliveryStatus::Pending && t != PARKED => Some(t),
-                _ => None,
-            },
-            last_status_code: r.get(9)?,
-            last_error: r.get(10)?,
-        },
-    ))
-}
-
-pub(super) fn list_deliveries(
-    c: &Connection,
-    scope: &Scope,
-    q: &DeliveryQuery,
-) -> StoreResult<DeliveryPage> {
-    let after = q.cursor.map(|c| c.0).unwrap_or(0);
-    let mut s = c
-        .prepare_cached(&format!(
-            "SELECT {DELIVERY_COLS} FROM notifications
-             WHERE tenant_id = ?1 AND partner_id = ?2 AND id > ?3
-               AND (?4 IS NULL OR status = ?4) AND (?5 IS NULL OR event_name = ?5)
-             ORDER BY id LIMIT ?6"
-        ))
-        .map_err(internal)?;
-    let mut rows = s
-        .query_map(
-            params![
-                scope.tenant.0,
-                scope.partner.0,
-                after,
-                q.status.map(|s| s.code()),
-                q.event_name,
-                q.limit as i64 + 1
-            ],
-            delivery_row,
-        )
-        .map_err(internal)?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(internal)?;
-    let next_cursor = if rows.len() > q.limit as usize {
-        rows.truncate(q.limit as usize);
-        rows.last().map(|(id, _)| Cursor(*id))
-    } else {
-        None
-    };
-    Ok(DeliveryPage {
-        deliveries: rows.into_iter().map(|(_, d)| d).collect(),
-        next_cursor,
-    })
-}
-
-pub(super) fn get_delivery(
-    c: &Connection,
-    scope: &Scope,
-    delivery_id: &str,
-) -> StoreResult<Option<(DeliveryInfo, Vec<AttemptInfo>)>> {
-    let row = c
-        .prepare_cached(&format!(
-            "SELECT {DELIVERY_COLS} FROM notifications
-             WHERE delivery_id = ?1 AND tenant_id = ?2 AND partner_id = ?3"
-        ))
-        .and_then(|mut s| {
-            s.query_row(
-                params![delivery_id, scope.tenant.0, scope.partner.0],
-                delivery_row,
-            )
-            .optional()
-        })
-        .map_err(internal)?;
-    let Some((id, info)) = row else {
-        return Ok(None);
-    };
-    let mut s = c
-        .prepare_cached(
-            "SELECT attempted_at, status_code, error, latency_ms, response_body
-             FROM delivery_attempts WHERE notification_id = ?1 ORDER BY id",
-        )
-        .map_err(internal)?;
-    let attempts = s
-        .query_map(params![id], |r| {
-            Ok(AttemptInfo {
-                attempted_at: r.get(0)?,
-                status_code: r.get(1)?,
-                error: r.get(2)?,
-                latency_ms: r.get::<_, i64>(3)? as u64,
-                response_body: r.get(4)?,
-            })
-        })
-        .map_err(internal)?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(internal)?;
-    Ok(Some((info, attempts)))
-}
-
-pub(super) fn retry_delivery(
-    c: &Connection,
-    scope: &Scope,
-    delivery_id: &str,
-    now_ms: i64,
-) -> StoreResult<()> {
-    let due = due_at(c, scope, now_ms)?;
-    let n = c
-        .prepare_cached(
-            "UPDATE notifications SET status = 0, cycle_attempts = 0, next_attempt_at = ?4,
-                lease_until = NULL
-             WHERE delivery_id = ?1 AND tenant_id = ?2 AND partner_id = ?3",
-        )
-        .and_then(|mut s| s.execute(params![delivery_id, scope.tenant.0, scope.partner.0, due]))
-        .map_err(internal)?;
-    if n == 0 {
-        return Err(StoreError::NotFound);
-    }
-    Ok(())
-}
-
-pub(super) fn replay(
-    c: &Connection,
-    scope: &Scope,
-    q: &ReplayQuery,
-    now_ms: i64,
-) -> StoreResult<u64> {
-    let names = q
-        .event_names
-        .as_ref()
-        .map(|n| serde_json::Value::from(n.clone()).to_string());
-    let due = due_at(c, scope, now_ms)?;
-    let n = c
-        .prepare_cached(
-            "UPDATE notifications SET status = 0, cycle_attempts = 0, next_attempt_at = ?6,
-                lease_until = NULL
-             WHERE tenant_id = ?1 AND partner_id = ?2 AND event_time >= ?3
-               AND (?4 IS NULL OR event_time <= ?4)
-               AND (?5 IS NULL OR event_name IN (SELECT value FROM json_each(?5)))",
-        )
-        .and_then(|mut s| {
-            s.execute(params![
-                scope.tenant.0,
-                scope.partner.0,
-                q.from,
-                q.to,
-                names,
-                due
-            ])
-        })
-        .map_err(internal)?;
-    Ok(n as u64)
-}
-
-pub(super) fn set_lease(
-    c: &Connection,
-    row: i64,
-    expected: i64,
-    until: Option<i64>,
-) -> StoreResult<bool> {
-    let n = c
-        .prepare_cached(
-            "UPDATE notifications SET lease_until = ?3, next_attempt_at = COALESCE(?3, 0)
-             WHERE id = ?1 AND lease_until = ?2 AND status = 0",
-        )
-        .and_then(|mut s| s.execute(params![row, expected, until]))
-        .map_err(internal)?;
-    Ok(n == 1)
-}
-
-/// Stores the body of a notification just inserted (kept apart from the hot row).
-pub(super) fn insert_payload(c: &Connection, notification: i64, payload: &str) -> StoreResult<()> {
-    c.prepare_cached(
-        "INSERT INTO notification_payloads (notification_id, payload) VALUES (?1, ?2)",
-    )
-    .and_then(|mut s| s.execute(params![notification, payload]))
-    .map_err(internal)?;
-    Ok(())
 }

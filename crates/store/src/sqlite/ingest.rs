@@ -1,36 +1,26 @@
-//! Snapshot ingestion (state, detection, events, outbox fan-out in one transaction), the events
-//! query, the anniversary scanner and retention for SQLite.
+//! Snapshot ingestion for SQLite (state, events and their notifications in one transaction),
+//! the events query and retention. What a snapshot means is `domain::detect::apply`; this
+//! module holds the SQL, and the two one-statement paths for the common snapshots.
 
-use super::{internal, SqliteStore};
+use super::{internal, outbox, SqliteStore};
 use crate::model::*;
-use crate::{SnapshotBatch, StoreError, StoreResult};
-use domain::detect::{anniversaries, detect_changes, DetectedEvent, Outcome};
+use crate::rules::stored_event;
+use crate::{SnapshotBatch, StoreResult};
+use domain::detect::{apply, month_day, AnniversaryWindow, DetectedEvent, Outcome};
 use domain::instant::{from_unix_nanos, to_unix_nanos};
 use domain::snapshot::{format_date, parse_date, Snapshot};
-use domain::{PartnerId, ProspectId, TenantId};
+use domain::ProspectId;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::borrow::Cow;
-use time::{Date, Duration, OffsetDateTime};
+use time::OffsetDateTime;
 
-const SCAN_JOB: &str = "anniversary_scan";
-const SCAN_CHUNK: usize = 2000;
-
-/// The anniversary window checked at ingestion: due today or within the lead days.
-pub(crate) fn ingest_window(now: OffsetDateTime, lead_days: u32) -> (Date, Date) {
-    let today = now.date();
-    (
-        today - Duration::days(1),
-        today + Duration::days(lead_days as i64),
-    )
-}
-
-pub(super) fn ingest(
+pub(super) fn ingest_snapshots(
     c: &Connection,
     mut batch: SnapshotBatch,
     opts: IngestOptions,
 ) -> StoreResult<IngestCounts> {
     let mut counts = IngestCounts::default();
-    let (after, until) = ingest_window(opts.now, opts.anniversary_lead_days);
+    let window = AnniversaryWindow::at_ingestion(opts.now, opts.anniversary_lead_days);
     let now_s = opts.now.unix_timestamp();
     let mut load = c.prepare_cached(LOAD_STATE).map_err(internal)?;
     let mut insert = c.prepare_cached(INSERT_STATE).map_err(internal)?;
@@ -54,7 +44,7 @@ pub(super) fn ingest(
             if snap.prospect_id != pid {
                 break;
             }
-            match fast.apply(snap, hash, after, until, now_s)? {
+            match fast.apply(snap, hash, window, now_s)? {
                 Some(Outcome::Baseline) => counts.baselines += 1,
                 Some(_) => counts.unchanged += 1,
                 None => break,
@@ -74,28 +64,17 @@ pub(super) fn ingest(
         // feed repeat the prospect as it was: only the time of the observation moves).
         let mut changed_fields = !existed;
         while let Some((snap, hash)) = snaps.next_if(|(s, _)| s.prospect_id == pid) {
-            let det = detect_changes(current.as_deref(), snap);
-            let mut events = det.events;
-            if det.becomes_current {
-                let start_changed =
-                    current.as_deref().map(|c| c.job_start_date) != Some(snap.job_start_date);
-                if start_changed {
-                    events.extend(anniversaries(snap, after, until));
-                }
-            }
-            match (det.outcome, events.is_empty()) {
-                (Outcome::Baseline, _) => counts.baselines += 1,
-                (_, true) => counts.unchanged += 1,
-                (_, false) => counts.changed += 1,
-            }
+            let applied = apply(current.as_deref(), snap, window);
+            counts.tally(applied.tally);
+            let mut events = applied.events;
             counts.events_beyond_retention += opts.drop_beyond_retention(&mut events);
             for ev in &events {
                 if insert_event(c, ev, now_s)? {
                     counts.events_created += 1;
-                    counts.notifications_queued += fan_out(c, ev, opts.now)?;
+                    counts.notifications_queued += outbox::queue_for_event(c, ev, opts.now)?;
                 }
             }
-            if det.becomes_current {
+            if applied.becomes_current {
                 changed_fields |= !current.as_deref().is_some_and(|c| c.same_content(snap));
                 current = Some(Cow::Borrowed(snap));
                 current_hash = hash;
@@ -141,6 +120,7 @@ macro_rules! state_params {
         ]
     };
 }
+
 use state_params;
 
 /// The two snapshots that need no read of the stored row: a prospect seen for the first time
@@ -159,12 +139,11 @@ impl FastPaths<'_> {
         &mut self,
         snap: &Snapshot,
         hash: i64,
-        after: Date,
-        until: Date,
+        window: AnniversaryWindow,
         now_s: i64,
     ) -> StoreResult<Option<Outcome>> {
         if self.insert_first
-            && anniversaries(snap, after, until).is_empty()
+            && window.due(snap).is_empty()
             && self
                 .insert_new
                 .execute(state_params!(snap, now_s, hash))
@@ -222,11 +201,7 @@ const TOUCH_STATE: &str = "UPDATE prospect_state SET observed_at = ?2, updated_a
         content_hash = ?4
      WHERE prospect_id = ?1";
 
-fn month_day(d: Date) -> i64 {
-    d.month() as i64 * 100 + d.day() as i64
-}
-
-fn load_state(c: &Connection, pid: &ProspectId) -> StoreResult<Option<Snapshot>> {
+pub(super) fn load_state(c: &Connection, pid: &ProspectId) -> StoreResult<Option<Snapshot>> {
     let mut s = c.prepare_cached(LOAD_STATE).map_err(internal)?;
     load_state_with(&mut s, pid)
 }
@@ -254,7 +229,7 @@ fn load_state_with(
 }
 
 /// Stores an event unless its id is known; true when it was new.
-fn insert_event(c: &Connection, ev: &DetectedEvent, now_s: i64) -> StoreResult<bool> {
+pub(super) fn insert_event(c: &Connection, ev: &DetectedEvent, now_s: i64) -> StoreResult<bool> {
     let n = c
         .prepare_cached(
             "INSERT OR IGNORE INTO events (event_id, prospect_id, event_type, event_time, data, created_at)
@@ -272,56 +247,6 @@ fn insert_event(c: &Connection, ev: &DetectedEvent, now_s: i64) -> StoreResult<b
         })
         .map_err(internal)?;
     Ok(n == 1)
-}
-
-/// Queues one notification per enrollment covering the event's prospect and type, with the
-/// enrollment's key as of now. Returns how many were queued.
-fn fan_out(c: &Connection, ev: &DetectedEvent, now: OffsetDateTime) -> StoreResult<u64> {
-    let covering = super::queries::covering(c, &ev.prospect_id, ev.event_type)?;
-    if covering.is_empty() {
-        return Ok(0);
-    }
-    let mut ins = c
-        .prepare_cached(
-            "INSERT OR IGNORE INTO notifications (delivery_id, event_id, event_name, event_time,
-                tenant_id, partner_id, enrollment_id, enrollment_key, next_attempt_at, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        )
-        .map_err(internal)?;
-    let now_ms = (now.unix_timestamp_nanos() / 1_000_000) as i64;
-    let mut queued = 0;
-    for to in covering {
-        let payload = notification_payload(ev, &to);
-        let scope = Scope {
-            tenant: to.tenant.clone(),
-            partner: to.partner.clone(),
-        };
-        // Without an enabled webhook the notification waits parked (out of the claim range).
-        let due = if super::webhooks::webhook_enabled(c, &scope)? {
-            now_ms
-        } else {
-            PARKED
-        };
-        let inserted = ins
-            .execute(params![
-                delivery_id_for(&ev.event_id, &to.enrollment_id.0),
-                ev.event_id,
-                ev.event_type.as_str(),
-                ev.event_time.unix_timestamp(),
-                to.tenant.0,
-                to.partner.0,
-                to.enrollment_id.0,
-                to.enrollment_key,
-                due,
-                now.unix_timestamp()
-            ])
-            .map_err(internal)?;
-        if inserted == 1 {
-            super::webhooks::insert_payload(c, c.last_insert_rowid(), &payload.to_string())?;
-            queued += 1;
-        }
-    }
-    Ok(queued)
 }
 
 pub(super) fn query_events(c: &Connection, q: &EventQuery) -> StoreResult<Vec<StoredEvent>> {
@@ -352,219 +277,38 @@ pub(super) fn query_events(c: &Connection, q: &EventQuery) -> StoreResult<Vec<St
             .map_err(internal)?;
         for row in rows {
             let (id, event_id, bit, t, data) = row.map_err(internal)?;
-            let event_type = domain::EventType::from_bit(bit)
-                .ok_or_else(|| StoreError::Internal(format!("event type bit {bit}")))?;
-            out.push((
-                id,
-                StoredEvent {
-                    event_id,
-                    event_type,
-                    event_time: OffsetDateTime::from_unix_timestamp(t)
-                        .map_err(|e| StoreError::Internal(format!("event time: {e}")))?,
-                    prospect_id: *pid,
-                    data: serde_json::value::RawValue::from_string(data)
-                        .map_err(|e| StoreError::Internal(format!("event data: {e}")))?,
-                },
-            ));
+            out.push((id, stored_event(event_id, *pid, bit, t, data)?));
         }
     }
     out.sort_by_key(|e| std::cmp::Reverse((e.1.event_time, e.0)));
     Ok(out.into_iter().map(|(_, e)| e).collect())
 }
 
-/// Candidate prospects whose job-start month/day can fall in (after, until], one page: a walk of
-/// prospect_state in key order from `from_pid`, filtered on anniv_md (no index on it, see
-/// migration 0007), so the pages of a whole scan read the table once.
-fn scan_candidates(
-    c: &Connection,
-    after: Date,
-    until: Date,
-    from_pid: &[u8],
-) -> StoreResult<Vec<Vec<u8>>> {
-    let all = (until - after).whole_days() >= 366;
-    let lo = month_day(after + Duration::days(1));
-    let hi = month_day(until);
-    let wraps = (after + Duration::days(1)).year() != until.year();
-    // 229: a 29 February start has its anniversary on 28 February in non-leap years.
-    let sql = if all {
-        "SELECT prospect_id FROM prospect_state
-         WHERE anniv_md IS NOT NULL AND ?1 = ?1 AND ?2 = ?2 AND prospect_id > ?3
-         ORDER BY prospect_id LIMIT ?4"
-    } else if wraps {
-        "SELECT prospect_id FROM prospect_state
-         WHERE (anniv_md >= ?1 OR anniv_md <= ?2 OR anniv_md = 229) AND prospect_id > ?3
-         ORDER BY prospect_id LIMIT ?4"
-    } else {
-        "SELECT prospect_id FROM prospect_state
-         WHERE (anniv_md BETWEEN ?1 AND ?2 OR anniv_md = 229) AND prospect_id > ?3
-         ORDER BY prospect_id LIMIT ?4"
-    };
-    let mut s = c.prepare_cached(sql).map_err(internal)?;
-    let rows = s
-        .query_map(params![lo, hi, from_pid, SCAN_CHUNK as i64], |r| {
-            r.get::<_, Vec<u8>>(0)
-        })
-        .map_err(internal)?;
-    rows.collect::<Result<_, _>>().map_err(internal)
-}
-
-fn scan_chunk(
-    c: &Connection,
-    pids: &[Vec<u8>],
-    after: Date,
-    until: Date,
-    opts: IngestOptions,
-) -> StoreResult<(u64, u64)> {
-    let now = opts.now;
-    let (mut events, mut queued) = (0, 0);
-    for raw in pids {
-        let Some(pid) = ProspectId::from_bytes(raw) else {
-            continue;
-        };
-        let Some(state) = load_state(c, &pid)? else {
-            continue;
-        };
-        let mut due = anniversaries(&state, after, until);
-        opts.drop_beyond_retention(&mut due);
-        for ev in due {
-            if insert_event(c, &ev, now.unix_timestamp())? {
-                events += 1;
-                queued += fan_out(c, &ev, now)?;
-            }
-        }
-    }
-    Ok((events, queued))
-}
-
-impl SqliteStore {
-    pub(super) async fn scan(&self, opts: IngestOptions) -> StoreResult<ScanReport> {
-        let today = opts.now.date();
-        let until = today + Duration::days(opts.anniversary_lead_days as i64);
-        let stored: Option<String> = self
-            .read(|c| {
-                c.query_row(
-                    "SELECT value FROM job_state WHERE name = ?1",
-                    params![SCAN_JOB],
-                    |r| r.get(0),
+pub(super) async fn prune_events(store: &SqliteStore, before: OffsetDateTime) -> StoreResult<u64> {
+    let cutoff = before.unix_timestamp();
+    let mut total = 0;
+    loop {
+        let n = store
+            .write(move |c| {
+                c.execute(
+                    "DELETE FROM events WHERE id IN
+                       (SELECT id FROM events WHERE event_time < ?1 LIMIT 5000)",
+                    params![cutoff],
                 )
-                .optional()
                 .map_err(internal)
             })
             .await?;
-        let after = stored
-            .as_deref()
-            .and_then(parse_date)
-            .unwrap_or(today - Duration::days(1));
-        let mut report = ScanReport {
-            after: Some(after),
-            until: Some(until),
-            ..Default::default()
-        };
-        if until <= after {
-            return Ok(report);
-        }
-        let mut from: Vec<u8> = Vec::new();
-        loop {
-            let start = from.clone();
-            let pids = self
-                .read(move |c| scan_candidates(c, after, until, &start))
-                .await?;
-            let Some(last) = pids.last().cloned() else {
-                break;
-            };
-            report.candidates += pids.len() as u64;
-            let (e, q) = self
-                .write(move |c| scan_chunk(c, &pids, after, until, opts))
-                .await?;
-            report.events_created += e;
-            report.notifications_queued += q;
-            from = last;
-        }
-        let until_s = format_date(until);
-        self.write(move |c| {
-            c.execute(
-                "INSERT INTO job_state (name, value, updated_at) VALUES (?1, ?2, unixepoch())
-                 ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-                params![SCAN_JOB, until_s],
-            )
-            .map_err(internal)?;
-            Ok(())
-        })
-        .await?;
-        Ok(report)
-    }
-
-    pub(super) async fn prune(&self, before: OffsetDateTime) -> StoreResult<u64> {
-        let cutoff = before.unix_timestamp();
-        let mut total = 0;
-        loop {
-            let n = self
-                .write(move |c| {
-                    c.execute(
-                        "DELETE FROM events WHERE id IN
-                           (SELECT id FROM events WHERE event_time < ?1 LIMIT 5000)",
-                        params![cutoff],
-                    )
-                    .map_err(internal)
-                })
-                .await?;
-            total += n as u64;
-            if n < 5000 {
-                return Ok(total);
-            }
+        total += n as u64;
+        if n < 5000 {
+            return Ok(total);
         }
     }
-}
-
-pub(super) fn outbox(
-    c: &Connection,
-    scope: Option<&Scope>,
-    limit: u32,
-) -> StoreResult<Vec<OutboxRow>> {
-    let (sql, scoped) = match scope {
-        Some(_) => (
-            "SELECT delivery_id, event_id, event_name, tenant_id, partner_id, enrollment_id,
-                    enrollment_key, p.payload, status, attempts
-             FROM notifications n JOIN notification_payloads p ON p.notification_id = n.id
-             WHERE tenant_id = ?1 AND partner_id = ?2 ORDER BY id LIMIT ?3",
-            true,
-        ),
-        None => (
-            "SELECT delivery_id, event_id, event_name, tenant_id, partner_id, enrollment_id,
-                    enrollment_key, p.payload, status, attempts
-             FROM notifications n JOIN notification_payloads p ON p.notification_id = n.id
-             WHERE ?1 IS NULL AND ?2 IS NULL ORDER BY id LIMIT ?3",
-            false,
-        ),
-    };
-    let (t, p) = match (scope, scoped) {
-        (Some(s), true) => (Some(s.tenant.0.clone()), Some(s.partner.0.clone())),
-        _ => (None, None),
-    };
-    let mut s = c.prepare_cached(sql).map_err(internal)?;
-    let rows = s
-        .query_map(params![t, p, limit], |r| {
-            let payload: String = r.get(7)?;
-            Ok(OutboxRow {
-                delivery_id: r.get(0)?,
-                event_id: r.get(1)?,
-                event_name: r.get(2)?,
-                tenant: TenantId(r.get(3)?),
-                partner: PartnerId(r.get(4)?),
-                enrollment_id: r.get(5)?,
-                enrollment_key: r.get(6)?,
-                payload: serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null),
-                status: DeliveryStatus::from_code(r.get(8)?),
-                attempts: r.get(9)?,
-            })
-        })
-        .map_err(internal)?;
-    rows.collect::<Result<_, _>>().map_err(internal)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use time::Duration;
 
     fn snap(observed_at: &str, title: &str) -> Snapshot {
         Snapshot::from_json_line(&format!(
@@ -590,7 +334,7 @@ mod tests {
             anniversary_lead_days: 7,
             event_retention: None,
         };
-        ingest(c, vec![s].into(), opts).unwrap()
+        ingest_snapshots(c, vec![s].into(), opts).unwrap()
     }
 
     /// The one-statement paths rely on the stored content hash; a row without one (written

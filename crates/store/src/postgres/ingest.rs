@@ -1,0 +1,305 @@
+//! Snapshot ingestion for PostgreSQL (state, events and their notifications in one
+//! transaction, retried on serialization failures), the events query and retention. What a
+//! snapshot means is `domain::detect::apply`; this module holds the SQL.
+
+use super::{is_retryable, outbox, pg, PostgresStore};
+use crate::model::*;
+use crate::rules::{stored_event, stored_prospect_id};
+use crate::{SnapshotBatch, StoreResult};
+use deadpool_postgres::{Object, Transaction};
+use domain::detect::{apply, month_day, AnniversaryWindow, DetectedEvent};
+use domain::instant::{from_unix_nanos, to_unix_nanos};
+use domain::snapshot::{format_date, parse_date, Snapshot};
+use domain::ProspectId;
+use std::collections::{HashMap, HashSet};
+use time::OffsetDateTime;
+use tokio_postgres::Row;
+
+/// `observed_at` of the placeholder row inserted for a prospect seen for the first time, so that
+/// concurrent ingestions of a new prospect serialize on its row lock. Never committed: the same
+/// transaction always overwrites it with the prospect's baseline.
+const PLACEHOLDER: i64 = i64::MIN;
+
+/// Attempts of a transaction that failed with a deadlock or serialization failure.
+pub(super) const TX_ATTEMPTS: u32 = 5;
+
+pub(super) const STATE_COLS: &str = "prospect_id, observed_at, full_name, linkedin_url, company_id,
+    company_name, job_title, job_start_date";
+
+/// A state row (columns as in `STATE_COLS`); `None` for a placeholder.
+pub(super) fn state_row(r: &Row) -> StoreResult<Option<Snapshot>> {
+    let pid = stored_prospect_id(r.get(0), "prospect_state")?;
+    let nanos: i64 = r.get(1);
+    if nanos == PLACEHOLDER {
+        return Ok(None);
+    }
+    let start: Option<&str> = r.get(7);
+    Ok(Some(Snapshot {
+        prospect_id: pid,
+        observed_at: from_unix_nanos(nanos),
+        full_name: r.get(2),
+        linkedin_url: r.get(3),
+        company_id: r.get(4),
+        company_name: r.get(5),
+        job_title: r.get(6),
+        job_start_date: start.and_then(parse_date),
+    }))
+}
+
+pub(super) async fn ingest_snapshots(
+    store: &PostgresStore,
+    batch: SnapshotBatch,
+    opts: IngestOptions,
+) -> StoreResult<IngestCounts> {
+    batch.check_storable()?;
+    let batch = batch.snapshots();
+    if batch.is_empty() {
+        return Ok(IngestCounts::default());
+    }
+    let mut attempt = 0;
+    loop {
+        let mut c = store.conn().await?;
+        match ingest_once(&mut c, batch, opts).await {
+            Err(e) if is_retryable(&e) && attempt + 1 < TX_ATTEMPTS => {
+                attempt += 1;
+                tracing::debug!(error = %e, attempt, "retrying ingestion transaction");
+                tokio::time::sleep(std::time::Duration::from_millis(10 << attempt)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+pub(super) async fn query_events(c: &mut Object, q: &EventQuery) -> StoreResult<Vec<StoredEvent>> {
+    if q.prospect_ids.is_empty() || q.event_types.is_empty() {
+        return Ok(vec![]);
+    }
+    let s = c
+        .prepare_cached(
+            "SELECT event_id, prospect_id, event_type, event_time, data FROM events
+             WHERE prospect_id = ANY($1::BYTEA[]) AND event_type = ANY($2::INTEGER[])
+               AND event_time >= $3 AND event_time <= $4
+             ORDER BY event_time DESC, id DESC",
+        )
+        .await
+        .map_err(pg)?;
+    let pids: Vec<&[u8]> = q.prospect_ids.iter().map(|p| &p.as_bytes()[..]).collect();
+    let types: Vec<i32> = q.event_types.iter().map(|t| t.bit() as i32).collect();
+    let from = q.from.unix_timestamp();
+    let to = q.to.map(|t| t.unix_timestamp()).unwrap_or(i64::MAX);
+    let rows = c
+        .query(&s, &[&pids, &types, &from, &to])
+        .await
+        .map_err(pg)?;
+    rows.iter()
+        .map(|r| {
+            let bit: i32 = r.get(2);
+            let pid = stored_prospect_id(r.get(1), "events")?;
+            stored_event(r.get(0), pid, i64::from(bit), r.get(3), r.get(4))
+        })
+        .collect()
+}
+
+pub(super) async fn prune_events(c: &mut Object, before: OffsetDateTime) -> StoreResult<u64> {
+    let cutoff = before.unix_timestamp();
+    let s = c
+        .prepare_cached(
+            "DELETE FROM events WHERE id IN
+               (SELECT id FROM events WHERE event_time < $1 LIMIT 5000)",
+        )
+        .await
+        .map_err(pg)?;
+    let mut total = 0;
+    loop {
+        let n = c.execute(&s, &[&cutoff]).await.map_err(pg)?;
+        total += n;
+        if n < 5000 {
+            return Ok(total);
+        }
+    }
+}
+
+async fn ingest_once(
+    c: &mut Object,
+    batch: &[Snapshot],
+    opts: IngestOptions,
+) -> StoreResult<IngestCounts> {
+    let now_s = opts.now.unix_timestamp();
+    let tx = c.transaction().await.map_err(pg)?;
+
+    // Lock every prospect of the batch, in id order: placeholders for the unseen ones first
+    // (so a concurrent first ingestion of the same prospect waits for us), then all rows.
+    let mut pids: Vec<&[u8]> = batch
+        .iter()
+        .map(|s| &s.prospect_id.as_bytes()[..])
+        .collect();
+    pids.sort_unstable();
+    pids.dedup();
+    let s = tx
+        .prepare_cached(
+            "INSERT INTO prospect_state (prospect_id, observed_at, updated_at)
+             SELECT p, $2, $3 FROM unnest($1::BYTEA[]) AS p ORDER BY p
+             ON CONFLICT DO NOTHING",
+        )
+        .await
+        .map_err(pg)?;
+    tx.execute(&s, &[&pids, &PLACEHOLDER, &now_s])
+        .await
+        .map_err(pg)?;
+    let s = tx
+        .prepare_cached(&format!(
+            "SELECT {STATE_COLS} FROM prospect_state WHERE prospect_id = ANY($1::BYTEA[])
+             ORDER BY prospect_id FOR UPDATE"
+        ))
+        .await
+        .map_err(pg)?;
+    let rows = tx.query(&s, &[&pids]).await.map_err(pg)?;
+    let mut states: HashMap<ProspectId, Option<Snapshot>> = HashMap::with_capacity(rows.len());
+    for r in &rows {
+        let raw: &[u8] = r.get(0);
+        if let Some(pid) = ProspectId::from_bytes(raw) {
+            states.insert(pid, state_row(r)?);
+        }
+    }
+
+    let mut counts = IngestCounts::default();
+    let mut dirty: Vec<ProspectId> = Vec::new();
+    let mut dirty_set: std::collections::HashSet<ProspectId> = Default::default();
+    let mut events: Vec<DetectedEvent> = Vec::new();
+    let window = AnniversaryWindow::at_ingestion(opts.now, opts.anniversary_lead_days);
+    for snap in batch {
+        let pid = snap.prospect_id;
+        let current = states.get(&pid).and_then(|s| s.as_ref());
+        let applied = apply(current, snap, window);
+        counts.tally(applied.tally);
+        events.extend(applied.events);
+        if applied.becomes_current {
+            if dirty_set.insert(pid) {
+                dirty.push(pid);
+            }
+            states.insert(pid, Some(snap.clone()));
+        }
+    }
+
+    counts.events_beyond_retention = opts.drop_beyond_retention(&mut events);
+    let (created, queued) = store_events(&tx, events, opts.now).await?;
+    counts.events_created = created;
+    counts.notifications_queued = queued;
+
+    if !dirty.is_empty() {
+        let mut ids: Vec<&[u8]> = Vec::with_capacity(dirty.len());
+        let mut observed: Vec<i64> = Vec::with_capacity(dirty.len());
+        let mut full_name: Vec<Option<&str>> = Vec::with_capacity(dirty.len());
+        let mut linkedin: Vec<Option<&str>> = Vec::with_capacity(dirty.len());
+        let mut company_id: Vec<Option<&str>> = Vec::with_capacity(dirty.len());
+        let mut company_name: Vec<Option<&str>> = Vec::with_capacity(dirty.len());
+        let mut job_title: Vec<Option<&str>> = Vec::with_capacity(dirty.len());
+        let mut start: Vec<Option<String>> = Vec::with_capacity(dirty.len());
+        let mut anniv: Vec<Option<i32>> = Vec::with_capacity(dirty.len());
+        for pid in &dirty {
+            let Some(Some(s)) = states.get(pid) else {
+                continue;
+            };
+            ids.push(&s.prospect_id.as_bytes()[..]);
+            observed.push(to_unix_nanos(s.observed_at)?);
+            full_name.push(s.full_name.as_deref());
+            linkedin.push(s.linkedin_url.as_deref());
+            company_id.push(s.company_id.as_deref());
+            company_name.push(s.company_name.as_deref());
+            job_title.push(s.job_title.as_deref());
+            start.push(s.job_start_date.map(format_date));
+            anniv.push(s.job_start_date.map(month_day));
+        }
+        let s = tx
+            .prepare_cached(
+                "INSERT INTO prospect_state (prospect_id, observed_at, full_name, linkedin_url,
+                    company_id, company_name, job_title, job_start_date, anniv_md, updated_at)
+                 SELECT x.*, $10 FROM unnest($1::BYTEA[], $2::BIGINT[], $3::TEXT[], $4::TEXT[],
+                    $5::TEXT[], $6::TEXT[], $7::TEXT[], $8::TEXT[], $9::INTEGER[]) AS x
+                 ON CONFLICT (prospect_id) DO UPDATE SET observed_at = excluded.observed_at,
+                    full_name = excluded.full_name, linkedin_url = excluded.linkedin_url,
+                    company_id = excluded.company_id, company_name = excluded.company_name,
+                    job_title = excluded.job_title, job_start_date = excluded.job_start_date,
+                    anniv_md = excluded.anniv_md, updated_at = excluded.updated_at",
+            )
+            .await
+            .map_err(pg)?;
+        tx.execute(
+            &s,
+            &[
+                &ids,
+                &observed,
+                &full_name,
+                &linkedin,
+                &company_id,
+                &company_name,
+                &job_title,
+                &start,
+                &anniv,
+                &now_s,
+            ],
+        )
+        .await
+        .map_err(pg)?;
+    }
+    tx.commit().await.map_err(pg)?;
+    Ok(counts)
+}
+
+/// Stores events whose ids are not known yet and queues one notification per enrollment
+/// covering each new event (with the enrollment's key as of now), in the caller's transaction.
+/// Returns (events created, notifications queued). Three round trips whatever the count.
+pub(super) async fn store_events(
+    tx: &Transaction<'_>,
+    events: Vec<DetectedEvent>,
+    now: OffsetDateTime,
+) -> StoreResult<(u64, u64)> {
+    if events.is_empty() {
+        return Ok((0, 0));
+    }
+    let now_s = now.unix_timestamp();
+    // The same event may be detected twice in one batch: the first one counts.
+    let mut seen = HashSet::with_capacity(events.len());
+    let events: Vec<DetectedEvent> = events
+        .into_iter()
+        .filter(|e| seen.insert(e.event_id.clone()))
+        .collect();
+    let ids: Vec<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
+    let pids: Vec<&[u8]> = events
+        .iter()
+        .map(|e| &e.prospect_id.as_bytes()[..])
+        .collect();
+    let types: Vec<i32> = events.iter().map(|e| e.event_type.bit() as i32).collect();
+    let times: Vec<i64> = events
+        .iter()
+        .map(|e| e.event_time.unix_timestamp())
+        .collect();
+    let data: Vec<String> = events.iter().map(|e| e.data.to_string()).collect();
+    let s = tx
+        .prepare_cached(
+            "INSERT INTO events (event_id, prospect_id, event_type, event_time, data, created_at)
+             SELECT x.e, x.p, x.t, x.tm, x.d, $6
+             FROM unnest($1::TEXT[], $2::BYTEA[], $3::INTEGER[], $4::BIGINT[], $5::TEXT[])
+                  WITH ORDINALITY AS x(e, p, t, tm, d, o)
+             ORDER BY x.o
+             ON CONFLICT DO NOTHING
+             RETURNING event_id",
+        )
+        .await
+        .map_err(pg)?;
+    let rows = tx
+        .query(&s, &[&ids, &pids, &types, &times, &data, &now_s])
+        .await
+        .map_err(pg)?;
+    let created: HashSet<String> = rows.iter().map(|r| r.get(0)).collect();
+    if created.is_empty() {
+        return Ok((0, 0));
+    }
+    let new: Vec<&DetectedEvent> = events
+        .iter()
+        .filter(|e| created.contains(&e.event_id))
+        .collect();
+
+    let queued = outbox::queue_for_events(tx, &new, now).await?;
+    Ok((new.len() as u64, queued))
+}

@@ -1,0 +1,601 @@
+//! The outbox for PostgreSQL: notifications queued, claimed (`FOR UPDATE SKIP LOCKED` and a
+//! lease, so any number of replicas' workers share it), attempts recorded, the delivery log,
+//! retries and replays. What an attempt does next is `rules::AttemptEffect`.
+
+use super::idempotency::fence;
+use super::pg;
+use super::webhooks::PARK_IF_DISABLED;
+use crate::model::*;
+use crate::rules::{
+    delivery_page, parked_sql, payload_json, shown_next_attempt, AttemptEffect, Health,
+    FAILING_REASON,
+};
+use crate::{StoreError, StoreResult};
+use deadpool_postgres::{Object, Transaction};
+use domain::detect::DetectedEvent;
+use domain::{PartnerId, TenantId};
+use time::OffsetDateTime;
+use tokio_postgres::Row;
+
+/// Queues one notification per enrollment covering each of `new` (just stored events), with the
+/// enrollment's key as of now, in the caller's transaction: parked when the partner has no
+/// enabled webhook. Two round trips whatever the count; returns how many were queued.
+pub(super) async fn queue_for_events(
+    tx: &Transaction<'_>,
+    new: &[&DetectedEvent],
+    now: OffsetDateTime,
+) -> StoreResult<u64> {
+    let now_s = now.unix_timestamp();
+    // Fan-out: the covering enrollments of every new event, in event order then enrollment order.
+    let pids: Vec<&[u8]> = new.iter().map(|e| &e.prospect_id.as_bytes()[..]).collect();
+    let bits: Vec<i32> = new.iter().map(|e| e.event_type.bit() as i32).collect();
+    let s = tx
+        .prepare_cached(
+            "SELECT x.o, e.tenant_id, e.partner_id, e.enrollment_id, e.enrollment_key
+             FROM unnest($1::BYTEA[], $2::INTEGER[]) WITH ORDINALITY AS x(p, b, o)
+             JOIN enrollment_prospects ep ON ep.prospect_id = x.p
+             JOIN enrollments e ON e.id = ep.enrollment_ref
+             WHERE (e.event_mask & x.b) <> 0
+             ORDER BY x.o, e.id",
+        )
+        .await
+        .map_err(pg)?;
+    let rows = tx.query(&s, &[&pids, &bits]).await.map_err(pg)?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let n = rows.len();
+    let mut delivery: Vec<String> = Vec::with_capacity(n);
+    let mut event_id: Vec<&str> = Vec::with_capacity(n);
+    let mut event_name: Vec<&str> = Vec::with_capacity(n);
+    let mut event_time: Vec<i64> = Vec::with_capacity(n);
+    let mut tenant: Vec<String> = Vec::with_capacity(n);
+    let mut partner: Vec<String> = Vec::with_capacity(n);
+    let mut enrollment: Vec<String> = Vec::with_capacity(n);
+    let mut key: Vec<String> = Vec::with_capacity(n);
+    let mut payload: Vec<String> = Vec::with_capacity(n);
+    for r in &rows {
+        let ord: i64 = r.get(0);
+        let ev = new[(ord - 1) as usize];
+        let to = CoveringEnrollment {
+            tenant: TenantId(r.get(1)),
+            partner: PartnerId(r.get(2)),
+            enrollment_id: domain::EnrollmentId(r.get(3)),
+            enrollment_key: r.get(4),
+        };
+        payload.push(notification_payload(ev, &to).to_string());
+        delivery.push(delivery_id_for(&ev.event_id, &to.enrollment_id.0));
+        event_id.push(&ev.event_id);
+        event_name.push(ev.event_type.as_str());
+        event_time.push(ev.event_time.unix_timestamp());
+        tenant.push(to.tenant.0);
+        partner.push(to.partner.0);
+        enrollment.push(to.enrollment_id.0);
+        key.push(to.enrollment_key);
+    }
+    let now_ms = (now.unix_timestamp_nanos() / 1_000_000) as i64;
+    let s = tx
+        .prepare_cached(concat!(
+            "INSERT INTO notifications (delivery_id, event_id, event_name, event_time,
+                tenant_id, partner_id, enrollment_id, enrollment_key, payload, next_attempt_at,
+                created_at)
+             SELECT x.d, x.e, x.n, x.t, x.tn, x.pa, x.en, x.k, x.pl,
+                CASE WHEN EXISTS (SELECT 1 FROM webhooks w WHERE w.tenant_id = x.tn AND w.partner_id = x.pa AND w.enabled) THEN $10 ELSE ",
+            parked_sql!(),
+            " END, $11
+             FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[], $5::TEXT[],
+                         $6::TEXT[], $7::TEXT[], $8::TEXT[], $9::TEXT[])
+                  WITH ORDINALITY AS x(d, e, n, t, tn, pa, en, k, pl, o)
+             ORDER BY x.o
+             ON CONFLICT DO NOTHING",
+        ))
+        .await
+        .map_err(pg)?;
+    let queued = tx
+        .execute(
+            &s,
+            &[
+                &delivery,
+                &event_id,
+                &event_name,
+                &event_time,
+                &tenant,
+                &partner,
+                &enrollment,
+                &key,
+                &payload,
+                &now_ms,
+                &now_s,
+            ],
+        )
+        .await
+        .map_err(pg)?;
+    Ok(queued)
+}
+
+pub(super) async fn outbox(
+    c: &mut Object,
+    scope: Option<&Scope>,
+    limit: u32,
+) -> StoreResult<Vec<OutboxRow>> {
+    let cols = "delivery_id, event_id, event_name, tenant_id, partner_id, enrollment_id,
+                enrollment_key, payload, status, attempts";
+    let limit = limit as i64;
+    let rows = match scope {
+        Some(sc) => {
+            let s = c
+                .prepare_cached(&format!(
+                    "SELECT {cols} FROM notifications WHERE tenant_id = $1 AND partner_id = $2
+                     ORDER BY id LIMIT $3"
+                ))
+                .await
+                .map_err(pg)?;
+            c.query(&s, &[&sc.tenant.0, &sc.partner.0, &limit]).await
+        }
+        None => {
+            let s = c
+                .prepare_cached(&format!(
+                    "SELECT {cols} FROM notifications ORDER BY id LIMIT $1"
+                ))
+                .await
+                .map_err(pg)?;
+            c.query(&s, &[&limit]).await
+        }
+    }
+    .map_err(pg)?;
+    Ok(rows
+        .iter()
+        .map(|r| OutboxRow {
+            delivery_id: r.get(0),
+            event_id: r.get(1),
+            event_name: r.get(2),
+            tenant: TenantId(r.get(3)),
+            partner: PartnerId(r.get(4)),
+            enrollment_id: r.get(5),
+            enrollment_key: r.get(6),
+            payload: payload_json(r.get(7)),
+            status: DeliveryStatus::from_code(r.get::<_, i32>(8) as i64),
+            attempts: r.get::<_, i32>(9) as u32,
+        })
+        .collect())
+}
+
+const DELIVERY_COLS: &str = "id, delivery_id, event_id, event_name, enrollment_id, status,
+    attempts, last_attempt_at, next_attempt_at, last_status_code, last_error";
+
+fn delivery_row(r: &Row) -> (i64, DeliveryInfo) {
+    let status = DeliveryStatus::from_code(r.get::<_, i32>(5) as i64);
+    (
+        r.get(0),
+        DeliveryInfo {
+            delivery_id: r.get(1),
+            event_id: r.get(2),
+            event_name: r.get(3),
+            enrollment_id: r.get(4),
+            status,
+            attempts: r.get::<_, i32>(6) as u32,
+            last_attempt_at: r.get(7),
+            next_attempt_at: shown_next_attempt(status, r.get(8)),
+            last_status_code: r.get::<_, Option<i32>>(9).map(|c| c as u16),
+            last_error: r.get(10),
+        },
+    )
+}
+
+pub(super) async fn claim_due(
+    c: &mut Object,
+    now_ms: i64,
+    lease_ms: i64,
+    limit: u32,
+    room: &ClaimRoom,
+) -> StoreResult<Vec<Claimed>> {
+    let r_t: Vec<&str> = room
+        .scopes
+        .iter()
+        .map(|(s, _)| s.tenant.0.as_str())
+        .collect();
+    let r_p: Vec<&str> = room
+        .scopes
+        .iter()
+        .map(|(s, _)| s.partner.0.as_str())
+        .collect();
+    let r_n: Vec<i64> = room.scopes.iter().map(|(_, n)| i64::from(*n)).collect();
+    let lease_until = now_ms + lease_ms;
+    // One statement: each enabled webhook's oldest due rows up to its room (one range scan
+    // of notifications_due_scope each), oldest first overall; rows locked by another
+    // replica's claim are skipped, not waited for.
+    let s = c
+        .prepare_cached(
+            "WITH room AS (
+                SELECT * FROM unnest($4::TEXT[], $5::TEXT[], $6::BIGINT[]) AS x(t, p, n)),
+             due AS (
+                SELECT d.id, d.next_attempt_at FROM webhooks w
+                CROSS JOIN LATERAL (
+                    SELECT n.id, n.next_attempt_at FROM notifications n
+                    WHERE n.tenant_id = w.tenant_id AND n.partner_id = w.partner_id
+                      AND n.status = 0 AND n.next_attempt_at <= $2
+                      AND (n.lease_until IS NULL OR n.lease_until < $2)
+                    ORDER BY n.next_attempt_at
+                    LIMIT LEAST($3, COALESCE(
+                        (SELECT room.n FROM room WHERE room.t = w.tenant_id AND room.p = w.partner_id),
+                        $7))
+                    FOR UPDATE OF n SKIP LOCKED) d
+                WHERE w.enabled
+                ORDER BY d.next_attempt_at
+                LIMIT $3)
+             UPDATE notifications n SET lease_until = $1, next_attempt_at = $1
+             FROM due, webhooks w
+             WHERE n.id = due.id AND w.tenant_id = n.tenant_id AND w.partner_id = n.partner_id
+             RETURNING n.id, n.delivery_id, n.event_id, n.payload, n.cycle_attempts,
+                n.tenant_id, n.partner_id, w.webhook_url, w.secret, w.generation",
+        )
+        .await
+        .map_err(pg)?;
+    let rows = c
+        .query(
+            &s,
+            &[
+                &lease_until,
+                &now_ms,
+                &i64::from(limit),
+                &r_t,
+                &r_p,
+                &r_n,
+                &i64::from(room.per_scope),
+            ],
+        )
+        .await
+        .map_err(pg)?;
+    let mut out: Vec<Claimed> = rows
+        .iter()
+        .map(|r| Claimed {
+            row: r.get(0),
+            delivery_id: r.get(1),
+            event_id: r.get(2),
+            payload: r.get(3),
+            cycle_attempts: r.get::<_, i32>(4) as u32,
+            lease_until,
+            scope: Scope {
+                tenant: TenantId(r.get(5)),
+                partner: PartnerId(r.get(6)),
+            },
+            webhook_url: r.get(7),
+            secret: r.get(8),
+            generation: r.get(9),
+        })
+        .collect();
+    out.sort_by_key(|c| c.row);
+    Ok(out)
+}
+
+pub(super) async fn set_lease(
+    c: &mut Object,
+    row: i64,
+    expected: i64,
+    until: Option<i64>,
+) -> StoreResult<bool> {
+    let s = c
+        .prepare_cached(
+            "UPDATE notifications SET lease_until = $3::BIGINT,
+                next_attempt_at = COALESCE($3::BIGINT, 0::BIGINT)
+             WHERE id = $1 AND lease_until = $2 AND status = 0",
+        )
+        .await
+        .map_err(pg)?;
+    let n = c
+        .execute(&s, &[&row, &expected, &until])
+        .await
+        .map_err(pg)?;
+    Ok(n == 1)
+}
+
+pub(super) async fn record_attempt(c: &mut Object, r: &AttemptRecord) -> StoreResult<()> {
+    let tx = c.transaction().await.map_err(pg)?;
+    let s = tx
+        .prepare_cached(
+            "INSERT INTO delivery_attempts (notification_id, attempted_at, status_code, error,
+                latency_ms, response_body)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .await
+        .map_err(pg)?;
+    let code: Option<i32> = r.status_code.map(i32::from);
+    tx.execute(
+        &s,
+        &[
+            &r.row,
+            &r.attempted_at,
+            &code,
+            &r.error,
+            &(r.latency_ms as i64),
+            &r.response_body,
+        ],
+    )
+    .await
+    .map_err(pg)?;
+    let effect = AttemptEffect::of(r.outcome, r.attempted_at);
+    let (status, next) = (effect.status.code() as i32, effect.next_attempt_at);
+    // Every attempt counts; only the lease holder moves the notification's state.
+    let s = tx
+        .prepare_cached(
+            "UPDATE notifications SET attempts = attempts + 1,
+                last_attempt_at = $2, last_status_code = $3, last_error = $4
+             WHERE id = $1",
+        )
+        .await
+        .map_err(pg)?;
+    tx.execute(&s, &[&r.row, &r.attempted_at, &code, &r.error])
+        .await
+        .map_err(pg)?;
+    let s = tx
+        .prepare_cached(
+            "UPDATE notifications SET status = $3, cycle_attempts = cycle_attempts + 1,
+                next_attempt_at = COALESCE($4, next_attempt_at), lease_until = NULL
+             WHERE id = $1 AND lease_until = $2",
+        )
+        .await
+        .map_err(pg)?;
+    tx.execute(&s, &[&r.row, &r.lease_until, &status, &next])
+        .await
+        .map_err(pg)?;
+    let (t, p, g) = (&r.scope.tenant.0, &r.scope.partner.0, &r.generation);
+    match effect.health {
+        Health::Recovered => {
+            let s = tx
+                .prepare_cached(
+                    "UPDATE webhooks SET failing_since = NULL
+                     WHERE tenant_id = $1 AND partner_id = $2 AND generation = $3
+                       AND failing_since IS NOT NULL",
+                )
+                .await
+                .map_err(pg)?;
+            tx.execute(&s, &[t, p, g]).await.map_err(pg)?;
+        }
+        Health::Disable(reason) => {
+            let s = tx
+                .prepare_cached(
+                    "UPDATE webhooks SET enabled = FALSE, disabled_reason = $5,
+                        disabled_at = CASE WHEN enabled THEN $4 ELSE disabled_at END
+                     WHERE tenant_id = $1 AND partner_id = $2 AND generation = $3",
+                )
+                .await
+                .map_err(pg)?;
+            tx.execute(&s, &[t, p, g, &r.attempted_at, &reason])
+                .await
+                .map_err(pg)?;
+        }
+        Health::Failing => {
+            let s = tx
+                .prepare_cached(
+                    "UPDATE webhooks SET failing_since = COALESCE(failing_since, $4),
+                        enabled = CASE WHEN COALESCE(failing_since, $4) <= $4 - $5
+                            THEN FALSE ELSE enabled END,
+                        disabled_reason = CASE WHEN COALESCE(failing_since, $4) <= $4 - $5
+                            THEN $6 ELSE disabled_reason END,
+                        disabled_at = CASE WHEN enabled
+                            AND COALESCE(failing_since, $4) <= $4 - $5
+                            THEN $4 ELSE disabled_at END
+                     WHERE tenant_id = $1 AND partner_id = $2 AND generation = $3",
+                )
+                .await
+                .map_err(pg)?;
+            let reason = FAILING_REASON;
+            tx.execute(
+                &s,
+                &[t, p, g, &r.attempted_at, &r.disable_after_ms, &reason],
+            )
+            .await
+            .map_err(pg)?;
+        }
+    }
+    if effect.park_if_disabled {
+        let s = tx.prepare_cached(PARK_IF_DISABLED).await.map_err(pg)?;
+        tx.execute(&s, &[t, p]).await.map_err(pg)?;
+    }
+    tx.commit().await.map_err(pg)
+}
+
+pub(super) async fn queue_direct(
+    c: &mut Object,
+    scope: &Scope,
+    items: &[DirectNotification],
+    now_ms: i64,
+) -> StoreResult<u64> {
+    if items.is_empty() {
+        return Ok(0);
+    }
+    let tx = c.transaction().await.map_err(pg)?;
+    fence(&tx).await?;
+    let delivery: Vec<&str> = items.iter().map(|i| i.delivery_id.as_str()).collect();
+    let event: Vec<&str> = items.iter().map(|i| i.event_id.as_str()).collect();
+    let name: Vec<&str> = items.iter().map(|i| i.event_name.as_str()).collect();
+    let time: Vec<i64> = items.iter().map(|i| i.event_time).collect();
+    let key: Vec<&str> = items.iter().map(|i| i.enrollment_key.as_str()).collect();
+    let payload: Vec<String> = items.iter().map(|i| i.payload.to_string()).collect();
+    let s = tx
+        .prepare_cached(concat!(
+            "INSERT INTO notifications (delivery_id, event_id, event_name, event_time,
+                tenant_id, partner_id, enrollment_id, enrollment_key, payload,
+                next_attempt_at, created_at)
+             SELECT x.d, x.e, x.n, x.t, $7, $8, NULL, x.k, x.pl,
+                CASE WHEN EXISTS (SELECT 1 FROM webhooks w WHERE w.tenant_id = $7 AND w.partner_id = $8 AND w.enabled) THEN $9 ELSE ",
+            parked_sql!(),
+            " END, $10
+             FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[], $5::TEXT[],
+                         $6::TEXT[]) WITH ORDINALITY AS x(d, e, n, t, k, pl, o)
+             ORDER BY x.o
+             ON CONFLICT DO NOTHING",
+        ))
+        .await
+        .map_err(pg)?;
+    let n = tx
+        .execute(
+            &s,
+            &[
+                &delivery,
+                &event,
+                &name,
+                &time,
+                &key,
+                &payload,
+                &scope.tenant.0,
+                &scope.partner.0,
+                &now_ms,
+                &(now_ms / 1000),
+            ],
+        )
+        .await
+        .map_err(pg)?;
+    tx.commit().await.map_err(pg)?;
+    Ok(n)
+}
+
+pub(super) async fn list_deliveries(
+    c: &mut Object,
+    scope: &Scope,
+    q: &DeliveryQuery,
+) -> StoreResult<DeliveryPage> {
+    let after = q.cursor.map(|c| c.0).unwrap_or(0);
+    let s = c
+        .prepare_cached(&format!(
+            "SELECT {DELIVERY_COLS} FROM notifications
+             WHERE tenant_id = $1 AND partner_id = $2 AND id > $3
+               AND ($4::INTEGER IS NULL OR status = $4)
+               AND ($5::TEXT IS NULL OR event_name = $5)
+             ORDER BY id LIMIT $6"
+        ))
+        .await
+        .map_err(pg)?;
+    let status: Option<i32> = q.status.map(|s| s.code() as i32);
+    let rows = c
+        .query(
+            &s,
+            &[
+                &scope.tenant.0,
+                &scope.partner.0,
+                &after,
+                &status,
+                &q.event_name,
+                &(q.limit as i64 + 1),
+            ],
+        )
+        .await
+        .map_err(pg)?;
+    Ok(delivery_page(
+        rows.iter().map(delivery_row).collect(),
+        q.limit,
+    ))
+}
+
+pub(super) async fn get_delivery(
+    c: &mut Object,
+    scope: &Scope,
+    delivery_id: &str,
+) -> StoreResult<Option<(DeliveryInfo, Vec<AttemptInfo>)>> {
+    let s = c
+        .prepare_cached(&format!(
+            "SELECT {DELIVERY_COLS} FROM notifications
+             WHERE delivery_id = $1 AND tenant_id = $2 AND partner_id = $3"
+        ))
+        .await
+        .map_err(pg)?;
+    let row = c
+        .query_opt(&s, &[&delivery_id, &scope.tenant.0, &scope.partner.0])
+        .await
+        .map_err(pg)?;
+    let Some((id, info)) = row.as_ref().map(delivery_row) else {
+        return Ok(None);
+    };
+    let s = c
+        .prepare_cached(
+            "SELECT attempted_at, status_code, error, latency_ms, response_body
+             FROM delivery_attempts WHERE notification_id = $1 ORDER BY id",
+        )
+        .await
+        .map_err(pg)?;
+    let attempts = c
+        .query(&s, &[&id])
+        .await
+        .map_err(pg)?
+        .iter()
+        .map(|r| AttemptInfo {
+            attempted_at: r.get(0),
+            status_code: r.get::<_, Option<i32>>(1).map(|c| c as u16),
+            error: r.get(2),
+            latency_ms: r.get::<_, i64>(3) as u64,
+            response_body: r.get(4),
+        })
+        .collect();
+    Ok(Some((info, attempts)))
+}
+
+pub(super) async fn retry_delivery(
+    c: &mut Object,
+    scope: &Scope,
+    delivery_id: &str,
+    now_ms: i64,
+) -> StoreResult<()> {
+    let tx = c.transaction().await.map_err(pg)?;
+    fence(&tx).await?;
+    let s = tx
+        .prepare_cached(concat!(
+            "UPDATE notifications SET status = 0, cycle_attempts = 0,
+                next_attempt_at = CASE WHEN EXISTS (SELECT 1 FROM webhooks w WHERE w.tenant_id = $2 AND w.partner_id = $3 AND w.enabled) THEN $4 ELSE ",
+            parked_sql!(),
+            " END,
+                lease_until = NULL
+             WHERE delivery_id = $1 AND tenant_id = $2 AND partner_id = $3",
+        ))
+        .await
+        .map_err(pg)?;
+    let n = tx
+        .execute(
+            &s,
+            &[&delivery_id, &scope.tenant.0, &scope.partner.0, &now_ms],
+        )
+        .await
+        .map_err(pg)?;
+    if n == 0 {
+        return Err(StoreError::NotFound);
+    }
+    tx.commit().await.map_err(pg)
+}
+
+pub(super) async fn replay(
+    c: &mut Object,
+    scope: &Scope,
+    q: &ReplayQuery,
+    now_ms: i64,
+) -> StoreResult<u64> {
+    let tx = c.transaction().await.map_err(pg)?;
+    fence(&tx).await?;
+    let s = tx
+        .prepare_cached(concat!(
+            "UPDATE notifications SET status = 0, cycle_attempts = 0,
+                next_attempt_at = CASE WHEN EXISTS (SELECT 1 FROM webhooks w WHERE w.tenant_id = $1 AND w.partner_id = $2 AND w.enabled) THEN $6 ELSE ",
+            parked_sql!(),
+            " END,
+                lease_until = NULL
+             WHERE tenant_id = $1 AND partner_id = $2 AND event_time >= $3
+               AND ($4::BIGINT IS NULL OR event_time <= $4)
+               AND ($5::TEXT[] IS NULL OR event_name = ANY($5))",
+        ))
+        .await
+        .map_err(pg)?;
+    let n = tx
+        .execute(
+            &s,
+            &[
+                &scope.tenant.0,
+                &scope.partner.0,
+                &q.from,
+                &q.to,
+                &q.event_names,
+                &now_ms,
+            ],
+        )
+        .await
+        .map_err(pg)?;
+    tx.commit().await.map_err(pg)?;
+    Ok(n)
+}

@@ -1,0 +1,211 @@
+//! `Store` for PostgreSQL: the delegation table. Each method takes a pooled connection and calls
+//! the function of the same name in the module of its concern (the same names as SQLite's).
+
+use super::{enrollments, idempotency, ingest, keys, outbox, pg, scan, webhooks, PostgresStore};
+use crate::model::*;
+use crate::{IdemAnswer, IdemBegin, IdemFence, SnapshotBatch, Store, StoreResult};
+use async_trait::async_trait;
+use domain::{EventType, ProspectId};
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        let c = self.conn().await?;
+        c.simple_query("SELECT 1").await.map_err(pg)?;
+        Ok(())
+    }
+
+    // --- API keys, tenants, partners -----------------------------------------------------
+    async fn create_key(&self, key: NewApiKey) -> StoreResult<()> {
+        keys::create_key(&mut self.conn().await?, key).await
+    }
+
+    async fn list_keys(&self) -> StoreResult<Vec<ApiKeyInfo>> {
+        keys::list_keys(&mut self.conn().await?).await
+    }
+
+    async fn revoke_keys(&self, prefix: &str) -> StoreResult<u64> {
+        keys::revoke_keys(&mut self.conn().await?, prefix).await
+    }
+
+    async fn principal(&self, key_hash: &[u8; 32]) -> StoreResult<Option<Principal>> {
+        keys::principal(&mut self.conn().await?, key_hash).await
+    }
+
+    // --- Enrollments ---------------------------------------------------------------------
+    async fn create_enrollment(&self, scope: &Scope, new: NewEnrollment) -> StoreResult<()> {
+        enrollments::create_enrollment(&mut self.conn().await?, scope, new).await
+    }
+
+    async fn update_enrollment(
+        &self,
+        scope: &Scope,
+        enrollment_id: &str,
+        spec: EnrollmentSpec,
+    ) -> StoreResult<()> {
+        let mut c = self.conn().await?;
+        enrollments::update_enrollment(&mut c, scope, enrollment_id, spec).await
+    }
+
+    async fn delete_enrollment(&self, scope: &Scope, enrollment_id: &str) -> StoreResult<()> {
+        enrollments::delete_enrollment(&mut self.conn().await?, scope, enrollment_id).await
+    }
+
+    async fn list_enrollments(
+        &self,
+        scope: &Scope,
+        query: &EnrollmentQuery,
+    ) -> StoreResult<EnrollmentPage> {
+        enrollments::list_enrollments(&mut self.conn().await?, scope, query).await
+    }
+
+    async fn covering_enrollments(
+        &self,
+        prospect: &ProspectId,
+        event_type: EventType,
+    ) -> StoreResult<Vec<CoveringEnrollment>> {
+        enrollments::covering_enrollments(&mut self.conn().await?, prospect, event_type).await
+    }
+
+    // --- Snapshots, events, outbox -------------------------------------------------------
+    async fn ingest_snapshots(
+        &self,
+        batch: SnapshotBatch,
+        opts: IngestOptions,
+    ) -> StoreResult<IngestCounts> {
+        ingest::ingest_snapshots(self, batch, opts).await
+    }
+
+    async fn query_events(&self, query: &EventQuery) -> StoreResult<Vec<StoredEvent>> {
+        ingest::query_events(&mut self.conn().await?, query).await
+    }
+
+    async fn scan_anniversaries(&self, opts: IngestOptions) -> StoreResult<ScanReport> {
+        scan::scan_anniversaries(self, opts).await
+    }
+
+    async fn prune_events(&self, before: time::OffsetDateTime) -> StoreResult<u64> {
+        ingest::prune_events(&mut self.conn().await?, before).await
+    }
+
+    async fn outbox(&self, scope: Option<&Scope>, limit: u32) -> StoreResult<Vec<OutboxRow>> {
+        outbox::outbox(&mut self.conn().await?, scope, limit).await
+    }
+
+    // --- Webhooks --------------------------------------------------------------------------
+    async fn put_webhook(
+        &self,
+        scope: &Scope,
+        url: &str,
+        secret: &str,
+        now_ms: i64,
+    ) -> StoreResult<Webhook> {
+        webhooks::put_webhook(&mut self.conn().await?, scope, url, secret, now_ms).await
+    }
+
+    async fn update_webhook_url(
+        &self,
+        scope: &Scope,
+        url: &str,
+        now_ms: i64,
+    ) -> StoreResult<Webhook> {
+        webhooks::update_webhook_url(&mut self.conn().await?, scope, url, now_ms).await
+    }
+
+    async fn get_webhook(&self, scope: &Scope) -> StoreResult<Option<Webhook>> {
+        webhooks::get_webhook(&mut self.conn().await?, scope).await
+    }
+
+    async fn delete_webhook(&self, scope: &Scope) -> StoreResult<()> {
+        webhooks::delete_webhook(&mut self.conn().await?, scope).await
+    }
+
+    // --- Delivery --------------------------------------------------------------------------
+    async fn claim_due(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: u32,
+        room: &ClaimRoom,
+    ) -> StoreResult<Vec<Claimed>> {
+        outbox::claim_due(&mut self.conn().await?, now_ms, lease_ms, limit, room).await
+    }
+
+    async fn record_attempt(&self, record: AttemptRecord) -> StoreResult<()> {
+        outbox::record_attempt(&mut self.conn().await?, &record).await
+    }
+
+    async fn set_lease(&self, row: i64, expected: i64, until: Option<i64>) -> StoreResult<bool> {
+        outbox::set_lease(&mut self.conn().await?, row, expected, until).await
+    }
+
+    async fn queue_direct(
+        &self,
+        scope: &Scope,
+        items: Vec<DirectNotification>,
+        now_ms: i64,
+    ) -> StoreResult<u64> {
+        outbox::queue_direct(&mut self.conn().await?, scope, &items, now_ms).await
+    }
+
+    async fn list_deliveries(
+        &self,
+        scope: &Scope,
+        query: &DeliveryQuery,
+    ) -> StoreResult<DeliveryPage> {
+        outbox::list_deliveries(&mut self.conn().await?, scope, query).await
+    }
+
+    async fn get_delivery(
+        &self,
+        scope: &Scope,
+        delivery_id: &str,
+    ) -> StoreResult<Option<(DeliveryInfo, Vec<AttemptInfo>)>> {
+        outbox::get_delivery(&mut self.conn().await?, scope, delivery_id).await
+    }
+
+    async fn retry_delivery(
+        &self,
+        scope: &Scope,
+        delivery_id: &str,
+        now_ms: i64,
+    ) -> StoreResult<()> {
+        outbox::retry_delivery(&mut self.conn().await?, scope, delivery_id, now_ms).await
+    }
+
+    async fn replay(&self, scope: &Scope, query: &ReplayQuery, now_ms: i64) -> StoreResult<u64> {
+        outbox::replay(&mut self.conn().await?, scope, query, now_ms).await
+    }
+
+    // --- Idempotency keys ------------------------------------------------------------------
+    async fn idempotency_begin(
+        &self,
+        scope: &Scope,
+        key: &str,
+        fingerprint: &[u8],
+        now_ms: i64,
+    ) -> StoreResult<IdemBegin> {
+        let mut c = self.conn().await?;
+        idempotency::begin(&mut c, scope, key, fingerprint, now_ms).await
+    }
+
+    async fn idempotency_finish(
+        &self,
+        fence: &IdemFence,
+        answer: &IdemAnswer,
+    ) -> StoreResult<bool> {
+        idempotency::finish(&mut self.conn().await?, fence, answer).await
+    }
+
+    async fn idempotency_release(&self, fence: &IdemFence) -> StoreResult<()> {
+        idempotency::release(&mut self.conn().await?, fence).await
+    }
+
+    async fn prune_idempotency_keys(&self, before_ms: i64) -> StoreResult<u64> {
+        idempotency::prune(&mut self.conn().await?, before_ms).await
+    }
+}

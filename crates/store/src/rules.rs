@@ -1,0 +1,285 @@
+//! The store's own rules, shared by both backends: what an attempt outcome does to a
+//! notification and its webhook, where pages end, how stored values map back to the model.
+//! Backends call these and keep only their SQL and row access; nothing here touches a database.
+
+use crate::model::*;
+use crate::{StoreError, StoreResult};
+use domain::{EventType, ProspectId};
+use time::OffsetDateTime;
+
+/// [`PARKED`] as SQL text, for statements that compare with it literally (a literal keeps the
+/// claim index's range plain to the planner): `concat!("… = ", parked_sql!())`.
+macro_rules! parked_sql {
+    () => {
+        "9223372036854775807"
+    };
+}
+pub(crate) use parked_sql;
+
+/// The `job_state` row where the anniversary scanner remembers how far it got (the stored
+/// value is the `until` date of its last pass).
+pub(crate) const SCAN_JOB: &str = "anniversary_scan";
+/// Candidates the scanner settles per page (and per transaction).
+pub(crate) const SCAN_PAGE: usize = 2000;
+
+/// The scanner's window, from the stored `until` of its last pass (`YYYY-MM-DD`, if any), and
+/// the report it starts; `None` when there is nothing to scan (the report is then final).
+pub(crate) fn scan_start(
+    last_until: Option<&str>,
+    opts: &IngestOptions,
+) -> (Option<domain::detect::AnniversaryWindow>, ScanReport) {
+    let last = last_until.and_then(domain::snapshot::parse_date);
+    let window =
+        domain::detect::AnniversaryWindow::since(last, opts.now, opts.anniversary_lead_days);
+    let report = ScanReport {
+        after: Some(window.after),
+        until: Some(window.until),
+        ..Default::default()
+    };
+    ((!window.is_empty()).then_some(window), report)
+}
+
+/// Whole seconds since the Unix epoch, for the `created_at`/`updated_at` bookkeeping columns.
+pub(crate) fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Rows fetched as `limit + 1` (keyed by their row id) → one page: the extra row only says
+/// that another page follows, from the last returned id.
+pub(crate) fn paginate<T>(mut rows: Vec<(i64, T)>, limit: Option<u32>) -> (Vec<T>, Option<Cursor>) {
+    let next_cursor = match limit {
+        Some(l) if rows.len() > l as usize => {
+            rows.truncate(l as usize);
+            rows.last().map(|(id, _)| Cursor(*id))
+        }
+        _ => None,
+    };
+    (rows.into_iter().map(|(_, t)| t).collect(), next_cursor)
+}
+
+pub(crate) fn enrollment_page(rows: Vec<(i64, Enrollment)>, limit: Option<u32>) -> EnrollmentPage {
+    let (enrollments, next_cursor) = paginate(rows, limit);
+    EnrollmentPage {
+        enrollments,
+        next_cursor,
+    }
+}
+
+pub(crate) fn delivery_page(rows: Vec<(i64, DeliveryInfo)>, limit: u32) -> DeliveryPage {
+    let (deliveries, next_cursor) = paginate(rows, Some(limit));
+    DeliveryPage {
+        deliveries,
+        next_cursor,
+    }
+}
+
+/// The prospect rows an enrollment update removes and adds (`current` as stored in its row),
+/// each sorted by id, so only the difference is written.
+pub(crate) fn prospect_diff(
+    current: &[ProspectId],
+    wanted: &[ProspectId],
+) -> (Vec<ProspectId>, Vec<ProspectId>) {
+    let mut cur = current.to_vec();
+    cur.sort_unstable();
+    cur.dedup();
+    let mut want = wanted.to_vec();
+    want.sort_unstable();
+    want.dedup();
+    let gone = cur
+        .iter()
+        .filter(|p| want.binary_search(p).is_err())
+        .copied()
+        .collect();
+    let added = want
+        .iter()
+        .filter(|p| cur.binary_search(p).is_err())
+        .copied()
+        .collect();
+    (gone, added)
+}
+
+/// What an attempt's outcome does to its notification (when the attempt still holds the
+/// lease) and to its webhook's health.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct AttemptEffect {
+    pub status: DeliveryStatus,
+    /// The new `next_attempt_at`; `None` keeps the stored one.
+    pub next_attempt_at: Option<i64>,
+    pub health: Health,
+    /// Whether the scope's waiting notifications are parked afterwards if the webhook is (now)
+    /// disabled.
+    pub park_if_disabled: bool,
+}
+
+/// The webhook-health update of an attempt (only for the webhook generation it was sent to).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Health {
+    /// Delivered: the webhook is no longer failing.
+    Recovered,
+    /// Disabled at once with this reason (410 Gone).
+    Disable(&'static str),
+    /// Failing since the first failure of the streak (kept); disabled with
+    /// [`FAILING_REASON`] once the streak lasts `disable_after_ms`.
+    Failing,
+}
+
+pub(crate) const GONE_REASON: &str = "receiver answered 410 Gone";
+pub(crate) const FAILING_REASON: &str = "failing continuously";
+
+impl AttemptEffect {
+    /// A 410 leaves the notification pending (due at once): it flows again once the partner
+    /// re-registers the webhook, which is disabled meanwhile.
+    pub(crate) fn of(outcome: AttemptOutcome, attempted_at: i64) -> Self {
+        let (status, next_attempt_at, health) = match outcome {
+            AttemptOutcome::Delivered => (DeliveryStatus::Delivered, None, Health::Recovered),
+            AttemptOutcome::RetryAt(t) => (DeliveryStatus::Pending, Some(t), Health::Failing),
+            AttemptOutcome::GiveUp => (DeliveryStatus::Failed, None, Health::Failing),
+            AttemptOutcome::Gone => (
+                DeliveryStatus::Pending,
+                Some(attempted_at),
+                Health::Disable(GONE_REASON),
+            ),
+        };
+        AttemptEffect {
+            status,
+            next_attempt_at,
+            health,
+            park_if_disabled: outcome != AttemptOutcome::Delivered,
+        }
+    }
+}
+
+/// The `next_attempt_at` a delivery shows: only a pending, unparked one has one.
+pub(crate) fn shown_next_attempt(status: DeliveryStatus, stored: Option<i64>) -> Option<i64> {
+    stored.filter(|t| status == DeliveryStatus::Pending && *t != PARKED)
+}
+
+/// A stored notification payload as JSON (`null` if a row holds something unreadable: the
+/// outbox view is for operators and tests, it must not fail on one row).
+pub(crate) fn payload_json(stored: &str) -> serde_json::Value {
+    serde_json::from_str(stored).unwrap_or(serde_json::Value::Null)
+}
+
+/// An events row (`event_type` as its bit, `event_time` in unix seconds, `data` as JSON text).
+pub(crate) fn stored_event(
+    event_id: String,
+    prospect_id: ProspectId,
+    bit: i64,
+    event_time: i64,
+    data: String,
+) -> StoreResult<StoredEvent> {
+    Ok(StoredEvent {
+        event_id,
+        prospect_id,
+        event_type: EventType::from_bit(bit)
+            .ok_or_else(|| StoreError::internal(format!("event type bit {bit}")))?,
+        event_time: OffsetDateTime::from_unix_timestamp(event_time)
+            .map_err(|e| StoreError::internal(format!("event time: {e}")))?,
+        data: serde_json::value::RawValue::from_string(data)
+            .map_err(|e| StoreError::internal(format!("event data: {e}")))?,
+    })
+}
+
+/// A prospect id read back from a BLOB/BYTEA column.
+pub(crate) fn stored_prospect_id(raw: &[u8], table: &str) -> StoreResult<ProspectId> {
+    ProspectId::from_bytes(raw)
+        .ok_or_else(|| StoreError::internal(format!("malformed prospect id in {table}")))
+}
+
+impl IngestCounts {
+    /// Counts one applied snapshot.
+    pub(crate) fn tally(&mut self, t: domain::detect::Tally) {
+        use domain::detect::Tally;
+        match t {
+            Tally::Baseline => self.baselines += 1,
+            Tally::Unchanged => self.unchanged += 1,
+            Tally::Changed => self.changed += 1,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parked_sql_is_parked() {
+        assert_eq!(parked_sql!().parse::<i64>(), Ok(PARKED));
+    }
+
+    #[test]
+    fn scans_start_where_the_last_one_stopped() {
+        let opts = IngestOptions {
+            now: time::macros::datetime!(2025-03-10 12:00 UTC),
+            anniversary_lead_days: 7,
+            event_retention: None,
+        };
+        let (w, r) = scan_start(None, &opts);
+        let w = w.expect("a first scan has a window");
+        assert_eq!((r.after, r.until), (Some(w.after), Some(w.until)));
+        assert_eq!(w.after, time::macros::date!(2025 - 03 - 09));
+        let (w, r) = scan_start(Some("2025-01-01"), &opts);
+        assert_eq!(
+            w.map(|w| w.after),
+            Some(time::macros::date!(2025 - 01 - 01))
+        );
+        assert_eq!(r.candidates, 0);
+        let (w, r) = scan_start(Some("2025-03-17"), &opts);
+        assert!(w.is_none(), "already scanned up to today + lead days");
+        assert_eq!(r.until, Some(time::macros::date!(2025 - 03 - 17)));
+    }
+
+    #[test]
+    fn pages_end_at_the_limit() {
+        let rows = |n: i64| (1..=n).map(|i| (i * 10, i)).collect::<Vec<_>>();
+        assert_eq!(paginate(rows(3), Some(2)), (vec![1, 2], Some(Cursor(20))));
+        assert_eq!(paginate(rows(2), Some(2)), (vec![1, 2], None));
+        assert_eq!(paginate(rows(3), None), (vec![1, 2, 3], None));
+    }
+
+    #[test]
+    fn prospect_diff_touches_only_the_difference() {
+        let p = |b: u8| ProspectId([b; 20]);
+        let (gone, added) = prospect_diff(&[p(3), p(1), p(2)], &[p(4), p(2), p(2), p(1)]);
+        assert_eq!((gone, added), (vec![p(3)], vec![p(4)]));
+    }
+
+    #[test]
+    fn attempt_effects() {
+        let e = AttemptEffect::of(AttemptOutcome::Gone, 7);
+        assert_eq!(
+            (e.status, e.next_attempt_at, e.health, e.park_if_disabled),
+            (
+                DeliveryStatus::Pending,
+                Some(7),
+                Health::Disable(GONE_REASON),
+                true
+            )
+        );
+        let e = AttemptEffect::of(AttemptOutcome::Delivered, 7);
+        assert_eq!(
+            (e.status, e.next_attempt_at, e.park_if_disabled),
+            (DeliveryStatus::Delivered, None, false)
+        );
+        assert_eq!(
+            AttemptEffect::of(AttemptOutcome::GiveUp, 7).status,
+            DeliveryStatus::Failed
+        );
+        assert_eq!(
+            AttemptEffect::of(AttemptOutcome::RetryAt(9), 7).next_attempt_at,
+            Some(9)
+        );
+        assert_eq!(
+            shown_next_attempt(DeliveryStatus::Pending, Some(PARKED)),
+            None
+        );
+        assert_eq!(shown_next_attempt(DeliveryStatus::Failed, Some(5)), None);
+        assert_eq!(
+            shown_next_attempt(DeliveryStatus::Pending, Some(5)),
+            Some(5)
+        );
+    }
+}

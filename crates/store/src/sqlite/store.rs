@@ -1,0 +1,262 @@
+//! `Store` for SQLite: the delegation table. Each method runs the function of the same name in
+//! the module of its concern (the same names as PostgreSQL's) on the writer (`write`) or on a
+//! reader connection (`read`).
+
+use super::SqliteStore;
+use super::{bulk, enrollments, idempotency, ingest, internal, keys, outbox, scan, webhooks};
+use crate::model::*;
+use crate::{IdemAnswer, IdemBegin, IdemFence, SnapshotBatch, Store, StoreError, StoreResult};
+use async_trait::async_trait;
+use domain::{EventType, ProspectId};
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(internal))
+            .await
+    }
+
+    async fn create_key(&self, key: NewApiKey) -> StoreResult<()> {
+        self.write(move |c| keys::create_key(c, key)).await
+    }
+
+    async fn list_keys(&self) -> StoreResult<Vec<ApiKeyInfo>> {
+        self.read(keys::list_keys).await
+    }
+
+    async fn revoke_keys(&self, prefix: &str) -> StoreResult<u64> {
+        let prefix = prefix.to_string();
+        self.write(move |c| keys::revoke_keys(c, &prefix)).await
+    }
+
+    async fn principal(&self, key_hash: &[u8; 32]) -> StoreResult<Option<Principal>> {
+        let hash = *key_hash;
+        self.read(move |c| keys::principal(c, &hash)).await
+    }
+
+    async fn create_enrollment(&self, scope: &Scope, new: NewEnrollment) -> StoreResult<()> {
+        let scope = scope.clone();
+        self.write(move |c| enrollments::create_enrollment(c, &scope, new))
+            .await
+    }
+
+    async fn update_enrollment(
+        &self,
+        scope: &Scope,
+        enrollment_id: &str,
+        spec: EnrollmentSpec,
+    ) -> StoreResult<()> {
+        let (scope, id) = (scope.clone(), enrollment_id.to_string());
+        self.write(move |c| enrollments::update_enrollment(c, &scope, &id, spec))
+            .await
+    }
+
+    async fn delete_enrollment(&self, scope: &Scope, enrollment_id: &str) -> StoreResult<()> {
+        let (scope, id) = (scope.clone(), enrollment_id.to_string());
+        self.write(move |c| enrollments::delete_enrollment(c, &scope, &id))
+            .await
+    }
+
+    async fn list_enrollments(
+        &self,
+        scope: &Scope,
+        query: &EnrollmentQuery,
+    ) -> StoreResult<EnrollmentPage> {
+        let scope = scope.clone();
+        let query = query.clone();
+        self.read(move |c| enrollments::list_enrollments(c, &scope, &query))
+            .await
+    }
+
+    async fn covering_enrollments(
+        &self,
+        prospect: &ProspectId,
+        event_type: EventType,
+    ) -> StoreResult<Vec<CoveringEnrollment>> {
+        let prospect = *prospect;
+        self.read(move |c| enrollments::covering_enrollments(c, &prospect, event_type))
+            .await
+    }
+
+    async fn ingest_snapshots(
+        &self,
+        batch: SnapshotBatch,
+        opts: IngestOptions,
+    ) -> StoreResult<IngestCounts> {
+        // Checked here, so that a refused batch fails alone, not the writer's whole group.
+        batch.check_storable()?;
+        self.write(move |c| ingest::ingest_snapshots(c, batch, opts))
+            .await
+    }
+
+    async fn bulk_ingest(
+        &self,
+        commit_every: usize,
+    ) -> StoreResult<Option<Box<dyn crate::BulkIngest>>> {
+        let (path, presence) = (self.path().to_path_buf(), self.presence());
+        let bulk = tokio::task::spawn_blocking(move || {
+            bulk::SqliteBulk::open(&path, commit_every, presence)
+        })
+        .await
+        .map_err(|e| StoreError::internal(format!("open task: {e}")))??;
+        Ok(Some(Box::new(bulk)))
+    }
+
+    async fn query_events(&self, query: &EventQuery) -> StoreResult<Vec<StoredEvent>> {
+        let query = query.clone();
+        self.read(move |c| ingest::query_events(c, &query)).await
+    }
+
+    async fn scan_anniversaries(&self, opts: IngestOptions) -> StoreResult<ScanReport> {
+        scan::scan_anniversaries(self, opts).await
+    }
+
+    async fn prune_events(&self, before: time::OffsetDateTime) -> StoreResult<u64> {
+        ingest::prune_events(self, before).await
+    }
+
+    async fn outbox(&self, scope: Option<&Scope>, limit: u32) -> StoreResult<Vec<OutboxRow>> {
+        let scope = scope.cloned();
+        self.read(move |c| outbox::outbox(c, scope.as_ref(), limit))
+            .await
+    }
+
+    async fn put_webhook(
+        &self,
+        scope: &Scope,
+        url: &str,
+        secret: &str,
+        now_ms: i64,
+    ) -> StoreResult<Webhook> {
+        let (scope, url, secret) = (scope.clone(), url.to_string(), secret.to_string());
+        self.write(move |c| webhooks::put_webhook(c, &scope, &url, &secret, now_ms))
+            .await
+    }
+
+    async fn update_webhook_url(
+        &self,
+        scope: &Scope,
+        url: &str,
+        now_ms: i64,
+    ) -> StoreResult<Webhook> {
+        let (scope, url) = (scope.clone(), url.to_string());
+        self.write(move |c| webhooks::update_webhook_url(c, &scope, &url, now_ms))
+            .await
+    }
+
+    async fn get_webhook(&self, scope: &Scope) -> StoreResult<Option<Webhook>> {
+        let scope = scope.clone();
+        self.read(move |c| webhooks::get_webhook(c, &scope)).await
+    }
+
+    async fn delete_webhook(&self, scope: &Scope) -> StoreResult<()> {
+        let scope = scope.clone();
+        self.write(move |c| webhooks::delete_webhook(c, &scope))
+            .await
+    }
+
+    async fn claim_due(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: u32,
+        room: &ClaimRoom,
+    ) -> StoreResult<Vec<Claimed>> {
+        let room = room.clone();
+        self.write(move |c| outbox::claim_due(c, now_ms, lease_ms, limit, &room))
+            .await
+    }
+
+    async fn record_attempt(&self, record: AttemptRecord) -> StoreResult<()> {
+        self.write(move |c| outbox::record_attempt(c, &record))
+            .await
+    }
+
+    async fn set_lease(&self, row: i64, expected: i64, until: Option<i64>) -> StoreResult<bool> {
+        self.write(move |c| outbox::set_lease(c, row, expected, until))
+            .await
+    }
+
+    async fn queue_direct(
+        &self,
+        scope: &Scope,
+        items: Vec<DirectNotification>,
+        now_ms: i64,
+    ) -> StoreResult<u64> {
+        let scope = scope.clone();
+        self.write(move |c| outbox::queue_direct(c, &scope, &items, now_ms))
+            .await
+    }
+
+    async fn list_deliveries(
+        &self,
+        scope: &Scope,
+        query: &DeliveryQuery,
+    ) -> StoreResult<DeliveryPage> {
+        let (scope, query) = (scope.clone(), query.clone());
+        self.read(move |c| outbox::list_deliveries(c, &scope, &query))
+            .await
+    }
+
+    async fn get_delivery(
+        &self,
+        scope: &Scope,
+        delivery_id: &str,
+    ) -> StoreResult<Option<(DeliveryInfo, Vec<AttemptInfo>)>> {
+        let (scope, id) = (scope.clone(), delivery_id.to_string());
+        self.read(move |c| outbox::get_delivery(c, &scope, &id))
+            .await
+    }
+
+    async fn retry_delivery(
+        &self,
+        scope: &Scope,
+        delivery_id: &str,
+        now_ms: i64,
+    ) -> StoreResult<()> {
+        let (scope, id) = (scope.clone(), delivery_id.to_string());
+        self.write(move |c| outbox::retry_delivery(c, &scope, &id, now_ms))
+            .await
+    }
+
+    async fn replay(&self, scope: &Scope, query: &ReplayQuery, now_ms: i64) -> StoreResult<u64> {
+        let (scope, query) = (scope.clone(), query.clone());
+        self.write(move |c| outbox::replay(c, &scope, &query, now_ms))
+            .await
+    }
+
+    async fn idempotency_begin(
+        &self,
+        scope: &Scope,
+        key: &str,
+        fingerprint: &[u8],
+        now_ms: i64,
+    ) -> StoreResult<IdemBegin> {
+        let (scope, key, fp) = (scope.clone(), key.to_string(), fingerprint.to_vec());
+        self.write(move |c| idempotency::begin(c, &scope, &key, &fp, now_ms))
+            .await
+    }
+
+    async fn idempotency_finish(
+        &self,
+        fence: &IdemFence,
+        answer: &IdemAnswer,
+    ) -> StoreResult<bool> {
+        let (fence, answer) = (fence.clone(), answer.clone());
+        self.write(move |c| idempotency::finish(c, &fence, &answer))
+            .await
+    }
+
+    async fn idempotency_release(&self, fence: &IdemFence) -> StoreResult<()> {
+        let fence = fence.clone();
+        self.write(move |c| idempotency::release(c, &fence)).await
+    }
+
+    async fn prune_idempotency_keys(&self, before_ms: i64) -> StoreResult<u64> {
+        self.write(move |c| idempotency::prune(c, before_ms)).await
+    }
+}
