@@ -124,11 +124,27 @@ async fn ingest_once(
     batch: &[Snapshot],
     opts: IngestOptions,
 ) -> StoreResult<IngestCounts> {
-    let now_s = opts.now.unix_timestamp();
     let tx = c.transaction().await.map_err(pg)?;
+    let mut states = lock_states(&tx, batch, opts.now).await?;
+    let decided = decide(&mut states, batch, &opts);
+    let mut counts = decided.counts;
+    let (created, queued) = store_events(&tx, decided.events, opts.now).await?;
+    counts.events_created = created;
+    counts.notifications_queued = queued;
+    write_states(&tx, &states, &decided.dirty, opts.now).await?;
+    tx.commit().await.map_err(pg)?;
+    Ok(counts)
+}
 
-    // Lock every prospect of the batch, in id order: placeholders for the unseen ones first
-    // (so a concurrent first ingestion of the same prospect waits for us), then all rows.
+/// The current state of every prospect of the batch (`None` for one never seen), locked for
+/// the transaction in id order: placeholders for the unseen ones first (so a concurrent first
+/// ingestion of the same prospect waits for us), then all rows.
+async fn lock_states(
+    tx: &Transaction<'_>,
+    batch: &[Snapshot],
+    now: OffsetDateTime,
+) -> StoreResult<HashMap<ProspectId, Option<Snapshot>>> {
+    let now_s = now.unix_timestamp();
     let mut pids: Vec<&[u8]> = batch
         .iter()
         .map(|s| &s.prospect_id.as_bytes()[..])
@@ -161,7 +177,24 @@ async fn ingest_once(
             states.insert(pid, state_row(r)?);
         }
     }
+    Ok(states)
+}
 
+/// What a batch decides: its counts so far, the events to store and the prospects whose state
+/// moved (in first-seen order).
+struct Decided {
+    counts: IngestCounts,
+    events: Vec<DetectedEvent>,
+    dirty: Vec<ProspectId>,
+}
+
+/// Applies each snapshot of the batch to the state it finds (`domain::detect::apply`), moving
+/// `states` forward; drops the events beyond retention.
+fn decide(
+    states: &mut HashMap<ProspectId, Option<Snapshot>>,
+    batch: &[Snapshot],
+    opts: &IngestOptions,
+) -> Decided {
     let mut counts = IngestCounts::default();
     let mut dirty: Vec<ProspectId> = Vec::new();
     let mut dirty_set: std::collections::HashSet<ProspectId> = Default::default();
@@ -180,70 +213,80 @@ async fn ingest_once(
             states.insert(pid, Some(snap.clone()));
         }
     }
-
     counts.events_beyond_retention = opts.drop_beyond_retention(&mut events);
-    let (created, queued) = store_events(&tx, events, opts.now).await?;
-    counts.events_created = created;
-    counts.notifications_queued = queued;
+    Decided {
+        counts,
+        events,
+        dirty,
+    }
+}
 
-    if !dirty.is_empty() {
-        let mut ids: Vec<&[u8]> = Vec::with_capacity(dirty.len());
-        let mut observed: Vec<i64> = Vec::with_capacity(dirty.len());
-        let mut full_name: Vec<Option<&str>> = Vec::with_capacity(dirty.len());
-        let mut linkedin: Vec<Option<&str>> = Vec::with_capacity(dirty.len());
-        let mut company_id: Vec<Option<&str>> = Vec::with_capacity(dirty.len());
-        let mut company_name: Vec<Option<&str>> = Vec::with_capacity(dirty.len());
-        let mut job_title: Vec<Option<&str>> = Vec::with_capacity(dirty.len());
-        let mut start: Vec<Option<String>> = Vec::with_capacity(dirty.len());
-        let mut anniv: Vec<Option<i32>> = Vec::with_capacity(dirty.len());
-        for pid in &dirty {
-            let Some(Some(s)) = states.get(pid) else {
-                continue;
-            };
-            ids.push(&s.prospect_id.as_bytes()[..]);
-            observed.push(to_unix_nanos(s.observed_at)?);
-            full_name.push(s.full_name.as_deref());
-            linkedin.push(s.linkedin_url.as_deref());
-            company_id.push(s.company_id.as_deref());
-            company_name.push(s.company_name.as_deref());
-            job_title.push(s.job_title.as_deref());
-            start.push(s.job_start_date.map(format_date));
-            anniv.push(s.job_start_date.map(month_day));
-        }
-        let s = tx
-            .prepare_cached(
-                "INSERT INTO prospect_state (prospect_id, observed_at, full_name, linkedin_url,
-                    company_id, company_name, job_title, job_start_date, anniv_md, updated_at)
-                 SELECT x.*, $10 FROM unnest($1::BYTEA[], $2::BIGINT[], $3::TEXT[], $4::TEXT[],
-                    $5::TEXT[], $6::TEXT[], $7::TEXT[], $8::TEXT[], $9::INTEGER[]) AS x
-                 ON CONFLICT (prospect_id) DO UPDATE SET observed_at = excluded.observed_at,
-                    full_name = excluded.full_name, linkedin_url = excluded.linkedin_url,
-                    company_id = excluded.company_id, company_name = excluded.company_name,
-                    job_title = excluded.job_title, job_start_date = excluded.job_start_date,
-                    anniv_md = excluded.anniv_md, updated_at = excluded.updated_at",
-            )
-            .await
-            .map_err(pg)?;
-        tx.execute(
-            &s,
-            &[
-                &ids,
-                &observed,
-                &full_name,
-                &linkedin,
-                &company_id,
-                &company_name,
-                &job_title,
-                &start,
-                &anniv,
-                &now_s,
-            ],
+/// Writes the new state of each `dirty` prospect (one statement for all of them).
+async fn write_states(
+    tx: &Transaction<'_>,
+    states: &HashMap<ProspectId, Option<Snapshot>>,
+    dirty: &[ProspectId],
+    now: OffsetDateTime,
+) -> StoreResult<()> {
+    if dirty.is_empty() {
+        return Ok(());
+    }
+    let now_s = now.unix_timestamp();
+    let mut ids: Vec<&[u8]> = Vec::with_capacity(dirty.len());
+    let mut observed: Vec<i64> = Vec::with_capacity(dirty.len());
+    let mut full_name: Vec<Option<&str>> = Vec::with_capacity(dirty.len());
+    let mut linkedin: Vec<Option<&str>> = Vec::with_capacity(dirty.len());
+    let mut company_id: Vec<Option<&str>> = Vec::with_capacity(dirty.len());
+    let mut company_name: Vec<Option<&str>> = Vec::with_capacity(dirty.len());
+    let mut job_title: Vec<Option<&str>> = Vec::with_capacity(dirty.len());
+    let mut start: Vec<Option<String>> = Vec::with_capacity(dirty.len());
+    let mut anniv: Vec<Option<i32>> = Vec::with_capacity(dirty.len());
+    for pid in dirty {
+        let Some(Some(s)) = states.get(pid) else {
+            continue;
+        };
+        ids.push(&s.prospect_id.as_bytes()[..]);
+        observed.push(to_unix_nanos(s.observed_at)?);
+        full_name.push(s.full_name.as_deref());
+        linkedin.push(s.linkedin_url.as_deref());
+        company_id.push(s.company_id.as_deref());
+        company_name.push(s.company_name.as_deref());
+        job_title.push(s.job_title.as_deref());
+        start.push(s.job_start_date.map(format_date));
+        anniv.push(s.job_start_date.map(month_day));
+    }
+    let s = tx
+        .prepare_cached(
+            "INSERT INTO prospect_state (prospect_id, observed_at, full_name, linkedin_url,
+                company_id, company_name, job_title, job_start_date, anniv_md, updated_at)
+             SELECT x.*, $10 FROM unnest($1::BYTEA[], $2::BIGINT[], $3::TEXT[], $4::TEXT[],
+                $5::TEXT[], $6::TEXT[], $7::TEXT[], $8::TEXT[], $9::INTEGER[]) AS x
+             ON CONFLICT (prospect_id) DO UPDATE SET observed_at = excluded.observed_at,
+                full_name = excluded.full_name, linkedin_url = excluded.linkedin_url,
+                company_id = excluded.company_id, company_name = excluded.company_name,
+                job_title = excluded.job_title, job_start_date = excluded.job_start_date,
+                anniv_md = excluded.anniv_md, updated_at = excluded.updated_at",
         )
         .await
         .map_err(pg)?;
-    }
-    tx.commit().await.map_err(pg)?;
-    Ok(counts)
+    tx.execute(
+        &s,
+        &[
+            &ids,
+            &observed,
+            &full_name,
+            &linkedin,
+            &company_id,
+            &company_name,
+            &job_title,
+            &start,
+            &anniv,
+            &now_s,
+        ],
+    )
+    .await
+    .map_err(pg)?;
+    Ok(())
 }
 
 /// Stores events whose ids are not known yet and queues one notification per enrollment

@@ -25,8 +25,19 @@ pub(super) async fn queue_for_events(
     new: &[&DetectedEvent],
     now: OffsetDateTime,
 ) -> StoreResult<u64> {
-    let now_s = now.unix_timestamp();
-    // Fan-out: the covering enrollments of every new event, in event order then enrollment order.
+    let covering = fan_out(tx, new).await?;
+    if covering.is_empty() {
+        return Ok(0);
+    }
+    insert_notifications(tx, &covering, now).await
+}
+
+/// The fan-out: each of `new` with every enrollment covering it, in event order then
+/// enrollment order.
+async fn fan_out<'e>(
+    tx: &Transaction<'_>,
+    new: &[&'e DetectedEvent],
+) -> StoreResult<Vec<(&'e DetectedEvent, CoveringEnrollment)>> {
     let pids: Vec<&[u8]> = new.iter().map(|e| &e.prospect_id.as_bytes()[..]).collect();
     let bits: Vec<i32> = new.iter().map(|e| e.event_type.bit() as i32).collect();
     let s = tx
@@ -41,37 +52,49 @@ pub(super) async fn queue_for_events(
         .await
         .map_err(pg)?;
     let rows = tx.query(&s, &[&pids, &bits]).await.map_err(pg)?;
-    if rows.is_empty() {
-        return Ok(0);
-    }
-    let n = rows.len();
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let ord: i64 = r.get(0);
+            let to = CoveringEnrollment {
+                tenant: TenantId(r.get(1)),
+                partner: PartnerId(r.get(2)),
+                enrollment_id: domain::EnrollmentId(r.get(3)),
+                enrollment_key: r.get(4),
+            };
+            (new[(ord - 1) as usize], to)
+        })
+        .collect())
+}
+
+/// Inserts one notification per (event, enrollment) of the fan-out, parked when the partner
+/// has no enabled webhook. Returns how many were queued (delivery ids already known are not).
+async fn insert_notifications(
+    tx: &Transaction<'_>,
+    covering: &[(&DetectedEvent, CoveringEnrollment)],
+    now: OffsetDateTime,
+) -> StoreResult<u64> {
+    let now_s = now.unix_timestamp();
+    let n = covering.len();
     let mut delivery: Vec<String> = Vec::with_capacity(n);
     let mut event_id: Vec<&str> = Vec::with_capacity(n);
     let mut event_name: Vec<&str> = Vec::with_capacity(n);
     let mut event_time: Vec<i64> = Vec::with_capacity(n);
-    let mut tenant: Vec<String> = Vec::with_capacity(n);
-    let mut partner: Vec<String> = Vec::with_capacity(n);
-    let mut enrollment: Vec<String> = Vec::with_capacity(n);
-    let mut key: Vec<String> = Vec::with_capacity(n);
+    let mut tenant: Vec<&str> = Vec::with_capacity(n);
+    let mut partner: Vec<&str> = Vec::with_capacity(n);
+    let mut enrollment: Vec<&str> = Vec::with_capacity(n);
+    let mut key: Vec<&str> = Vec::with_capacity(n);
     let mut payload: Vec<String> = Vec::with_capacity(n);
-    for r in &rows {
-        let ord: i64 = r.get(0);
-        let ev = new[(ord - 1) as usize];
-        let to = CoveringEnrollment {
-            tenant: TenantId(r.get(1)),
-            partner: PartnerId(r.get(2)),
-            enrollment_id: domain::EnrollmentId(r.get(3)),
-            enrollment_key: r.get(4),
-        };
-        payload.push(notification_payload(ev, &to).to_string());
+    for (ev, to) in covering {
+        payload.push(notification_payload(ev, to).to_string());
         delivery.push(delivery_id_for(&ev.event_id, &to.enrollment_id.0));
         event_id.push(&ev.event_id);
         event_name.push(ev.event_type.as_str());
         event_time.push(ev.event_time.unix_timestamp());
-        tenant.push(to.tenant.0);
-        partner.push(to.partner.0);
-        enrollment.push(to.enrollment_id.0);
-        key.push(to.enrollment_key);
+        tenant.push(&to.tenant.0);
+        partner.push(&to.partner.0);
+        enrollment.push(&to.enrollment_id.0);
+        key.push(&to.enrollment_key);
     }
     let now_ms = (now.unix_timestamp_nanos() / 1_000_000) as i64;
     let s = tx
@@ -246,26 +269,28 @@ pub(super) async fn claim_due(
         )
         .await
         .map_err(pg)?;
-    let mut out: Vec<Claimed> = rows
-        .iter()
-        .map(|r| Claimed {
-            row: r.get(0),
-            delivery_id: r.get(1),
-            event_id: r.get(2),
-            payload: r.get(3),
-            cycle_attempts: r.get::<_, i32>(4) as u32,
-            lease_until,
-            scope: Scope {
-                tenant: TenantId(r.get(5)),
-                partner: PartnerId(r.get(6)),
-            },
-            webhook_url: r.get(7),
-            secret: r.get(8),
-            generation: r.get(9),
-        })
-        .collect();
+    let mut out: Vec<Claimed> = rows.iter().map(|r| claimed_row(r, lease_until)).collect();
     out.sort_by_key(|c| c.row);
     Ok(out)
+}
+
+/// A row the claim returned (columns as in its `RETURNING`), leased until `lease_until`.
+fn claimed_row(r: &Row, lease_until: i64) -> Claimed {
+    Claimed {
+        row: r.get(0),
+        delivery_id: r.get(1),
+        event_id: r.get(2),
+        payload: r.get(3),
+        cycle_attempts: r.get::<_, i32>(4) as u32,
+        lease_until,
+        scope: Scope {
+            tenant: TenantId(r.get(5)),
+            partner: PartnerId(r.get(6)),
+        },
+        webhook_url: r.get(7),
+        secret: r.get(8),
+        generation: r.get(9),
+    }
 }
 
 pub(super) async fn set_lease(
@@ -291,6 +316,21 @@ pub(super) async fn set_lease(
 
 pub(super) async fn record_attempt(c: &mut Object, r: &AttemptRecord) -> StoreResult<()> {
     let tx = c.transaction().await.map_err(pg)?;
+    insert_attempt(&tx, r).await?;
+    let effect = AttemptEffect::of(r.outcome, r.attempted_at);
+    settle_notification(&tx, r, &effect).await?;
+    update_health(&tx, r, effect.health).await?;
+    if effect.park_if_disabled {
+        let s = tx.prepare_cached(PARK_IF_DISABLED).await.map_err(pg)?;
+        tx.execute(&s, &[&r.scope.tenant.0, &r.scope.partner.0])
+            .await
+            .map_err(pg)?;
+    }
+    tx.commit().await.map_err(pg)
+}
+
+/// Logs the attempt in `delivery_attempts`.
+async fn insert_attempt(tx: &Transaction<'_>, r: &AttemptRecord) -> StoreResult<()> {
     let s = tx
         .prepare_cached(
             "INSERT INTO delivery_attempts (notification_id, attempted_at, status_code, error,
@@ -313,7 +353,17 @@ pub(super) async fn record_attempt(c: &mut Object, r: &AttemptRecord) -> StoreRe
     )
     .await
     .map_err(pg)?;
-    let effect = AttemptEffect::of(r.outcome, r.attempted_at);
+    Ok(())
+}
+
+/// Counts the attempt on the notification and, if the attempt still holds its lease, moves
+/// the notification to the state the attempt's effect says.
+async fn settle_notification(
+    tx: &Transaction<'_>,
+    r: &AttemptRecord,
+    effect: &AttemptEffect,
+) -> StoreResult<()> {
+    let code: Option<i32> = r.status_code.map(i32::from);
     let (status, next) = (effect.status.code() as i32, effect.next_attempt_at);
     // Every attempt counts; only the lease holder moves the notification's state.
     let s = tx
@@ -338,8 +388,14 @@ pub(super) async fn record_attempt(c: &mut Object, r: &AttemptRecord) -> StoreRe
     tx.execute(&s, &[&r.row, &r.lease_until, &status, &next])
         .await
         .map_err(pg)?;
+    Ok(())
+}
+
+/// Moves the health of the webhook generation the attempt went to: recovered, failing (and
+/// disabled once it has failed for `disable_after_ms`) or disabled at once.
+async fn update_health(tx: &Transaction<'_>, r: &AttemptRecord, health: Health) -> StoreResult<()> {
     let (t, p, g) = (&r.scope.tenant.0, &r.scope.partner.0, &r.generation);
-    match effect.health {
+    match health {
         Health::Recovered => {
             let s = tx
                 .prepare_cached(
@@ -388,11 +444,7 @@ pub(super) async fn record_attempt(c: &mut Object, r: &AttemptRecord) -> StoreRe
             .map_err(pg)?;
         }
     }
-    if effect.park_if_disabled {
-        let s = tx.prepare_cached(PARK_IF_DISABLED).await.map_err(pg)?;
-        tx.execute(&s, &[t, p]).await.map_err(pg)?;
-    }
-    tx.commit().await.map_err(pg)
+    Ok(())
 }
 
 pub(super) async fn queue_direct(

@@ -12,6 +12,7 @@ use domain::snapshot::{format_date, parse_date, Snapshot};
 use domain::ProspectId;
 use rusqlite::{params, Connection, OptionalExtension};
 use std::borrow::Cow;
+use std::iter::Peekable;
 use time::OffsetDateTime;
 
 pub(super) fn ingest_snapshots(
@@ -23,9 +24,11 @@ pub(super) fn ingest_snapshots(
     let window = AnniversaryWindow::at_ingestion(opts.now, opts.anniversary_lead_days);
     let now_s = opts.now.unix_timestamp();
     let mut load = c.prepare_cached(LOAD_STATE).map_err(internal)?;
-    let mut insert = c.prepare_cached(INSERT_STATE).map_err(internal)?;
-    let mut update = c.prepare_cached(UPDATE_STATE).map_err(internal)?;
-    let mut touch = c.prepare_cached(TOUCH_STATE).map_err(internal)?;
+    let mut writes = StateWrites {
+        insert: c.prepare_cached(INSERT_STATE).map_err(internal)?,
+        update: c.prepare_cached(UPDATE_STATE).map_err(internal)?,
+        touch: c.prepare_cached(TOUCH_STATE).map_err(internal)?,
+    };
     let mut fast = FastPaths {
         touch_if_same: c.prepare_cached(TOUCH_IF_SAME).map_err(internal)?,
         insert_new: c.prepare_cached(INSERT_NEW_STATE).map_err(internal)?,
@@ -55,51 +58,107 @@ pub(super) fn ingest_snapshots(
             continue;
         }
         let stored = load_state_with(&mut load, &pid)?;
-        let existed = stored.is_some();
-        fast.insert_first = !existed;
-        let mut current: Option<Cow<'_, Snapshot>> = stored.map(Cow::Owned);
-        let mut current_hash = 0;
-        let mut changed_state = false;
-        // Whether anything but observed_at differs from the stored row (most snapshots of a
-        // feed repeat the prospect as it was: only the time of the observation moves).
-        let mut changed_fields = !existed;
-        while let Some((snap, hash)) = snaps.next_if(|(s, _)| s.prospect_id == pid) {
-            let applied = apply(current.as_deref(), snap, window);
-            counts.tally(applied.tally);
-            let mut events = applied.events;
-            counts.events_beyond_retention += opts.drop_beyond_retention(&mut events);
-            for ev in &events {
-                if insert_event(c, ev, now_s)? {
-                    counts.events_created += 1;
-                    counts.notifications_queued += outbox::queue_for_event(c, ev, opts.now)?;
-                }
-            }
-            if applied.becomes_current {
-                changed_fields |= !current.as_deref().is_some_and(|c| c.same_content(snap));
-                current = Some(Cow::Borrowed(snap));
-                current_hash = hash;
-                changed_state = true;
-            }
-        }
-        let Some(s) = current.filter(|_| changed_state) else {
-            continue;
-        };
-        if changed_fields {
-            let stmt = if existed { &mut update } else { &mut insert };
-            stmt.execute(state_params!(s, now_s, current_hash))
-                .map_err(internal)?;
-        } else {
-            touch
-                .execute(params![
-                    &pid.as_bytes()[..],
-                    to_unix_nanos(s.observed_at)?,
-                    now_s,
-                    current_hash
-                ])
-                .map_err(internal)?;
-        }
+        fast.insert_first = stored.is_none();
+        let state = apply_prospect(c, stored, &mut snaps, pid, window, &opts, &mut counts)?;
+        write_state(&mut writes, &pid, state, now_s)?;
     }
     Ok(counts)
+}
+
+/// Where one prospect's snapshots leave its state.
+struct ProspectState<'b> {
+    existed: bool,
+    current: Option<Cow<'b, Snapshot>>,
+    current_hash: i64,
+    changed_state: bool,
+    /// Whether anything but observed_at differs from the stored row (most snapshots of a feed
+    /// repeat the prospect as it was: only the time of the observation moves).
+    changed_fields: bool,
+}
+
+/// Applies the prospect's next snapshots (`domain::detect::apply`) to its `stored` state,
+/// storing each new event with its notifications as it is detected.
+fn apply_prospect<'b>(
+    c: &Connection,
+    stored: Option<Snapshot>,
+    snaps: &mut Peekable<impl Iterator<Item = (&'b Snapshot, i64)>>,
+    pid: ProspectId,
+    window: AnniversaryWindow,
+    opts: &IngestOptions,
+    counts: &mut IngestCounts,
+) -> StoreResult<ProspectState<'b>> {
+    let now_s = opts.now.unix_timestamp();
+    let existed = stored.is_some();
+    let mut state = ProspectState {
+        existed,
+        current: stored.map(Cow::Owned),
+        current_hash: 0,
+        changed_state: false,
+        changed_fields: !existed,
+    };
+    while let Some((snap, hash)) = snaps.next_if(|(s, _)| s.prospect_id == pid) {
+        let applied = apply(state.current.as_deref(), snap, window);
+        counts.tally(applied.tally);
+        let mut events = applied.events;
+        counts.events_beyond_retention += opts.drop_beyond_retention(&mut events);
+        for ev in &events {
+            if insert_event(c, ev, now_s)? {
+                counts.events_created += 1;
+                counts.notifications_queued += outbox::queue_for_event(c, ev, opts.now)?;
+            }
+        }
+        if applied.becomes_current {
+            state.changed_fields |= !state
+                .current
+                .as_deref()
+                .is_some_and(|c| c.same_content(snap));
+            state.current = Some(Cow::Borrowed(snap));
+            state.current_hash = hash;
+            state.changed_state = true;
+        }
+    }
+    Ok(state)
+}
+
+/// The statements that write a prospect's state after its snapshots were applied.
+struct StateWrites<'c> {
+    insert: rusqlite::CachedStatement<'c>,
+    update: rusqlite::CachedStatement<'c>,
+    touch: rusqlite::CachedStatement<'c>,
+}
+
+/// Writes the prospect's new state, if it moved: the whole row when a field changed, else
+/// only the time of the observation.
+fn write_state(
+    writes: &mut StateWrites<'_>,
+    pid: &ProspectId,
+    state: ProspectState<'_>,
+    now_s: i64,
+) -> StoreResult<()> {
+    let Some(s) = state.current.filter(|_| state.changed_state) else {
+        return Ok(());
+    };
+    let current_hash = state.current_hash;
+    if state.changed_fields {
+        let stmt = if state.existed {
+            &mut writes.update
+        } else {
+            &mut writes.insert
+        };
+        stmt.execute(state_params!(s, now_s, current_hash))
+            .map_err(internal)?;
+    } else {
+        writes
+            .touch
+            .execute(params![
+                &pid.as_bytes()[..],
+                to_unix_nanos(s.observed_at)?,
+                now_s,
+                current_hash
+            ])
+            .map_err(internal)?;
+    }
+    Ok(())
 }
 
 /// The parameters of the state statements, in column order (?1 … ?11).

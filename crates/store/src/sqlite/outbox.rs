@@ -117,18 +117,38 @@ pub(super) fn claim_due(
     room: &ClaimRoom,
 ) -> StoreResult<Vec<Claimed>> {
     let lease_until = now_ms + lease_ms;
-    // The enabled webhooks, read once: their rows go into the claims.
-    let hooks: Vec<(String, String, Webhook)> = c
-        .prepare_cached(&format!(
-            "SELECT {WEBHOOK_COLS}, tenant_id, partner_id FROM webhooks WHERE enabled = 1"
-        ))
-        .and_then(|mut s| {
-            s.query_map([], |r| Ok((r.get(8)?, r.get(9)?, webhook_row(r)?)))?
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .map_err(internal)?;
-    // Each webhook's oldest due rows, as many as it has room for; a webhook without room is not
-    // even looked at, however large its backlog.
+    let hooks = enabled_webhooks(c)?;
+    let due = oldest_due(c, &hooks, now_ms, limit, room)?;
+    let mut out = lease_rows(c, &hooks, due, lease_until)?;
+    out.sort_by_key(|c| c.row);
+    Ok(out)
+}
+
+/// An enabled webhook: tenant, partner and the webhook (its row goes into the claims).
+type EnabledWebhook = (String, String, Webhook);
+
+/// The enabled webhooks, read once per claim.
+fn enabled_webhooks(c: &Connection) -> StoreResult<Vec<EnabledWebhook>> {
+    c.prepare_cached(&format!(
+        "SELECT {WEBHOOK_COLS}, tenant_id, partner_id FROM webhooks WHERE enabled = 1"
+    ))
+    .and_then(|mut s| {
+        s.query_map([], |r| Ok((r.get(8)?, r.get(9)?, webhook_row(r)?)))?
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .map_err(internal)
+}
+
+/// Each webhook's oldest due rows, as many as it has room for (a webhook without room is not
+/// even looked at, however large its backlog), then the oldest `limit` across webhooks: as
+/// (next_attempt_at, row id, index in `hooks`).
+fn oldest_due(
+    c: &Connection,
+    hooks: &[EnabledWebhook],
+    now_ms: i64,
+    limit: u32,
+    room: &ClaimRoom,
+) -> StoreResult<Vec<(i64, i64, usize)>> {
     let mut due_of = c
         .prepare_cached(
             "SELECT id, next_attempt_at FROM notifications INDEXED BY notifications_due_scope
@@ -165,7 +185,16 @@ pub(super) fn claim_due(
     // Oldest due first across webhooks.
     due.sort_unstable();
     due.truncate(limit as usize);
+    Ok(due)
+}
 
+/// Leases each of `due` until `lease_until` and reads what its delivery needs.
+fn lease_rows(
+    c: &Connection,
+    hooks: &[EnabledWebhook],
+    due: Vec<(i64, i64, usize)>,
+    lease_until: i64,
+) -> StoreResult<Vec<Claimed>> {
     let mut lease = c
         .prepare_cached(
             "UPDATE notifications SET lease_until = ?1, next_attempt_at = ?1 WHERE id = ?2
@@ -203,11 +232,22 @@ pub(super) fn claim_due(
             scope,
         });
     }
-    out.sort_by_key(|c| c.row);
     Ok(out)
 }
 
 pub(super) fn record_attempt(c: &Connection, r: &AttemptRecord) -> StoreResult<()> {
+    insert_attempt(c, r)?;
+    let effect = AttemptEffect::of(r.outcome, r.attempted_at);
+    settle_notification(c, r, &effect)?;
+    update_health(c, r, effect.health)?;
+    if effect.park_if_disabled && !webhook_enabled(c, &r.scope)? {
+        park(c, &r.scope)?;
+    }
+    Ok(())
+}
+
+/// Logs the attempt in `delivery_attempts`.
+fn insert_attempt(c: &Connection, r: &AttemptRecord) -> StoreResult<()> {
     c.prepare_cached(
         "INSERT INTO delivery_attempts (notification_id, attempted_at, status_code, error, latency_ms, response_body)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -223,7 +263,16 @@ pub(super) fn record_attempt(c: &Connection, r: &AttemptRecord) -> StoreResult<(
         ])
     })
     .map_err(internal)?;
-    let effect = AttemptEffect::of(r.outcome, r.attempted_at);
+    Ok(())
+}
+
+/// Counts the attempt on the notification and, if the attempt still holds its lease, moves
+/// the notification to the state the attempt's effect says.
+fn settle_notification(
+    c: &Connection,
+    r: &AttemptRecord,
+    effect: &AttemptEffect,
+) -> StoreResult<()> {
     // Every attempt counts; only the lease holder moves the notification's state (the right
     // sides all see the row as it was, so each CASE tests the lease before this update).
     c.prepare_cached(
@@ -249,8 +298,14 @@ pub(super) fn record_attempt(c: &Connection, r: &AttemptRecord) -> StoreResult<(
         ])
     })
     .map_err(internal)?;
+    Ok(())
+}
+
+/// Moves the health of the webhook generation the attempt went to: recovered, failing (and
+/// disabled once it has failed for `disable_after_ms`) or disabled at once.
+fn update_health(c: &Connection, r: &AttemptRecord, health: Health) -> StoreResult<()> {
     let (t, p, g) = (&r.scope.tenant.0, &r.scope.partner.0, r.generation);
-    match effect.health {
+    match health {
         Health::Recovered => {
             c.prepare_cached(
                 "UPDATE webhooks SET failing_since = NULL
@@ -290,9 +345,6 @@ pub(super) fn record_attempt(c: &Connection, r: &AttemptRecord) -> StoreResult<(
             })
             .map_err(internal)?;
         }
-    }
-    if effect.park_if_disabled && !webhook_enabled(c, &r.scope)? {
-        park(c, &r.scope)?;
     }
     Ok(())
 }
