@@ -94,12 +94,14 @@ impl ConnectParams {
         self.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT)
     }
 
-    /// The rustls client configuration for this mode (`None` under `disable`).
-    fn tls_config(&self) -> Result<Option<tls::rustls::ClientConfig>, StoreError> {
+    /// The rustls client configuration for this mode (under `disable` the driver never uses it,
+    /// but wants a connector all the same).
+    fn tls_config(&self) -> Result<tls::rustls::ClientConfig, StoreError> {
         use tls::{Anchors, Verification};
         let verification = match (self.ssl_mode, &self.ssl_root_cert) {
-            (SslMode::Disable, _) => return Ok(None),
-            (SslMode::Prefer, _) | (SslMode::Require, None) => Verification::EncryptOnly,
+            (SslMode::Disable | SslMode::Prefer, _) | (SslMode::Require, None) => {
+                Verification::EncryptOnly
+            }
             (SslMode::Require | SslMode::VerifyCa, _) => Verification::ChainOnly,
             (SslMode::VerifyFull, _) => Verification::Full,
         };
@@ -121,9 +123,7 @@ impl ConnectParams {
                 ))
             }
         };
-        tls::client_config(&anchors, verification, identity, &[b"postgresql"])
-            .map(Some)
-            .map_err(setup_error)
+        tls::client_config(&anchors, verification, identity, &[b"postgresql"]).map_err(setup_error)
     }
 
     fn driver_ssl_mode(&self) -> DriverSslMode {
@@ -198,16 +198,7 @@ impl Connector {
         params: &ConnectParams,
         tune: impl Fn(&mut Config),
     ) -> Result<Connector, StoreError> {
-        let tls_config = params.tls_config()?.unwrap_or_else(|| {
-            // Never used under `disable`; the driver wants a connector all the same.
-            tls::client_config(
-                &tls::Anchors::Only(PathBuf::new()),
-                tls::Verification::EncryptOnly,
-                None,
-                &[],
-            )
-            .expect("a configuration without anchors or identity always builds")
-        });
+        let tls_config = params.tls_config()?;
         let per_host = params.per_host_timeout();
         let hosts = split_hosts(url)
             .into_iter()
@@ -365,34 +356,43 @@ impl Failures {
 /// `…@h2:p2/db?q`), labelled `host:port`. Key-value strings and URLs with one host are returned
 /// as they are (hosts given as `host=` parameters are then tried by the driver in one attempt).
 fn split_hosts(url: &str) -> Vec<(String, String)> {
-    let one = || vec![(host_label(url), url.to_string())];
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return one();
+    let Some(u) = UrlParts::of(url) else {
+        return vec![("the server".into(), url.to_string())];
     };
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let (userinfo, hosts) = match authority.rfind('@') {
-        Some(at) => (&authority[..=at], &authority[at + 1..]),
-        None => ("", authority),
-    };
-    if !hosts.contains(',') {
-        return one();
-    }
-    hosts
+    u.hosts
         .split(',')
-        .map(|h| (h.to_string(), format!("{scheme}://{userinfo}{h}{tail}")))
+        .map(|h| {
+            (
+                h.to_string(),
+                format!("{}://{}{h}{}", u.scheme, u.userinfo, u.tail),
+            )
+        })
         .collect()
 }
 
-/// `host:port` of a one-host URL for messages (never the password).
-fn host_label(url: &str) -> String {
-    let Some((_, rest)) = url.split_once("://") else {
-        return "the server".into();
-    };
-    let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
-    match authority.rfind('@') {
-        Some(at) => authority[at + 1..].to_string(),
-        None => authority.to_string(),
+/// A URL split around its host list: `scheme://userinfo@hosts tail` (userinfo keeps its `@`).
+struct UrlParts<'a> {
+    scheme: &'a str,
+    userinfo: &'a str,
+    hosts: &'a str,
+    tail: &'a str,
+}
+
+impl<'a> UrlParts<'a> {
+    /// `None` for a key-value connection string.
+    fn of(url: &'a str) -> Option<Self> {
+        let (scheme, rest) = url.split_once("://")?;
+        let (authority, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+        let (userinfo, hosts) = match authority.rfind('@') {
+            Some(at) => authority.split_at(at + 1),
+            None => ("", authority),
+        };
+        Some(UrlParts {
+            scheme,
+            userinfo,
+            hosts,
+            tail,
+        })
     }
 }
 
