@@ -133,14 +133,7 @@ async fn to_server(args: &IngestArgs, server: &str, format: Format) -> Result<Su
     };
     // An https:// server is checked against the public roots and the system's store (which
     // honours SSL_CERT_FILE, for a private CA).
-    let tls = tls::client_config(
-        &tls::Anchors::Public {
-            extra_ca_files: vec![],
-        },
-        tls::Verification::Full,
-        None,
-        &[b"http/1.1"],
-    )?;
+    let tls = tls::web_client_config(vec![])?;
     let resp = reqwest::Client::builder()
         .use_preconfigured_tls(tls)
         .build()

@@ -141,14 +141,7 @@ impl Sender {
     pub fn new(config: SenderConfig) -> Result<Self, SenderError> {
         // HTTPS receivers: verified against the web PKI, the system's store and the extra CAs;
         // pooled connections keep their TLS session, so a delivery costs no new handshake.
-        let tls = tls::client_config(
-            &tls::Anchors::Public {
-                extra_ca_files: config.extra_ca_files.clone(),
-            },
-            tls::Verification::Full,
-            None,
-            &[b"http/1.1"],
-        )?;
+        let tls = tls::web_client_config(config.extra_ca_files.clone())?;
         let mut builder = reqwest::Client::builder()
             .use_preconfigured_tls(tls)
             .redirect(redirect::Policy::none())
@@ -203,8 +196,8 @@ impl Sender {
         let start = Instant::now();
         let prepared = self
             .target(url)
-            .and_then(|(url, host)| Ok((url, host, header_map(headers)?)));
-        let (url, host, hm) = match prepared {
+            .and_then(|url| Ok((url, header_map(headers)?)));
+        let (url, hm) = match prepared {
             Ok(p) => p,
             Err(failure) => return failure.into_result(started_at, start),
         };
@@ -217,15 +210,14 @@ impl Sender {
         .await;
         match exchanged {
             Ok(Ok(answer)) => answer.into_result(started_at, timeout),
-            Ok(Err(e)) => Failure::transport(&e, &host, timeout).into_result(started_at, start),
+            Ok(Err(e)) => Failure::transport(&e, timeout).into_result(started_at, start),
             Err(_) => Failure::timeout(timeout).into_result(started_at, start),
         }
     }
 
-    /// The webhook URL, parsed, and the host a TLS failure is about; refused here when it is
-    /// not absolute http(s) or is a forbidden literal IP (reqwest does not run the guarded
-    /// resolver for literal IPs).
-    fn target(&self, url: &str) -> Result<(reqwest::Url, String), Failure> {
+    /// The webhook URL, parsed; refused here when it is not absolute http(s) or is a forbidden
+    /// literal IP (reqwest does not run the guarded resolver for literal IPs).
+    fn target(&self, url: &str) -> Result<reqwest::Url, Failure> {
         let parsed = match reqwest::Url::parse(url) {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => u,
             Ok(_) => {
@@ -235,7 +227,6 @@ impl Sender {
             }
             Err(e) => return Err(Failure::plain(format!("invalid webhook URL: {e}"))),
         };
-        let host = parsed.host_str().unwrap_or_default().to_string();
         if !self.config.allow_private_targets {
             if let Some(ip) = literal_ip(&parsed).filter(|ip| is_forbidden_ip(*ip)) {
                 let r = SsrfRefused {
@@ -246,7 +237,7 @@ impl Sender {
                 return Err(Failure::ssrf(r.to_string()));
             }
         }
-        Ok((parsed, host))
+        Ok(parsed)
     }
 
     /// POSTs and reads the response head and the start of its body.
@@ -397,7 +388,7 @@ impl Failure {
     }
 
     /// Names what failed: the SSRF guard, the timeout, the TLS handshake, or the transport.
-    fn transport(e: &reqwest::Error, host: &str, timeout: Duration) -> Self {
+    fn transport(e: &reqwest::Error, timeout: Duration) -> Self {
         if let Some(r) = find_refusal(e) {
             return Self::ssrf(r.to_string());
         }
@@ -405,6 +396,8 @@ impl Failure {
             return Self::timeout(timeout);
         }
         if let Some(error) = tls::find_tls_error(e) {
+            // The name the certificate had to match: the URL's host.
+            let host = e.url().and_then(|u| u.host_str()).unwrap_or_default();
             return Self::plain(tls::HandshakeFailure { error, host }.to_string());
         }
         Self::plain(describe(e))

@@ -196,6 +196,13 @@ pub fn client_config(
     Ok(config)
 }
 
+/// An HTTPS client's configuration for servers on the web (webhook receivers, our own API
+/// from the CLI): full verification against the public anchors plus `extra_ca_files`, HTTP/1.1.
+pub fn web_client_config(extra_ca_files: Vec<PathBuf>) -> Result<ClientConfig, TlsSetupError> {
+    let anchors = Anchors::Public { extra_ca_files };
+    client_config(&anchors, Verification::Full, None, &[b"http/1.1"])
+}
+
 /// The HTTPS API's server configuration from a PEM certificate chain and its key; a key that
 /// does not match the certificate is an error here, at start-up.
 pub fn server_config(cert_file: &Path, key_file: &Path) -> Result<ServerConfig, TlsSetupError> {
