@@ -12,11 +12,14 @@ use store::DynStore;
 use tokio::sync::watch;
 
 pub async fn run(cfg: ServeConfig) -> Result<()> {
+    // Files named by flags (certificates, CAs) are read first: a bad one stops us before the
+    // database is touched or any task starts.
+    let server_tls = api_tls(&cfg)?;
+    let sender = webhook_sender(&cfg)?;
     let store = store::open(&cfg.db.database_url)
         .await
         .map_err(|e| anyhow::anyhow!("opening {}: {e}", store::redact_url(&cfg.db.database_url)))?;
     tracing::info!(database = %store::redact_url(&cfg.db.database_url), backend = store.backend(), "store ready");
-    let sender = webhook_sender(&cfg)?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
 
@@ -44,7 +47,7 @@ pub async fn run(cfg: ServeConfig) -> Result<()> {
     };
     if cfg.api {
         let state = api::AppState::with_delivery(store, api_config(&cfg), sender, wake);
-        serve_api(&cfg, state, stop_signal).await?;
+        serve_api(&cfg, server_tls, state, stop_signal).await?;
     } else {
         tracing::info!("API disabled (--no-api)");
         stop_signal.await;
@@ -101,25 +104,29 @@ fn api_config(cfg: &ServeConfig) -> api::ApiConfig {
     }
 }
 
-/// Binds `--listen` and serves the API (over HTTPS with `--tls-cert`) until `stop_signal`.
+/// The HTTPS API's configuration with `--tls-cert`/`--tls-key`; a certificate and key that do
+/// not go together are an error.
+fn api_tls(cfg: &ServeConfig) -> Result<Option<Arc<tls::rustls::ServerConfig>>> {
+    let Some(t) = &cfg.tls else {
+        return Ok(None);
+    };
+    let config = tls::server_config(&t.cert, &t.key).with_context(|| {
+        format!(
+            "--tls-cert {} / --tls-key {}",
+            t.cert.display(),
+            t.key.display()
+        )
+    })?;
+    Ok(Some(Arc::new(config)))
+}
+
+/// Binds `--listen` and serves the API (over HTTPS with `server_tls`) until `stop_signal`.
 async fn serve_api(
     cfg: &ServeConfig,
+    server_tls: Option<Arc<tls::rustls::ServerConfig>>,
     state: api::AppState,
     stop_signal: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    // A certificate and key that do not go together stop us here, before listening.
-    let server_tls = match &cfg.tls {
-        Some(t) => Some(Arc::new(tls::server_config(&t.cert, &t.key).with_context(
-            || {
-                format!(
-                    "--tls-cert {} / --tls-key {}",
-                    t.cert.display(),
-                    t.key.display()
-                )
-            },
-        )?)),
-        None => None,
-    };
     let listener = tokio::net::TcpListener::bind(&cfg.listen)
         .await
         .with_context(|| format!("binding {}", cfg.listen))?;
