@@ -138,15 +138,7 @@ async fn a_receiver_certificate_from_another_ca_is_refused_and_said_plainly() {
         Receiver::start_tls(Reply::Status(200), &theirs.issue(&["localhost"])).await;
     webhooks::register(&app, &app.key, "partner_a", &rx.url).await;
 
-    let check: Value = app
-        .req(Method::POST, "/v1/webhooks/check_connectivity")
-        .json(&json!({"partner_id": "partner_a"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let check = webhooks::check_connectivity(&app, "partner_a").await;
     assert_eq!(check["response_context"]["request_status"], "failure");
     assert_eq!(
         check["error"], "TLS: certificate not trusted (unknown issuer)",

@@ -20,6 +20,18 @@ pub(crate) async fn register(app: &TestApp, key: &str, partner: &str, url: &str)
     resp.json().await.unwrap()
 }
 
+/// `POST /v1/webhooks/check_connectivity` for `partner` with the default key; the JSON answer.
+pub(crate) async fn check_connectivity(app: &TestApp, partner: &str) -> Value {
+    app.req(Method::POST, "/v1/webhooks/check_connectivity")
+        .json(&json!({"partner_id": partner}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 pub(crate) async fn enroll(app: &TestApp, key: &str, ekey: &str, ids: &[&str]) -> String {
     let resp = app
         .with_key(Method::POST, ENROLL, key)
@@ -463,15 +475,7 @@ async fn private_targets_are_refused_by_default() {
     let err = log["deliveries"][0]["last_error"].as_str().unwrap_or("");
     assert!(err.contains("SSRF"), "{log}");
 
-    let check: Value = app
-        .req(Method::POST, "/v1/webhooks/check_connectivity")
-        .json(&json!({"partner_id": "partner_a"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let check = check_connectivity(&app, "partner_a").await;
     assert_eq!(check["response_context"]["request_status"], "failure");
     assert!(check["error"].as_str().unwrap().contains("SSRF"));
 }
@@ -512,12 +516,7 @@ async fn check_connectivity_reports_the_receivers_answer() {
     let app = TestApp::spawn_full(prospect_events_e2e::test_config(), Some(test_delivery())).await;
     let ok = Receiver::start(Reply::Status(200)).await;
     let hook = register(&app, &app.key, "partner_a", &ok.url).await;
-    let check = |app: &TestApp| {
-        app.req(Method::POST, "/v1/webhooks/check_connectivity")
-            .json(&json!({"partner_id": "partner_a"}))
-            .send()
-    };
-    let body: Value = check(&app).await.unwrap().json().await.unwrap();
+    let body = check_connectivity(&app, "partner_a").await;
     assert_eq!(body["response_context"]["request_status"], "success");
     assert_eq!(body["webhook_response"]["status_code"], 200);
     let got = ok.received();
@@ -527,7 +526,7 @@ async fn check_connectivity_reports_the_receivers_answer() {
 
     let failing = Receiver::start(Reply::Status(500)).await;
     register(&app, &app.key, "partner_a", &failing.url).await;
-    let body: Value = check(&app).await.unwrap().json().await.unwrap();
+    let body = check_connectivity(&app, "partner_a").await;
     assert_eq!(body["response_context"]["request_status"], "failure");
     assert_eq!(body["webhook_response"]["status_code"], 500);
 
@@ -543,7 +542,7 @@ async fn check_connectivity_reports_the_receivers_answer() {
         &format!("http://127.0.0.1:{port}/x"),
     )
     .await;
-    let body: Value = check(&app).await.unwrap().json().await.unwrap();
+    let body = check_connectivity(&app, "partner_a").await;
     assert_eq!(body["response_context"]["request_status"], "failure");
     assert!(body["error"].is_string());
     assert!(body.get("webhook_response").is_none());
