@@ -412,7 +412,7 @@ fn crash_db(path: &Path) -> String {
                 tenant: domain::TenantId("con_crash".into()),
                 partner: domain::PartnerId("p".into()),
                 admin: true,
-                created_at: 0,
+                created_at: time::OffsetDateTime::UNIX_EPOCH,
             })
             .await
             .unwrap();
@@ -446,7 +446,7 @@ fn crash_db(path: &Path) -> String {
                                 .map(|p| domain::ProspectId::parse(&crash_pid(p)).unwrap())
                                 .collect(),
                         },
-                        now: 0,
+                        now: time::OffsetDateTime::UNIX_EPOCH,
                     },
                 )
                 .await

@@ -60,7 +60,7 @@ pub(crate) async fn create(
         let new = NewEnrollment {
             enrollment_id: id.clone(),
             spec: spec.clone(),
-            now: state.clock.unix_seconds(),
+            now: state.clock.now(),
         };
         match state.store.create_enrollment(&caller.scope, new).await {
             Ok(()) => break id,
@@ -89,7 +89,7 @@ pub(crate) async fn update(
     let key = spec.enrollment_key.clone();
     state
         .store
-        .update_enrollment(&caller.scope, &req.enrollment_id, spec)
+        .update_enrollment(&caller.scope, &req.enrollment_id, spec, state.clock.now())
         .await
         .map_err(not_found)?;
     Ok(Json(EnrollmentOut {

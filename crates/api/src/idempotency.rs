@@ -58,7 +58,7 @@ pub(crate) async fn idempotency(
     let req = Request::from_parts(parts, Body::from(bytes));
     let begun = state
         .store
-        .idempotency_begin(&caller.scope, &key, &fingerprint, state.clock.unix_millis())
+        .idempotency_begin(&caller.scope, &key, &fingerprint, state.clock.now())
         .await;
     match begun {
         Err(e) => ApiError::from(e).into_response(),

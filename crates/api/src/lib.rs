@@ -225,7 +225,7 @@ mod clock_tests {
             domain::TenantId("t1".into()),
             domain::PartnerId("p1".into()),
             false,
-            0,
+            time::OffsetDateTime::UNIX_EPOCH,
         );
         store.create_key(record).await.unwrap();
         let at = time::macros::datetime!(2001-02-03 04:05:06 UTC);

@@ -91,7 +91,7 @@ async fn fresh() -> Db {
             tenant: tenant.clone(),
             partner: partner.clone(),
             admin: true,
-            created_at: 0,
+            created_at: time::OffsetDateTime::UNIX_EPOCH,
         })
         .await
         .unwrap();
@@ -105,7 +105,7 @@ async fn fresh() -> Db {
                     event_types: ALL.to_vec(),
                     prospect_ids: PIDS.iter().map(|p| ProspectId::parse(p).unwrap()).collect(),
                 },
-                now: 0,
+                now: time::OffsetDateTime::UNIX_EPOCH,
             },
         )
         .await

@@ -1,6 +1,7 @@
 //! Plain data crossing the store boundary.
 
 use domain::{EnrollmentId, EventType, PartnerId, ProspectId, TenantId};
+use time::OffsetDateTime;
 
 /// The (tenant, partner) every partner-owned row belongs to.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -27,7 +28,7 @@ pub struct NewApiKey {
     pub tenant: TenantId,
     pub partner: PartnerId,
     pub admin: bool,
-    pub created_at: i64,
+    pub created_at: OffsetDateTime,
 }
 
 impl NewApiKey {
@@ -37,7 +38,7 @@ impl NewApiKey {
         tenant: TenantId,
         partner: PartnerId,
         admin: bool,
-        created_at: i64,
+        created_at: OffsetDateTime,
     ) -> (String, NewApiKey) {
         let key = domain::keys::format_key(rand::random());
         let record = NewApiKey {
@@ -58,8 +59,8 @@ pub struct ApiKeyInfo {
     pub tenant: TenantId,
     pub partner: PartnerId,
     pub admin: bool,
-    pub created_at: i64,
-    pub revoked_at: Option<i64>,
+    pub created_at: OffsetDateTime,
+    pub revoked_at: Option<OffsetDateTime>,
 }
 
 /// What a client sets on an enrollment (POST and PATCH), already validated and de-duplicated.
@@ -74,7 +75,7 @@ pub struct EnrollmentSpec {
 pub struct NewEnrollment {
     pub enrollment_id: EnrollmentId,
     pub spec: EnrollmentSpec,
-    pub now: i64,
+    pub now: OffsetDateTime,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

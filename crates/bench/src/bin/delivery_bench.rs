@@ -156,7 +156,7 @@ async fn enroll(store: &DynStore, scope: &Scope, n: u64) -> Result<()> {
                         event_types: vec![EventType::ChangedRole],
                         prospect_ids: ids,
                     },
-                    now: 0,
+                    now: time::OffsetDateTime::UNIX_EPOCH,
                 },
             )
             .await
@@ -204,7 +204,7 @@ async fn setup(database_url: Option<&str>, tls: bool) -> Result<Setup> {
             tenant: scope.tenant.clone(),
             partner: scope.partner.clone(),
             admin: true,
-            created_at: 0,
+            created_at: time::OffsetDateTime::UNIX_EPOCH,
         })
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;

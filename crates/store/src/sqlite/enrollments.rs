@@ -3,7 +3,7 @@
 
 use super::internal;
 use crate::model::*;
-use crate::rules::{enrollment_page, prospect_diff, unix_now};
+use crate::rules::{enrollment_page, prospect_diff, unix_seconds};
 use crate::{StoreError, StoreResult};
 use domain::{event_mask, EnrollmentId, EventType, PartnerId, ProspectId, TenantId};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -29,7 +29,7 @@ pub(super) fn create_enrollment(
                     encode_event_types(&new.spec.event_types),
                     event_mask(&new.spec.event_types),
                     encode_prospect_ids(&new.spec.prospect_ids),
-                    new.now
+                    unix_seconds(new.now)
                 ],
                 |r| r.get(0),
             )
@@ -50,8 +50,9 @@ pub(super) fn update_enrollment(
     scope: &Scope,
     enrollment_id: &str,
     spec: EnrollmentSpec,
+    now: time::OffsetDateTime,
 ) -> StoreResult<()> {
-    let now = unix_now();
+    let now = unix_seconds(now);
     // Clean-failure contract of the writer: NotFound is decided before any write.
     let row: Option<(i64, String)> = c
         .prepare_cached(

@@ -118,7 +118,7 @@ async fn enroll(s: &DynStore, sc: &Scope, id: &str, sp: EnrollmentSpec) {
         NewEnrollment {
             enrollment_id: eid(id),
             spec: sp,
-            now: 1_700_000_000,
+            now: NOW,
         },
     )
     .await
