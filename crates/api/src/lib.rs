@@ -18,11 +18,12 @@ mod metrics;
 mod query;
 mod ratelimit;
 mod simulation;
+mod v2;
 mod webhooks;
 
 pub use auth::Caller;
 pub use conn::{accept_tcp, serve_connection, ConnLimits, Transport};
-pub use context::RequestCtx;
+pub use context::{RequestCtx, ResponseContext, V2ResponseContext};
 pub use error::ApiError;
 pub use metrics::Metrics;
 
@@ -143,6 +144,7 @@ pub fn router(state: AppState) -> Router {
                 .delete(enrollments::delete),
         )
         .route("/v1/prospects/events", post(events::fetch))
+        .route("/v2/prospects/events", post(v2::events::fetch))
         .route(
             "/v1/admin/prospects/snapshots",
             post(admin::ingest_snapshots),
