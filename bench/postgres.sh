@@ -1,26 +1,39 @@
 #!/usr/bin/env bash
-# PostgreSQL benchmarks (issue 5): release build, a throwaway PostgreSQL cluster of its own
-# (scripts/pg-test-cluster.sh with a private state file; removed at the end), then
+# PostgreSQL benchmarks (issues 5 and 13), each next to SQLite in the same run: release build, a
+# throwaway PostgreSQL cluster of its own (scripts/pg-test-cluster.sh with a private state file;
+# removed at the end), then the sections named in SECTIONS (default: all, in this order):
 #
-#   1. API on an empty database: PATCH, POST and GET (crates/bench, keep-alive, CONNS connections,
-#      SECS seconds each after a 3 s warm-up; PATCH replaces all 20 ids of a random one of 1,000
-#      enrollments) → throughput and percentiles; serve's peak RSS;
-#   2. delivery throughput: target/release/delivery_bench --database-url <empty database>
-#      throughput (NOTIFS notifications queued by ingestion, then delivered to a local receiver
-#      by the real worker) and latency (commit → receipt at EPS events/s);
-#   3. scale: ENROLLMENTS enrollments × 20 prospects loaded straight into the tables with
-#      INSERT … SELECT generate_series (rows identical in shape to what the API writes, see the
-#      SQL below), VACUUM ANALYZE + CHECKPOINT, then the same PATCH load → p99 vs. the empty database, serve's RSS,
-#      the database size.
+#   ingest    gen_snapshots N × K (~12 % changes, seed 42) with 10 % of the prospects enrolled
+#             (POSTs of 20 ids); `prospect-events ingest FILE` timed into a fresh SQLite file and a
+#             fresh PostgreSQL database, then the same file again (idempotent: nothing new) →
+#             lines/s, client peak RSS, PostgreSQL ÷ SQLite;
+#   api       `serve` on an empty database of each backend: PATCH replacing all 20 ids of a random
+#             one of 1,000 enrollments, PATCH replacing 2 of the 20, POST, GET (crates/bench,
+#             CONNS keep-alive connections, SECS s after a 3 s warm-up) → req/s and percentiles;
+#   delivery  delivery_bench throughput (NOTIFS notifications queued by ingestion, drained by the
+#             real worker into a local keep-alive receiver) with 1 and 10 webhooks, on SQLite and
+#             on PostgreSQL with one and two replicas → deliveries/s, duplicates, connections the
+#             receiver accepted per 100 deliveries; then latency at EPS events/s;
+#   events    ≥ 1,000,000 events stored (gen_snapshots 200,000 × 6, every line a change) in each
+#             backend; the events API with 1 and 20 ids a request over ECONNS connections;
+#   scale     ENROLLMENTS enrollments × 20 prospects loaded straight into PostgreSQL's tables with
+#             INSERT … SELECT generate_series (rows identical in shape to what the API writes, see
+#             the SQL below), VACUUM ANALYZE + CHECKPOINT, then the same PATCH load → p99 vs. the
+#             empty database, serve's RSS, the database size.
 #
-# Usage: bench/postgres.sh     (env: CONNS=32 SECS=20 NOTIFS=100000 EPS=1000 ENROLLMENTS=1000000,
-#                               KEEP=1 keeps the cluster running and prints its URL)
+# Usage: bench/postgres.sh   (env: SECTIONS="ingest api delivery events scale" CONNS=32 SECS=20
+#                             N=200000 K=5 NOTIFS=100000 EPS=1000 ECONNS=8 ENROLLMENTS=1000000,
+#                             KEEP=1 keeps the cluster running and prints its URL)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+SECTIONS=${SECTIONS:-ingest api delivery events scale}
 CONNS=${CONNS:-32}
 SECS=${SECS:-20}
+N=${N:-200000}
+K=${K:-5}
 NOTIFS=${NOTIFS:-100000}
 EPS=${EPS:-1000}
+ECONNS=${ECONNS:-8}
 ENROLLMENTS=${ENROLLMENTS:-1000000}
 
 cargo build --release -q -p prospect-events -p prospect-events-bench
@@ -28,6 +41,7 @@ TARGET=${CARGO_TARGET_DIR:-$PWD/target}/release
 BIN=$TARGET/prospect-events
 LOAD=$TARGET/prospect-events-bench
 DELIVERY=$TARGET/delivery_bench
+GEN=$TARGET/gen_snapshots
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/pg-bench.XXXXXX")
 export PG_TEST_STATE=$WORK/pg-state
@@ -43,11 +57,23 @@ BASE=${PROSPECT_EVENTS_TEST_POSTGRES_URL%/*}   # postgres://postgres@127.0.0.1:P
 PGBIN=$(cat "$PG_TEST_CLUSTER_DIR/bindir")
 psql() { "$PGBIN/psql" "$BASE/${DB:-postgres}" -v ON_ERROR_STOP=1 -qAt "$@"; }
 createdb() { DB=postgres psql -c "CREATE DATABASE $1"; }
+# new_db BACKEND NAME → a fresh, migrated database URL of that backend.
+new_db() {
+  local url
+  case $1 in
+    sqlite) url="sqlite://$WORK/$2.db" ;;
+    postgres) createdb "$2"; url="$BASE/$2" ;;
+  esac
+  "$BIN" migrate --database-url "$url" 2>/dev/null
+  echo "$url"
+}
+section() { [[ " $SECTIONS " == *" $1 "* ]]; }
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-start_server() { # URL → SERVER, PORT
+start_server() { # URL [flags…] → SERVER, PORT
+  local url=$1; shift
   PORT=$(free_port)
-  RUST_LOG=warn "$BIN" serve --database-url "$1" --listen "127.0.0.1:$PORT" --rate-limit 0 \
+  RUST_LOG=warn "$BIN" serve --database-url "$url" --listen "127.0.0.1:$PORT" --rate-limit 0 "$@" \
     >"$WORK/serve.log" 2>&1 &
   SERVER=$!
   for _ in $(seq 300); do curl -sf "http://127.0.0.1:$PORT/healthcheck/http" >/dev/null && return; sleep 0.1; done
@@ -57,39 +83,143 @@ stop_server() { kill "$SERVER"; wait "$SERVER" 2>/dev/null || true; SERVER=; }
 rss() { awk '/VmRSS|VmHWM/{printf "%s %s %s  ", $1, $2, $3}' "/proc/$SERVER/status"; echo; }
 load() { "$LOAD" --addr "127.0.0.1:$PORT" --key "$KEY" --connections "$CONNS" --seconds "$SECS" "$@"; }
 
-echo "machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/Mem/{print $2}') GiB RAM, kernel $(uname -r)"
+# enroll URL IDS_FILE: enrolls the ids, 20 per POST, through the API of a serve on URL.
+enroll() {
+  start_server "$1" --no-worker --no-scanner
+  local key
+  key=$("$BIN" keys create --tenant con_bench --partner bench --database-url "$1" 2>/dev/null)
+  python3 - "$PORT" "$key" "$2" <<'PY'
+import http.client, json, sys
+port, key, path = sys.argv[1], sys.argv[2], sys.argv[3]
+ids = [l.strip() for l in open(path) if l.strip()]
+c = http.client.HTTPConnection("127.0.0.1", int(port))
+types = ["prospect_changed_role", "prospect_changed_company", "prospect_job_start_anniversary"]
+for i in range(0, len(ids), 20):
+    body = json.dumps({"enrollment_key": f"bench_{i // 20 % 100}", "event_types": types,
+                       "prospect_ids": ids[i:i + 20]})
+    c.request("POST", "/v1/prospects/events/enrollments", body,
+              {"api_key": key, "content-type": "application/json"})
+    r = c.getresponse(); r.read()
+    if r.status != 200:
+        sys.exit(f"enrollment POST answered {r.status}")
+PY
+  stop_server
+}
+
+# run_ingest LABEL URL FILE: one timed CLI run → a result line; lines/s also in $WORK/LABEL.rate.
+run_ingest() {
+  local label=$1 url=$2 file=$3 t0 t1
+  t0=$(date +%s.%N)
+  # gen_snapshots dates its feed from 2025-01-01: keep its events whatever today is.
+  /usr/bin/time -v "$BIN" ingest "$file" --database-url "$url" --event-retention 100000d \
+    >"$WORK/$label.summary" 2>"$WORK/$label.time" || { echo "ingest failed:"; tail -20 "$WORK/$label.time"; exit 1; }
+  t1=$(date +%s.%N)
+  python3 - "$label" "$t0" "$t1" "$WORK" <<'PY'
+import json, re, sys
+label, t0, t1, work = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+summary = json.load(open(f"{work}/{label}.summary"))
+timing = open(f"{work}/{label}.time").read()
+rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", timing).group(1))
+cpu = re.search(r"Percent of CPU this job got: (\S+)", timing).group(1)
+rate = summary["lines"] / (t1 - t0)
+open(f"{work}/{label}.rate", "w").write(f"{rate:.0f}")
+print(f"{label}: {summary['lines']:,} lines in {t1 - t0:.2f}s = {rate:,.0f} lines/s, client peak RSS "
+      f"{rss / 1024:.1f} MiB, CPU {cpu}; events {summary.get('events_created')}, "
+      f"notifications {summary.get('notifications_queued')}")
+PY
+}
+ratio() { python3 -c "import sys; print(f'{int(sys.argv[1]) / int(sys.argv[2]):.2f}×')" "$(cat "$WORK/$1.rate")" "$(cat "$WORK/$2.rate")"; }
+
+echo "machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/Mem/{print $2}') GiB RAM, kernel $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "PostgreSQL: $("$PGBIN/postgres" --version) (cluster settings: scripts/pg-test-cluster.sh; fsync on)"
-echo "load: $CONNS keep-alive connections, ${SECS}s measured after a 3s warm-up; serve pool: 16 connections"
+echo "commit: $(git rev-parse --short HEAD)$(git diff --quiet || echo ' (dirty)'); sections: $SECTIONS"
 
-echo "== 1. API on an empty database"
-createdb bench_empty
-URL="$BASE/bench_empty"
-KEY=$("$BIN" keys create --tenant con_bench --partner bench --database-url "$URL" 2>/dev/null)
-start_server "$URL"
-# PATCH first, on a database holding only its own 1,000 enrollments (the POST run that follows
-# adds tens of thousands, and its checkpoint/autovacuum work would land in a later run).
-DB=bench_empty psql -c "CHECKPOINT"
-for op in patch post get; do load --op $op --enrollments 1000; done | tee "$WORK/empty.json"
-echo "serve memory: $(rss)"
-stop_server
+if section ingest; then
+  echo "== ingest: $N prospects × $K observations"
+  "$GEN" --prospects "$N" --observations "$K" --out "$WORK/feed.ndjson" --enroll-out "$WORK/feed_ids.txt"
+  for backend in sqlite postgres; do
+    url=$(new_db "$backend" "ingest_$backend")
+    enroll "$url" "$WORK/feed_ids.txt"
+    run_ingest "ingest_$backend" "$url" "$WORK/feed.ndjson"
+    run_ingest "reingest_$backend" "$url" "$WORK/feed.ndjson"
+  done
+  echo "PostgreSQL ÷ SQLite: ingest $(ratio ingest_postgres ingest_sqlite), re-ingest $(ratio reingest_postgres reingest_sqlite)"
+  rm -f "$WORK"/ingest_sqlite.db*
+fi
 
-echo "== 2. delivery (delivery_bench on PostgreSQL)"
-createdb bench_delivery
-"$DELIVERY" --database-url "$BASE/bench_delivery" throughput --notifications "$NOTIFS"
-createdb bench_latency
-"$DELIVERY" --database-url "$BASE/bench_latency" latency --events-per-second "$EPS" --seconds 10
+if section api; then
+  echo "== API on an empty database ($CONNS connections, ${SECS}s each)"
+  for backend in sqlite postgres; do
+    url=$(new_db "$backend" "api_$backend")
+    KEY=$("$BIN" keys create --tenant con_bench --partner bench --database-url "$url" 2>/dev/null)
+    start_server "$url"
+    # PATCH first, on a database holding only its own 1,000 enrollments.
+    [ "$backend" = postgres ] && DB=api_postgres psql -c "CHECKPOINT"
+    echo "-- $backend: PATCH (20 of 20 ids replaced), PATCH (2 of 20), POST, GET"
+    load --op patch --enrollments 1000
+    load --op patch --enrollments 1000 --changed-ids 2
+    load --op post
+    load --op get --enrollments 1000
+    echo "serve memory: $(rss)"
+    stop_server
+  done | tee "$WORK/api.json"
+fi
 
-echo "== 3. scale: $ENROLLMENTS enrollments, $((ENROLLMENTS * 20)) enrolled prospect pairs"
-createdb bench_scale
-URL="$BASE/bench_scale"
-KEY=$("$BIN" keys create --tenant con_bench --partner bench --database-url "$URL" 2>/dev/null)
-# Enrollment g (1..N) covers prospects n = (g-1)*20 … (g-1)*20+19; prospect n's id is
-# md5(n) (32 hex) followed by n as 8 hex digits: unique, and spread over the key space like real
-# ids. Rows are what the API writes: event_types in client order, the role|company mask (3),
-# prospect_ids as the concatenated 40-hex ids, one enrollment_prospects row per pair. The primary
-# key of enrollment_prospects is dropped during the load and rebuilt after (same definition).
-T0=$(date +%s)
-DB=bench_scale psql <<SQL
+if section delivery; then
+  echo "== delivery: $NOTIFS notifications (delivery_bench throughput)"
+  run=0
+  for spec in "sqlite 1 1" "sqlite 10 1" "postgres 1 1" "postgres 10 1" "postgres 1 2" "postgres 10 2"; do
+    read -r backend webhooks replicas <<<"$spec"
+    run=$((run + 1))
+    url=
+    if [ "$backend" = postgres ]; then createdb "delivery_$run"; url="--database-url $BASE/delivery_$run"; fi
+    echo -n "$backend, $webhooks webhook(s), $replicas replica(s): "
+    # shellcheck disable=SC2086
+    "$DELIVERY" $url --webhooks "$webhooks" --replicas "$replicas" throughput --notifications "$NOTIFS" 2>/dev/null
+  done
+  createdb delivery_latency
+  echo -n "postgres latency at $EPS events/s: "
+  "$DELIVERY" --database-url "$BASE/delivery_latency" latency --events-per-second "$EPS" --seconds 10 2>/dev/null
+fi
+
+if section events; then
+  echo "== events API: ≥ 1,000,000 events stored, $ECONNS connections"
+  "$GEN" --prospects 200000 --observations 6 --change-pct 100 --seed 7 --out "$WORK/ev.ndjson" --enroll-out "$WORK/ev_ids.txt"
+  for backend in sqlite postgres; do
+    url=$(new_db "$backend" "events_$backend")
+    run_ingest "events_$backend" "$url" "$WORK/ev.ndjson"
+    [ "$backend" = postgres ] && DB=events_postgres psql -c "VACUUM ANALYZE"
+    KEY=$("$BIN" keys create --tenant con_bench --partner bench --database-url "$url" 2>/dev/null)
+    start_server "$url" --no-worker --no-scanner
+    for ids in 1 20; do
+      echo -n "$backend, $ids id(s)/request: "
+      "$LOAD" --addr "127.0.0.1:$PORT" --key "$KEY" --op events --prospect-file "$WORK/ev_ids.txt" \
+        --ids "$ids" --connections "$ECONNS" --seconds "$SECS"
+    done
+    stop_server
+  done
+  rm -f "$WORK"/events_sqlite.db* "$WORK/ev.ndjson"
+fi
+
+if section scale; then
+  echo "== scale: $ENROLLMENTS enrollments, $((ENROLLMENTS * 20)) enrolled prospect pairs"
+  createdb bench_empty
+  URL="$BASE/bench_empty"
+  KEY=$("$BIN" keys create --tenant con_bench --partner bench --database-url "$URL" 2>/dev/null)
+  start_server "$URL"
+  DB=bench_empty psql -c "CHECKPOINT"
+  load --op patch --enrollments 1000 | tee "$WORK/empty.json"
+  stop_server
+  createdb bench_scale
+  URL="$BASE/bench_scale"
+  KEY=$("$BIN" keys create --tenant con_bench --partner bench --database-url "$URL" 2>/dev/null)
+  # Enrollment g (1..N) covers prospects n = (g-1)*20 … (g-1)*20+19; prospect n's id is
+  # md5(n) (32 hex) followed by n as 8 hex digits: unique, and spread over the key space like
+  # real ids. Rows are what the API writes: event_types in client order, the role|company mask
+  # (3), prospect_ids as the concatenated 40-hex ids, one enrollment_prospects row per pair. The
+  # primary key of enrollment_prospects is dropped during the load and rebuilt after.
+  T0=$(date +%s)
+  DB=bench_scale psql <<SQL
 SET synchronous_commit = off;
 SET maintenance_work_mem = '1GB';
 CREATE FUNCTION pg_temp.pid(n BIGINT) RETURNS TEXT IMMUTABLE LANGUAGE SQL
@@ -109,29 +239,24 @@ SELECT decode(pg_temp.pid(n), 'hex'), n / 20 + 1
 FROM generate_series(0, $ENROLLMENTS::BIGINT * 20 - 1) n;
 ALTER TABLE enrollment_prospects ADD PRIMARY KEY (prospect_id, enrollment_ref);
 SQL
-# What an operator does after a bulk load: vacuum + analyze (otherwise autovacuum's pass over
-# 20M freshly inserted rows lands in the middle of the measurement), then a checkpoint.
-DB=bench_scale psql -c "VACUUM ANALYZE"
-DB=bench_scale psql -c "CHECKPOINT"
-
-T1=$(date +%s)
-echo "loaded in $((T1 - T0))s: $(DB=bench_scale psql -c "SELECT count(*) FROM enrollments") enrollments, $(DB=bench_scale psql -c "SELECT count(*) FROM enrollment_prospects") pairs; database $(DB=bench_scale psql -c "SELECT pg_size_pretty(pg_database_size(current_database()))")"
-start_server "$URL"
-load --op patch --enrollments 1000 | tee "$WORK/scale.json"
-# The fan-out lookup and the listing of one of the loaded enrollments, at scale.
-P=$(DB=bench_scale psql -c "SELECT md5('12345') || lpad(to_hex(12345), 8, '0')")
-curl -s -o /dev/null -w "GET ?prospect_id= (one of the 20M pairs): %{http_code} in %{time_total}s\n" \
-  -H "api_key: $KEY" "http://127.0.0.1:$PORT/v1/prospects/events/enrollments?prospect_id=$P"
-echo "serve memory: $(rss)"
-stop_server
-
-python3 - "$WORK/empty.json" "$WORK/scale.json" <<'EOF'
+  # What an operator does after a bulk load: vacuum + analyze, then a checkpoint.
+  DB=bench_scale psql -c "VACUUM ANALYZE"
+  DB=bench_scale psql -c "CHECKPOINT"
+  T1=$(date +%s)
+  echo "loaded in $((T1 - T0))s: $(DB=bench_scale psql -c "SELECT count(*) FROM enrollments") enrollments, $(DB=bench_scale psql -c "SELECT count(*) FROM enrollment_prospects") pairs; database $(DB=bench_scale psql -c "SELECT pg_size_pretty(pg_database_size(current_database()))")"
+  start_server "$URL"
+  load --op patch --enrollments 1000 | tee "$WORK/scale.json"
+  P=$(DB=bench_scale psql -c "SELECT md5('12345') || lpad(to_hex(12345), 8, '0')")
+  curl -s -o /dev/null -w "GET ?prospect_id= (one of the 20M pairs): %{http_code} in %{time_total}s\n" \
+    -H "api_key: $KEY" "http://127.0.0.1:$PORT/v1/prospects/events/enrollments?prospect_id=$P"
+  echo "serve memory: $(rss)"
+  stop_server
+  python3 - "$WORK/empty.json" "$WORK/scale.json" <<'EOF'
 import json, sys
-empty = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
-scale = [json.loads(l) for l in open(sys.argv[2]) if l.startswith("{")]
-e = next(r for r in empty if r["op"] == "Patch")
-s = next(r for r in scale if r["op"] == "Patch")
-print(f"PATCH p99: empty {e['p99_ms']:.2f} ms, scale {s['p99_ms']:.2f} ms → {s['p99_ms'] / e['p99_ms']:.2f}× (target ≤ 2×); "
+e = next(json.loads(l) for l in open(sys.argv[1]) if l.startswith("{"))
+s = next(json.loads(l) for l in open(sys.argv[2]) if l.startswith("{"))
+print(f"PATCH p99: empty {e['p99_ms']:.2f} ms, scale {s['p99_ms']:.2f} ms → {s['p99_ms'] / e['p99_ms']:.2f}× (target ≤ 1.5×); "
       f"throughput {e['rps']:.0f} → {s['rps']:.0f} req/s")
 EOF
+fi
 if [ "${KEEP:-0}" = 1 ]; then echo "cluster kept: $BASE (stop: PG_TEST_STATE=$PG_TEST_STATE scripts/pg-test-cluster.sh stop)"; fi

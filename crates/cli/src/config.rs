@@ -55,6 +55,12 @@ pub struct ServeArgs {
     /// delivered again once this passes (must exceed the delivery timeout).
     #[arg(long, env = "PROSPECT_EVENTS_DELIVERY_LEASE")]
     pub delivery_lease: Option<String>,
+    /// Delivery attempts in flight at once, all webhooks together.
+    #[arg(long, env = "PROSPECT_EVENTS_DELIVERY_CONCURRENCY")]
+    pub delivery_concurrency: Option<usize>,
+    /// Delivery attempts in flight at once to one webhook (a slow receiver holds no more).
+    #[arg(long, env = "PROSPECT_EVENTS_DELIVERY_PER_WEBHOOK")]
+    pub delivery_per_webhook: Option<usize>,
     /// Disable a webhook after failing continuously this long.
     #[arg(long, env = "PROSPECT_EVENTS_DISABLE_AFTER")]
     pub disable_after: Option<String>,
@@ -125,6 +131,8 @@ impl ServeArgs {
             retry_schedule: Some(schedule.join(",")),
             delivery_timeout: Some(duration_text(defaults::DELIVERY_TIMEOUT)),
             delivery_lease: Some(duration_text(defaults::DELIVERY_LEASE)),
+            delivery_concurrency: Some(defaults::DELIVERY_CONCURRENCY),
+            delivery_per_webhook: Some(defaults::DELIVERY_PER_WEBHOOK),
             disable_after: Some(duration_text(defaults::DISABLE_AFTER)),
             anniversary_lead_days: Some(defaults::ANNIVERSARY_LEAD_DAYS),
             scan_interval: Some(duration_text(defaults::SCAN_INTERVAL)),
@@ -294,6 +302,8 @@ pub struct ServeConfig {
     pub retry_schedule: Vec<Duration>,
     pub delivery_timeout: Duration,
     pub delivery_lease: Duration,
+    pub delivery_concurrency: usize,
+    pub delivery_per_webhook: usize,
     pub disable_after: Duration,
     pub anniversary_lead_days: u32,
     pub scan_interval: Duration,
@@ -325,7 +335,7 @@ fn duration(flag: &str, value: Option<String>) -> Result<Duration> {
     parse_duration(&s).with_context(|| format!("--{flag}: invalid duration {s:?}"))
 }
 
-/// A layered byte limit, which must be positive.
+/// A layered count or byte limit, which must be positive.
 fn positive(flag: &str, value: Option<usize>) -> Result<usize> {
     let n = given(value, flag)?;
     if n == 0 {
@@ -374,6 +384,8 @@ impl ServeConfig {
             retry_schedule,
             delivery_timeout: duration("delivery-timeout", a.delivery_timeout)?,
             delivery_lease: duration("delivery-lease", a.delivery_lease)?,
+            delivery_concurrency: positive("delivery-concurrency", a.delivery_concurrency)?,
+            delivery_per_webhook: positive("delivery-per-webhook", a.delivery_per_webhook)?,
             disable_after: duration("disable-after", a.disable_after)?,
             anniversary_lead_days: given(a.anniversary_lead_days, "anniversary-lead-days")?,
             scan_interval: duration("scan-interval", a.scan_interval)?,
@@ -580,6 +592,44 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
     }
 
+    /// The delivery knobs: defaults from `domain::defaults`, the file, then flags; zero refused.
+    #[test]
+    fn delivery_concurrency_from_file_then_flags() {
+        let dir = std::env::temp_dir().join(format!("pe-cfg-delivery-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        std::fs::write(
+            &path,
+            "delivery_concurrency = 100\ndelivery_per_webhook = 7",
+        )
+        .unwrap();
+        let mut args = ServeArgs::default();
+        let cfg = ServeConfig::load(args.clone()).unwrap();
+        assert_eq!(
+            (cfg.delivery_concurrency, cfg.delivery_per_webhook),
+            (
+                defaults::DELIVERY_CONCURRENCY,
+                defaults::DELIVERY_PER_WEBHOOK
+            )
+        );
+        args.db.config = Some(path);
+        let cfg = ServeConfig::load(args.clone()).unwrap();
+        assert_eq!(
+            (cfg.delivery_concurrency, cfg.delivery_per_webhook),
+            (100, 7)
+        );
+        args.delivery_per_webhook = Some(3);
+        let cfg = ServeConfig::load(args.clone()).unwrap();
+        assert_eq!(
+            (cfg.delivery_concurrency, cfg.delivery_per_webhook),
+            (100, 3)
+        );
+        args.delivery_concurrency = Some(0);
+        let e = ServeConfig::load(args).unwrap_err();
+        assert_eq!(e.to_string(), "--delivery-concurrency must be positive");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
     #[test]
     fn connection_limits_from_file_then_flags() {
         let dir = std::env::temp_dir().join(format!("pe-cfg-conn-{}", std::process::id()));
@@ -617,7 +667,7 @@ mod tests {
         let table = ServeArgs::defaults().set_options().unwrap();
         assert_eq!(
             table.len(),
-            16,
+            18,
             "an option with a default was added or lost"
         );
         for (key, value) in &table {

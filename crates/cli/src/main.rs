@@ -26,7 +26,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the API (and, as they land, the delivery worker and anniversary scanner).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage API keys.
     Keys {
         #[command(subcommand)]
@@ -81,7 +81,7 @@ fn main() -> std::process::ExitCode {
 async fn run(cli: Cli) -> Result<std::process::ExitCode> {
     match cli.command {
         Command::Serve(args) => {
-            let cfg = config::ServeConfig::load(args)?;
+            let cfg = config::ServeConfig::load(*args)?;
             config::init_tracing(cfg.log_format);
             serve::run(cfg).await?;
             Ok(std::process::ExitCode::SUCCESS)

@@ -63,6 +63,8 @@ fn webhook_sender(cfg: &ServeConfig) -> Result<Sender> {
         timeout: cfg.delivery_timeout,
         allow_private_targets: cfg.allow_private_targets,
         extra_ca_files: cfg.webhook_ca_file.iter().cloned().collect(),
+        // Every attempt in flight may go to one host: keep as many connections to reuse.
+        pool_max_idle_per_host: cfg.delivery_concurrency,
         ..SenderConfig::default()
     })
     .context("building the webhook HTTP client")?;
@@ -78,13 +80,17 @@ fn delivery_worker(cfg: &ServeConfig, store: DynStore, sender: Sender) -> Worker
     Worker::new(
         store,
         sender,
-        Arc::new(Limiter::default()),
+        Arc::new(Limiter::new(
+            cfg.delivery_concurrency,
+            cfg.delivery_per_webhook,
+        )),
         WorkerConfig {
             retry: RetryPolicy::new(cfg.retry_schedule.clone(), domain::defaults::RETRY_JITTER),
             disable_after: cfg.disable_after,
             lease: cfg.delivery_lease,
             ..WorkerConfig::default()
-        },
+        }
+        .sized_for(cfg.delivery_concurrency, cfg.delivery_per_webhook),
     )
 }
 

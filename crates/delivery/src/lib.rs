@@ -12,6 +12,7 @@
 
 pub mod limiter;
 pub mod metrics;
+mod recorder;
 pub mod retry;
 pub mod sender;
 pub mod ssrf;

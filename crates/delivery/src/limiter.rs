@@ -7,10 +7,11 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// Attempts in flight at once in the default limiter, all webhooks together.
-pub const DEFAULT_IN_FLIGHT: usize = 64;
-/// Attempts in flight at once per webhook in the default limiter.
-pub const DEFAULT_IN_FLIGHT_PER_WEBHOOK: usize = 4;
+/// Attempts in flight at once in the default limiter, all webhooks together
+/// (`--delivery-concurrency`).
+pub const DEFAULT_IN_FLIGHT: usize = domain::defaults::DELIVERY_CONCURRENCY;
+/// Attempts in flight at once per webhook in the default limiter (`--delivery-per-webhook`).
+pub const DEFAULT_IN_FLIGHT_PER_WEBHOOK: usize = domain::defaults::DELIVERY_PER_WEBHOOK;
 
 /// Per-webhook semaphores beyond this count trigger a sweep of idle ones.
 const SWEEP_THRESHOLD: usize = 1024;

@@ -99,7 +99,7 @@ pub struct SenderConfig {
     /// Lift the SSRF guard (tests, local development).
     pub allow_private_targets: bool,
     /// Idle keep-alive connections kept per host. Default [`crate::limiter::DEFAULT_IN_FLIGHT`], the worker's
-    /// concurrency: with fewer, connections that finish while the pool is full are closed and
+    /// concurrency (`--delivery-concurrency`: every attempt in flight may go to one host): with fewer, connections that finish while the pool is full are closed and
     /// the next attempts open new ones (a TCP and, for HTTPS, a TLS handshake each).
     pub pool_max_idle_per_host: usize,
     /// How long idle pooled connections live. Default 60 s.

@@ -1,5 +1,6 @@
 //! The delivery worker: claim due notifications with a lease (a short write transaction),
-//! send each one outside any transaction, record the attempt (another short transaction).
+//! send each one outside any transaction, record the attempt (another short transaction,
+//! shared with the attempts that finish meanwhile: see [`Recorder`]).
 //! A crash between claim and record only delays the notification until the lease expires:
 //! it is delivered again, never dropped (at-least-once).
 //!
@@ -7,6 +8,7 @@
 //! (its scope is excluded from claims beyond that), and sending goes through the [`Limiter`],
 //! so one slow receiver holds at most its own slots.
 
+use crate::recorder::Recorder;
 use crate::{Limiter, Outcome, RetryPolicy, Sender};
 use domain::clock::Clock;
 use std::collections::HashMap;
@@ -41,12 +43,27 @@ impl Default for WorkerConfig {
             retry: RetryPolicy::default(),
             lease: domain::defaults::DELIVERY_LEASE,
             batch: 256,
-            max_in_flight: 1024,
-            per_webhook_queue: 64,
+            max_in_flight: 0,
+            per_webhook_queue: 0,
             poll: Duration::from_millis(20),
             disable_after: domain::defaults::DISABLE_AFTER,
             clock: Clock::system(),
         }
+        .sized_for(
+            domain::defaults::DELIVERY_CONCURRENCY,
+            domain::defaults::DELIVERY_PER_WEBHOOK,
+        )
+    }
+}
+
+impl WorkerConfig {
+    /// Claims sized for a [`Limiter`] of `concurrency` sends at once, `per_webhook` per webhook
+    /// (`--delivery-concurrency`, `--delivery-per-webhook`): twice as many may be claimed, so the
+    /// next ones are leased and waiting while the current ones are sent.
+    pub fn sized_for(mut self, concurrency: usize, per_webhook: usize) -> Self {
+        self.max_in_flight = concurrency.max(1).saturating_mul(2);
+        self.per_webhook_queue = per_webhook.max(1).saturating_mul(2);
+        self
     }
 }
 
@@ -67,17 +84,19 @@ pub struct Worker {
     cfg: WorkerConfig,
     wake: Wake,
     in_flight: Arc<Mutex<HashMap<Scope, usize>>>,
+    recorder: Recorder,
 }
 
 impl Worker {
     pub fn new(store: DynStore, sender: Sender, limiter: Arc<Limiter>, cfg: WorkerConfig) -> Self {
         Self {
-            store,
             sender,
             limiter,
             cfg,
             wake: Wake::default(),
             in_flight: Default::default(),
+            recorder: Recorder::new(store.clone()),
+            store,
         }
     }
 
@@ -193,6 +212,7 @@ impl Worker {
                 clock: self.cfg.clock.clone(),
                 stop: stop.clone(),
                 in_flight: self.in_flight.clone(),
+                recorder: self.recorder.clone(),
             };
             set.spawn(job.deliver(c));
         }
@@ -210,6 +230,7 @@ struct Attempt {
     clock: Clock,
     stop: watch::Receiver<bool>,
     in_flight: Arc<Mutex<HashMap<Scope, usize>>>,
+    recorder: Recorder,
 }
 
 /// Decrements the in-flight count of a scope however an attempt ends.
@@ -251,7 +272,8 @@ impl Attempt {
         let record = self.attempt(&c, lease_until).await;
         drop(permit);
         crate::metrics::METRICS.attempt(&record.outcome, record.latency_ms);
-        if let Err(e) = self.store.record_attempt(record).await {
+        // Recorded together with the attempts finishing meanwhile (one transaction).
+        if let Err(e) = self.recorder.record(record).await {
             // The lease expires and the notification is delivered again: at-least-once.
             tracing::warn!(error = %e, "recording a delivery attempt failed");
         }

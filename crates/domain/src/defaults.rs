@@ -40,6 +40,12 @@ pub const RETRY_JITTER: f64 = 0.2;
 pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(15);
 /// `--delivery-lease`: how long a claimed notification is reserved for one worker.
 pub const DELIVERY_LEASE: Duration = Duration::from_secs(120);
+/// `--delivery-concurrency`: delivery attempts in flight at once in one process, all webhooks
+/// together (the outbound HTTP client keeps as many idle connections per host).
+pub const DELIVERY_CONCURRENCY: usize = 256;
+/// `--delivery-per-webhook`: delivery attempts in flight at once to one webhook, so a slow
+/// receiver holds at most this many of the `--delivery-concurrency` slots.
+pub const DELIVERY_PER_WEBHOOK: usize = 32;
 /// `--disable-after`: a webhook failing continuously this long is disabled.
 pub const DISABLE_AFTER: Duration = Duration::from_secs(5 * DAY);
 /// `--anniversary-lead-days`: days ahead an anniversary is announced.

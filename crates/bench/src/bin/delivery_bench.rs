@@ -36,6 +36,20 @@ struct Args {
     /// Deliver to an HTTPS receiver instead of plain HTTP.
     #[arg(long, global = true)]
     tls: bool,
+    /// Partners, each with its own webhook (all on the one receiver); notifications are spread
+    /// evenly over them.
+    #[arg(long, global = true, default_value_t = 1)]
+    webhooks: usize,
+    /// Workers draining the outbox together, each with its own store (connection pool) and
+    /// HTTP client, as replicas would.
+    #[arg(long, global = true, default_value_t = 1)]
+    replicas: usize,
+    /// `--delivery-concurrency` of each worker.
+    #[arg(long, global = true, default_value_t = domain::defaults::DELIVERY_CONCURRENCY)]
+    concurrency: usize,
+    /// `--delivery-per-webhook` of each worker.
+    #[arg(long, global = true, default_value_t = domain::defaults::DELIVERY_PER_WEBHOOK)]
+    per_webhook: usize,
     #[command(subcommand)]
     mode: Mode,
 }
@@ -141,9 +155,19 @@ fn snap(p: ProspectId, day: i64, title: &str) -> Snapshot {
     }
 }
 
-/// Enrolls prospects [0, n) in enrollments of 20 ids each.
-async fn enroll(store: &DynStore, scope: &Scope, n: u64) -> Result<()> {
-    let mut i = 0;
+/// Enrolls prospects [0, n) in enrollments of 20 ids each, spread evenly over the scopes.
+async fn enroll(store: &DynStore, scopes: &[Scope], n: u64) -> Result<()> {
+    let per = n.div_ceil(scopes.len() as u64);
+    for (w, scope) in scopes.iter().enumerate() {
+        let from = w as u64 * per;
+        enroll_range(store, scope, from, (from + per).min(n)).await?;
+    }
+    Ok(())
+}
+
+/// Enrolls prospects [from, to) in enrollments of 20 ids each.
+async fn enroll_range(store: &DynStore, scope: &Scope, from: u64, to: u64) -> Result<()> {
+    let (mut i, n) = (from, to);
     while i < n {
         let ids: Vec<ProspectId> = (i..(i + 20).min(n)).map(pid).collect();
         store
@@ -176,14 +200,15 @@ fn opts() -> IngestOptions {
 
 struct Setup {
     _dir: tempdir::Dir,
+    url: String,
     store: DynStore,
-    scope: Scope,
+    scopes: Vec<Scope>,
     receiver: Receiver,
     /// The CA file the sender trusts (with `--tls`).
     ca_file: Option<PathBuf>,
 }
 
-async fn setup(database_url: Option<&str>, tls: bool) -> Result<Setup> {
+async fn setup(database_url: Option<&str>, tls: bool, webhooks: usize) -> Result<Setup> {
     let dir = tempdir::Dir::new()?;
     let url = match database_url {
         Some(u) => u.to_string(),
@@ -193,21 +218,25 @@ async fn setup(database_url: Option<&str>, tls: bool) -> Result<Setup> {
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     eprintln!("backend: {}", store.backend());
-    let scope = Scope {
-        tenant: TenantId("con_bench".into()),
-        partner: PartnerId("bench".into()),
-    };
-    store
-        .create_key(store::NewApiKey {
-            key_hash: [7; 32],
-            prefix: "pe_bench".into(),
-            tenant: scope.tenant.clone(),
-            partner: scope.partner.clone(),
-            admin: true,
-            created_at: time::OffsetDateTime::UNIX_EPOCH,
+    let scopes: Vec<Scope> = (0..webhooks.max(1))
+        .map(|w| Scope {
+            tenant: TenantId("con_bench".into()),
+            partner: PartnerId(format!("bench{w}")),
         })
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        .collect();
+    for (w, scope) in scopes.iter().enumerate() {
+        store
+            .create_key(store::NewApiKey {
+                key_hash: [w as u8; 32],
+                prefix: format!("pe_bench{w}"),
+                tenant: scope.tenant.clone(),
+                partner: scope.partner.clone(),
+                admin: true,
+                created_at: time::OffsetDateTime::UNIX_EPOCH,
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
     let (receiver, ca_file) = if tls {
         let ca = tls::test_pki::TestCa::new("delivery bench CA");
         let (cert, key) = ca.issue(&["localhost"]).write(&dir.0, "receiver");
@@ -218,15 +247,18 @@ async fn setup(database_url: Option<&str>, tls: bool) -> Result<Setup> {
     } else {
         (receiver(None).await?, None)
     };
-    let secret = domain::signing::generate_secret(rand::random());
-    store
-        .put_webhook(&scope, &receiver.url, &secret, 0)
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    for (w, scope) in scopes.iter().enumerate() {
+        let secret = domain::signing::generate_secret(rand::random());
+        store
+            .put_webhook(scope, &format!("{}/{w}", receiver.url), &secret, 0)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
     Ok(Setup {
         _dir: dir,
+        url,
         store,
-        scope,
+        scopes,
         receiver,
         ca_file,
     })
@@ -249,21 +281,46 @@ mod tempdir {
     }
 }
 
-fn worker(store: &DynStore, ca_file: Option<&PathBuf>) -> Result<Worker> {
+/// A worker configured as `serve` configures it from `--delivery-concurrency` and
+/// `--delivery-per-webhook`.
+fn worker(store: &DynStore, ca_file: Option<&PathBuf>, args: &Args) -> Result<Worker> {
     let sender = Sender::new(SenderConfig {
         allow_private_targets: true,
         extra_ca_files: ca_file.into_iter().cloned().collect(),
+        pool_max_idle_per_host: args.concurrency,
         ..SenderConfig::default()
     })?;
     Ok(Worker::new(
         store.clone(),
         sender,
-        Arc::new(Limiter::new(64, 64)),
+        Arc::new(Limiter::new(args.concurrency, args.per_webhook)),
         WorkerConfig {
             poll: Duration::from_millis(5),
             ..WorkerConfig::default()
-        },
+        }
+        .sized_for(args.concurrency, args.per_webhook),
     ))
+}
+
+/// Whether every notification of the scopes has left `pending`.
+async fn all_recorded(store: &DynStore, scopes: &[Scope]) -> Result<bool> {
+    for scope in scopes {
+        let page = store
+            .list_deliveries(
+                scope,
+                &store::DeliveryQuery {
+                    status: Some(store::DeliveryStatus::Pending),
+                    limit: 1,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        if !page.deliveries.is_empty() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 fn pct(v: &[f64], p: f64) -> f64 {
@@ -276,13 +333,13 @@ fn pct(v: &[f64], p: f64) -> f64 {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let setup = setup(args.database_url.as_deref(), args.tls).await?;
-    let (store, scope, got) = (&setup.store, &setup.scope, &setup.receiver.got);
+    let setup = setup(args.database_url.as_deref(), args.tls, args.webhooks).await?;
+    let (store, scopes, got) = (&setup.store, &setup.scopes, &setup.receiver.got);
     let connections = || setup.receiver.connections.load(Ordering::Relaxed);
     match args.mode {
         Mode::Throughput { notifications } => {
             let n = notifications as u64;
-            enroll(store, scope, n).await?;
+            enroll(store, scopes, n).await?;
             let t = Instant::now();
             for chunk in (0..n).collect::<Vec<_>>().chunks(5000) {
                 let mut batch = Vec::with_capacity(chunk.len() * 2);
@@ -296,7 +353,7 @@ async fn main() -> Result<()> {
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
             }
             let queued = store
-                .outbox(Some(scope), u32::MAX)
+                .outbox(None, u32::MAX)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?
                 .len();
@@ -307,10 +364,20 @@ async fn main() -> Result<()> {
                 "queued {queued} notifications in {:.1}s",
                 t.elapsed().as_secs_f64()
             );
-            let w = worker(store, setup.ca_file.as_ref())?;
+            // Replica 0 uses the setup's store; each other one opens its own.
+            let mut workers = vec![worker(store, setup.ca_file.as_ref(), &args)?];
+            for _ in 1..args.replicas {
+                let own = store::open(&setup.url)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                workers.push(worker(&own, setup.ca_file.as_ref(), &args)?);
+            }
             let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
             let started = Instant::now();
-            let task = tokio::spawn(w.run(stop_rx));
+            let tasks: Vec<_> = workers
+                .into_iter()
+                .map(|w| tokio::spawn(w.run(stop_rx.clone())))
+                .collect();
             loop {
                 let n_got = got.lock().map(|v| v.len()).unwrap_or(0);
                 if n_got >= notifications {
@@ -323,26 +390,14 @@ async fn main() -> Result<()> {
             }
             let received_at = started.elapsed();
             // Wait until every attempt is recorded as delivered.
-            loop {
-                let page = store
-                    .list_deliveries(
-                        scope,
-                        &store::DeliveryQuery {
-                            status: Some(store::DeliveryStatus::Pending),
-                            limit: 1,
-                            ..Default::default()
-                        },
-                    )
-                    .await
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
-                if page.deliveries.is_empty() {
-                    break;
-                }
+            while !all_recorded(store, scopes).await? {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
             let recorded_at = started.elapsed();
             let _ = stop_tx.send(true);
-            task.await.context("worker")?;
+            for task in tasks {
+                task.await.context("worker")?;
+            }
             let dupes = {
                 let v = got.lock().map(|v| v.clone()).unwrap_or_default();
                 let mut ids: Vec<&String> = v.iter().map(|(_, id)| id).collect();
@@ -351,12 +406,17 @@ async fn main() -> Result<()> {
                 v.len() - ids.len()
             };
             println!(
-                "{{\"mode\":\"throughput\",\"tls\":{},\"notifications\":{notifications},\"received_s\":{:.2},\"all_recorded_s\":{:.2},\"deliveries_per_s\":{:.0},\"duplicates\":{dupes},\"connections\":{}}}",
+                "{{\"mode\":\"throughput\",\"tls\":{},\"webhooks\":{},\"replicas\":{},\"concurrency\":{},\"per_webhook\":{},\"notifications\":{notifications},\"received_s\":{:.2},\"all_recorded_s\":{:.2},\"deliveries_per_s\":{:.0},\"duplicates\":{dupes},\"connections\":{},\"connections_per_100\":{:.2}}}",
                 args.tls,
+                args.webhooks,
+                args.replicas,
+                args.concurrency,
+                args.per_webhook,
                 received_at.as_secs_f64(),
                 recorded_at.as_secs_f64(),
                 notifications as f64 / recorded_at.as_secs_f64(),
-                connections()
+                connections(),
+                connections() as f64 * 100.0 / notifications as f64
             );
         }
         Mode::Latency {
@@ -364,7 +424,7 @@ async fn main() -> Result<()> {
             seconds,
         } => {
             let total = events_per_second as u64 * seconds;
-            enroll(store, scope, total).await?;
+            enroll(store, scopes, total).await?;
             // Baselines first, so each later snapshot produces exactly one event.
             for chunk in (0..total).collect::<Vec<_>>().chunks(5000) {
                 let batch = chunk.iter().map(|&i| snap(pid(i), 0, "Engineer")).collect();
@@ -373,7 +433,7 @@ async fn main() -> Result<()> {
                     .await
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
             }
-            let w = worker(store, setup.ca_file.as_ref())?;
+            let w = worker(store, setup.ca_file.as_ref(), &args)?;
             let wake = w.wake_handle();
             let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
             let task = tokio::spawn(w.run(stop_rx));

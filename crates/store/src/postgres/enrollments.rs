@@ -1,57 +1,165 @@
-//! Enrollments and their prospect index for PostgreSQL: SQL and row mapping only (which rows an
-//! update touches is `rules::prospect_diff`). Every query filters by scope.
+//! Enrollments and their prospect index for PostgreSQL: SQL and row mapping only. Every write is
+//! one statement (data-modifying CTEs: one round trip, atomic on its own), touching only the
+//! index rows that change, as `rules::prospect_diff` says (here computed in the statement).
+//! Every query filters by scope.
 
 use super::idempotency::fence;
 use super::{is_unique_violation, pg};
+use crate::idempotency::current_fence;
 use crate::model::*;
-use crate::rules::{enrollment_page, prospect_diff, unix_seconds};
+use crate::rules::{enrollment_page, unix_seconds};
 use crate::{StoreError, StoreResult};
 use deadpool_postgres::Object;
 use domain::{event_mask, EnrollmentId, EventType, PartnerId, ProspectId, TenantId};
+use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
+/// The enrollment a write names, locked, and its `fresh` twin: the same row only when this
+/// statement's snapshot already saw the version it locked. When another write to the row
+/// committed while this one waited for the lock, the index rows that write made are invisible
+/// to this statement, so it writes nothing (`fresh` is empty) and is run again.
+macro_rules! locked_enrollment {
+    () => {
+        "old AS (
+            SELECT id, prospect_ids, xmin::TEXT AS v FROM enrollments
+            WHERE enrollment_id = $1 AND tenant_id = $2 AND partner_id = $3
+            FOR UPDATE),
+         fresh AS (
+            SELECT old.id, old.prospect_ids FROM old
+            JOIN enrollments seen ON seen.id = old.id AND seen.xmin::TEXT = old.v)"
+    };
+}
+
+/// Deletes the index rows of the `fresh` enrollment's stored prospects that are not among
+/// `$kept` (a parameter: an array of ids): each by its primary key, the stored list being 40
+/// hex digits an id.
+macro_rules! gone_prospects {
+    ($kept:literal) => {
+        concat!(
+            "gone AS (
+            DELETE FROM enrollment_prospects ep
+            USING fresh, generate_series(0, length(fresh.prospect_ids) / 40 - 1) k
+            WHERE ep.enrollment_ref = fresh.id
+              AND ep.prospect_id = decode(substr(fresh.prospect_ids, k * 40 + 1, 40), 'hex')
+              AND ep.prospect_id <> ALL(",
+            $kept,
+            "::BYTEA[]))"
+        )
+    };
+}
+
+/// Runs one write statement: alone (autocommit: one round trip, the statement is atomic), or,
+/// when the request holds an idempotency key, in a transaction that marks the key executed.
+async fn write_statement(
+    c: &mut Object,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+    conflict: &str,
+) -> StoreResult<Vec<Row>> {
+    let map = |e: tokio_postgres::Error| {
+        if is_unique_violation(&e) {
+            StoreError::Conflict(conflict.into())
+        } else {
+            pg(e)
+        }
+    };
+    if current_fence().is_none() {
+        let s = c.prepare_cached(sql).await.map_err(pg)?;
+        return c.query(&s, params).await.map_err(map);
+    }
+    let tx = c.transaction().await.map_err(pg)?;
+    fence(&tx).await?;
+    let s = tx.prepare_cached(sql).await.map_err(pg)?;
+    let rows = tx.query(&s, params).await.map_err(map)?;
+    tx.commit().await.map_err(pg)?;
+    Ok(rows)
+}
+
+/// What a write to an existing enrollment reports: rows in `old` and rows written.
+fn found_written(rows: &[Row]) -> (i64, i64) {
+    rows.first().map_or((0, 0), |r| (r.get(0), r.get(1)))
+}
+
+/// Runs a write to one existing enrollment (`$1`–`$3` name it; the statement returns
+/// [`found_written`]). One round trip, unless it met a concurrent write to the same enrollment
+/// or the request holds an idempotency key: then in a transaction that locks the row first
+/// (and marks the key executed only when the enrollment exists). `NotFound` outside the scope.
+async fn write_existing(
+    c: &mut Object,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> StoreResult<()> {
+    if current_fence().is_none() {
+        let s = c.prepare_cached(sql).await.map_err(pg)?;
+        match found_written(&c.query(&s, params).await.map_err(pg)?) {
+            (0, _) => return Err(StoreError::NotFound),
+            (_, 0) => {} // another write got there first: lock, then write
+            _ => return Ok(()),
+        }
+    }
+    let tx = c.transaction().await.map_err(pg)?;
+    let lock = tx
+        .prepare_cached(
+            "SELECT 1 FROM enrollments
+             WHERE enrollment_id = $1 AND tenant_id = $2 AND partner_id = $3 FOR UPDATE",
+        )
+        .await
+        .map_err(pg)?;
+    if tx
+        .query_opt(&lock, &params[..3])
+        .await
+        .map_err(pg)?
+        .is_none()
+    {
+        return Err(StoreError::NotFound);
+    }
+    fence(&tx).await?;
+    let s = tx.prepare_cached(sql).await.map_err(pg)?;
+    if found_written(&tx.query(&s, params).await.map_err(pg)?).1 == 0 {
+        return Err(StoreError::internal(
+            "an enrollment write found its locked row changed",
+        ));
+    }
+    tx.commit().await.map_err(pg)
+}
+
+/// One statement: the row and its index rows.
 pub(super) async fn create_enrollment(
     c: &mut Object,
     scope: &Scope,
     new: NewEnrollment,
 ) -> StoreResult<()> {
-    let tx = c.transaction().await.map_err(pg)?;
-    fence(&tx).await?;
-    let s = tx
-        .prepare_cached(
-            "INSERT INTO enrollments (enrollment_id, tenant_id, partner_id, enrollment_key,
+    const SQL: &str = "WITH e AS (
+            INSERT INTO enrollments (enrollment_id, tenant_id, partner_id, enrollment_key,
                 event_types, event_mask, prospect_ids, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING id",
-        )
-        .await
-        .map_err(pg)?;
-    let id: i64 = tx
-        .query_one(
-            &s,
-            &[
-                &new.enrollment_id.as_str(),
-                &scope.tenant.0,
-                &scope.partner.0,
-                &new.spec.enrollment_key,
-                &encode_event_types(&new.spec.event_types),
-                &(event_mask(&new.spec.event_types) as i32),
-                &encode_prospect_ids(&new.spec.prospect_ids),
-                &unix_seconds(new.now),
-            ],
-        )
-        .await
-        .map_err(|e| {
-            if is_unique_violation(&e) {
-                StoreError::Conflict("enrollment id already exists".into())
-            } else {
-                pg(e)
-            }
-        })?
-        .get(0);
-    insert_prospects(&tx, id, &new.spec.prospect_ids).await?;
-    tx.commit().await.map_err(pg)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING id),
+         added AS (
+            INSERT INTO enrollment_prospects (prospect_id, enrollment_ref)
+            SELECT p, e.id FROM e, unnest($9::BYTEA[]) AS p
+            ON CONFLICT DO NOTHING)
+         SELECT id FROM e";
+    write_statement(
+        c,
+        SQL,
+        &[
+            &new.enrollment_id.as_str(),
+            &scope.tenant.0,
+            &scope.partner.0,
+            &new.spec.enrollment_key,
+            &encode_event_types(&new.spec.event_types),
+            &(event_mask(&new.spec.event_types) as i32),
+            &encode_prospect_ids(&new.spec.prospect_ids),
+            &unix_seconds(new.now),
+            &id_bytes(&new.spec.prospect_ids),
+        ],
+        "enrollment id already exists",
+    )
+    .await?;
+    Ok(())
 }
 
+/// One statement: the row replaced, index rows of dropped prospects deleted, new ones added
+/// (unchanged ones are left alone).
 pub(super) async fn update_enrollment(
     c: &mut Object,
     scope: &Scope,
@@ -59,73 +167,65 @@ pub(super) async fn update_enrollment(
     spec: EnrollmentSpec,
     now: time::OffsetDateTime,
 ) -> StoreResult<()> {
-    let tx = c.transaction().await.map_err(pg)?;
-    fence(&tx).await?;
-    // Locks the row and reads the stored prospect list (the current index rows) in the
-    // same statement that replaces it.
-    let s = tx
-        .prepare_cached(
-            "UPDATE enrollments e SET enrollment_key = $4, event_types = $5, event_mask = $6,
+    const SQL: &str = concat!(
+        "WITH ",
+        locked_enrollment!(),
+        ",
+         upd AS (
+            UPDATE enrollments e SET enrollment_key = $4, event_types = $5, event_mask = $6,
                 prospect_ids = $7, updated_at = $8
-             FROM (SELECT id, prospect_ids FROM enrollments
-                   WHERE enrollment_id = $1 AND tenant_id = $2 AND partner_id = $3
-                   FOR UPDATE) old
-             WHERE e.id = old.id
-             RETURNING e.id, old.prospect_ids",
-        )
-        .await
-        .map_err(pg)?;
-    let row = tx
-        .query_opt(
-            &s,
-            &[
-                &enrollment_id,
-                &scope.tenant.0,
-                &scope.partner.0,
-                &spec.enrollment_key,
-                &encode_event_types(&spec.event_types),
-                &(event_mask(&spec.event_types) as i32),
-                &encode_prospect_ids(&spec.prospect_ids),
-                &unix_seconds(now),
-            ],
-        )
-        .await
-        .map_err(pg)?;
-    let Some(row) = row else {
-        return Err(StoreError::NotFound);
-    };
-    let id: i64 = row.get(0);
-    let old = decode_prospect_ids(row.get::<_, &str>(1));
-    replace_prospects(&tx, id, &old, &spec.prospect_ids).await?;
-    tx.commit().await.map_err(pg)
+            FROM fresh WHERE e.id = fresh.id RETURNING e.id),
+         ",
+        gone_prospects!("$9"),
+        ",
+         added AS (
+            INSERT INTO enrollment_prospects (prospect_id, enrollment_ref)
+            SELECT p, fresh.id FROM fresh, unnest($9::BYTEA[]) AS p
+            ON CONFLICT DO NOTHING)
+         SELECT (SELECT count(*) FROM old), (SELECT count(*) FROM upd)"
+    );
+    write_existing(
+        c,
+        SQL,
+        &[
+            &enrollment_id,
+            &scope.tenant.0,
+            &scope.partner.0,
+            &spec.enrollment_key,
+            &encode_event_types(&spec.event_types),
+            &(event_mask(&spec.event_types) as i32),
+            &encode_prospect_ids(&spec.prospect_ids),
+            &unix_seconds(now),
+            &id_bytes(&spec.prospect_ids),
+        ],
+    )
+    .await
 }
 
+/// One statement: the row and all its index rows.
 pub(super) async fn delete_enrollment(
     c: &mut Object,
     scope: &Scope,
     enrollment_id: &str,
 ) -> StoreResult<()> {
-    let tx = c.transaction().await.map_err(pg)?;
-    fence(&tx).await?;
-    let s = tx
-        .prepare_cached(
-            "DELETE FROM enrollments
-             WHERE enrollment_id = $1 AND tenant_id = $2 AND partner_id = $3
-             RETURNING id, prospect_ids",
-        )
-        .await
-        .map_err(pg)?;
-    let row = tx
-        .query_opt(&s, &[&enrollment_id, &scope.tenant.0, &scope.partner.0])
-        .await
-        .map_err(pg)?;
-    let Some(row) = row else {
-        return Err(StoreError::NotFound);
-    };
-    let id: i64 = row.get(0);
-    let old = decode_prospect_ids(row.get::<_, &str>(1));
-    replace_prospects(&tx, id, &old, &[]).await?;
-    tx.commit().await.map_err(pg)
+    const SQL: &str = concat!(
+        "WITH ",
+        locked_enrollment!(),
+        ",
+         del AS (DELETE FROM enrollments e USING fresh WHERE e.id = fresh.id RETURNING e.id),
+         ",
+        gone_prospects!("$4"),
+        "
+         SELECT (SELECT count(*) FROM old), (SELECT count(*) FROM del)"
+    );
+    // No prospect is kept.
+    let kept: Vec<&[u8]> = Vec::new();
+    write_existing(
+        c,
+        SQL,
+        &[&enrollment_id, &scope.tenant.0, &scope.partner.0, &kept],
+    )
+    .await
 }
 
 pub(super) async fn list_enrollments(
@@ -241,47 +341,4 @@ fn enrollment_row(r: &Row) -> (i64, Enrollment) {
 
 fn id_bytes(ids: &[ProspectId]) -> Vec<&[u8]> {
     ids.iter().map(|p| &p.as_bytes()[..]).collect()
-}
-
-async fn insert_prospects(
-    tx: &deadpool_postgres::Transaction<'_>,
-    id: i64,
-    ids: &[ProspectId],
-) -> StoreResult<()> {
-    if ids.is_empty() {
-        return Ok(());
-    }
-    let s = tx
-        .prepare_cached(
-            "INSERT INTO enrollment_prospects (prospect_id, enrollment_ref)
-             SELECT p, $2 FROM unnest($1::BYTEA[]) AS p
-             ON CONFLICT DO NOTHING",
-        )
-        .await
-        .map_err(pg)?;
-    tx.execute(&s, &[&id_bytes(ids), &id]).await.map_err(pg)?;
-    Ok(())
-}
-
-/// Replaces the prospect rows of one enrollment (`current` as stored in its row), touching
-/// only the difference.
-async fn replace_prospects(
-    tx: &deadpool_postgres::Transaction<'_>,
-    id: i64,
-    current: &[ProspectId],
-    wanted: &[ProspectId],
-) -> StoreResult<()> {
-    let (gone, added) = prospect_diff(current, wanted);
-    if !gone.is_empty() {
-        let gone = id_bytes(&gone);
-        let s = tx
-            .prepare_cached(
-                "DELETE FROM enrollment_prospects
-                 WHERE prospect_id = ANY($2::BYTEA[]) AND enrollment_ref = $1",
-            )
-            .await
-            .map_err(pg)?;
-        tx.execute(&s, &[&id, &gone]).await.map_err(pg)?;
-    }
-    insert_prospects(tx, id, &added).await
 }

@@ -15,10 +15,9 @@ use std::collections::{HashMap, HashSet};
 use time::OffsetDateTime;
 use tokio_postgres::Row;
 
-/// `observed_at` of the placeholder row inserted for a prospect seen for the first time, so that
-/// concurrent ingestions of a new prospect serialize on its row lock. Never committed: the same
-/// transaction always overwrites it with the prospect's baseline.
-const PLACEHOLDER: i64 = i64::MIN;
+/// Prospects are spread over this many lock buckets: an ingestion transaction holds the
+/// transaction-level advisory locks of the buckets its prospects fall in (so at most this many).
+const LOCK_BUCKETS: u32 = 128;
 
 /// Attempts of a transaction that failed with a deadlock or serialization failure.
 pub(super) const TX_ATTEMPTS: u32 = 5;
@@ -26,15 +25,12 @@ pub(super) const TX_ATTEMPTS: u32 = 5;
 pub(super) const STATE_COLS: &str = "prospect_id, observed_at, full_name, linkedin_url, company_id,
     company_name, job_title, job_start_date";
 
-/// A state row (columns as in `STATE_COLS`); `None` for a placeholder.
-pub(super) fn state_row(r: &Row) -> StoreResult<Option<Snapshot>> {
+/// A state row (columns as in `STATE_COLS`).
+pub(super) fn state_row(r: &Row) -> StoreResult<Snapshot> {
     let pid = stored_prospect_id(r.get(0), "prospect_state")?;
     let nanos: i64 = r.get(1);
-    if nanos == PLACEHOLDER {
-        return Ok(None);
-    }
     let start: Option<&str> = r.get(7);
-    Ok(Some(Snapshot {
+    Ok(Snapshot {
         prospect_id: pid,
         observed_at: from_unix_nanos(nanos),
         full_name: r.get(2),
@@ -43,7 +39,7 @@ pub(super) fn state_row(r: &Row) -> StoreResult<Option<Snapshot>> {
         company_name: r.get(5),
         job_title: r.get(6),
         job_start_date: start.and_then(parse_date),
-    }))
+    })
 }
 
 pub(super) async fn ingest_snapshots(
@@ -125,7 +121,7 @@ async fn ingest_once(
     opts: IngestOptions,
 ) -> StoreResult<IngestCounts> {
     let tx = c.transaction().await.map_err(pg)?;
-    let mut states = lock_states(&tx, batch, opts.now).await?;
+    let mut states = lock_states(&tx, batch).await?;
     let decided = decide(&mut states, batch, &opts);
     let mut counts = decided.counts;
     let (created, queued) = store_events(&tx, decided.events, opts.now).await?;
@@ -136,15 +132,36 @@ async fn ingest_once(
     Ok(counts)
 }
 
-/// The current state of every prospect of the batch (`None` for one never seen), locked for
-/// the transaction in id order: placeholders for the unseen ones first (so a concurrent first
-/// ingestion of the same prospect waits for us), then all rows.
+/// The lock bucket of a prospect (FNV-1a of its id): the same in every process and version
+/// that shares the database.
+fn lock_bucket(p: &ProspectId) -> i32 {
+    let h = p.as_bytes().iter().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
+    });
+    (h % LOCK_BUCKETS) as i32
+}
+
+/// The current state of every prospect of the batch (`None` for one never seen), after taking
+/// the advisory locks of the batch's buckets in bucket order: ingestions touching a common
+/// prospect run one after the other (never deadlocking), those touching none may overlap, and a
+/// prospect not stored yet needs no row to lock. The locks live in memory (no row is written to
+/// lock it); the read that follows sees every ingestion that held them before.
 async fn lock_states(
     tx: &Transaction<'_>,
     batch: &[Snapshot],
-    now: OffsetDateTime,
 ) -> StoreResult<HashMap<ProspectId, Option<Snapshot>>> {
-    let now_s = now.unix_timestamp();
+    let mut buckets: Vec<i32> = batch.iter().map(|s| lock_bucket(&s.prospect_id)).collect();
+    buckets.sort_unstable();
+    buckets.dedup();
+    let s = tx
+        .prepare_cached(
+            "SELECT count(pg_advisory_xact_lock(
+                hashtext(current_database() || '/' || current_schema() || '/prospect_state'), b))
+             FROM (SELECT b FROM unnest($1::INTEGER[]) AS b ORDER BY b) AS sorted",
+        )
+        .await
+        .map_err(pg)?;
+    tx.query_one(&s, &[&buckets]).await.map_err(pg)?;
     let mut pids: Vec<&[u8]> = batch
         .iter()
         .map(|s| &s.prospect_id.as_bytes()[..])
@@ -152,30 +169,16 @@ async fn lock_states(
     pids.sort_unstable();
     pids.dedup();
     let s = tx
-        .prepare_cached(
-            "INSERT INTO prospect_state (prospect_id, observed_at, updated_at)
-             SELECT p, $2, $3 FROM unnest($1::BYTEA[]) AS p ORDER BY p
-             ON CONFLICT DO NOTHING",
-        )
-        .await
-        .map_err(pg)?;
-    tx.execute(&s, &[&pids, &PLACEHOLDER, &now_s])
-        .await
-        .map_err(pg)?;
-    let s = tx
         .prepare_cached(&format!(
-            "SELECT {STATE_COLS} FROM prospect_state WHERE prospect_id = ANY($1::BYTEA[])
-             ORDER BY prospect_id FOR UPDATE"
+            "SELECT {STATE_COLS} FROM prospect_state WHERE prospect_id = ANY($1::BYTEA[])"
         ))
         .await
         .map_err(pg)?;
     let rows = tx.query(&s, &[&pids]).await.map_err(pg)?;
-    let mut states: HashMap<ProspectId, Option<Snapshot>> = HashMap::with_capacity(rows.len());
+    let mut states: HashMap<ProspectId, Option<Snapshot>> = HashMap::with_capacity(pids.len());
     for r in &rows {
-        let raw: &[u8] = r.get(0);
-        if let Some(pid) = ProspectId::from_bytes(raw) {
-            states.insert(pid, state_row(r)?);
-        }
+        let state = state_row(r)?;
+        states.insert(state.prospect_id, Some(state));
     }
     Ok(states)
 }
@@ -221,7 +224,8 @@ fn decide(
     }
 }
 
-/// Writes the new state of each `dirty` prospect (one statement for all of them).
+/// Writes the new state of each `dirty` prospect (one statement for all of them, rows in id
+/// order as the anniversary scanner locks them).
 async fn write_states(
     tx: &Transaction<'_>,
     states: &HashMap<ProspectId, Option<Snapshot>>,
@@ -231,6 +235,8 @@ async fn write_states(
     if dirty.is_empty() {
         return Ok(());
     }
+    let mut dirty = dirty.to_vec();
+    dirty.sort_unstable();
     let now_s = now.unix_timestamp();
     let mut ids: Vec<&[u8]> = Vec::with_capacity(dirty.len());
     let mut observed: Vec<i64> = Vec::with_capacity(dirty.len());
@@ -241,7 +247,7 @@ async fn write_states(
     let mut job_title: Vec<Option<&str>> = Vec::with_capacity(dirty.len());
     let mut start: Vec<Option<String>> = Vec::with_capacity(dirty.len());
     let mut anniv: Vec<Option<i32>> = Vec::with_capacity(dirty.len());
-    for pid in dirty {
+    for pid in &dirty {
         let Some(Some(s)) = states.get(pid) else {
             continue;
         };

@@ -3,9 +3,9 @@
 //! Same data model and semantics as the SQLite backend (see `crate::sqlite`); the differences are
 //! in how concurrency is handled, because several processes write at once:
 //! * every multi-row change runs in one transaction (READ COMMITTED);
-//! * ingestion locks the state rows of the prospects it touches (`SELECT … FOR UPDATE`, in
-//!   prospect-id order so that replicas never deadlock), after inserting a placeholder row for
-//!   each prospect not seen yet (so two replicas ingesting a new prospect serialize too);
+//! * ingestion holds transaction-level advisory locks on the buckets of the prospects it
+//!   touches (taken in bucket order, so replicas never deadlock), so two ingestions of a common
+//!   prospect — stored or new — serialize, without writing a row to lock it;
 //! * the anniversary scanner holds a session advisory lock while it runs (one replica at a time);
 //! * notification claims use `FOR UPDATE SKIP LOCKED` with leases;
 //! * migrations run under a transaction-level advisory lock.

@@ -3,8 +3,8 @@
 //! retries and replays. What an attempt does next is `rules::AttemptEffect`.
 
 use super::idempotency::fence;
-use super::pg;
 use super::webhooks::PARK_IF_DISABLED;
+use super::{is_retryable, pg};
 use crate::model::*;
 use crate::rules::{
     delivery_page, parked_sql, payload_json, shown_next_attempt, AttemptEffect, Health,
@@ -314,41 +314,80 @@ pub(super) async fn set_lease(
     Ok(n == 1)
 }
 
-pub(super) async fn record_attempt(c: &mut Object, r: &AttemptRecord) -> StoreResult<()> {
-    let tx = c.transaction().await.map_err(pg)?;
-    insert_attempt(&tx, r).await?;
-    let effect = AttemptEffect::of(r.outcome, r.attempted_at);
-    settle_notification(&tx, r, &effect).await?;
-    update_health(&tx, r, effect.health).await?;
-    if effect.park_if_disabled {
-        let s = tx.prepare_cached(PARK_IF_DISABLED).await.map_err(pg)?;
-        tx.execute(&s, &[&r.scope.tenant.0, &r.scope.partner.0])
-            .await
-            .map_err(pg)?;
+/// Records a batch of attempts in one transaction: the attempts logged with one multi-row
+/// insert, the notifications settled with one `UPDATE … FROM unnest(…)`, the webhooks that
+/// recovered with one more; only failures (rare) move webhook health a statement each, in
+/// order. A deadlock or serialization failure re-runs the whole batch.
+pub(super) async fn record_attempts(c: &mut Object, records: &[AttemptRecord]) -> StoreResult<()> {
+    let mut attempt = 0;
+    loop {
+        match record_attempts_once(c, records).await {
+            Err(e) if is_retryable(&e) && attempt + 1 < TX_ATTEMPTS => attempt += 1,
+            other => return other,
+        }
     }
+}
+
+/// Times a batch of attempts is tried when the database asks for a retry.
+const TX_ATTEMPTS: usize = 3;
+
+async fn record_attempts_once(c: &mut Object, records: &[AttemptRecord]) -> StoreResult<()> {
+    let tx = c.transaction().await.map_err(pg)?;
+    insert_attempts(&tx, records).await?;
+    let effects: Vec<AttemptEffect> = records
+        .iter()
+        .map(|r| AttemptEffect::of(r.outcome, r.attempted_at))
+        .collect();
+    for part in distinct_rows(records.len(), |i| records[i].row) {
+        settle_notifications(&tx, &part, records, &effects).await?;
+    }
+    settle_health(&tx, records, &effects).await?;
     tx.commit().await.map_err(pg)
 }
 
-/// Logs the attempt in `delivery_attempts`.
-async fn insert_attempt(tx: &Transaction<'_>, r: &AttemptRecord) -> StoreResult<()> {
+/// Splits `0..n` into runs in which no row repeats (one `UPDATE … FROM` sees each row once);
+/// a batch normally is one run.
+fn distinct_rows(n: usize, row: impl Fn(usize) -> i64) -> Vec<Vec<usize>> {
+    let mut parts: Vec<(std::collections::HashSet<i64>, Vec<usize>)> = Vec::new();
+    for i in 0..n {
+        match parts.last_mut() {
+            Some((seen, part)) if !seen.contains(&row(i)) => {
+                seen.insert(row(i));
+                part.push(i);
+            }
+            _ => parts.push(([row(i)].into_iter().collect(), vec![i])),
+        }
+    }
+    parts.into_iter().map(|(_, part)| part).collect()
+}
+
+/// One array parameter of a set statement: `f` of each of `items`.
+fn column<I, T>(items: impl IntoIterator<Item = I>, f: impl Fn(I) -> T) -> Vec<T> {
+    items.into_iter().map(f).collect()
+}
+
+/// Logs the attempts in `delivery_attempts`, in order.
+async fn insert_attempts(tx: &Transaction<'_>, records: &[AttemptRecord]) -> StoreResult<()> {
     let s = tx
         .prepare_cached(
             "INSERT INTO delivery_attempts (notification_id, attempted_at, status_code, error,
                 latency_ms, response_body)
-             VALUES ($1, $2, $3, $4, $5, $6)",
+             SELECT x.n, x.at, x.code, x.err, x.lat, x.body
+             FROM unnest($1::BIGINT[], $2::BIGINT[], $3::INTEGER[], $4::TEXT[], $5::BIGINT[],
+                         $6::TEXT[]) WITH ORDINALITY AS x(n, at, code, err, lat, body, o)
+             ORDER BY x.o",
         )
         .await
         .map_err(pg)?;
-    let code: Option<i32> = r.status_code.map(i32::from);
     tx.execute(
         &s,
         &[
-            &r.row,
-            &r.attempted_at,
-            &code,
-            &r.error,
-            &(r.latency_ms as i64),
-            &r.response_body,
+            &column(records, |r| r.row),
+            &column(records, |r| r.attempted_at),
+            &column(records, |r| r.status_code.map(i32::from)),
+            &column(records, |r| r.error.as_deref()),
+            &column(records, |r| r.latency_ms as i64),
+            &column(records, |r| r.response_body.as_str()),
         ],
     )
     .await
@@ -356,38 +395,112 @@ async fn insert_attempt(tx: &Transaction<'_>, r: &AttemptRecord) -> StoreResult<
     Ok(())
 }
 
-/// Counts the attempt on the notification and, if the attempt still holds its lease, moves
-/// the notification to the state the attempt's effect says.
-async fn settle_notification(
+/// Counts each attempt on its notification and, where the attempt still holds its lease, moves
+/// the notification to the state the attempt's effect says (`part`: indexes into `records`,
+/// no row twice).
+async fn settle_notifications(
     tx: &Transaction<'_>,
-    r: &AttemptRecord,
-    effect: &AttemptEffect,
+    part: &[usize],
+    records: &[AttemptRecord],
+    effects: &[AttemptEffect],
 ) -> StoreResult<()> {
-    let code: Option<i32> = r.status_code.map(i32::from);
-    let (status, next) = (effect.status.code() as i32, effect.next_attempt_at);
-    // Every attempt counts; only the lease holder moves the notification's state.
+    // Every attempt counts; only the lease holder moves the notification's state (the right
+    // sides all see the row as it was, so each CASE tests the lease before this update).
     let s = tx
         .prepare_cached(
-            "UPDATE notifications SET attempts = attempts + 1,
-                last_attempt_at = $2, last_status_code = $3, last_error = $4
-             WHERE id = $1",
+            "UPDATE notifications n SET attempts = n.attempts + 1,
+                last_attempt_at = x.at, last_status_code = x.code, last_error = x.err,
+                status = CASE WHEN n.lease_until = x.lease THEN x.status ELSE n.status END,
+                cycle_attempts = CASE WHEN n.lease_until = x.lease THEN n.cycle_attempts + 1
+                    ELSE n.cycle_attempts END,
+                next_attempt_at = CASE WHEN n.lease_until = x.lease
+                    THEN COALESCE(x.next, n.next_attempt_at) ELSE n.next_attempt_at END,
+                lease_until = CASE WHEN n.lease_until = x.lease THEN NULL ELSE n.lease_until END
+             FROM unnest($1::BIGINT[], $2::BIGINT[], $3::BIGINT[], $4::INTEGER[], $5::TEXT[],
+                         $6::INTEGER[], $7::BIGINT[]) AS x(id, lease, at, code, err, status, next)
+             WHERE n.id = x.id",
         )
         .await
         .map_err(pg)?;
-    tx.execute(&s, &[&r.row, &r.attempted_at, &code, &r.error])
-        .await
-        .map_err(pg)?;
+    let r = || part.iter().map(|&i| &records[i]);
+    let e = || part.iter().map(|&i| &effects[i]);
+    tx.execute(
+        &s,
+        &[
+            &column(r(), |r| r.row),
+            &column(r(), |r| r.lease_until),
+            &column(r(), |r| r.attempted_at),
+            &column(r(), |r| r.status_code.map(i32::from)),
+            &column(r(), |r| r.error.as_deref()),
+            &column(e(), |e| e.status.code() as i32),
+            &column(e(), |e| e.next_attempt_at),
+        ],
+    )
+    .await
+    .map_err(pg)?;
+    Ok(())
+}
+
+/// Moves webhook health as each attempt says, in order: runs of recoveries are one set
+/// statement (flushed before any other change, so each webhook's changes keep their order);
+/// failures, disables and the parking that follows them go one by one.
+async fn settle_health(
+    tx: &Transaction<'_>,
+    records: &[AttemptRecord],
+    effects: &[AttemptEffect],
+) -> StoreResult<()> {
+    let mut recovered: Vec<&AttemptRecord> = Vec::new();
+    for (r, effect) in records.iter().zip(effects) {
+        if effect.health == Health::Recovered && !effect.park_if_disabled {
+            recovered.push(r);
+            continue;
+        }
+        recover(tx, std::mem::take(&mut recovered)).await?;
+        update_health(tx, r, effect.health).await?;
+        if effect.park_if_disabled {
+            let s = tx.prepare_cached(PARK_IF_DISABLED).await.map_err(pg)?;
+            tx.execute(&s, &[&r.scope.tenant.0, &r.scope.partner.0])
+                .await
+                .map_err(pg)?;
+        }
+    }
+    recover(tx, recovered).await
+}
+
+/// Clears `failing_since` of the webhook generations these attempts reached (each once, in a
+/// fixed order so that concurrent batches lock webhooks alike).
+async fn recover(tx: &Transaction<'_>, records: Vec<&AttemptRecord>) -> StoreResult<()> {
+    let mut hooks: Vec<(&str, &str, i64)> = column(records, |r| {
+        (
+            r.scope.tenant.0.as_str(),
+            r.scope.partner.0.as_str(),
+            r.generation,
+        )
+    });
+    hooks.sort_unstable();
+    hooks.dedup();
+    if hooks.is_empty() {
+        return Ok(());
+    }
     let s = tx
         .prepare_cached(
-            "UPDATE notifications SET status = $3, cycle_attempts = cycle_attempts + 1,
-                next_attempt_at = COALESCE($4, next_attempt_at), lease_until = NULL
-             WHERE id = $1 AND lease_until = $2",
+            "UPDATE webhooks w SET failing_since = NULL
+             FROM unnest($1::TEXT[], $2::TEXT[], $3::BIGINT[]) AS x(t, p, g)
+             WHERE w.tenant_id = x.t AND w.partner_id = x.p AND w.generation = x.g
+               AND w.failing_since IS NOT NULL",
         )
         .await
         .map_err(pg)?;
-    tx.execute(&s, &[&r.row, &r.lease_until, &status, &next])
-        .await
-        .map_err(pg)?;
+    tx.execute(
+        &s,
+        &[
+            &column(&hooks, |h| h.0),
+            &column(&hooks, |h| h.1),
+            &column(&hooks, |h| h.2),
+        ],
+    )
+    .await
+    .map_err(pg)?;
     Ok(())
 }
 

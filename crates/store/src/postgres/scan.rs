@@ -141,9 +141,7 @@ async fn scan_chunk(
     };
     let mut events = Vec::new();
     for r in &rows {
-        if let Some(state) = state_row(r)? {
-            events.extend(window.due(&state));
-        }
+        events.extend(window.due(&state_row(r)?));
     }
     opts.drop_beyond_retention(&mut events);
     let (e, q) = store_events(&tx, events, opts.now).await?;

@@ -137,8 +137,11 @@ impl Store for PostgresStore {
         outbox::claim_due(&mut self.conn().await?, now_ms, lease_ms, limit, room).await
     }
 
-    async fn record_attempt(&self, record: AttemptRecord) -> StoreResult<()> {
-        outbox::record_attempt(&mut self.conn().await?, &record).await
+    async fn record_attempts(&self, records: Vec<AttemptRecord>) -> StoreResult<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        outbox::record_attempts(&mut self.conn().await?, &records).await
     }
 
     async fn set_lease(&self, row: i64, expected: i64, until: Option<i64>) -> StoreResult<bool> {

@@ -174,9 +174,13 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn record_attempt(&self, record: AttemptRecord) -> StoreResult<()> {
-        self.write(move |c| outbox::record_attempt(c, &record))
-            .await
+    async fn record_attempts(&self, records: Vec<AttemptRecord>) -> StoreResult<()> {
+        self.write(move |c| {
+            records
+                .iter()
+                .try_for_each(|r| outbox::record_attempt(c, r))
+        })
+        .await
     }
 
     async fn set_lease(&self, row: i64, expected: i64, until: Option<i64>) -> StoreResult<bool> {

@@ -78,6 +78,7 @@ contract!(
     ingest::events_beyond_the_retention_are_neither_stored_nor_notified,
     webhooks::webhook_put_get_delete,
     outbox::claims_leases_and_attempts,
+    outbox::attempts_recorded_together_as_one_by_one,
     outbox::claims_respect_each_webhooks_room,
     webhooks::notifications_without_a_webhook_wait_parked,
     outbox::concurrent_claims_never_overlap,

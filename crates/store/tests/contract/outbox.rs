@@ -438,3 +438,61 @@ pub(crate) async fn delivery_log_retry_replay_and_direct(s: DynStore) {
     assert_eq!(rows[3].payload, json!({"simulated": true, "n": 1}));
     assert_eq!(rows[3].enrollment_id, None);
 }
+
+pub(crate) async fn attempts_recorded_together_as_one_by_one(s: DynStore) {
+    // One batch (as the worker's recorder sends it) means what its records mean one by one, in
+    // order: a stale lease's attempt counts without moving the state, the same row may appear
+    // twice, and webhook health follows the records' order.
+    let a = scope("t1", "pa");
+    queue_changes(&s, &a, 1, 3).await;
+    let now = ms(NOW) + 1_000;
+    s.put_webhook(&a, "http://127.0.0.1:9/a", "sa", now)
+        .await
+        .unwrap();
+    let stale = s
+        .claim_due(now, 30_000, 10, &ClaimRoom::any())
+        .await
+        .unwrap();
+    assert_eq!(stale.len(), 3);
+    let later = now + 30_001;
+    let c = s
+        .claim_due(later, 30_000, 10, &ClaimRoom::any())
+        .await
+        .unwrap();
+    assert_eq!(c.len(), 3);
+    let failing = |c: &Claimed, at: i64| {
+        let mut r = attempt(c, at, AttemptOutcome::RetryAt(at + 60_000), Some(500));
+        r.disable_after_ms = 1;
+        r
+    };
+    // Failing at `later`, recovered, failing again at `later + 2`: had the recovery not come
+    // between them, the second failure (a streak older than 1 ms) would disable the webhook.
+    s.record_attempts(vec![
+        attempt(&stale[0], later, AttemptOutcome::Delivered, Some(200)),
+        failing(&c[1], later),
+        attempt(&c[0], later + 1, AttemptOutcome::Delivered, Some(200)),
+        failing(&c[2], later + 2),
+    ])
+    .await
+    .unwrap();
+    let info = |n: usize| {
+        let (s, id) = (s.clone(), c[n].delivery_id.clone());
+        let a = a.clone();
+        async move { s.get_delivery(&a, &id).await.unwrap().unwrap() }
+    };
+    let (first, attempts) = info(0).await;
+    assert_eq!(first.status, DeliveryStatus::Delivered);
+    assert_eq!((first.attempts, attempts.len()), (2, 2));
+    assert_eq!(first.last_attempt_at, Some(later + 1));
+    for n in [1, 2] {
+        let (i, attempts) = info(n).await;
+        assert_eq!(i.status, DeliveryStatus::Pending);
+        assert_eq!(i.last_status_code, Some(500));
+        assert_eq!(attempts.len(), 1);
+    }
+    assert_eq!(info(2).await.0.next_attempt_at, Some(later + 2 + 60_000));
+    let hook = s.get_webhook(&a).await.unwrap().unwrap();
+    assert!(hook.enabled, "{hook:?}");
+    // An empty batch is nothing.
+    s.record_attempts(Vec::new()).await.unwrap();
+}

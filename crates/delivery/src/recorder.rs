@@ -1,0 +1,171 @@
+//! Group recording of delivery attempts: attempts that finish while a batch is being written
+//! queue up and go together in the next one (`Store::record_attempts`: one transaction, and on
+//! PostgreSQL a few set statements whatever the count), instead of a transaction each. Each
+//! attempt still waits until its own record is committed (or failed), so nothing about leases or
+//! at-least-once changes: a record that fails leaves its notification to its lease.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use store::{AttemptRecord, DynStore, StoreResult};
+use tokio::sync::oneshot;
+
+type Written = Pin<Box<dyn Future<Output = StoreResult<()>> + Send>>;
+/// Writes one batch: `Store::record_attempts` (tests count the calls).
+type WriteBatch = Arc<dyn Fn(Vec<AttemptRecord>) -> Written + Send + Sync>;
+
+/// Most attempts written in one batch.
+pub(crate) const MAX_BATCH: usize = 512;
+
+type Waiter = oneshot::Sender<Result<(), String>>;
+
+#[derive(Default)]
+struct Queue {
+    records: Vec<(AttemptRecord, Waiter)>,
+    /// A flusher task is running (it takes whatever is queued until nothing is left).
+    flushing: bool,
+}
+
+/// Shared by every attempt of one worker; cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Recorder {
+    write: WriteBatch,
+    queue: Arc<Mutex<Queue>>,
+}
+
+impl Recorder {
+    pub(crate) fn new(store: DynStore) -> Self {
+        Self::writing_with(Arc::new(move |records| {
+            let store = store.clone();
+            Box::pin(async move { store.record_attempts(records).await })
+        }))
+    }
+
+    fn writing_with(write: WriteBatch) -> Self {
+        Self {
+            write,
+            queue: Default::default(),
+        }
+    }
+
+    /// Queues the record and waits until the batch holding it is committed; the error text
+    /// when it failed.
+    pub(crate) async fn record(&self, record: AttemptRecord) -> Result<(), String> {
+        let (tx, rx) = oneshot::channel();
+        let start_flusher = {
+            let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+            q.records.push((record, tx));
+            !std::mem::replace(&mut q.flushing, true)
+        };
+        if start_flusher {
+            // A task of its own: cancelling the attempt that started it must not strand the
+            // records queued behind it.
+            tokio::spawn(self.clone().flush());
+        }
+        rx.await
+            .unwrap_or_else(|_| Err("the attempt recorder stopped".into()))
+    }
+
+    /// Writes batches until the queue is empty, answering each batch's waiters.
+    async fn flush(self) {
+        while let Some(batch) = self.next_batch() {
+            let (records, waiters): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+            let result = (self.write)(records).await.map_err(|e| e.to_string());
+            for w in waiters {
+                // The attempt may have been cancelled meanwhile; nobody to tell then.
+                let _ = w.send(result.clone());
+            }
+        }
+    }
+
+    /// The oldest queued records (at most [`MAX_BATCH`]), or None (and the flusher stops) when
+    /// nothing is queued.
+    fn next_batch(&self) -> Option<Vec<(AttemptRecord, Waiter)>> {
+        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        if q.records.is_empty() {
+            q.flushing = false;
+            return None;
+        }
+        let take = q.records.len().min(MAX_BATCH);
+        let rest = q.records.split_off(take);
+        Some(std::mem::replace(&mut q.records, rest))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use store::{AttemptOutcome, Scope, StoreError};
+
+    fn record(row: i64) -> AttemptRecord {
+        AttemptRecord {
+            row,
+            lease_until: 0,
+            scope: Scope {
+                tenant: domain::TenantId("t".into()),
+                partner: domain::PartnerId("p".into()),
+            },
+            generation: 1,
+            attempted_at: 0,
+            status_code: Some(200),
+            error: None,
+            latency_ms: 1,
+            response_body: String::new(),
+            outcome: AttemptOutcome::Delivered,
+            disable_after_ms: 1,
+        }
+    }
+
+    /// A recorder whose batches take 5 ms (so attempts queue up meanwhile), failing those
+    /// holding row `fail_row`; returns the rows written per batch.
+    fn slow_recorder(fail_row: i64) -> (Recorder, Arc<Mutex<Vec<Vec<i64>>>>) {
+        let batches: Arc<Mutex<Vec<Vec<i64>>>> = Default::default();
+        let seen = batches.clone();
+        let rec = Recorder::writing_with(Arc::new(move |records: Vec<AttemptRecord>| {
+            let seen = seen.clone();
+            Box::pin(async move {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                let rows: Vec<i64> = records.iter().map(|r| r.row).collect();
+                let failed = rows.contains(&fail_row);
+                seen.lock().unwrap().push(rows);
+                if failed {
+                    Err(StoreError::unavailable("boom"))
+                } else {
+                    Ok(())
+                }
+            })
+        }));
+        (rec, batches)
+    }
+
+    #[tokio::test]
+    async fn concurrent_attempts_share_batches_and_each_learns_its_batch_result() {
+        let (rec, batches) = slow_recorder(-1);
+        let mut set = tokio::task::JoinSet::new();
+        for i in 0..(MAX_BATCH as i64 + 300) {
+            let rec = rec.clone();
+            set.spawn(async move { rec.record(record(i)).await });
+        }
+        let answered = AtomicUsize::new(0);
+        while let Some(r) = set.join_next().await {
+            r.unwrap().unwrap();
+            answered.fetch_add(1, Ordering::Relaxed);
+        }
+        assert_eq!(answered.load(Ordering::Relaxed), MAX_BATCH + 300);
+        let batches = batches.lock().unwrap().clone();
+        let mut rows: Vec<i64> = batches.iter().flatten().copied().collect();
+        rows.sort_unstable();
+        assert_eq!(rows, (0..(MAX_BATCH as i64 + 300)).collect::<Vec<_>>());
+        assert!(batches.iter().all(|b| b.len() <= MAX_BATCH));
+        assert!(batches.len() < 20, "{} batches", batches.len());
+
+        // A failed batch fails its own attempts (both queued before the flusher ran); once
+        // the queue ran dry a later attempt starts a new flusher.
+        let (rec, batches) = slow_recorder(7);
+        let (a, b) = tokio::join!(rec.record(record(7)), rec.record(record(8)));
+        assert!(a.is_err() && b.is_err());
+        assert!(rec.record(record(9)).await.is_ok());
+        assert_eq!(*batches.lock().unwrap(), vec![vec![7, 8], vec![9]]);
+    }
+}
