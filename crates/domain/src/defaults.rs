@@ -48,3 +48,11 @@ pub const ANNIVERSARY_LEAD_DAYS: u32 = 7;
 pub const SCAN_INTERVAL: Duration = Duration::from_secs(DAY);
 /// `--event-retention`: events older than this are neither created nor kept.
 pub const EVENT_RETENTION: Duration = Duration::from_secs(400 * DAY);
+/// Window of `GET /v1/webhooks/{partner_id}/stats` when `window_hours` is absent; not a flag.
+pub const STATS_WINDOW: Duration = Duration::from_secs(DAY);
+/// Longest `window_hours` that endpoint accepts (bounds the attempts it reads); not a flag.
+pub const STATS_WINDOW_MAX: Duration = Duration::from_secs(7 * DAY);
+/// Days of `GET /v1/webhooks/{partner_id}/daily` when `days` is absent; not a flag.
+pub const DAILY_WINDOW_DAYS: u32 = 30;
+/// Most `days` that endpoint accepts (bounds the notifications it counts); not a flag.
+pub const DAILY_WINDOW_MAX_DAYS: u32 = 90;
