@@ -8,6 +8,7 @@ mod auth;
 mod body;
 mod conn;
 mod connectivity;
+mod console;
 mod context;
 mod enrollments;
 mod error;
@@ -18,6 +19,7 @@ mod metrics;
 mod query;
 mod ratelimit;
 mod simulation;
+mod webhook_reads;
 mod webhooks;
 
 pub use auth::Caller;
@@ -135,6 +137,8 @@ pub fn router(state: AppState) -> Router {
         .route("/version/", get(meta::version))
         .route("/openapi.json", get(meta::openapi))
         .route("/metrics", get(meta::metrics))
+        .route("/console", get(console::page))
+        .route("/console/assets/{name}", get(console::asset))
         .route(
             "/v1/prospects/events/enrollments",
             get(enrollments::list)
@@ -147,7 +151,7 @@ pub fn router(state: AppState) -> Router {
             "/v1/admin/prospects/snapshots",
             post(admin::ingest_snapshots),
         )
-        .route("/v1/webhooks", post(webhooks::add))
+        .route("/v1/webhooks", get(webhook_reads::list).post(webhooks::add))
         .route(
             "/v1/webhooks/check_connectivity",
             post(webhooks::check_connectivity),
@@ -171,6 +175,8 @@ pub fn router(state: AppState) -> Router {
             post(webhooks::retry_delivery),
         )
         .route("/v1/webhooks/{partner_id}/replay", post(webhooks::replay))
+        .route("/v1/webhooks/{partner_id}/stats", get(webhook_reads::stats))
+        .route("/v1/webhooks/{partner_id}/daily", get(webhook_reads::daily))
         .fallback(meta::not_found)
         .method_not_allowed_fallback(meta::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
