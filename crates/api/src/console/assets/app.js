@@ -1,6 +1,6 @@
 // The console shell: sign-in, navigation, the partner the calls act for, and the page router.
 import { api, ApiError, session } from './api.js';
-import { fill, h, notify } from './ui.js';
+import { dismiss, fill, h, notify } from './ui.js';
 import * as overview from './overview.js';
 import * as webhooks from './webhooks.js';
 import * as deliveries from './deliveries.js';
@@ -102,7 +102,7 @@ window.addEventListener('console:unauthorized', () => {
   showSignIn('The API key was refused (revoked or mistyped). Sign in again.');
 });
 window.addEventListener('console:refresh', route);
-window.addEventListener('hashchange', route);
+window.addEventListener('hashchange', () => { dismiss(); route(); });
 window.addEventListener('DOMContentLoaded', () => {
   $('sign-in-form').addEventListener('submit', signIn);
   $('sign-out').addEventListener('click', signOut);

@@ -3,13 +3,13 @@ import { h, s, table } from './ui.js';
 
 const W = 720;
 const H = 220;
-const PAD = { left: 40, right: 8, top: 10, bottom: 28 };
+const PAD = { left: 52, right: 8, top: 14, bottom: 34 };
 
 /** Rounds `max` up to a 1/2/5 × 10^n step so the axis reads well. */
 function niceMax(max) {
   if (max <= 0) return 1;
   const p = 10 ** Math.floor(Math.log10(max));
-  return [1, 2, 5, 10].map((m) => m * p).find((v) => v >= max);
+  return [1, 2, 2.5, 5, 10].map((m) => m * p).find((v) => v >= max);
 }
 
 /**
@@ -27,9 +27,10 @@ export function dailyChart(title, days, types) {
   const summary = `${title}: ${total} in ${days.length} days, most on one day ${Math.max(0, ...days.map((d) => d.total))}.`;
   const svg = s('svg', { viewBox: `0 0 ${W} ${H}`, class: 'chart', role: 'img', 'aria-label': summary },
     s('title', {}, summary),
-    [0, 0.5, 1].map((f) => [
-      s('line', { x1: PAD.left, x2: W - PAD.right, y1: y(max * f), y2: y(max * f), class: 'grid' }),
-      s('text', { x: PAD.left - 6, y: y(max * f) + 4, class: 'axis', 'text-anchor': 'end' }, String(Math.round(max * f))),
+    // Grid lines at 0, half and the top; the half line only when it is a whole number.
+    [0, max / 2, max].filter((v) => Number.isInteger(v)).map((v) => [
+      s('line', { x1: PAD.left, x2: W - PAD.right, y1: y(v), y2: y(v), class: 'grid' }),
+      s('text', { x: PAD.left - 6, y: y(v) + 4, class: 'axis', 'text-anchor': 'end' }, String(v)),
     ]),
     days.map((d, i) => {
       let base = 0;
@@ -43,9 +44,14 @@ export function dailyChart(title, days, types) {
         return rect;
       });
     }),
-    days.map((d, i) => (i % 7 === days.length % 7 || i === days.length - 1
-      ? s('text', { x: PAD.left + i * slot + slot / 2, y: H - 8, class: 'axis', 'text-anchor': 'middle' }, d.date.slice(5))
-      : null)));
+    // Weekly date labels, ending on the last day (anchored at its right so it stays inside).
+    days.map((d, i) => {
+      const last = i === days.length - 1;
+      if (!last && (days.length - 1 - i) % 7 !== 0) return null;
+      return s('text', {
+        x: last ? W - PAD.right : PAD.left + i * slot + slot / 2, y: H - 10, class: 'axis', 'text-anchor': last ? 'end' : 'middle',
+      }, d.date.slice(5));
+    }));
   const legend = h('ul.legend', {}, types.map((t, ti) => h('li', {}, h(`span.swatch.series-${ti}`, { 'aria-hidden': 'true' }), t)));
   const data = h('details.chart-data', {}, h('summary', {}, 'Show the numbers'),
     table(title, ['Day', 'Total', ...types], days.filter((d) => d.total).map((d) => [d.date, d.total, ...types.map((t) => d.counts[t] || 0)]),

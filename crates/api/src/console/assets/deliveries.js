@@ -63,8 +63,8 @@ async function loadLog(log, w, f, cursor, tbody) {
     tbody = h('tbody', {});
     fill(log, h('h2', {}, `Delivery log of ${w.name}`),
       h('div.table-wrap', { tabindex: '0', role: 'region', 'aria-label': 'Delivery log' },
-        h('table.deliveries', {},
-          h('caption', {}, 'Deliveries, newest first'),
+        h('table.deliveries.stack', {},
+          h('caption', {}, 'Deliveries, in the order they were queued'),
           h('thead', {}, h('tr', {}, ['Delivery', 'Event', 'Status', 'Attempts', 'Last attempt', 'Last result', 'Actions'].map((x) => h('th', { scope: 'col' }, x)))),
           tbody)),
       h('p.empty#delivery-empty', { hidden: true }, 'No delivery matches these filters.'),
@@ -91,16 +91,16 @@ function statusKind(status) {
 function deliveryRows(w, d) {
   const detail = h('tr.detail', { hidden: true, dataset: { delivery: d.delivery_id } }, h('td', { colspan: 7 }));
   const cells = (x) => [
-    h('td', {}, h('code', {}, x.delivery_id)),
-    h('td', {}, x.event_name),
-    h('td.status', {}, badge(x.status, statusKind(x.status))),
-    h('td.attempts', {}, String(x.attempts)),
-    h('td', {}, when(x.last_attempt_at)),
-    h('td', {}, result(x)),
+    h('td', { 'data-label': 'Delivery' }, h('code', {}, x.delivery_id)),
+    h('td', { 'data-label': 'Event' }, x.event_name),
+    h('td.status', { 'data-label': 'Status' }, badge(x.status, statusKind(x.status))),
+    h('td.attempts', { 'data-label': 'Attempts' }, String(x.attempts)),
+    h('td', { 'data-label': 'Last attempt' }, when(x.last_attempt_at)),
+    h('td', { 'data-label': 'Last result' }, result(x)),
   ];
   const toggle = h('button.secondary', { type: 'button', 'aria-expanded': 'false' }, 'Attempts', h('span.sr-only', {}, ` of ${d.delivery_id}`));
   const retry = h('button', { type: 'button' }, 'Retry', h('span.sr-only', {}, ` ${d.delivery_id}`));
-  const row = h('tr', { dataset: { delivery: d.delivery_id } }, cells(d), h('td', {}, h('div.actions', {}, toggle, retry)));
+  const row = h('tr', { dataset: { delivery: d.delivery_id } }, cells(d), h('td', { 'data-label': 'Actions' }, h('div.actions', {}, toggle, retry)));
   const update = (x) => { row.replaceChildren(...cells(x), row.lastChild); };
   toggle.addEventListener('click', async () => {
     const open = detail.hidden;

@@ -104,10 +104,10 @@ export function formError() {
 export function table(caption, headers, rows, empty = 'Nothing here yet.') {
   if (!rows.length) return h('p.empty', {}, empty);
   return h('div.table-wrap', { tabindex: '0', role: 'region', 'aria-label': caption },
-    h('table', {},
+    h('table.stack', {},
       h('caption', {}, caption),
       h('thead', {}, h('tr', {}, headers.map((x) => h('th', { scope: 'col' }, x)))),
-      h('tbody', {}, rows.map((r) => (r instanceof Node ? r : h('tr', {}, r.map((c) => h('td', {}, c))))))));
+      h('tbody', {}, rows.map((r) => (r instanceof Node ? r : h('tr', {}, r.map((c, i) => h('td', { 'data-label': headers[i] }, c))))))));
 }
 
 /** A status badge. */
@@ -125,6 +125,12 @@ export function notify(message, kind = 'ok') {
   el.classList.add('shown');
   clearTimeout(toastTimer);
   toastTimer = setTimeout(() => el.classList.remove('shown'), 6000);
+}
+
+/** Hides the message at once (a new page was opened). */
+export function dismiss() {
+  clearTimeout(toastTimer);
+  status().classList.remove('shown');
 }
 
 export function when(iso) {
