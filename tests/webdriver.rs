@@ -179,6 +179,12 @@ impl Browser {
         }
     }
 
+    /// The element that has the keyboard focus.
+    pub async fn active(&self) -> Element {
+        let v = self.raw("GET", "/element/active", None).await;
+        Element(v[ELEMENT].as_str().expect("a focused element").to_string())
+    }
+
     pub async fn click(&self, e: &Element) {
         self.raw("POST", &format!("/element/{}/click", e.0), None)
             .await;

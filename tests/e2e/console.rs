@@ -33,11 +33,36 @@ async fn sign_in(b: &Browser, app: &TestApp, key: &str) {
     b.find("nav a[aria-current=page]").await;
 }
 
+/// Opens a page and waits for it; then checks every visible control has an accessible name
+/// (a label, or a button's or link's text) and the page heading has the focus.
 async fn open(b: &Browser, app: &TestApp, page: &str, heading: &str) {
     b.goto(&app.url(&format!("/console#/{page}"))).await;
     b.find(&format!("//h1[normalize-space()='{heading}']"))
         .await;
     b.find("#view:not([aria-busy])").await;
+    let unnamed = b
+        .execute(
+            "return [...document.querySelectorAll('input, select, textarea, button, a[href]')] \
+               .filter((e) => e.getClientRects().length > 0) \
+               .filter((e) => { \
+                 const label = e.labels ? [...e.labels].map((l) => l.textContent).join(' ') : ''; \
+                 const own = ['BUTTON', 'A'].includes(e.tagName) ? e.textContent : ''; \
+                 return !(label + own + (e.getAttribute('aria-label') || '')).trim(); }) \
+               .map((e) => e.outerHTML.slice(0, 120));",
+            vec![],
+        )
+        .await;
+    assert_eq!(
+        unnamed,
+        serde_json::json!([]),
+        "{page}: controls without a name"
+    );
+    let focused = b.active().await;
+    assert_eq!(
+        b.text(&focused).await,
+        heading,
+        "{page}: focus on the heading"
+    );
 }
 
 async fn secret_of(app: &TestApp, partner: &str) -> String {
@@ -96,7 +121,15 @@ async fn console_flows_in_a_real_browser() {
     b.keys(&field, "\u{E007}").await; // Enter submits the form
     b.wait_for_text("This API key is not valid.", WAIT).await;
     b.screenshot(&shot("01-sign-in")).await;
-    sign_in(&b, &app, &app.key).await;
+    // Without a mouse: the key field has the focus, Tab reaches the button, Enter signs in.
+    let focused = b.active().await;
+    assert_eq!(b.property(&focused, "id").await, "api-key");
+    b.type_into(&focused, &app.key).await;
+    b.keys(&focused, "\u{E004}").await; // Tab
+    let button = b.active().await;
+    assert_eq!(b.text(&button).await, "Sign in");
+    b.keys(&button, "\u{E007}").await; // Enter
+    b.find("nav a[aria-current=page]").await;
     for name in [
         "Overview",
         "Webhooks",
