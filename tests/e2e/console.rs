@@ -234,6 +234,18 @@ async fn console_flows_in_a_real_browser() {
     b.full_screenshot(&shot("04-deliveries"), LAPTOP.0).await;
     b.set_size(LAPTOP.0, LAPTOP.1).await;
 
+    // Replay a window that holds the event (2026-01-02): it is sent a third time.
+    let from = b.find("#replay-form input[name=timestamp_from]").await;
+    b.execute(
+        "arguments[0].value = '2025-12-01T00:00';",
+        vec![Browser::arg(&from)],
+    )
+    .await;
+    b.click(&b.find("#replay-form button[type=submit]").await)
+        .await;
+    b.wait_for_text("Requeued 1 notification(s).", WAIT).await;
+    rx.wait_for(3, WAIT).await;
+
     // Connectivity: the receiver's answer is shown.
     open(&b, &app, "webhooks", "Webhooks").await;
     b.click(
@@ -296,6 +308,26 @@ async fn console_flows_in_a_real_browser() {
         open(&b, &app, page, heading).await;
         assert_fits_the_width(&b, page).await;
     }
+
+    // Delete the enrollment: the button asks once more, then it is gone.
+    b.set_size(LAPTOP.0, LAPTOP.1).await;
+    open(&b, &app, "enrollments", "Enrollments").await;
+    let delete = b
+        .find("//button[starts-with(normalize-space(), 'Delete')]")
+        .await;
+    b.click(&delete).await;
+    b.wait_for_text("Confirm delete", WAIT).await;
+    b.click(&delete).await;
+    b.wait_for_text("No enrollment yet", WAIT).await;
+    let listed: Value = app
+        .req(Method::GET, "/v1/prospects/events/enrollments")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["enrollments"], serde_json::json!([]));
 
     // Sign out: the key is forgotten.
     b.click(&b.find("#sign-out").await).await;

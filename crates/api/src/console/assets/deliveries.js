@@ -34,7 +34,8 @@ function filterForm(items, selected, p) {
       ['', 'pending', 'delivered', 'failed'].map((v) => h('option', { value: v, selected: v === (p.get('status') || '') }, v || 'any')))),
     field('Event type', h('select', { name: 'event_name' },
       ['', ...EVENT_TYPES].map((v) => h('option', { value: v, selected: v === (p.get('event_name') || '') }, v || 'any')))),
-    field('Last attempt from (UTC)', h('input', { name: 'from', type: 'datetime-local', value: p.get('from') || '' })),
+    field('Last attempt from (UTC)', h('input', { name: 'from', type: 'datetime-local', value: p.get('from') || '' }),
+      'The time window narrows the deliveries loaded so far; Load more fetches further.'),
     field('Last attempt to (UTC)', h('input', { name: 'to', type: 'datetime-local', value: p.get('to') || '' })),
     h('button', { type: 'submit' }, 'Apply filters'));
   form.addEventListener('submit', (ev) => {
