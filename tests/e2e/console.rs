@@ -452,3 +452,40 @@ async fn readme_screenshots_with_a_month_of_history() {
     b.find("table.attempts tbody tr").await;
     b.screenshot(&shot("readme-deliveries")).await;
 }
+
+/// A tenant with two partners: the header offers both, the chosen one is the one the calls act
+/// for (its enrollments, not the other's), and the Overview shows a partner whose
+/// notifications wait for want of a webhook.
+#[tokio::test]
+async fn the_partner_chosen_in_the_header_is_the_one_acted_for() {
+    let Some(b) = Browser::start(LAPTOP.0, LAPTOP.1).await else {
+        return;
+    };
+    let app = TestApp::spawn().await;
+    let admin = app.new_key("con_ops", "ops", true).await;
+    let key_b = app.new_key("con_test", "partner_b", false).await;
+    enroll(&app, &app.key, "a_watch", &[P1]).await;
+    enroll(&app, &key_b, "b_watch", &[P1]).await;
+    one_event_each(&app, &admin, &[P1], 0).await;
+
+    sign_in(&b, &app, &app.key).await;
+    open(&b, &app, "overview", "Overview").await;
+    let page = b
+        .wait_for_text("notifications wait until one is registered", WAIT)
+        .await;
+    assert!(
+        page.contains("Partner partner_a") && page.contains("Partner partner_b"),
+        "{page}"
+    );
+    open(&b, &app, "enrollments", "Enrollments").await;
+    let page = b.wait_for_text("a_watch", WAIT).await;
+    assert!(!page.contains("b_watch"), "{page}");
+    let select = b.find("#partner-select").await;
+    b.select(&select, "partner_b").await;
+    b.wait_for_text("b_watch", WAIT).await;
+    let page = b
+        .wait_for_text("partner partner_b is notified of", WAIT)
+        .await;
+    assert!(!page.contains("a_watch"), "{page}");
+    b.screenshot(&shot("12-partner-b-enrollments")).await;
+}

@@ -6,13 +6,13 @@ import { age, EVENT_TYPES, h, heading, ms, percent, table } from './ui.js';
 import { listWebhooks, statusBadge } from './webhooks.js';
 
 export async function render() {
-  const { items } = await listWebhooks();
+  const { items, partners } = await listWebhooks();
   const withStats = await Promise.all(items.map(async (w) => ({
     w,
     stats: await optional(w.statsPath, { partner: w.partner }),
     daily: await optional(w.dailyPath, { partner: w.partner, query: { days: 30 } }),
   })));
-  const rows = withStats.map(({ w, stats }) => [
+  const rows = withStats.concat(await waitingWithoutWebhook(items, partners)).map(({ w, stats }) => [
     h('a', { href: `#/deliveries?webhook=${encodeURIComponent(w.source)}:${encodeURIComponent(w.id)}` }, w.name),
     statusBadge(w),
     stats ? percent(stats.success_rate) : '—',
@@ -29,6 +29,19 @@ export async function render() {
       rows, 'No webhook registered yet: register one on the Webhooks page.'),
     chart(withStats),
   ];
+}
+
+/**
+ * Partners of the key without a v1 webhook whose notifications wait (parked): shown so an
+ * operator sees why nothing arrives. Their stats endpoint answers without a webhook.
+ */
+async function waitingWithoutWebhook(items, partners) {
+  const free = partners.filter((p) => !items.some((w) => w.source === 'v1' && w.partner === p));
+  const found = await Promise.all(free.map(async (p) => ({
+    w: { source: 'v1', id: p, name: `Partner ${p}`, partner: p, status: 'no webhook', disabledReason: 'notifications wait until one is registered' },
+    stats: await optional(`/v1/webhooks/${encodeURIComponent(p)}/stats`, { partner: p }),
+  })));
+  return found.filter((x) => x.stats && x.stats.pending > 0);
 }
 
 /** The daily series of every webhook summed per day and event type. */
