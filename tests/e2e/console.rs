@@ -276,6 +276,37 @@ async fn console_flows_in_a_real_browser() {
     assert_eq!(rotated, secret_of(&app, "partner_a").await);
     b.screenshot(&shot("06-webhooks-rotated")).await;
 
+    // Edit the URL to a port nobody listens on: the secret stays, and the connectivity check
+    // shows the connection error instead of an answer.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_url = format!("http://{}/hook", dead.local_addr().unwrap());
+    drop(dead);
+    b.click(
+        &b.find("//button[starts-with(normalize-space(), 'Edit')]")
+            .await,
+    )
+    .await;
+    let url = b.find("#edit-webhook input[name=webhook_url]").await;
+    b.type_into(&url, &dead_url).await;
+    b.click(&b.find("#edit-webhook button[type=submit]").await)
+        .await;
+    b.find(&format!("//td//span[normalize-space()='{dead_url}']"))
+        .await;
+    assert_eq!(secret_of(&app, "partner_a").await, rotated);
+    b.click(
+        &b.find("//button[starts-with(normalize-space(), 'Check connectivity')]")
+            .await,
+    )
+    .await;
+    let result = b.find("#connectivity-result").await;
+    assert!(
+        b.text(&result).await.contains("failed"),
+        "{}",
+        b.text(&result).await
+    );
+    b.wait_for_text("Error: ", WAIT).await;
+    b.screenshot(&shot("06b-webhooks-connection-error")).await;
+
     // Overview: the webhook's health and the chart.
     open(&b, &app, "overview", "Overview").await;
     b.find("svg.chart").await;

@@ -90,6 +90,10 @@ function showSecret(panel, w, secret) {
 }
 
 function createForm(panel, freePartners, v2) {
+  if (!freePartners.length && !v2) {
+    return h('section.card', {}, h('h2', {}, 'Register a webhook'),
+      h('p.muted', {}, 'Every partner of this key has a webhook: edit, rotate or delete it above.'));
+  }
   const alert = formError();
   const source = v2
     ? field('API', h('select', { name: 'source' }, h('option', { value: 'v1' }, 'v1 (one per partner)'), h('option', { value: 'v2' }, 'v2')))
@@ -98,7 +102,7 @@ function createForm(panel, freePartners, v2) {
     h('h2', {}, 'Register a webhook'),
     source,
     field('Partner', h('select', { name: 'partner_id' }, freePartners.map((p) => h('option', { value: p }, p))),
-      freePartners.length ? 'v1: partners of this key without a webhook.' : 'Every partner of this key has a v1 webhook; edit or delete one above.'),
+      freePartners.length ? 'v1: partners of this key without a webhook.' : 'Every partner of this key has a v1 webhook (v2 webhooks take no partner).'),
     v2 ? field('Name (v2)', h('input', { name: 'name', type: 'text' })) : null,
     field('Webhook URL', h('input', { name: 'webhook_url', type: 'url', required: true, placeholder: 'https://example.com/hooks/prospects' })),
     alert,
