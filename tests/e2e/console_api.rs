@@ -109,6 +109,9 @@ async fn console_files_are_served_with_a_strict_policy() {
     assert_eq!(h["cache-control"], "no-cache");
     let body = page.text().await.unwrap();
     assert!(body.contains("<label for=\"api-key\">API key</label>"));
+    let slash = app.client.get(app.url("/console/")).send().await.unwrap();
+    assert_eq!(slash.status(), 200);
+    assert_eq!(slash.text().await.unwrap(), body);
     let js = app
         .client
         .get(app.url("/console/assets/app.js"))

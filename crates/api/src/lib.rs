@@ -138,6 +138,7 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(meta::openapi))
         .route("/metrics", get(meta::metrics))
         .route("/console", get(console::page))
+        .route("/console/", get(console::page))
         .route("/console/assets/{name}", get(console::asset))
         .route(
             "/v1/prospects/events/enrollments",
