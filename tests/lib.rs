@@ -11,6 +11,7 @@ pub const P3: &str = "0000000000000000000000000000000000000003";
 
 pub mod process;
 pub mod receiver;
+pub mod webdriver;
 
 pub struct TestApp {
     pub base: String,

@@ -2,6 +2,8 @@
 
 mod auth;
 mod connections;
+mod console;
+mod console_api;
 mod enrollments;
 mod events;
 mod graceful;

@@ -8,6 +8,7 @@ mod auth;
 mod body;
 mod conn;
 mod connectivity;
+mod console;
 mod context;
 mod enrollments;
 mod error;
@@ -19,6 +20,7 @@ mod query;
 mod ratelimit;
 mod simulation;
 mod v2;
+mod webhook_reads;
 mod webhooks;
 
 pub use auth::Caller;
@@ -136,6 +138,9 @@ pub fn router(state: AppState) -> Router {
         .route("/version/", get(meta::version))
         .route("/openapi.json", get(meta::openapi))
         .route("/metrics", get(meta::metrics))
+        .route("/console", get(console::page))
+        .route("/console/", get(console::page))
+        .route("/console/assets/{name}", get(console::asset))
         .route(
             "/v1/prospects/events/enrollments",
             get(enrollments::list)
@@ -149,7 +154,7 @@ pub fn router(state: AppState) -> Router {
             "/v1/admin/prospects/snapshots",
             post(admin::ingest_snapshots),
         )
-        .route("/v1/webhooks", post(webhooks::add))
+        .route("/v1/webhooks", get(webhook_reads::list).post(webhooks::add))
         .route(
             "/v1/webhooks/check_connectivity",
             post(webhooks::check_connectivity),
@@ -173,6 +178,8 @@ pub fn router(state: AppState) -> Router {
             post(webhooks::retry_delivery),
         )
         .route("/v1/webhooks/{partner_id}/replay", post(webhooks::replay))
+        .route("/v1/webhooks/{partner_id}/stats", get(webhook_reads::stats))
+        .route("/v1/webhooks/{partner_id}/daily", get(webhook_reads::daily))
         .fallback(meta::not_found)
         .method_not_allowed_fallback(meta::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

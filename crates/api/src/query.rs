@@ -14,25 +14,36 @@ impl Params<'_> {
 
     /// `limit` as pydantic validates `Query(None, ge=1, le=max)`.
     pub fn limit(&self, max: u32, errors: &mut Vec<FieldError>) -> Option<u32> {
-        let l = self.last("limit")?;
+        self.int_in("limit", 1, max, errors)
+    }
+
+    /// Parameter `name` as pydantic validates `Query(None, ge=min, le=max)`.
+    pub fn int_in(
+        &self,
+        name: &str,
+        min: u32,
+        max: u32,
+        errors: &mut Vec<FieldError>,
+    ) -> Option<u32> {
+        let l = self.last(name)?;
         match parse_python_int(l) {
             None => errors.push(query_error(
                 "int_parsing",
-                "limit",
+                name,
                 "Input should be a valid integer, unable to parse string as an integer".into(),
                 l,
                 None,
             )),
-            Some(n) if n < 1 => errors.push(query_error(
+            Some(n) if n < min as i128 => errors.push(query_error(
                 "greater_than_equal",
-                "limit",
-                "Input should be greater than or equal to 1".into(),
+                name,
+                format!("Input should be greater than or equal to {min}"),
                 l,
-                Some(json!({"ge": 1})),
+                Some(json!({"ge": min})),
             )),
             Some(n) if n > max as i128 => errors.push(query_error(
                 "less_than_equal",
-                "limit",
+                name,
                 format!("Input should be less than or equal to {max}"),
                 l,
                 Some(json!({"le": max})),

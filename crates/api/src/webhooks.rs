@@ -48,7 +48,7 @@ pub(crate) struct ContextOnly {
     response_context: ResponseContext,
 }
 
-fn ms_to_rfc3339(ms: i64) -> String {
+pub(crate) fn ms_to_rfc3339(ms: i64) -> String {
     OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
         .map(format_timestamp)
         .unwrap_or_default()
@@ -65,7 +65,7 @@ fn webhook_out(ctx: &RequestCtx, w: Webhook) -> WebhookOut {
 }
 
 /// The scope of a partner named in a path or body: foreign partners look like missing ones.
-fn partner_scope(caller: &Caller, partner_id: &str) -> Result<Scope, ApiError> {
+pub(crate) fn partner_scope(caller: &Caller, partner_id: &str) -> Result<Scope, ApiError> {
     caller
         .owned_scope(partner_id)
         .ok_or(ApiError::NotFound("Partner not found"))

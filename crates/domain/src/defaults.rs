@@ -72,3 +72,12 @@ pub const SQLITE_READERS: usize = 4;
 pub const SQLITE_MAX_GROUP: usize = 512;
 /// SQLite: pending write jobs before callers wait.
 pub const SQLITE_WRITE_QUEUE: usize = 8192;
+
+/// Window of `GET /v1/webhooks/{partner_id}/stats` when `window_hours` is absent; not a flag.
+pub const STATS_WINDOW: Duration = Duration::from_secs(DAY);
+/// Longest `window_hours` that endpoint accepts (bounds the attempts it reads); not a flag.
+pub const STATS_WINDOW_MAX: Duration = Duration::from_secs(7 * DAY);
+/// Days of `GET /v1/webhooks/{partner_id}/daily` when `days` is absent; not a flag.
+pub const DAILY_WINDOW_DAYS: u32 = 30;
+/// Most `days` that endpoint accepts (bounds the notifications it counts); not a flag.
+pub const DAILY_WINDOW_MAX_DAYS: u32 = 90;

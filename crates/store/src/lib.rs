@@ -229,6 +229,23 @@ pub trait Store: Send + Sync + 'static {
     async fn get_webhook(&self, scope: &Scope) -> StoreResult<Option<Webhook>>;
     /// `NotFound` when the partner has no webhook. Pending notifications stay pending.
     async fn delete_webhook(&self, scope: &Scope) -> StoreResult<()>;
+    /// The webhook's attempts since `since` (count, successes, latency p50/p99) and its pending
+    /// backlog now. One indexed query over the scope's notifications attempted since `since`;
+    /// callers bound the window (`domain::defaults::STATS_WINDOW_MAX`).
+    async fn webhook_stats(
+        &self,
+        scope: &Scope,
+        since: time::OffsetDateTime,
+    ) -> StoreResult<WebhookStats>;
+    /// Notifications queued for the scope in `[from, to)` counted per UTC day and event name,
+    /// ordered by day then name; days without any are absent. One indexed range scan; callers
+    /// bound the window (`domain::defaults::DAILY_WINDOW_MAX_DAYS`).
+    async fn daily_notifications(
+        &self,
+        scope: &Scope,
+        from: time::OffsetDateTime,
+        to: time::OffsetDateTime,
+    ) -> StoreResult<Vec<DailyCount>>;
 
     // --- Delivery --------------------------------------------------------------------------
     /// Leases up to `limit` due notifications of enabled webhooks until `now_ms + lease_ms`,

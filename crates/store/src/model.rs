@@ -542,3 +542,29 @@ pub struct ReplayQuery {
     pub to: Option<i64>,
     pub event_names: Option<Vec<String>>,
 }
+
+/// Delivery health of one webhook (`Store::webhook_stats`): attempts since a point in time,
+/// their latency, and the backlog still waiting now.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WebhookStats {
+    /// Attempts made since the window start.
+    pub attempts: u64,
+    /// Of those, the ones answered with a 2xx (the notification was delivered).
+    pub succeeded: u64,
+    /// Nearest-rank median and 99th percentile of those attempts' latency.
+    pub latency_p50: Option<std::time::Duration>,
+    pub latency_p99: Option<std::time::Duration>,
+    /// Notifications pending now (due, waiting for a retry, or parked without a webhook).
+    pub pending: u64,
+    /// When the oldest pending notification was queued.
+    pub oldest_pending_at: Option<time::OffsetDateTime>,
+}
+
+/// Notifications of one event type queued for a webhook on one UTC day
+/// (`Store::daily_notifications`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DailyCount {
+    pub day: time::Date,
+    pub event_name: String,
+    pub count: u64,
+}

@@ -211,6 +211,48 @@ impl IngestCounts {
     }
 }
 
+/// Seconds in a UTC day: the stats backends bucket a notification's `created_at` (unix
+/// seconds) by `created_at / DAY_SECS`.
+pub(crate) const DAY_SECS: i64 = 86_400;
+
+/// The raw columns of a stats query, as both backends return them.
+pub(crate) struct StatsRow {
+    pub attempts: i64,
+    pub succeeded: i64,
+    pub p50_ms: Option<i64>,
+    pub p99_ms: Option<i64>,
+    pub pending: i64,
+    /// `created_at` of the oldest pending notification (unix seconds).
+    pub oldest_pending_secs: Option<i64>,
+}
+
+/// A stats row as [`WebhookStats`] (counts never negative, latencies as durations).
+pub(crate) fn webhook_stats(r: StatsRow) -> WebhookStats {
+    let millis = |v: Option<i64>| v.map(|ms| std::time::Duration::from_millis(ms.max(0) as u64));
+    WebhookStats {
+        attempts: r.attempts.max(0) as u64,
+        succeeded: r.succeeded.max(0) as u64,
+        latency_p50: millis(r.p50_ms),
+        latency_p99: millis(r.p99_ms),
+        pending: r.pending.max(0) as u64,
+        oldest_pending_at: r.oldest_pending_secs.map(from_unix_seconds),
+    }
+}
+
+/// One `(day index, event name, count)` group of a daily query as a [`DailyCount`].
+pub(crate) fn daily_count(day_index: i64, event_name: String, count: i64) -> DailyCount {
+    DailyCount {
+        day: from_unix_seconds(day_index.saturating_mul(DAY_SECS)).date(),
+        event_name,
+        count: count.max(0) as u64,
+    }
+}
+
+/// Unix seconds as an instant (saturating at the ends of the stored range).
+pub(crate) fn from_unix_seconds(secs: i64) -> time::OffsetDateTime {
+    domain::instant::from_unix_nanos(secs.saturating_mul(1_000_000_000))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

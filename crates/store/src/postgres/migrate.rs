@@ -37,6 +37,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "idempotency_keys",
         include_str!("../../migrations/postgres/0006_idempotency_keys.sql"),
     ),
+    (
+        7,
+        "console_stats",
+        include_str!("../../migrations/postgres/0007_console_stats.sql"),
+    ),
 ];
 
 pub(super) async fn run(conn: &mut Object) -> Result<(), StoreError> {

@@ -22,6 +22,7 @@ mod keys;
 mod migrate;
 mod outbox;
 mod scan;
+mod stats;
 mod store;
 mod webhooks;
 

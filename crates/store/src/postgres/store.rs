@@ -1,7 +1,9 @@
 //! `Store` for PostgreSQL: the delegation table. Each method takes a pooled connection and calls
 //! the function of the same name in the module of its concern (the same names as SQLite's).
 
-use super::{enrollments, idempotency, ingest, keys, outbox, pg, scan, webhooks, PostgresStore};
+use super::{
+    enrollments, idempotency, ingest, keys, outbox, pg, scan, stats, webhooks, PostgresStore,
+};
 use crate::model::*;
 use crate::{IdemAnswer, IdemBegin, IdemFence, SnapshotBatch, Store, StoreResult};
 use async_trait::async_trait;
@@ -124,6 +126,25 @@ impl Store for PostgresStore {
 
     async fn delete_webhook(&self, scope: &Scope) -> StoreResult<()> {
         webhooks::delete_webhook(&mut self.conn().await?, scope).await
+    }
+
+    async fn webhook_stats(
+        &self,
+        scope: &Scope,
+        since: time::OffsetDateTime,
+    ) -> StoreResult<WebhookStats> {
+        let since = domain::clock::unix_millis(since);
+        stats::webhook_stats(&mut self.conn().await?, scope, since).await
+    }
+
+    async fn daily_notifications(
+        &self,
+        scope: &Scope,
+        from: time::OffsetDateTime,
+        to: time::OffsetDateTime,
+    ) -> StoreResult<Vec<DailyCount>> {
+        let (from, to) = (from.unix_timestamp(), to.unix_timestamp());
+        stats::daily_notifications(&mut self.conn().await?, scope, from, to).await
     }
 
     // --- Delivery --------------------------------------------------------------------------

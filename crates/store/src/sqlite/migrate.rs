@@ -50,6 +50,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "idempotency_keys",
         include_str!("../../migrations/sqlite/0009_idempotency_keys.sql"),
     ),
+    (
+        10,
+        "console_stats",
+        include_str!("../../migrations/sqlite/0010_console_stats.sql"),
+    ),
 ];
 
 pub(super) fn run(conn: &mut Connection) -> Result<(), StoreError> {

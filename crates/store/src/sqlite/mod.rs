@@ -28,6 +28,7 @@ mod migrate;
 mod outbox;
 mod presence;
 mod scan;
+mod stats;
 mod store;
 mod webhooks;
 

@@ -3,7 +3,9 @@
 //! reader connection (`read`).
 
 use super::SqliteStore;
-use super::{bulk, enrollments, idempotency, ingest, internal, keys, outbox, scan, webhooks};
+use super::{
+    bulk, enrollments, idempotency, ingest, internal, keys, outbox, scan, stats, webhooks,
+};
 use crate::model::*;
 use crate::{IdemAnswer, IdemBegin, IdemFence, SnapshotBatch, Store, StoreError, StoreResult};
 use async_trait::async_trait;
@@ -159,6 +161,29 @@ impl Store for SqliteStore {
     async fn delete_webhook(&self, scope: &Scope) -> StoreResult<()> {
         let scope = scope.clone();
         self.write(move |c| webhooks::delete_webhook(c, &scope))
+            .await
+    }
+
+    async fn webhook_stats(
+        &self,
+        scope: &Scope,
+        since: time::OffsetDateTime,
+    ) -> StoreResult<WebhookStats> {
+        let scope = scope.clone();
+        let since = domain::clock::unix_millis(since);
+        self.read(move |c| stats::webhook_stats(c, &scope, since))
+            .await
+    }
+
+    async fn daily_notifications(
+        &self,
+        scope: &Scope,
+        from: time::OffsetDateTime,
+        to: time::OffsetDateTime,
+    ) -> StoreResult<Vec<DailyCount>> {
+        let scope = scope.clone();
+        let (from, to) = (from.unix_timestamp(), to.unix_timestamp());
+        self.read(move |c| stats::daily_notifications(c, &scope, from, to))
             .await
     }
 

@@ -17,6 +17,7 @@ mod ingest;
 mod keys;
 mod outbox;
 mod scan;
+mod stats;
 mod webhooks;
 
 use domain::snapshot::Snapshot;
@@ -86,6 +87,8 @@ contract!(
     webhooks::webhook_disabled_by_gone_and_by_continuous_failure,
     webhooks::webhook_url_update_keeps_the_secret,
     idempotency::idempotency_keys_reserve_fence_replay_and_expire,
+    stats::webhook_stats_window_percentiles_and_backlog,
+    stats::daily_notifications_by_day_and_event,
 );
 
 // --- helpers ---------------------------------------------------------------------------------

@@ -1,0 +1,84 @@
+//! A webhook's delivery stats and daily notification counts for PostgreSQL (the console's read
+//! paths): one query each, tenant-scoped, over the indexes of migration 0007.
+
+use super::pg;
+use crate::model::*;
+use crate::rules::{self, daily_count, StatsRow, DAY_SECS};
+use crate::StoreResult;
+use deadpool_postgres::Object;
+
+/// Times: `since_ms` unix ms (attempt times); `created_at` is unix seconds.
+/// Attempts join from the scope's notifications attempted since the window start (index
+/// `notifications_scope_attempted`); `percentile_disc` is the nearest-rank percentile, as on
+/// SQLite; the backlog reads the pending partial index `notifications_due_scope`.
+const STATS: &str = "
+    WITH recent AS (
+        SELECT a.status_code, a.latency_ms
+        FROM notifications n JOIN delivery_attempts a ON a.notification_id = n.id
+        WHERE n.tenant_id = $1 AND n.partner_id = $2 AND n.last_attempt_at >= $3
+          AND a.attempted_at >= $3
+    ),
+    backlog AS (
+        SELECT COUNT(*) AS pending, MIN(created_at) AS oldest FROM notifications
+        WHERE tenant_id = $1 AND partner_id = $2 AND status = 0
+    )
+    SELECT COUNT(*),
+           COUNT(*) FILTER (WHERE status_code BETWEEN 200 AND 299),
+           percentile_disc(0.5) WITHIN GROUP (ORDER BY latency_ms),
+           percentile_disc(0.99) WITHIN GROUP (ORDER BY latency_ms),
+           (SELECT pending FROM backlog), (SELECT oldest FROM backlog)
+    FROM recent";
+
+pub(super) async fn webhook_stats(
+    c: &mut Object,
+    scope: &Scope,
+    since_ms: i64,
+) -> StoreResult<WebhookStats> {
+    let s = c.prepare_cached(STATS).await.map_err(pg)?;
+    let r = c
+        .query_one(&s, &[&scope.tenant.0, &scope.partner.0, &since_ms])
+        .await
+        .map_err(pg)?;
+    Ok(rules::webhook_stats(StatsRow {
+        attempts: r.get(0),
+        succeeded: r.get(1),
+        p50_ms: r.get(2),
+        p99_ms: r.get(3),
+        pending: r.get(4),
+        oldest_pending_secs: r.get(5),
+    }))
+}
+
+/// One range scan of `notifications_scope_created` (index-only: event_name is in the key).
+pub(super) async fn daily_notifications(
+    c: &mut Object,
+    scope: &Scope,
+    from_secs: i64,
+    to_secs: i64,
+) -> StoreResult<Vec<DailyCount>> {
+    let s = c
+        .prepare_cached(
+            "SELECT created_at / $5 AS day, event_name, COUNT(*) FROM notifications
+             WHERE tenant_id = $1 AND partner_id = $2 AND created_at >= $3 AND created_at < $4
+             GROUP BY day, event_name ORDER BY day, event_name",
+        )
+        .await
+        .map_err(pg)?;
+    let rows = c
+        .query(
+            &s,
+            &[
+                &scope.tenant.0,
+                &scope.partner.0,
+                &from_secs,
+                &to_secs,
+                &DAY_SECS,
+            ],
+        )
+        .await
+        .map_err(pg)?;
+    Ok(rows
+        .iter()
+        .map(|r| daily_count(r.get(0), r.get(1), r.get(2)))
+        .collect())
+}
