@@ -18,7 +18,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use store::{
     AttemptInfo, Cursor, DeliveryInfo, DeliveryQuery, DeliveryStatus, ReplayQuery, Scope,
-    StoreError, Webhook,
+    StoreError, Webhook, WebhookKey,
 };
 use time::OffsetDateTime;
 
@@ -180,10 +180,11 @@ pub(crate) async fn check_connectivity(
         .await?
         .ok_or(ApiError::NotFound("Webhook not found"))?;
     if let Some(sim) = req.simulation {
-        let items = simulation::notifications(&scope, &sim, state.clock.now());
+        let key = WebhookKey::legacy(&scope);
+        let items = simulation::notifications(&key, &sim, state.clock.now());
         let n = state
             .store
-            .queue_direct(&scope, items, state.clock.unix_millis())
+            .queue_direct(&key, items, state.clock.now())
             .await?;
         if let Some(wake) = &state.wake {
             wake.notify();
@@ -308,7 +309,10 @@ pub(crate) async fn list_deliveries(
 ) -> Result<Json<DeliveriesOut>, ApiError> {
     let scope = partner_scope(&caller, &partner_id)?;
     let q = parse_delivery_query(&params).map_err(ApiError::Validation)?;
-    let page = state.store.list_deliveries(&scope, &q).await?;
+    let page = state
+        .store
+        .list_deliveries(&WebhookKey::legacy(&scope), &q)
+        .await?;
     let status = if page.deliveries.is_empty() {
         "miss"
     } else {
@@ -337,7 +341,7 @@ pub(crate) async fn get_delivery(
     let scope = partner_scope(&caller, &partner_id)?;
     let (d, attempts) = state
         .store
-        .get_delivery(&scope, &delivery_id)
+        .get_delivery(&WebhookKey::legacy(&scope), &delivery_id)
         .await?
         .ok_or(ApiError::NotFound("Delivery not found"))?;
     Ok(Json(DeliveryDetailOut {
@@ -363,7 +367,7 @@ pub(crate) async fn retry_delivery(
     let scope = partner_scope(&caller, &partner_id)?;
     state
         .store
-        .retry_delivery(&scope, &delivery_id, state.clock.unix_millis())
+        .retry_delivery(&WebhookKey::legacy(&scope), &delivery_id, state.clock.now())
         .await
         .map_err(|e| match e {
             StoreError::NotFound => ApiError::NotFound("Delivery not found"),
@@ -402,7 +406,7 @@ pub(crate) async fn replay(
     };
     let n = state
         .store
-        .replay(&scope, &q, state.clock.unix_millis())
+        .replay(&WebhookKey::legacy(&scope), &q, state.clock.now())
         .await?;
     if let Some(wake) = &state.wake {
         wake.notify();

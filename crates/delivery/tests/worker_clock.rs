@@ -39,7 +39,7 @@ async fn claims_follow_the_injected_clock() {
         payload: n.to_json(),
     };
     store
-        .queue_direct(&scope, vec![item], now_ms)
+        .queue_direct(&store::WebhookKey::legacy(&scope), vec![item], now)
         .await
         .unwrap();
 

@@ -146,6 +146,80 @@ impl Notification {
         m.insert("data".into(), self.data.clone());
         Value::Object(m)
     }
+
+    /// The v2 body delivered through webhook `webhook_id`, keys in the order of the reference's
+    /// v2 webhooks guide: `webhook_id`, `tenant_id`, `partner_id`, `event_id`, `event_name`,
+    /// `enrollment_key`, `enrollment_id`, `entity_type`, the entity's id (`prospect_id`, or
+    /// `business_id` for a simulated business event), `event_time`, then `simulated: true`
+    /// for a simulation (as in v1) and `data`. The connectivity check has no entity and no
+    /// enrollment: those ids are null.
+    pub fn to_json_v2(&self, webhook_id: &str) -> Value {
+        let mut m = Map::new();
+        m.insert("webhook_id".into(), webhook_id.into());
+        m.insert("tenant_id".into(), self.tenant.0.clone().into());
+        m.insert("partner_id".into(), self.partner.0.clone().into());
+        m.insert("event_id".into(), self.event_id.clone().into());
+        m.insert("event_name".into(), self.event_name.clone().into());
+        m.insert("enrollment_key".into(), self.enrollment_key.clone().into());
+        let enrollment_id = self.enrollment_id.as_ref().map(|e| e.0.clone());
+        m.insert("enrollment_id".into(), enrollment_id.into());
+        m.insert("entity_type".into(), self.entity_type.into());
+        m.insert(
+            format!("{}_id", self.entity_type),
+            self.entity_id.clone().into(),
+        );
+        m.insert(
+            "event_time".into(),
+            format_timestamp(self.event_time).into(),
+        );
+        if self.simulated {
+            m.insert("simulated".into(), true.into());
+        }
+        m.insert("data".into(), self.data.clone());
+        Value::Object(m)
+    }
+}
+
+/// How a v2 webhook's deliveries carry the notification (`payload_format`): the JSON object
+/// itself (`json`, the default), or `{"text": "<that JSON as a string>"}` (`stringified_json`)
+/// for destinations that read one text field. Both are sent as `application/json`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum PayloadFormat {
+    #[default]
+    Json,
+    StringifiedJson,
+}
+
+impl PayloadFormat {
+    pub const ALL: [PayloadFormat; 2] = [PayloadFormat::Json, PayloadFormat::StringifiedJson];
+
+    /// The wire and storage name: `json` or `stringified_json`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PayloadFormat::Json => "json",
+            PayloadFormat::StringifiedJson => "stringified_json",
+        }
+    }
+
+    /// The format named `s` (exact, as the reference's enum), or None.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|f| f.as_str() == s)
+    }
+
+    /// The delivery body for `payload`. `json`: its compact serialisation. `stringified_json`:
+    /// `{"text": …}` whose string is exactly the bytes `json` would send, so a receiver parses
+    /// the same object either way.
+    pub fn render(self, payload: &Value) -> Vec<u8> {
+        let json = payload.to_string();
+        match self {
+            PayloadFormat::Json => json.into_bytes(),
+            PayloadFormat::StringifiedJson => {
+                let mut m = Map::new();
+                m.insert("text".into(), Value::String(json));
+                Value::Object(m).to_string().into_bytes()
+            }
+        }
+    }
 }
 
 /// Simulated `prospect_*` events are about a prospect, every other one about a business.
@@ -236,6 +310,97 @@ mod tests {
         assert_eq!(keys[keys.len() - 2..], ["simulated", "data"]);
         assert_eq!(v["entity_type"], "business");
         assert_eq!(v["enrollment_key"], "simulation");
+    }
+
+    /// The v2 body: the guide's key order, the entity key named after the entity type.
+    #[test]
+    fn v2_bodies() {
+        let (t, p) = ids();
+        let ev = DetectedEvent {
+            event_id: "e".repeat(32),
+            event_type: EventType::parse("prospect_changed_role").unwrap(),
+            event_time: at(),
+            prospect_id: ProspectId::parse(&"a".repeat(40)).unwrap(),
+            data: json!({"event_name": "prospect_changed_role"}),
+        };
+        let n = Notification::event(&ev, &t, &p, &EnrollmentId("en1".into()), "k1");
+        assert_eq!(
+            n.to_json_v2("wh_1").to_string(),
+            format!(
+                "{{\"webhook_id\":\"wh_1\",\"tenant_id\":\"t1\",\"partner_id\":\"p1\",\
+                 \"event_id\":\"{}\",\"event_name\":\"prospect_changed_role\",\
+                 \"enrollment_key\":\"k1\",\"enrollment_id\":\"en1\",\"entity_type\":\"prospect\",\
+                 \"prospect_id\":\"{}\",\"event_time\":\"2023-11-14T22:13:20Z\",\
+                 \"data\":{{\"event_name\":\"prospect_changed_role\"}}}}",
+                "e".repeat(32),
+                "a".repeat(40)
+            )
+        );
+        // v1's body is untouched by the v2 one.
+        assert!(n.to_json().get("webhook_id").is_none());
+
+        let keys = |v: &Value| -> Vec<String> { v.as_object().unwrap().keys().cloned().collect() };
+        let c = Notification::connectivity_check(&t, &p, [0xab; 16], at()).to_json_v2("wh_2");
+        assert_eq!(c["prospect_id"], Value::Null);
+        assert_eq!(c["enrollment_id"], Value::Null);
+        assert_eq!(c["webhook_id"], "wh_2");
+        let s = Notification::simulation(
+            &t,
+            &p,
+            [1; 16],
+            "ipo_announcement",
+            at(),
+            "b".into(),
+            json!({}),
+        )
+        .to_json_v2("wh_3");
+        assert_eq!(
+            keys(&s),
+            [
+                "webhook_id",
+                "tenant_id",
+                "partner_id",
+                "event_id",
+                "event_name",
+                "enrollment_key",
+                "enrollment_id",
+                "entity_type",
+                "business_id",
+                "event_time",
+                "simulated",
+                "data"
+            ]
+        );
+        assert_eq!(s["business_id"], "b");
+    }
+
+    #[test]
+    fn payload_formats() {
+        assert_eq!(PayloadFormat::default(), PayloadFormat::Json);
+        for f in PayloadFormat::ALL {
+            assert_eq!(PayloadFormat::parse(f.as_str()), Some(f));
+        }
+        assert_eq!(
+            PayloadFormat::parse("stringified_json"),
+            Some(PayloadFormat::StringifiedJson)
+        );
+        assert_eq!(PayloadFormat::parse("JSON"), None);
+        assert_eq!(PayloadFormat::parse("text"), None);
+
+        let payload = json!({"event_name": "x", "data": {"q": "a\"b\né"}});
+        let json = PayloadFormat::Json.render(&payload);
+        assert_eq!(
+            json,
+            r#"{"event_name":"x","data":{"q":"a\"b\né"}}"#.as_bytes()
+        );
+        let text = PayloadFormat::StringifiedJson.render(&payload);
+        let outer: Value = serde_json::from_slice(&text).unwrap();
+        assert_eq!(outer.as_object().unwrap().len(), 1);
+        assert_eq!(outer["text"].as_str().unwrap().as_bytes(), json.as_slice());
+        assert_eq!(
+            String::from_utf8(text).unwrap(),
+            r#"{"text":"{\"event_name\":\"x\",\"data\":{\"q\":\"a\\\"b\\né\"}}"}"#
+        );
     }
 
     #[test]

@@ -6,6 +6,10 @@
 //! * Receivers reject timestamps more than a tolerance (300 s) off.
 //!
 //! Pure: the caller supplies the random bytes and the current time.
+//!
+//! [`standard`] signs the same notifications the Standard Webhooks way, with the same secrets.
+
+pub mod standard;
 
 use base64::alphabet;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, URL_SAFE};
@@ -27,8 +31,11 @@ const SECRET_DECODER: GeneralPurpose = GeneralPurpose::new(
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SigningError {
-    #[error("webhook secret is not valid URL-safe base64")]
+    #[error("webhook secret is not valid base64 (URL-safe, or standard after `whsec_`)")]
     InvalidSecret,
+    /// A Standard Webhooks signature was asked for with no secret to sign with.
+    #[error("no webhook secret to sign with")]
+    NoSecret,
 }
 
 /// Encodes 32 CSPRNG bytes as a webhook secret (URL-safe base64 with padding, 44 chars).

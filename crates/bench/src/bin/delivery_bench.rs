@@ -156,6 +156,7 @@ async fn enroll(store: &DynStore, scope: &Scope, n: u64) -> Result<()> {
                         event_types: vec![EventType::ChangedRole],
                         prospect_ids: ids,
                     },
+                    webhook_id: store::LEGACY_WEBHOOK_ID.to_string(),
                     now: 0,
                 },
             )
@@ -326,7 +327,7 @@ async fn main() -> Result<()> {
             loop {
                 let page = store
                     .list_deliveries(
-                        scope,
+                        &store::WebhookKey::legacy(scope),
                         &store::DeliveryQuery {
                             status: Some(store::DeliveryStatus::Pending),
                             limit: 1,

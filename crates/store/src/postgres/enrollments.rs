@@ -2,9 +2,10 @@
 //! update touches is `rules::prospect_diff`). Every query filters by scope.
 
 use super::idempotency::fence;
+use super::webhooks::check_target;
 use super::{is_unique_violation, pg};
 use crate::model::*;
-use crate::rules::{enrollment_page, prospect_diff, unix_now};
+use crate::rules::{enrollment_page, patched_spec, prospect_diff, unix_now};
 use crate::{StoreError, StoreResult};
 use deadpool_postgres::Object;
 use domain::{event_mask, EnrollmentId, EventType, PartnerId, ProspectId, TenantId};
@@ -17,11 +18,12 @@ pub(super) async fn create_enrollment(
 ) -> StoreResult<()> {
     let tx = c.transaction().await.map_err(pg)?;
     fence(&tx).await?;
+    check_target(&tx, &WebhookKey::new(scope, &new.webhook_id)).await?;
     let s = tx
         .prepare_cached(
             "INSERT INTO enrollments (enrollment_id, tenant_id, partner_id, enrollment_key,
-                event_types, event_mask, prospect_ids, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING id",
+                event_types, event_mask, prospect_ids, created_at, updated_at, webhook_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9) RETURNING id",
         )
         .await
         .map_err(pg)?;
@@ -37,6 +39,7 @@ pub(super) async fn create_enrollment(
                 &(event_mask(&new.spec.event_types) as i32),
                 &encode_prospect_ids(&new.spec.prospect_ids),
                 &new.now,
+                &new.webhook_id,
             ],
         )
         .await
@@ -135,7 +138,8 @@ pub(super) async fn list_enrollments(
     let after = q.cursor.map(|c| c.0).unwrap_or(0);
     // Fetch one extra row to know whether another page follows; NULL means no limit.
     let fetch: Option<i64> = q.limit.map(|l| l as i64 + 1);
-    let cols = "e.id, e.enrollment_id, e.enrollment_key, e.event_types, e.prospect_ids";
+    let cols = "e.id, e.enrollment_id, e.enrollment_key, e.event_types, e.prospect_ids,
+        e.webhook_id, e.paused";
     let rows = match (&q.prospect_id, &q.enrollment_key) {
         (Some(p), key) => {
             let s = c
@@ -202,9 +206,9 @@ pub(super) async fn covering_enrollments(
 ) -> StoreResult<Vec<CoveringEnrollment>> {
     let s = c
         .prepare_cached(
-            "SELECT e.tenant_id, e.partner_id, e.enrollment_id, e.enrollment_key
+            "SELECT e.tenant_id, e.partner_id, e.enrollment_id, e.enrollment_key, e.webhook_id
              FROM enrollment_prospects ep JOIN enrollments e ON e.id = ep.enrollment_ref
-             WHERE ep.prospect_id = $1 AND (e.event_mask & $2) <> 0
+             WHERE ep.prospect_id = $1 AND (e.event_mask & $2) <> 0 AND NOT e.paused
              ORDER BY e.id",
         )
         .await
@@ -220,6 +224,7 @@ pub(super) async fn covering_enrollments(
             partner: PartnerId(r.get(1)),
             enrollment_id: EnrollmentId(r.get(2)),
             enrollment_key: r.get(3),
+            webhook_id: r.get(4),
         })
         .collect())
 }
@@ -234,8 +239,76 @@ fn enrollment_row(r: &Row) -> (i64, Enrollment) {
                 event_types: decode_event_types(r.get::<_, &str>(3)),
                 prospect_ids: decode_prospect_ids(r.get::<_, &str>(4)),
             },
+            webhook_id: r.get(5),
+            paused: r.get(6),
         },
     )
+}
+
+/// A v2 PATCH: the fields given replace the stored ones in one transaction (the prospect index
+/// by its difference); a `webhook_id` re-points the enrollment and makes it active again.
+pub(super) async fn patch_enrollment(
+    c: &mut Object,
+    scope: &Scope,
+    enrollment_id: &str,
+    patch: &EnrollmentPatch,
+) -> StoreResult<Enrollment> {
+    let tx = c.transaction().await.map_err(pg)?;
+    fence(&tx).await?;
+    let s = tx
+        .prepare_cached(
+            "SELECT id, enrollment_id, enrollment_key, event_types, prospect_ids, webhook_id, paused
+             FROM enrollments WHERE enrollment_id = $1 AND tenant_id = $2 AND partner_id = $3
+             FOR UPDATE",
+        )
+        .await
+        .map_err(pg)?;
+    let row = tx
+        .query_opt(&s, &[&enrollment_id, &scope.tenant.0, &scope.partner.0])
+        .await
+        .map_err(pg)?
+        .ok_or(StoreError::NotFound)?;
+    let (id, stored) = enrollment_row(&row);
+    if let Some(w) = &patch.webhook_id {
+        check_target(&tx, &WebhookKey::new(scope, w)).await?;
+    }
+    let old_ids = stored.spec.prospect_ids.clone();
+    let spec = patched_spec(stored.spec, patch);
+    let (webhook_id, paused) = match &patch.webhook_id {
+        Some(w) => (w.clone(), false),
+        None => (stored.webhook_id, stored.paused),
+    };
+    let s = tx
+        .prepare_cached(
+            "UPDATE enrollments SET enrollment_key = $2, event_types = $3, event_mask = $4,
+                prospect_ids = $5, updated_at = $6, webhook_id = $7, paused = $8
+             WHERE id = $1",
+        )
+        .await
+        .map_err(pg)?;
+    tx.execute(
+        &s,
+        &[
+            &id,
+            &spec.enrollment_key,
+            &encode_event_types(&spec.event_types),
+            &(event_mask(&spec.event_types) as i32),
+            &encode_prospect_ids(&spec.prospect_ids),
+            &unix_now(),
+            &webhook_id,
+            &paused,
+        ],
+    )
+    .await
+    .map_err(pg)?;
+    replace_prospects(&tx, id, &old_ids, &spec.prospect_ids).await?;
+    tx.commit().await.map_err(pg)?;
+    Ok(Enrollment {
+        enrollment_id: stored.enrollment_id,
+        spec,
+        webhook_id,
+        paused,
+    })
 }
 
 fn id_bytes(ids: &[ProspectId]) -> Vec<&[u8]> {

@@ -37,6 +37,12 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "idempotency_keys",
         include_str!("../../migrations/postgres/0006_idempotency_keys.sql"),
     ),
+    // 7 is the console's (a parallel branch).
+    (
+        8,
+        "v2_webhooks",
+        include_str!("../../migrations/postgres/0008_v2_webhooks.sql"),
+    ),
 ];
 
 pub(super) async fn run(conn: &mut Object) -> Result<(), StoreError> {

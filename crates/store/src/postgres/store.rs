@@ -6,6 +6,7 @@ use crate::model::*;
 use crate::{IdemAnswer, IdemBegin, IdemFence, SnapshotBatch, Store, StoreResult};
 use async_trait::async_trait;
 use domain::{EventType, ProspectId};
+use time::OffsetDateTime;
 
 #[async_trait]
 impl Store for PostgresStore {
@@ -49,6 +50,15 @@ impl Store for PostgresStore {
     ) -> StoreResult<()> {
         let mut c = self.conn().await?;
         enrollments::update_enrollment(&mut c, scope, enrollment_id, spec).await
+    }
+
+    async fn patch_enrollment(
+        &self,
+        scope: &Scope,
+        enrollment_id: &str,
+        patch: EnrollmentPatch,
+    ) -> StoreResult<Enrollment> {
+        enrollments::patch_enrollment(&mut self.conn().await?, scope, enrollment_id, &patch).await
     }
 
     async fn delete_enrollment(&self, scope: &Scope, enrollment_id: &str) -> StoreResult<()> {
@@ -124,6 +134,52 @@ impl Store for PostgresStore {
         webhooks::delete_webhook(&mut self.conn().await?, scope).await
     }
 
+    // --- v2 webhooks -----------------------------------------------------------------------
+    async fn create_webhook(
+        &self,
+        scope: &Scope,
+        new: NewWebhook,
+        now: OffsetDateTime,
+    ) -> StoreResult<Webhook> {
+        webhooks::create_webhook(&mut self.conn().await?, scope, &new, now).await
+    }
+
+    async fn list_webhooks(&self, scope: &Scope) -> StoreResult<Vec<Webhook>> {
+        webhooks::list_webhooks(&mut self.conn().await?, scope).await
+    }
+
+    async fn find_webhook(&self, key: &WebhookKey) -> StoreResult<Option<Webhook>> {
+        webhooks::find_webhook(&mut self.conn().await?, key).await
+    }
+
+    async fn change_webhook(
+        &self,
+        key: &WebhookKey,
+        change: WebhookChange,
+        now: OffsetDateTime,
+    ) -> StoreResult<Webhook> {
+        webhooks::change_webhook(&mut self.conn().await?, key, &change, now).await
+    }
+
+    async fn remove_webhook(
+        &self,
+        key: &WebhookKey,
+        force: bool,
+        now: OffsetDateTime,
+    ) -> StoreResult<WebhookRemoval> {
+        webhooks::remove_webhook(&mut self.conn().await?, key, force, now).await
+    }
+
+    async fn rotate_webhook_secret(
+        &self,
+        key: &WebhookKey,
+        secret: &str,
+        grace: std::time::Duration,
+        now: OffsetDateTime,
+    ) -> StoreResult<Webhook> {
+        webhooks::rotate_webhook_secret(&mut self.conn().await?, key, secret, grace, now).await
+    }
+
     // --- Delivery --------------------------------------------------------------------------
     async fn claim_due(
         &self,
@@ -145,40 +201,45 @@ impl Store for PostgresStore {
 
     async fn queue_direct(
         &self,
-        scope: &Scope,
+        webhook: &WebhookKey,
         items: Vec<DirectNotification>,
-        now_ms: i64,
+        now: OffsetDateTime,
     ) -> StoreResult<u64> {
-        outbox::queue_direct(&mut self.conn().await?, scope, &items, now_ms).await
+        outbox::queue_direct(&mut self.conn().await?, webhook, &items, now).await
     }
 
     async fn list_deliveries(
         &self,
-        scope: &Scope,
+        webhook: &WebhookKey,
         query: &DeliveryQuery,
     ) -> StoreResult<DeliveryPage> {
-        outbox::list_deliveries(&mut self.conn().await?, scope, query).await
+        outbox::list_deliveries(&mut self.conn().await?, webhook, query).await
     }
 
     async fn get_delivery(
         &self,
-        scope: &Scope,
+        webhook: &WebhookKey,
         delivery_id: &str,
     ) -> StoreResult<Option<(DeliveryInfo, Vec<AttemptInfo>)>> {
-        outbox::get_delivery(&mut self.conn().await?, scope, delivery_id).await
+        outbox::get_delivery(&mut self.conn().await?, webhook, delivery_id).await
     }
 
     async fn retry_delivery(
         &self,
-        scope: &Scope,
+        webhook: &WebhookKey,
         delivery_id: &str,
-        now_ms: i64,
+        now: OffsetDateTime,
     ) -> StoreResult<()> {
-        outbox::retry_delivery(&mut self.conn().await?, scope, delivery_id, now_ms).await
+        outbox::retry_delivery(&mut self.conn().await?, webhook, delivery_id, now).await
     }
 
-    async fn replay(&self, scope: &Scope, query: &ReplayQuery, now_ms: i64) -> StoreResult<u64> {
-        outbox::replay(&mut self.conn().await?, scope, query, now_ms).await
+    async fn replay(
+        &self,
+        webhook: &WebhookKey,
+        query: &ReplayQuery,
+        now: OffsetDateTime,
+    ) -> StoreResult<u64> {
+        outbox::replay(&mut self.conn().await?, webhook, query, now).await
     }
 
     // --- Idempotency keys ------------------------------------------------------------------

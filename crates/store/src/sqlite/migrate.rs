@@ -50,6 +50,12 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "idempotency_keys",
         include_str!("../../migrations/sqlite/0009_idempotency_keys.sql"),
     ),
+    // 10 is the console's (a parallel branch).
+    (
+        11,
+        "v2_webhooks",
+        include_str!("../../migrations/sqlite/0011_v2_webhooks.sql"),
+    ),
 ];
 
 pub(super) fn run(conn: &mut Connection) -> Result<(), StoreError> {

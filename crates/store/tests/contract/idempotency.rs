@@ -19,6 +19,7 @@ pub(crate) async fn idempotency_keys_reserve_fence_replay_and_expire(s: DynStore
             let new = NewEnrollment {
                 enrollment_id: eid(&id),
                 spec: spec("idem", &[ROLE], &[pid(1)]),
+                webhook_id: store::LEGACY_WEBHOOK_ID.to_string(),
                 now: 1_700_000_000,
             };
             s.create_enrollment(&sc, new).await

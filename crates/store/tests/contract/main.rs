@@ -118,6 +118,7 @@ async fn enroll(s: &DynStore, sc: &Scope, id: &str, sp: EnrollmentSpec) {
         NewEnrollment {
             enrollment_id: eid(id),
             spec: sp,
+            webhook_id: store::LEGACY_WEBHOOK_ID.to_string(),
             now: 1_700_000_000,
         },
     )
@@ -218,11 +219,22 @@ fn ms(t: OffsetDateTime) -> i64 {
     (t.unix_timestamp_nanos() / 1_000_000) as i64
 }
 
+/// The scope's v1 (legacy) webhook.
+fn legacy(s: &Scope) -> WebhookKey {
+    WebhookKey::legacy(s)
+}
+
+/// Unix milliseconds as a time.
+fn at_ms(ms: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap()
+}
+
 fn attempt(c: &Claimed, at: i64, outcome: AttemptOutcome, code: Option<u16>) -> AttemptRecord {
     AttemptRecord {
         row: c.row,
         lease_until: c.lease_until,
         scope: c.scope.clone(),
+        webhook_id: c.webhook_id.clone(),
         generation: c.generation,
         attempted_at: at,
         status_code: code,

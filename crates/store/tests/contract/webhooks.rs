@@ -47,12 +47,7 @@ pub(crate) async fn webhook_disabled_by_gone_and_by_continuous_failure(s: DynSto
 
     // 410: the webhook is disabled, the notification waits, nothing is claimable.
     let c = s
-        .claim_due(
-            now,
-            30_000,
-            10,
-            &ClaimRoom::excluding(std::slice::from_ref(&b)),
-        )
+        .claim_due(now, 30_000, 10, &ClaimRoom::excluding(&[legacy(&b)]))
         .await
         .unwrap();
     assert_eq!(c.len(), 1);
@@ -67,18 +62,13 @@ pub(crate) async fn webhook_disabled_by_gone_and_by_continuous_failure(s: DynSto
     );
     assert_eq!(w.disabled_at, Some(now), "disabled at the 410's attempt");
     let (info, _) = s
-        .get_delivery(&a, &c[0].delivery_id)
+        .get_delivery(&legacy(&a), &c[0].delivery_id)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(info.status, DeliveryStatus::Pending);
     assert!(s
-        .claim_due(
-            now + 1,
-            30_000,
-            10,
-            &ClaimRoom::excluding(std::slice::from_ref(&b))
-        )
+        .claim_due(now + 1, 30_000, 10, &ClaimRoom::excluding(&[legacy(&b)]))
         .await
         .unwrap()
         .is_empty());
@@ -91,12 +81,7 @@ pub(crate) async fn webhook_disabled_by_gone_and_by_continuous_failure(s: DynSto
     assert_eq!(w.disabled_at, None);
     assert_eq!(s.get_webhook(&a).await.unwrap().unwrap(), w);
     let c2 = s
-        .claim_due(
-            now + 2,
-            30_000,
-            10,
-            &ClaimRoom::excluding(std::slice::from_ref(&b)),
-        )
+        .claim_due(now + 2, 30_000, 10, &ClaimRoom::excluding(&[legacy(&b)]))
         .await
         .unwrap();
     assert_eq!(c2.len(), 1);
@@ -111,12 +96,7 @@ pub(crate) async fn webhook_disabled_by_gone_and_by_continuous_failure(s: DynSto
     // Continuous failure for longer than disable_after: disabled.
     let day = 24 * 3600 * 1000;
     let c = s
-        .claim_due(
-            now,
-            30_000,
-            10,
-            &ClaimRoom::excluding(std::slice::from_ref(&a)),
-        )
+        .claim_due(now, 30_000, 10, &ClaimRoom::excluding(&[legacy(&a)]))
         .await
         .unwrap();
     assert_eq!(c.len(), 2);
@@ -141,7 +121,7 @@ pub(crate) async fn webhook_disabled_by_gone_and_by_continuous_failure(s: DynSto
             now + 5 * day,
             30_000,
             10,
-            &ClaimRoom::excluding(std::slice::from_ref(&a))
+            &ClaimRoom::excluding(&[legacy(&a)])
         )
         .await
         .unwrap()
@@ -162,7 +142,7 @@ pub(crate) async fn notifications_without_a_webhook_wait_parked(s: DynStore) {
     let now = ms(NOW) + 1_000;
     let page = s
         .list_deliveries(
-            &a,
+            &legacy(&a),
             &DeliveryQuery {
                 limit: 10,
                 ..Default::default()
