@@ -9,6 +9,8 @@ mod model;
 pub mod postgres;
 mod rules;
 pub mod sqlite;
+#[cfg(test)]
+mod upgrade_tests;
 
 pub use batch::SnapshotBatch;
 pub use idempotency::{IdemAnswer, IdemBegin, IdemFence};

@@ -10,6 +10,7 @@ extern crate prospect_events_store as store;
 
 #[path = "../support/mod.rs"]
 mod support;
+mod v2;
 
 mod enrollments;
 mod idempotency;
@@ -85,6 +86,10 @@ contract!(
     webhooks::webhook_disabled_by_gone_and_by_continuous_failure,
     webhooks::webhook_url_update_keeps_the_secret,
     idempotency::idempotency_keys_reserve_fence_replay_and_expire,
+    v2::v2_webhooks_cap_names_legacy_and_changes,
+    v2::notifications_go_to_their_enrollments_webhook,
+    v2::disabled_webhooks_wait_and_rotation_signs_with_both,
+    v2::deleting_a_used_webhook_needs_force_and_pauses,
 );
 
 // --- helpers ---------------------------------------------------------------------------------
