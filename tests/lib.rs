@@ -155,8 +155,12 @@ impl TestApp {
 
     /// Creates a key exactly as `prospect-events keys create` does.
     pub async fn new_key(&self, tenant: &str, partner: &str, admin: bool) -> String {
-        let (key, record) =
-            store::NewApiKey::issue(TenantId(tenant.into()), PartnerId(partner.into()), admin, 0);
+        let (key, record) = store::NewApiKey::issue(
+            TenantId(tenant.into()),
+            PartnerId(partner.into()),
+            admin,
+            domain::clock::Clock::system().now(),
+        );
         self.store.create_key(record).await.expect("create key");
         key
     }

@@ -70,7 +70,10 @@ async fn missing_unknown_and_revoked_keys_are_401() {
     );
     let n = app
         .store
-        .revoke_keys(&domain::keys::display_prefix(&key))
+        .revoke_keys(
+            &domain::keys::display_prefix(&key),
+            time::OffsetDateTime::now_utc(),
+        )
         .await
         .unwrap();
     assert_eq!(n, 1);

@@ -412,7 +412,7 @@ fn crash_db(path: &Path) -> String {
                 tenant: domain::TenantId("con_crash".into()),
                 partner: domain::PartnerId("p".into()),
                 admin: true,
-                created_at: 0,
+                created_at: time::OffsetDateTime::UNIX_EPOCH,
             })
             .await
             .unwrap();
@@ -447,7 +447,7 @@ fn crash_db(path: &Path) -> String {
                                 .collect(),
                         },
                         webhook_id: store::LEGACY_WEBHOOK_ID.to_string(),
-                        now: 0,
+                        now: time::OffsetDateTime::UNIX_EPOCH,
                     },
                 )
                 .await

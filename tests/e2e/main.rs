@@ -13,5 +13,6 @@ mod meta;
 mod replicas;
 mod serve_crash;
 mod tls;
+mod v2_events;
 mod validation;
 mod webhooks;

@@ -43,6 +43,7 @@ async fn health_version_openapi_metrics() {
     let paths = doc["paths"].as_object().unwrap();
     for p in [
         "/v1/prospects/events/enrollments",
+        "/v2/prospects/events",
         "/healthcheck/http",
         "/healthcheck/ready",
         "/version/",

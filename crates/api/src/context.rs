@@ -31,6 +31,7 @@ pub struct RequestCtx {
 #[derive(Clone, Copy)]
 pub(crate) struct KeyHash(pub [u8; 32]);
 
+/// v1's `ResponseContext` (the reference spells its duration `time_took_in_seconds`).
 #[derive(Serialize)]
 pub struct ResponseContext {
     pub correlation_id: Arc<str>,
@@ -38,15 +39,44 @@ pub struct ResponseContext {
     pub time_took_in_seconds: f64,
 }
 
+/// v2's `V2ResponseContext`: the same three facts, the duration spelt `time_taken_in_seconds`
+/// (reference 0.3.29). Every `/v2/...` answer carries this one, never v1's.
+#[derive(Serialize)]
+pub struct V2ResponseContext {
+    pub correlation_id: Arc<str>,
+    pub request_status: &'static str,
+    pub time_taken_in_seconds: f64,
+}
+
 impl RequestCtx {
-    /// The `response_context` of a 2xx body.
+    /// The v1 `response_context` of a 2xx body (`request_status`: `success`, `miss` or
+    /// `failure`).
     pub fn response_context(&self, request_status: &'static str) -> ResponseContext {
         ResponseContext {
             correlation_id: self.correlation_id.clone(),
             request_status,
-            time_took_in_seconds: self.started.elapsed().as_secs_f64(),
+            time_took_in_seconds: self.elapsed_seconds(),
         }
     }
+
+    /// The v2 `response_context` of a 2xx body (`request_status` as for v1).
+    pub fn v2_response_context(&self, request_status: &'static str) -> V2ResponseContext {
+        V2ResponseContext {
+            correlation_id: self.correlation_id.clone(),
+            request_status,
+            time_taken_in_seconds: self.elapsed_seconds(),
+        }
+    }
+
+    fn elapsed_seconds(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+}
+
+/// The partner API proper (`/v1/...` and `/v2/...`): rate-limited, and its writes take
+/// `Idempotency-Key`. Health, meta and unmatched paths are neither.
+pub(crate) fn is_partner_api(path: &str) -> bool {
+    path.starts_with("/v1/") || path.starts_with("/v2/")
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for RequestCtx {
@@ -137,7 +167,7 @@ pub(crate) async fn wire_conventions(
 /// The limiter's decision for this request, by key (or, without one, by client address). The
 /// limiter guards the API proper; health and meta endpoints are not limited (None).
 fn rate_limit(state: &AppState, req: &Request, key_hash: Option<[u8; 32]>) -> Option<Decision> {
-    let limited = req.uri().path().starts_with("/v1/");
+    let limited = is_partner_api(req.uri().path());
     if !(limited && state.limiter.enabled()) {
         return None;
     }

@@ -63,7 +63,7 @@ pub(crate) async fn create(
             enrollment_id: id.clone(),
             spec: spec.clone(),
             webhook_id: LEGACY_WEBHOOK_ID.to_string(),
-            now: state.clock.unix_seconds(),
+            now: state.clock.now(),
         };
         match state.store.create_enrollment(&caller.scope, new).await {
             Ok(()) => break id,
@@ -92,7 +92,7 @@ pub(crate) async fn update(
     let key = spec.enrollment_key.clone();
     state
         .store
-        .update_enrollment(&caller.scope, &req.enrollment_id, spec)
+        .update_enrollment(&caller.scope, &req.enrollment_id, spec, state.clock.now())
         .await
         .map_err(not_found)?;
     Ok(Json(EnrollmentOut {

@@ -1,4 +1,4 @@
-//! `POST /v1/prospects/events`: events of up to 40 prospects, newest first, for any prospect
+//! `POST /v1/prospects/events` (and the lookup `POST /v2/prospects/events` shares): events of up to 40 prospects, newest first, for any prospect
 //! (enrolled or not). Without `timestamp_from` the window is the last 3 months.
 
 use crate::body::JsonBody;
@@ -10,7 +10,7 @@ use axum::Json;
 use domain::snapshot::format_timestamp;
 use domain::validation::EventsRequest;
 use serde::Serialize;
-use store::EventQuery;
+use store::{EventQuery, StoredEvent};
 use time::OffsetDateTime;
 
 #[derive(Serialize)]
@@ -19,13 +19,27 @@ pub(crate) struct EventsOut {
     output_events: Vec<EventOut>,
 }
 
+/// One event of a fetch answer (v1's untyped output and v2's `ProspectsEventOutput[Any]`
+/// have the same fields in the same order).
 #[derive(Serialize)]
-struct EventOut {
+pub(crate) struct EventOut {
     event_name: &'static str,
     event_time: String,
     event_id: String,
     data: Box<serde_json::value::RawValue>,
     prospect_id: String,
+}
+
+impl From<StoredEvent> for EventOut {
+    fn from(e: StoredEvent) -> Self {
+        EventOut {
+            event_name: e.event_type.as_str(),
+            event_time: format_timestamp(e.event_time),
+            event_id: e.event_id,
+            data: e.data,
+            prospect_id: e.prospect_id.to_string(),
+        }
+    }
 }
 
 pub(crate) async fn fetch(
@@ -34,6 +48,19 @@ pub(crate) async fn fetch(
     _caller: Caller,
     JsonBody(req): JsonBody<EventsRequest>,
 ) -> Result<Json<EventsOut>, ApiError> {
+    let (status, output_events) = find(&state, req).await?;
+    Ok(Json(EventsOut {
+        response_context: ctx.response_context(status),
+        output_events,
+    }))
+}
+
+/// The events a fetch asks for, newest first, and the answer's `request_status` (`miss` when
+/// there are none). Shared by `POST /v1/prospects/events` and `POST /v2/prospects/events`.
+pub(crate) async fn find(
+    state: &AppState,
+    req: EventsRequest,
+) -> Result<(&'static str, Vec<EventOut>), ApiError> {
     let from = req
         .timestamp_from
         .unwrap_or_else(|| three_months_before(state.clock.now()));
@@ -47,19 +74,7 @@ pub(crate) async fn fetch(
         })
         .await?;
     let status = if events.is_empty() { "miss" } else { "success" };
-    Ok(Json(EventsOut {
-        response_context: ctx.response_context(status),
-        output_events: events
-            .into_iter()
-            .map(|e| EventOut {
-                event_name: e.event_type.as_str(),
-                event_time: format_timestamp(e.event_time),
-                event_id: e.event_id,
-                data: e.data,
-                prospect_id: e.prospect_id.to_string(),
-            })
-            .collect(),
-    }))
+    Ok((status, events.into_iter().map(EventOut::from).collect()))
 }
 
 /// The same instant three calendar months earlier (day clamped to the month's length).

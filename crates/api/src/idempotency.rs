@@ -58,7 +58,7 @@ pub(crate) async fn idempotency(
     let req = Request::from_parts(parts, Body::from(bytes));
     let begun = state
         .store
-        .idempotency_begin(&caller.scope, &key, &fingerprint, state.clock.unix_millis())
+        .idempotency_begin(&caller.scope, &key, &fingerprint, state.clock.now())
         .await;
     match begun {
         Err(e) => ApiError::from(e).into_response(),
@@ -84,11 +84,11 @@ pub(crate) async fn idempotency(
     }
 }
 
-/// POST, PATCH and DELETE of the routed v1 API, except the streamed snapshot upload.
+/// POST, PATCH and DELETE of the routed partner API (v1 and v2), except the streamed snapshot upload.
 fn applies(req: &Request) -> bool {
     let write = matches!(*req.method(), Method::POST | Method::PATCH | Method::DELETE);
     let route = req.extensions().get::<MatchedPath>().map(|m| m.as_str());
-    write && matches!(route, Some(r) if r.starts_with("/v1/") && r != EXEMPT)
+    write && matches!(route, Some(r) if crate::context::is_partner_api(r) && r != EXEMPT)
 }
 
 /// The header's value: 1 to 255 printable ASCII characters (else 400), or None when absent.

@@ -18,11 +18,12 @@ mod metrics;
 mod query;
 mod ratelimit;
 mod simulation;
+mod v2;
 mod webhooks;
 
 pub use auth::Caller;
 pub use conn::{accept_tcp, serve_connection, ConnLimits, Transport};
-pub use context::RequestCtx;
+pub use context::{RequestCtx, ResponseContext, V2ResponseContext};
 pub use error::ApiError;
 pub use metrics::Metrics;
 
@@ -143,6 +144,7 @@ pub fn router(state: AppState) -> Router {
                 .delete(enrollments::delete),
         )
         .route("/v1/prospects/events", post(events::fetch))
+        .route("/v2/prospects/events", post(v2::events::fetch))
         .route(
             "/v1/admin/prospects/snapshots",
             post(admin::ingest_snapshots),
@@ -225,7 +227,7 @@ mod clock_tests {
             domain::TenantId("t1".into()),
             domain::PartnerId("p1".into()),
             false,
-            0,
+            time::OffsetDateTime::UNIX_EPOCH,
         );
         store.create_key(record).await.unwrap();
         let at = time::macros::datetime!(2001-02-03 04:05:06 UTC);

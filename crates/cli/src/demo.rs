@@ -238,7 +238,7 @@ async fn new_key(
         domain::TenantId(tenant.into()),
         domain::PartnerId(partner.into()),
         admin,
-        0,
+        domain::clock::Clock::system().now(),
     );
     store
         .create_key(record)

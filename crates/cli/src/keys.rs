@@ -4,6 +4,7 @@
 use crate::config::{DbArgs, DbConfig};
 use anyhow::{anyhow, bail, Result};
 use clap::Subcommand;
+use domain::snapshot::format_timestamp;
 use domain::{PartnerId, TenantId};
 use std::process::ExitCode;
 
@@ -59,7 +60,7 @@ pub async fn run(cmd: KeysCommand) -> Result<ExitCode> {
                 TenantId(tenant),
                 PartnerId(partner),
                 admin,
-                domain::clock::Clock::system().unix_seconds(),
+                domain::clock::Clock::system().now(),
             );
             store
                 .create_key(record)
@@ -75,19 +76,19 @@ pub async fn run(cmd: KeysCommand) -> Result<ExitCode> {
                 .await
                 .map_err(|e| anyhow!("listing keys: {e}"))?;
             println!(
-                "{:<12} {:<24} {:<24} {:<6} {:<10} STATUS",
+                "{:<12} {:<24} {:<24} {:<6} {:<20} STATUS",
                 "PREFIX", "TENANT", "PARTNER", "ADMIN", "CREATED"
             );
             for k in keys {
                 println!(
-                    "{:<12} {:<24} {:<24} {:<6} {:<10} {}",
+                    "{:<12} {:<24} {:<24} {:<6} {:<20} {}",
                     k.prefix,
                     k.tenant.0,
                     k.partner.0,
                     if k.admin { "yes" } else { "no" },
-                    k.created_at,
+                    format_timestamp(k.created_at),
                     match k.revoked_at {
-                        Some(t) => format!("revoked at {t}"),
+                        Some(t) => format!("revoked at {}", format_timestamp(t)),
                         None => "active".into(),
                     }
                 );
@@ -100,7 +101,7 @@ pub async fn run(cmd: KeysCommand) -> Result<ExitCode> {
             }
             let store = open(&db).await?;
             let n = store
-                .revoke_keys(&key_prefix)
+                .revoke_keys(&key_prefix, domain::clock::Clock::system().now())
                 .await
                 .map_err(|e| anyhow!("revoking: {e}"))?;
             if n == 0 {

@@ -5,7 +5,7 @@
 use crate::config::ServeConfig;
 use anyhow::{Context, Result};
 use delivery::{Limiter, RetryPolicy, Sender, SenderConfig, Worker, WorkerConfig};
-use domain::clock::{unix_millis, Clock};
+use domain::clock::Clock;
 use std::sync::Arc;
 use std::time::Duration;
 use store::DynStore;
@@ -177,7 +177,7 @@ async fn scanner(
             }
         }
         // Idempotency keys are ignored from 24 h on; this only frees their rows.
-        let key_cutoff = unix_millis(now) - store::idempotency::IDEMPOTENCY_TTL_MS;
+        let key_cutoff = now - store::idempotency::IDEMPOTENCY_TTL;
         match store.prune_idempotency_keys(key_cutoff).await {
             Ok(n) if n > 0 => {
                 tracing::info!(idempotency_keys.pruned = n, "old idempotency keys deleted")

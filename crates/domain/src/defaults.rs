@@ -48,3 +48,15 @@ pub const ANNIVERSARY_LEAD_DAYS: u32 = 7;
 pub const SCAN_INTERVAL: Duration = Duration::from_secs(DAY);
 /// `--event-retention`: events older than this are neither created nor kept.
 pub const EVENT_RETENTION: Duration = Duration::from_secs(400 * DAY);
+
+// --- Storage tuning (not flags; the PostgreSQL pool size is the URL's `pool_size`) -----------
+/// PostgreSQL: most connections one process opens (URL parameter `pool_size`).
+pub const POSTGRES_POOL_SIZE: usize = 16;
+/// PostgreSQL: longest wait for a pooled connection, and for opening a new one.
+pub const POSTGRES_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+/// SQLite: read connections kept open beside the one writer.
+pub const SQLITE_READERS: usize = 4;
+/// SQLite: most queued write jobs committed together in one transaction.
+pub const SQLITE_MAX_GROUP: usize = 512;
+/// SQLite: pending write jobs before callers wait.
+pub const SQLITE_WRITE_QUEUE: usize = 8192;

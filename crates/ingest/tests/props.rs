@@ -91,7 +91,7 @@ async fn fresh() -> Db {
             tenant: tenant.clone(),
             partner: partner.clone(),
             admin: true,
-            created_at: 0,
+            created_at: time::OffsetDateTime::UNIX_EPOCH,
         })
         .await
         .unwrap();
@@ -106,7 +106,7 @@ async fn fresh() -> Db {
                     prospect_ids: PIDS.iter().map(|p| ProspectId::parse(p).unwrap()).collect(),
                 },
                 webhook_id: store::LEGACY_WEBHOOK_ID.to_string(),
-                now: 0,
+                now: time::OffsetDateTime::UNIX_EPOCH,
             },
         )
         .await

@@ -11,12 +11,16 @@
 //! did not (docs/decisions.md D41).
 
 use crate::Scope;
+use std::time::Duration;
 
 /// How long a stored answer is replayed (and a key cannot be reused for another request).
-pub const IDEMPOTENCY_TTL_MS: i64 = 24 * 3600 * 1000;
+pub const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
 /// How long a reservation without an answer keeps concurrent duplicates out; after it a retry
 /// takes the key over (re-executing only if nothing was written).
-pub const IDEMPOTENCY_LEASE_MS: i64 = 60 * 1000;
+pub const IDEMPOTENCY_LEASE: Duration = Duration::from_secs(60);
+/// The same spans in the backends' column unit (unix milliseconds).
+pub(crate) const IDEMPOTENCY_TTL_MS: i64 = IDEMPOTENCY_TTL.as_millis() as i64;
+pub(crate) const IDEMPOTENCY_LEASE_MS: i64 = IDEMPOTENCY_LEASE.as_millis() as i64;
 /// Longest accepted key.
 pub const IDEMPOTENCY_KEY_MAX_LEN: usize = 255;
 
@@ -75,7 +79,8 @@ pub enum IdemStep {
     Answer(IdemBegin),
 }
 
-/// The rule, once for both backends.
+/// The rule, once for both backends (`now_ms` and the row's times in unix milliseconds, the
+/// backends' column unit).
 pub fn decide(row: Option<IdemRow>, fingerprint: &[u8], now_ms: i64) -> IdemStep {
     let Some(row) = row.filter(|r| r.created_at > now_ms - IDEMPOTENCY_TTL_MS) else {
         return IdemStep::Reserve;

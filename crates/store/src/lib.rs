@@ -19,6 +19,7 @@ pub use model::*;
 use async_trait::async_trait;
 use domain::{EventType, ProspectId};
 use std::sync::Arc;
+use time::OffsetDateTime;
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
@@ -149,19 +150,22 @@ pub trait Store: Send + Sync + 'static {
     /// Stores a new key (only its hash), creating the tenant and partner when missing.
     async fn create_key(&self, key: NewApiKey) -> StoreResult<()>;
     async fn list_keys(&self) -> StoreResult<Vec<ApiKeyInfo>>;
-    /// Revokes every active key whose prefix starts with `prefix`; returns how many.
-    async fn revoke_keys(&self, prefix: &str) -> StoreResult<u64>;
+    /// Revokes (as of `now`) every active key whose prefix starts with `prefix`; returns how
+    /// many.
+    async fn revoke_keys(&self, prefix: &str, now: OffsetDateTime) -> StoreResult<u64>;
     /// Resolves an active key hash to its principal (tenant, default partner, owned partners).
     async fn principal(&self, key_hash: &[u8; 32]) -> StoreResult<Option<Principal>>;
 
     // --- Enrollments ---------------------------------------------------------------------
     async fn create_enrollment(&self, scope: &Scope, new: NewEnrollment) -> StoreResult<()>;
-    /// Replaces key, event types and prospect ids atomically. `NotFound` outside the scope.
+    /// Replaces key, event types and prospect ids atomically, stamping the enrollment as
+    /// updated at `now`. `NotFound` outside the scope.
     async fn update_enrollment(
         &self,
         scope: &Scope,
         enrollment_id: &str,
         spec: EnrollmentSpec,
+        now: OffsetDateTime,
     ) -> StoreResult<()>;
     /// A v2 PATCH (see [`EnrollmentPatch`]), atomically; returns the enrollment as stored.
     /// `NotFound` outside the scope or for a `webhook_id` the scope lacks; `Conflict`
@@ -171,6 +175,7 @@ pub trait Store: Send + Sync + 'static {
         scope: &Scope,
         enrollment_id: &str,
         patch: EnrollmentPatch,
+        now: OffsetDateTime,
     ) -> StoreResult<Enrollment>;
     async fn delete_enrollment(&self, scope: &Scope, enrollment_id: &str) -> StoreResult<()>;
     async fn list_enrollments(
@@ -334,7 +339,7 @@ pub trait Store: Send + Sync + 'static {
         scope: &Scope,
         key: &str,
         fingerprint: &[u8],
-        now_ms: i64,
+        now: OffsetDateTime,
     ) -> StoreResult<IdemBegin>;
     /// Stores the answer of a held reservation; false when the key was taken over meanwhile.
     async fn idempotency_finish(&self, fence: &IdemFence, answer: &IdemAnswer)
@@ -342,8 +347,8 @@ pub trait Store: Send + Sync + 'static {
     /// Gives a held reservation up without an answer: forgotten when the request wrote nothing,
     /// else kept as executed-without-answer (never executed again).
     async fn idempotency_release(&self, fence: &IdemFence) -> StoreResult<()>;
-    /// Deletes idempotency keys created before `before_ms`; returns how many.
-    async fn prune_idempotency_keys(&self, before_ms: i64) -> StoreResult<u64>;
+    /// Deletes idempotency keys created before `before`; returns how many.
+    async fn prune_idempotency_keys(&self, before: OffsetDateTime) -> StoreResult<u64>;
 }
 
 pub type DynStore = Arc<dyn Store>;

@@ -1,6 +1,7 @@
 //! Plain data crossing the store boundary.
 
 use domain::{EnrollmentId, EventType, PartnerId, ProspectId, TenantId};
+use time::OffsetDateTime;
 
 /// The (tenant, partner) every partner-owned row belongs to.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -27,7 +28,7 @@ pub struct NewApiKey {
     pub tenant: TenantId,
     pub partner: PartnerId,
     pub admin: bool,
-    pub created_at: i64,
+    pub created_at: OffsetDateTime,
 }
 
 impl NewApiKey {
@@ -37,7 +38,7 @@ impl NewApiKey {
         tenant: TenantId,
         partner: PartnerId,
         admin: bool,
-        created_at: i64,
+        created_at: OffsetDateTime,
     ) -> (String, NewApiKey) {
         let key = domain::keys::format_key(rand::random());
         let record = NewApiKey {
@@ -58,8 +59,8 @@ pub struct ApiKeyInfo {
     pub tenant: TenantId,
     pub partner: PartnerId,
     pub admin: bool,
-    pub created_at: i64,
-    pub revoked_at: Option<i64>,
+    pub created_at: OffsetDateTime,
+    pub revoked_at: Option<OffsetDateTime>,
 }
 
 /// What a client sets on an enrollment (POST and PATCH), already validated and de-duplicated.
@@ -77,7 +78,7 @@ pub struct NewEnrollment {
     /// Where its notifications go: [`LEGACY_WEBHOOK_ID`] (v1) or a v2 webhook of the scope,
     /// which must exist (`NotFound`) and be active ([`WEBHOOK_NOT_ACTIVE`]).
     pub webhook_id: String,
-    pub now: i64,
+    pub now: OffsetDateTime,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -39,12 +39,22 @@ pub(crate) fn scan_start(
     ((!window.is_empty()).then_some(window), report)
 }
 
-/// Whole seconds since the Unix epoch, for the `created_at`/`updated_at` bookkeeping columns.
-pub(crate) fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+/// `t` as whole seconds since the Unix epoch: the form of the `created_at`/`updated_at`
+/// bookkeeping columns of tenants, partners, keys and enrollments.
+pub(crate) fn unix_seconds(t: time::OffsetDateTime) -> i64 {
+    t.unix_timestamp()
+}
+
+/// The instant of a bookkeeping column written by [`unix_seconds`] (clamped into the supported
+/// range, so a corrupt value reads as a boundary instead of failing the whole listing).
+pub(crate) fn from_unix_seconds(s: i64) -> time::OffsetDateTime {
+    time::OffsetDateTime::from_unix_timestamp(s)
+        .map(domain::instant::clamp)
+        .unwrap_or(if s < 0 {
+            domain::instant::EARLIEST
+        } else {
+            domain::instant::LATEST
+        })
 }
 
 /// Rows fetched as `limit + 1` (keyed by their row id) → one page: the extra row only says

@@ -48,7 +48,7 @@ async fn postgres_restart_fails_fast_and_recovers() {
         tenant: domain::TenantId("t".into()),
         partner: domain::PartnerId("p".into()),
         admin: false,
-        created_at: 1,
+        created_at: time::OffsetDateTime::UNIX_EPOCH,
     })
     .await
     .unwrap();

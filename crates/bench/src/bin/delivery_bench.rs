@@ -157,7 +157,7 @@ async fn enroll(store: &DynStore, scope: &Scope, n: u64) -> Result<()> {
                         prospect_ids: ids,
                     },
                     webhook_id: store::LEGACY_WEBHOOK_ID.to_string(),
-                    now: 0,
+                    now: time::OffsetDateTime::UNIX_EPOCH,
                 },
             )
             .await
@@ -205,7 +205,7 @@ async fn setup(database_url: Option<&str>, tls: bool) -> Result<Setup> {
             tenant: scope.tenant.clone(),
             partner: scope.partner.clone(),
             admin: true,
-            created_at: 0,
+            created_at: time::OffsetDateTime::UNIX_EPOCH,
         })
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -5,7 +5,7 @@ use super::idempotency::fence;
 use super::webhooks::check_target;
 use super::{is_unique_violation, pg};
 use crate::model::*;
-use crate::rules::{enrollment_page, patched_spec, prospect_diff, unix_now};
+use crate::rules::{enrollment_page, patched_spec, prospect_diff, unix_seconds};
 use crate::{StoreError, StoreResult};
 use deadpool_postgres::Object;
 use domain::{event_mask, EnrollmentId, EventType, PartnerId, ProspectId, TenantId};
@@ -38,7 +38,7 @@ pub(super) async fn create_enrollment(
                 &encode_event_types(&new.spec.event_types),
                 &(event_mask(&new.spec.event_types) as i32),
                 &encode_prospect_ids(&new.spec.prospect_ids),
-                &new.now,
+                &unix_seconds(new.now),
                 &new.webhook_id,
             ],
         )
@@ -60,6 +60,7 @@ pub(super) async fn update_enrollment(
     scope: &Scope,
     enrollment_id: &str,
     spec: EnrollmentSpec,
+    now: time::OffsetDateTime,
 ) -> StoreResult<()> {
     let tx = c.transaction().await.map_err(pg)?;
     fence(&tx).await?;
@@ -88,7 +89,7 @@ pub(super) async fn update_enrollment(
                 &encode_event_types(&spec.event_types),
                 &(event_mask(&spec.event_types) as i32),
                 &encode_prospect_ids(&spec.prospect_ids),
-                &unix_now(),
+                &unix_seconds(now),
             ],
         )
         .await
@@ -252,6 +253,7 @@ pub(super) async fn patch_enrollment(
     scope: &Scope,
     enrollment_id: &str,
     patch: &EnrollmentPatch,
+    now: time::OffsetDateTime,
 ) -> StoreResult<Enrollment> {
     let tx = c.transaction().await.map_err(pg)?;
     fence(&tx).await?;
@@ -294,7 +296,7 @@ pub(super) async fn patch_enrollment(
             &encode_event_types(&spec.event_types),
             &(event_mask(&spec.event_types) as i32),
             &encode_prospect_ids(&spec.prospect_ids),
-            &unix_now(),
+            &unix_seconds(now),
             &webhook_id,
             &paused,
         ],

@@ -16,8 +16,9 @@ pub(super) async fn begin(
     scope: &Scope,
     key: &str,
     fingerprint: &[u8],
-    now_ms: i64,
+    now: time::OffsetDateTime,
 ) -> StoreResult<IdemBegin> {
+    let now_ms = domain::clock::unix_millis(now);
     let fence = IdemFence {
         scope: scope.clone(),
         key: key.to_string(),
@@ -181,7 +182,8 @@ pub(super) async fn release(c: &mut Object, f: &IdemFence) -> StoreResult<()> {
     Ok(())
 }
 
-pub(super) async fn prune(c: &mut Object, before_ms: i64) -> StoreResult<u64> {
+pub(super) async fn prune(c: &mut Object, before: time::OffsetDateTime) -> StoreResult<u64> {
+    let before_ms = domain::clock::unix_millis(before);
     let s = c
         .prepare_cached("DELETE FROM idempotency_keys WHERE created_at < $1")
         .await

@@ -2,13 +2,15 @@
 
 use super::pg;
 use crate::model::*;
+use crate::rules::{from_unix_seconds, unix_seconds};
 use crate::StoreResult;
 use deadpool_postgres::Object;
 use domain::{PartnerId, TenantId};
 
 pub(super) async fn create_key(c: &mut Object, key: NewApiKey) -> StoreResult<()> {
     let tx = c.transaction().await.map_err(pg)?;
-    ensure_partner(&tx, &key.tenant, &key.partner, key.created_at).await?;
+    let created_at = unix_seconds(key.created_at);
+    ensure_partner(&tx, &key.tenant, &key.partner, created_at).await?;
     let s = tx
         .prepare_cached(
             "INSERT INTO api_keys (key_hash, prefix, tenant_id, partner_id, is_admin, created_at)
@@ -24,7 +26,7 @@ pub(super) async fn create_key(c: &mut Object, key: NewApiKey) -> StoreResult<()
             &key.tenant.0,
             &key.partner.0,
             &key.admin,
-            &key.created_at,
+            &created_at,
         ],
     )
     .await
@@ -48,22 +50,28 @@ pub(super) async fn list_keys(c: &mut Object) -> StoreResult<Vec<ApiKeyInfo>> {
             tenant: TenantId(r.get(1)),
             partner: PartnerId(r.get(2)),
             admin: r.get(3),
-            created_at: r.get(4),
-            revoked_at: r.get(5),
+            created_at: from_unix_seconds(r.get(4)),
+            revoked_at: r.get::<_, Option<i64>>(5).map(from_unix_seconds),
         })
         .collect())
 }
 
-pub(super) async fn revoke_keys(c: &mut Object, prefix: &str) -> StoreResult<u64> {
+pub(super) async fn revoke_keys(
+    c: &mut Object,
+    prefix: &str,
+    now: time::OffsetDateTime,
+) -> StoreResult<u64> {
     // Prefix match without LIKE wildcards: compare the leading substring.
     let s = c
         .prepare_cached(
-            "UPDATE api_keys SET revoked_at = EXTRACT(EPOCH FROM now())::BIGINT
+            "UPDATE api_keys SET revoked_at = $2
              WHERE revoked_at IS NULL AND left(prefix, length($1)) = $1",
         )
         .await
         .map_err(pg)?;
-    c.execute(&s, &[&prefix]).await.map_err(pg)
+    c.execute(&s, &[&prefix, &unix_seconds(now)])
+        .await
+        .map_err(pg)
 }
 
 pub(super) async fn principal(

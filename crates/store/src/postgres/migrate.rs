@@ -45,10 +45,6 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
 ];
 
-pub(super) async fn run(conn: &mut Object) -> Result<(), StoreError> {
-    run_up_to(conn, i64::MAX).await
-}
-
 /// Applies the migrations not yet applied, up to version `last` (tests build older schemas).
 pub(super) async fn run_up_to(conn: &mut Object, last: i64) -> Result<(), StoreError> {
     let tx = conn.transaction().await.map_err(pg)?;

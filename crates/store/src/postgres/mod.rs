@@ -47,8 +47,8 @@ pub struct PostgresOptions {
 impl Default for PostgresOptions {
     fn default() -> Self {
         Self {
-            max_connections: 16,
-            acquire_timeout: Duration::from_secs(3),
+            max_connections: domain::defaults::POSTGRES_POOL_SIZE,
+            acquire_timeout: domain::defaults::POSTGRES_ACQUIRE_TIMEOUT,
         }
     }
 }

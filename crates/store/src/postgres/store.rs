@@ -29,8 +29,8 @@ impl Store for PostgresStore {
         keys::list_keys(&mut self.conn().await?).await
     }
 
-    async fn revoke_keys(&self, prefix: &str) -> StoreResult<u64> {
-        keys::revoke_keys(&mut self.conn().await?, prefix).await
+    async fn revoke_keys(&self, prefix: &str, now: OffsetDateTime) -> StoreResult<u64> {
+        keys::revoke_keys(&mut self.conn().await?, prefix, now).await
     }
 
     async fn principal(&self, key_hash: &[u8; 32]) -> StoreResult<Option<Principal>> {
@@ -47,9 +47,10 @@ impl Store for PostgresStore {
         scope: &Scope,
         enrollment_id: &str,
         spec: EnrollmentSpec,
+        now: OffsetDateTime,
     ) -> StoreResult<()> {
         let mut c = self.conn().await?;
-        enrollments::update_enrollment(&mut c, scope, enrollment_id, spec).await
+        enrollments::update_enrollment(&mut c, scope, enrollment_id, spec, now).await
     }
 
     async fn patch_enrollment(
@@ -57,8 +58,10 @@ impl Store for PostgresStore {
         scope: &Scope,
         enrollment_id: &str,
         patch: EnrollmentPatch,
+        now: OffsetDateTime,
     ) -> StoreResult<Enrollment> {
-        enrollments::patch_enrollment(&mut self.conn().await?, scope, enrollment_id, &patch).await
+        let mut c = self.conn().await?;
+        enrollments::patch_enrollment(&mut c, scope, enrollment_id, &patch, now).await
     }
 
     async fn delete_enrollment(&self, scope: &Scope, enrollment_id: &str) -> StoreResult<()> {
@@ -248,10 +251,10 @@ impl Store for PostgresStore {
         scope: &Scope,
         key: &str,
         fingerprint: &[u8],
-        now_ms: i64,
+        now: OffsetDateTime,
     ) -> StoreResult<IdemBegin> {
         let mut c = self.conn().await?;
-        idempotency::begin(&mut c, scope, key, fingerprint, now_ms).await
+        idempotency::begin(&mut c, scope, key, fingerprint, now).await
     }
 
     async fn idempotency_finish(
@@ -266,7 +269,7 @@ impl Store for PostgresStore {
         idempotency::release(&mut self.conn().await?, fence).await
     }
 
-    async fn prune_idempotency_keys(&self, before_ms: i64) -> StoreResult<u64> {
-        idempotency::prune(&mut self.conn().await?, before_ms).await
+    async fn prune_idempotency_keys(&self, before: OffsetDateTime) -> StoreResult<u64> {
+        idempotency::prune(&mut self.conn().await?, before).await
     }
 }

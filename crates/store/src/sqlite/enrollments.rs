@@ -4,7 +4,7 @@
 use super::internal;
 use super::webhooks::check_target;
 use crate::model::*;
-use crate::rules::{enrollment_page, patched_spec, prospect_diff, unix_now};
+use crate::rules::{enrollment_page, patched_spec, prospect_diff, unix_seconds};
 use crate::{StoreError, StoreResult};
 use domain::{event_mask, EnrollmentId, EventType, PartnerId, ProspectId, TenantId};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -31,7 +31,7 @@ pub(super) fn create_enrollment(
                     encode_event_types(&new.spec.event_types),
                     event_mask(&new.spec.event_types),
                     encode_prospect_ids(&new.spec.prospect_ids),
-                    new.now,
+                    unix_seconds(new.now),
                     new.webhook_id
                 ],
                 |r| r.get(0),
@@ -53,8 +53,9 @@ pub(super) fn update_enrollment(
     scope: &Scope,
     enrollment_id: &str,
     spec: EnrollmentSpec,
+    now: time::OffsetDateTime,
 ) -> StoreResult<()> {
-    let now = unix_now();
+    let now = unix_seconds(now);
     // Clean-failure contract of the writer: NotFound is decided before any write.
     let row: Option<(i64, String)> = c
         .prepare_cached(
@@ -231,6 +232,7 @@ pub(super) fn patch_enrollment(
     scope: &Scope,
     enrollment_id: &str,
     patch: &EnrollmentPatch,
+    now: time::OffsetDateTime,
 ) -> StoreResult<Enrollment> {
     let row = c
         .prepare_cached(
@@ -276,7 +278,7 @@ pub(super) fn patch_enrollment(
             encode_event_types(&spec.event_types),
             event_mask(&spec.event_types),
             encode_prospect_ids(&spec.prospect_ids),
-            unix_now(),
+            unix_seconds(now),
             webhook_id,
             paused
         ])

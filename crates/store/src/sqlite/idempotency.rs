@@ -14,8 +14,9 @@ pub(super) fn begin(
     scope: &Scope,
     key: &str,
     fingerprint: &[u8],
-    now_ms: i64,
+    now: time::OffsetDateTime,
 ) -> StoreResult<IdemBegin> {
+    let now_ms = domain::clock::unix_millis(now);
     let (t, p) = (&scope.tenant.0, &scope.partner.0);
     let row = c
         .prepare_cached(
@@ -146,8 +147,9 @@ pub(super) fn mark_executed(c: &Connection, f: &IdemFence) -> StoreResult<()> {
     .map_err(internal)
 }
 
-/// Deletes keys created before `before_ms` (they are ignored from 24 h on anyway).
-pub(super) fn prune(c: &Connection, before_ms: i64) -> StoreResult<u64> {
+/// Deletes keys created before `before` (they are ignored from 24 h on anyway).
+pub(super) fn prune(c: &Connection, before: time::OffsetDateTime) -> StoreResult<u64> {
+    let before_ms = domain::clock::unix_millis(before);
     c.prepare_cached("DELETE FROM idempotency_keys WHERE created_at < ?1")
         .and_then(|mut s| s.execute(params![before_ms]))
         .map(|n| n as u64)

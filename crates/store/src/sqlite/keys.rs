@@ -2,12 +2,14 @@
 
 use super::internal;
 use crate::model::*;
+use crate::rules::{from_unix_seconds, unix_seconds};
 use crate::StoreResult;
 use domain::{PartnerId, TenantId};
 use rusqlite::{params, Connection, OptionalExtension};
 
 pub(super) fn create_key(c: &Connection, key: NewApiKey) -> StoreResult<()> {
-    ensure_partner(c, &key.tenant, &key.partner, key.created_at)?;
+    let created_at = unix_seconds(key.created_at);
+    ensure_partner(c, &key.tenant, &key.partner, created_at)?;
     c.prepare_cached(
         "INSERT INTO api_keys (key_hash, prefix, tenant_id, partner_id, is_admin, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -19,7 +21,7 @@ pub(super) fn create_key(c: &Connection, key: NewApiKey) -> StoreResult<()> {
             key.tenant.0,
             key.partner.0,
             key.admin,
-            key.created_at
+            created_at
         ])
     })
     .map_err(internal)?;
@@ -40,22 +42,26 @@ pub(super) fn list_keys(c: &Connection) -> StoreResult<Vec<ApiKeyInfo>> {
                 tenant: TenantId(r.get(1)?),
                 partner: PartnerId(r.get(2)?),
                 admin: r.get(3)?,
-                created_at: r.get(4)?,
-                revoked_at: r.get(5)?,
+                created_at: from_unix_seconds(r.get(4)?),
+                revoked_at: r.get::<_, Option<i64>>(5)?.map(from_unix_seconds),
             })
         })
         .map_err(internal)?;
     rows.collect::<Result<Vec<_>, _>>().map_err(internal)
 }
 
-pub(super) fn revoke_keys(c: &Connection, prefix: &str) -> StoreResult<u64> {
+pub(super) fn revoke_keys(
+    c: &Connection,
+    prefix: &str,
+    now: time::OffsetDateTime,
+) -> StoreResult<u64> {
     // Prefix match without LIKE wildcards: compare the leading substring.
     let n = c
         .prepare_cached(
-            "UPDATE api_keys SET revoked_at = unixepoch()
+            "UPDATE api_keys SET revoked_at = ?2
              WHERE revoked_at IS NULL AND substr(prefix, 1, length(?1)) = ?1",
         )
-        .and_then(|mut s| s.execute(params![prefix]))
+        .and_then(|mut s| s.execute(params![prefix, unix_seconds(now)]))
         .map_err(internal)?;
     Ok(n as u64)
 }

@@ -53,9 +53,9 @@ pub struct SqliteOptions {
 impl Default for SqliteOptions {
     fn default() -> Self {
         Self {
-            readers: 4,
-            max_group: 512,
-            queue: 8192,
+            readers: domain::defaults::SQLITE_READERS,
+            max_group: domain::defaults::SQLITE_MAX_GROUP,
+            queue: domain::defaults::SQLITE_WRITE_QUEUE,
         }
     }
 }

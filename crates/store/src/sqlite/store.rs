@@ -29,9 +29,10 @@ impl Store for SqliteStore {
         self.read(keys::list_keys).await
     }
 
-    async fn revoke_keys(&self, prefix: &str) -> StoreResult<u64> {
+    async fn revoke_keys(&self, prefix: &str, now: OffsetDateTime) -> StoreResult<u64> {
         let prefix = prefix.to_string();
-        self.write(move |c| keys::revoke_keys(c, &prefix)).await
+        self.write(move |c| keys::revoke_keys(c, &prefix, now))
+            .await
     }
 
     async fn principal(&self, key_hash: &[u8; 32]) -> StoreResult<Option<Principal>> {
@@ -50,9 +51,10 @@ impl Store for SqliteStore {
         scope: &Scope,
         enrollment_id: &str,
         spec: EnrollmentSpec,
+        now: OffsetDateTime,
     ) -> StoreResult<()> {
         let (scope, id) = (scope.clone(), enrollment_id.to_string());
-        self.write(move |c| enrollments::update_enrollment(c, &scope, &id, spec))
+        self.write(move |c| enrollments::update_enrollment(c, &scope, &id, spec, now))
             .await
     }
 
@@ -61,9 +63,10 @@ impl Store for SqliteStore {
         scope: &Scope,
         enrollment_id: &str,
         patch: EnrollmentPatch,
+        now: OffsetDateTime,
     ) -> StoreResult<Enrollment> {
         let (scope, id) = (scope.clone(), enrollment_id.to_string());
-        self.write(move |c| enrollments::patch_enrollment(c, &scope, &id, &patch))
+        self.write(move |c| enrollments::patch_enrollment(c, &scope, &id, &patch, now))
             .await
     }
 
@@ -305,10 +308,10 @@ impl Store for SqliteStore {
         scope: &Scope,
         key: &str,
         fingerprint: &[u8],
-        now_ms: i64,
+        now: OffsetDateTime,
     ) -> StoreResult<IdemBegin> {
         let (scope, key, fp) = (scope.clone(), key.to_string(), fingerprint.to_vec());
-        self.write(move |c| idempotency::begin(c, &scope, &key, &fp, now_ms))
+        self.write(move |c| idempotency::begin(c, &scope, &key, &fp, now))
             .await
     }
 
@@ -327,7 +330,7 @@ impl Store for SqliteStore {
         self.write(move |c| idempotency::release(c, &fence)).await
     }
 
-    async fn prune_idempotency_keys(&self, before_ms: i64) -> StoreResult<u64> {
-        self.write(move |c| idempotency::prune(c, before_ms)).await
+    async fn prune_idempotency_keys(&self, before: OffsetDateTime) -> StoreResult<u64> {
+        self.write(move |c| idempotency::prune(c, before)).await
     }
 }

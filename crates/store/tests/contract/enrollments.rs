@@ -20,7 +20,7 @@ pub(crate) async fn enrollments_create_list_filter_paginate(s: DynStore) {
                 enrollment_id: eid("enr_1"),
                 spec: spec("x", &[ROLE], &[p1]),
                 webhook_id: store::LEGACY_WEBHOOK_ID.to_string(),
-                now: 1,
+                now: NOW,
             },
         )
         .await;
@@ -145,7 +145,9 @@ pub(crate) async fn enrollment_update_replaces_atomically(s: DynStore) {
     enroll(&s, &a, "enr_2", spec("k2", &[ANNIV], &[p3])).await;
 
     let new = spec("k1b", &[ANNIV], &[p4, p3, p2]);
-    s.update_enrollment(&a, "enr_1", new.clone()).await.unwrap();
+    s.update_enrollment(&a, "enr_1", new.clone(), NOW)
+        .await
+        .unwrap();
     let page = list(&s, &a, EnrollmentQuery::default()).await;
     assert_eq!(ids(&page), ["enr_1", "enr_2"], "the creation order is kept");
     assert_eq!(page.enrollments[0].spec, new);
@@ -172,7 +174,7 @@ pub(crate) async fn enrollment_update_replaces_atomically(s: DynStore) {
     assert_eq!(ids(&list(&s, &a, by_key("k1b")).await), ["enr_1"]);
 
     // Updating to an empty prospect list empties the index too.
-    s.update_enrollment(&a, "enr_2", spec("k2", &[ANNIV], &[]))
+    s.update_enrollment(&a, "enr_2", spec("k2", &[ANNIV], &[]), NOW)
         .await
         .unwrap();
     assert_eq!(ids(&list(&s, &a, by(p3)).await), ["enr_1"]);
@@ -184,7 +186,7 @@ pub(crate) async fn enrollment_update_replaces_atomically(s: DynStore) {
         (a.clone(), "enr_404"),
     ] {
         let r = s
-            .update_enrollment(&sc, id, spec("evil", &ALL, &[p1]))
+            .update_enrollment(&sc, id, spec("evil", &ALL, &[p1]), NOW)
             .await;
         assert!(matches!(r, Err(StoreError::NotFound)), "{r:?}");
     }
@@ -242,7 +244,7 @@ pub(crate) async fn concurrent_updates_keep_the_prospect_index_exact(s: DynStore
             for i in 0..10u32 {
                 let start = (t * 3 + i * 7) % 20;
                 let ids: Vec<ProspectId> = (start..start + 1 + (t + i) % 6).map(pid).collect();
-                s.update_enrollment(&a, "enr_1", spec(&format!("k{t}"), &ALL, &ids))
+                s.update_enrollment(&a, "enr_1", spec(&format!("k{t}"), &ALL, &ids), NOW)
                     .await
                     .unwrap();
             }

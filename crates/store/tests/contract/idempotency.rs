@@ -5,9 +5,10 @@ use super::*;
 /// Idempotency keys: one reservation at a time, writes fenced by it (a taken-over reservation
 /// writes nothing), answers replayed, other requests refused, scopes apart, expiry after 24 h.
 pub(crate) async fn idempotency_keys_reserve_fence_replay_and_expire(s: DynStore) {
-    use store::idempotency::{fenced, IDEMPOTENCY_LEASE_MS as LEASE, IDEMPOTENCY_TTL_MS as TTL};
+    use store::idempotency::{fenced, IDEMPOTENCY_LEASE as LEASE, IDEMPOTENCY_TTL as TTL};
+    let ms1 = std::time::Duration::from_millis(1);
     let a = scope("t1", "pa");
-    let now = ms(NOW);
+    let now = NOW;
     let (fa, fb) = (b"request a".as_slice(), b"request b".as_slice());
     let execute = |b: IdemBegin| match b {
         IdemBegin::Execute(f) => f,
@@ -20,7 +21,7 @@ pub(crate) async fn idempotency_keys_reserve_fence_replay_and_expire(s: DynStore
                 enrollment_id: eid(&id),
                 spec: spec("idem", &[ROLE], &[pid(1)]),
                 webhook_id: store::LEGACY_WEBHOOK_ID.to_string(),
-                now: 1_700_000_000,
+                now: NOW,
             };
             s.create_enrollment(&sc, new).await
         }
@@ -29,11 +30,11 @@ pub(crate) async fn idempotency_keys_reserve_fence_replay_and_expire(s: DynStore
     // Reserve, execute fenced, store the answer; then the same request is replayed.
     let f1 = execute(s.idempotency_begin(&a, "k1", fa, now).await.unwrap());
     assert_eq!(
-        s.idempotency_begin(&a, "k1", fa, now + 1).await.unwrap(),
+        s.idempotency_begin(&a, "k1", fa, now + ms1).await.unwrap(),
         IdemBegin::InProgress
     );
     assert_eq!(
-        s.idempotency_begin(&a, "k1", fb, now + 1).await.unwrap(),
+        s.idempotency_begin(&a, "k1", fb, now + ms1).await.unwrap(),
         IdemBegin::Mismatch
     );
     fenced(f1.clone(), create(&s, "en_idem1")).await.unwrap();
@@ -44,11 +45,15 @@ pub(crate) async fn idempotency_keys_reserve_fence_replay_and_expire(s: DynStore
     };
     assert!(s.idempotency_finish(&f1, &answer).await.unwrap());
     assert_eq!(
-        s.idempotency_begin(&a, "k1", fa, now + 2).await.unwrap(),
+        s.idempotency_begin(&a, "k1", fa, now + 2 * ms1)
+            .await
+            .unwrap(),
         IdemBegin::Replay(answer.clone())
     );
     assert_eq!(
-        s.idempotency_begin(&a, "k1", fb, now + 2).await.unwrap(),
+        s.idempotency_begin(&a, "k1", fb, now + 2 * ms1)
+            .await
+            .unwrap(),
         IdemBegin::Mismatch
     );
     // The same key of another partner is another key.
@@ -73,7 +78,7 @@ pub(crate) async fn idempotency_keys_reserve_fence_replay_and_expire(s: DynStore
     assert!(matches!(
         fenced(
             old.clone(),
-            s.put_webhook(&a, "http://127.0.0.1:9/x", "sx", now)
+            s.put_webhook(&a, "http://127.0.0.1:9/x", "sx", ms(now))
         )
         .await,
         Err(StoreError::Conflict(_))
@@ -103,26 +108,26 @@ pub(crate) async fn idempotency_keys_reserve_fence_replay_and_expire(s: DynStore
     );
     s.idempotency_release(&f3).await.unwrap();
     assert_eq!(
-        s.idempotency_begin(&a, "k3", fa, now + 1).await.unwrap(),
+        s.idempotency_begin(&a, "k3", fa, now + ms1).await.unwrap(),
         IdemBegin::ExecutedWithoutAnswer
     );
 
     // A request that wrote nothing (a clean NotFound) and released its key: a retry executes.
     let f4 = execute(s.idempotency_begin(&a, "k4", fa, now).await.unwrap());
-    let missing = s.update_enrollment(&a, "en_missing", spec("idem", &[ROLE], &[pid(1)]));
+    let missing = s.update_enrollment(&a, "en_missing", spec("idem", &[ROLE], &[pid(1)]), NOW);
     assert!(matches!(
         fenced(f4.clone(), missing).await,
         Err(StoreError::NotFound)
     ));
     s.idempotency_release(&f4).await.unwrap();
-    execute(s.idempotency_begin(&a, "k4", fa, now + 1).await.unwrap());
+    execute(s.idempotency_begin(&a, "k4", fa, now + ms1).await.unwrap());
 
     // After 24 h a key is free again (another request may use it), and pruning deletes it.
     execute(s.idempotency_begin(&a, "k1", fb, now + TTL).await.unwrap());
-    let pruned = s.prune_idempotency_keys(now + 2).await.unwrap();
+    let pruned = s.prune_idempotency_keys(now + 2 * ms1).await.unwrap();
     assert_eq!(pruned, 4, "k2, k3, k4 and pb's k1 (k1 of pa was renewed)");
     assert_eq!(
-        s.idempotency_begin(&a, "k1", fb, now + TTL + 1)
+        s.idempotency_begin(&a, "k1", fb, now + TTL + ms1)
             .await
             .unwrap(),
         IdemBegin::InProgress

@@ -135,7 +135,7 @@ pub(crate) async fn ingest_is_idempotent_and_keeps_key_at_queue_time(s: DynStore
             ..Default::default()
         }
     );
-    s.update_enrollment(&a, "enr_a", spec("new-key", &ALL, &[pid(1)]))
+    s.update_enrollment(&a, "enr_a", spec("new-key", &ALL, &[pid(1)]), NOW)
         .await
         .unwrap();
     // The same file again: nothing new, in any order.

@@ -14,7 +14,7 @@ pub(crate) async fn keys_create_list_revoke_principal(s: DynStore) {
         tenant: TenantId(t.into()),
         partner: PartnerId(p.into()),
         admin,
-        created_at: at,
+        created_at: NOW + std::time::Duration::from_secs(at as u64),
     };
     s.create_key(key(1, "pe_aaa1", "t1", "p2", false, 100))
         .await
@@ -36,7 +36,10 @@ pub(crate) async fn keys_create_list_revoke_principal(s: DynStore) {
     assert_eq!(keys[1].tenant.0, "t1");
     assert_eq!(keys[1].partner.0, "p1");
     assert!(keys[1].admin && !keys[0].admin);
-    assert_eq!(keys[2].created_at, 102);
+    assert_eq!(
+        keys[2].created_at,
+        NOW + std::time::Duration::from_secs(102)
+    );
     assert!(keys.iter().all(|k| k.revoked_at.is_none()));
 
     let p = s.principal(&[1; 32]).await.unwrap().expect("active key");
@@ -51,14 +54,17 @@ pub(crate) async fn keys_create_list_revoke_principal(s: DynStore) {
     assert!(s.principal(&[9; 32]).await.unwrap().is_none());
 
     // Prefix matching is literal: "pe_aa" revokes two keys, "pe_a%" none.
-    assert_eq!(s.revoke_keys("pe_a%").await.unwrap(), 0);
-    assert_eq!(s.revoke_keys("pe_aa").await.unwrap(), 2);
-    assert_eq!(s.revoke_keys("pe_aa").await.unwrap(), 0);
+    assert_eq!(s.revoke_keys("pe_a%", NOW).await.unwrap(), 0);
+    assert_eq!(s.revoke_keys("pe_aa", NOW).await.unwrap(), 2);
+    assert_eq!(s.revoke_keys("pe_aa", NOW).await.unwrap(), 0);
     assert!(s.principal(&[1; 32]).await.unwrap().is_none());
     assert!(s.principal(&[2; 32]).await.unwrap().is_none());
     assert!(s.principal(&[4; 32]).await.unwrap().is_some());
     let keys = s.list_keys().await.unwrap();
-    assert!(keys[0].revoked_at.is_some() && keys[1].revoked_at.is_some());
+    assert_eq!(
+        (keys[0].revoked_at, keys[1].revoked_at),
+        (Some(NOW), Some(NOW))
+    );
     assert!(keys[2].revoked_at.is_none() && keys[3].revoked_at.is_none());
 }
 

@@ -124,7 +124,7 @@ async fn enroll(s: &DynStore, sc: &Scope, id: &str, sp: EnrollmentSpec) {
             enrollment_id: eid(id),
             spec: sp,
             webhook_id: store::LEGACY_WEBHOOK_ID.to_string(),
-            now: 1_700_000_000,
+            now: NOW,
         },
     )
     .await

@@ -31,7 +31,7 @@ async fn enroll_to(s: &DynStore, sc: &Scope, id: &str, webhook: &str, ps: &[Pros
             enrollment_id: eid(id),
             spec: spec(id, &ALL, ps),
             webhook_id: webhook.into(),
-            now: 1_700_000_000,
+            now: NOW,
         },
     )
     .await
@@ -194,7 +194,7 @@ pub(crate) async fn notifications_go_to_their_enrollments_webhook(s: DynStore) {
                 enrollment_id: eid("en_x"),
                 spec: spec("x", &ALL, &[pid(1)]),
                 webhook_id: "wh_nope".into(),
-                now: 1,
+                now: NOW,
             },
         )
         .await;
@@ -336,7 +336,7 @@ pub(crate) async fn disabled_webhooks_wait_and_rotation_signs_with_both(s: DynSt
                 enrollment_id: eid("en_2"),
                 spec: spec("k", &ALL, &[pid(2)]),
                 webhook_id: "wh_1".into(),
-                now: 1,
+                now: NOW,
             },
         )
         .await;
@@ -434,6 +434,7 @@ pub(crate) async fn deleting_a_used_webhook_needs_force_and_pauses(s: DynStore) 
                 webhook_id: Some("wh_1".into()),
                 ..Default::default()
             },
+            NOW,
         )
         .await;
     assert!(matches!(r, Err(StoreError::NotFound)), "{r:?}");
@@ -449,6 +450,7 @@ pub(crate) async fn deleting_a_used_webhook_needs_force_and_pauses(s: DynStore) 
                 prospect_ids: Some(vec![pid(1), pid(5)]),
                 ..Default::default()
             },
+            NOW,
         )
         .await
         .unwrap();
@@ -464,7 +466,7 @@ pub(crate) async fn deleting_a_used_webhook_needs_force_and_pauses(s: DynStore) 
         .unwrap()
         .is_empty());
     let r = s
-        .patch_enrollment(&scope("t2", "pa"), "en_1", EnrollmentPatch::default())
+        .patch_enrollment(&scope("t2", "pa"), "en_1", EnrollmentPatch::default(), NOW)
         .await;
     assert!(matches!(r, Err(StoreError::NotFound)), "{r:?}");
     assert_eq!(change_roles(&s, &[5], 2).await.notifications_queued, 1);
