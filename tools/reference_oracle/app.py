@@ -33,7 +33,8 @@ from enum import Enum
 from typing import Annotated, List, Optional, Set
 
 from fastapi import FastAPI
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, StringConstraints,
+                      UrlConstraints, field_validator)
 
 
 class ProspectsEventIdentifier(str, Enum):
@@ -202,6 +203,102 @@ class WebhookCheckConnectivityRequest(Forbid):
     simulation: Optional[WebhookSimulation] = None
 
 
+# --- v2 (Partner Service 0.3.29, /work/shared/reference/v2/openapi-0.3.29.v2-webhooks-events.subset.json)
+# Modelling choices (see README.md, "v2 models"):
+# * A field is nullable only where the schema says so (`type: null` for request_context); every
+#   other optional field is `<type> = None` (pydantic v2 does not validate defaults, and emits
+#   the schema's plain type), so an explicit null is a type error.
+# * webhook_url: `format: uri, minLength: 1, maxLength: 65536` is exactly pydantic's HttpUrl
+#   with UrlConstraints(max_length=65536) (model_json_schema() checked). Its errors are
+#   pydantic-core's url_type / url_too_long (bytes) / url_parsing (rust-url's message) /
+#   url_scheme.
+# * headers (schema: string[]): the item rules are ours (AfterValidator -> value_error at
+#   ["body", "headers", i]); the count cap is Field(max_length) -> too_long. The caps are
+#   domain::defaults::WEBHOOK_MAX_HEADERS / WEBHOOK_HEADER_MAX_BYTES.
+
+class PayloadFormat(str, Enum):
+    json = "json"
+    stringified_json = "stringified_json"
+
+
+class WebhookStatus(str, Enum):
+    active = "active"
+    disabled = "disabled"
+
+
+WebhookUrl = Annotated[HttpUrl, UrlConstraints(max_length=65536)]
+
+WEBHOOK_MAX_HEADERS = 20
+WEBHOOK_HEADER_MAX_BYTES = 4096
+# Set by the service on every delivery (content and framing, signatures): never overridable.
+RESERVED_HEADERS = [
+    "content-type", "content-length", "host", "transfer-encoding", "connection", "keep-alive",
+    "upgrade", "te", "trailer", "expect", "x-signature", "x-timestamp", "x-delivery-id",
+    "webhook-id", "webhook-timestamp", "webhook-signature",
+]
+TCHARS = set("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+
+
+def check_header(v: str) -> str:
+    """A custom header line "Name: value": at most WEBHOOK_HEADER_MAX_BYTES bytes of UTF-8, no
+    control character but HTAB (so no CR/LF), a ':' after a non-empty HTTP token name (RFC 9110
+    tchar; no space before the colon), a name not in RESERVED_HEADERS (any case). The value is
+    what follows the colon without surrounding spaces/tabs; it may be empty.
+    Raises ValueError -> pydantic `value_error`."""
+    if len(v.encode("utf-8", "surrogatepass")) > WEBHOOK_HEADER_MAX_BYTES:
+        raise ValueError(f"header must be at most {WEBHOOK_HEADER_MAX_BYTES} bytes")
+    if any((ord(c) < 0x20 and c != "\t") or ord(c) == 0x7F for c in v):
+        raise ValueError("header must not contain CR, LF or other control characters")
+    name, sep, _value = v.partition(":")
+    if not sep:
+        raise ValueError("header must have the form 'Name: value'")
+    if not name or any(c not in TCHARS for c in name):
+        raise ValueError("header name must be an HTTP token (letters, digits and !#$%&'*+-.^_`|~)")
+    if name.lower() in RESERVED_HEADERS:
+        raise ValueError(f"header {name} is set by the service and cannot be sent as a custom header")
+    return v
+
+
+HeaderLine = Annotated[str, AfterValidator(check_header)]
+
+
+class WebhookCreateRequest(Forbid):
+    headers: List[HeaderLine] = Field(None, max_length=WEBHOOK_MAX_HEADERS)
+    name: str
+    description: str = None
+    webhook_url: WebhookUrl
+    payload_format: PayloadFormat = PayloadFormat.json
+
+
+class WebhookPatchRequest(Forbid):
+    headers: List[HeaderLine] = Field(None, max_length=WEBHOOK_MAX_HEADERS)
+    name: str = None
+    description: str = None
+    webhook_url: WebhookUrl = None
+    payload_format: PayloadFormat = None
+    status: WebhookStatus = None
+
+
+class WebhookConnectivityRequest(Forbid):
+    simulation: WebhookSimulation = None
+
+
+class V2ProspectEnrollmentCreateRequest(Forbid):
+    request_context: None = None
+    enrollment_key: str = Field(min_length=4)
+    webhook_id: str
+    event_types: List[ProspectsEventIdentifier] = Field(min_length=1, max_length=1000)
+    prospect_ids: List[ProspectIdStr] = Field(min_length=1, max_length=1000)
+
+
+class V2ProspectEnrollmentPatchRequest(Forbid):
+    request_context: None = None
+    enrollment_key: str = Field(None, min_length=4)
+    webhook_id: str = None
+    event_types: List[ProspectsEventIdentifier] = Field(None, min_length=1, max_length=1000)
+    prospect_ids: List[ProspectIdStr] = Field(None, min_length=1, max_length=1000)
+
+
 app = FastAPI()
 
 
@@ -236,4 +333,29 @@ def webhook_add(body: WebhookAddRequest):
 
 @app.post("/v1/webhooks/check_connectivity")
 def check_connectivity(body: WebhookCheckConnectivityRequest):
+    return ok(body)
+
+
+@app.post("/v2/webhooks")
+def v2_webhook_create(body: WebhookCreateRequest):
+    return ok(body)
+
+
+@app.patch("/v2/webhooks/wh")
+def v2_webhook_patch(body: WebhookPatchRequest):
+    return ok(body)
+
+
+@app.post("/v2/webhooks/wh/check_connectivity")
+def v2_webhook_connectivity(body: WebhookConnectivityRequest):
+    return ok(body)
+
+
+@app.post("/v2/prospects/events/enrollments")
+def v2_enrollment_create(body: V2ProspectEnrollmentCreateRequest):
+    return ok(body)
+
+
+@app.patch("/v2/prospects/events/enrollments/en")
+def v2_enrollment_patch(body: V2ProspectEnrollmentPatchRequest):
     return ok(body)

@@ -222,6 +222,132 @@ def cc_bodies() -> list:
     return out
 
 
+# --- v2 ---------------------------------------------------------------------------------------
+
+WH_CREATE_VALID = {"name": "crm-sync", "description": "CRM sync", "webhook_url": "https://example.com/hook",
+                   "headers": ["Authorization: Bearer sk-ant-oat01-x", "anthropic-version: 2023-06-01"],
+                   "payload_format": "stringified_json"}
+WH_PATCH_VALID = {**WH_CREATE_VALID, "status": "disabled"}
+WH_CONN_VALID = {"simulation": {"event_name": "new_funding_round", "number_of_events": 3}}
+EN_V2_VALID = {"enrollment_key": "my_b2b_saas_monitor", "webhook_id": "wh_9f2c81ab", "event_types": ET[:2],
+               "prospect_ids": [A, B]}
+
+URLS_V2 = [
+    "https://example.com/hook", "http://localhost:8080/x", "HTTPS://EXAMPLE.COM", "https://example.com",
+    "ftp://example.com", "example.com/hook", "/relative", "", " ", "\t", "https://", "http://", "http:///x",
+    "http:x", "https:/a.com", "//a.com", "https:\\\\a.com", "https://exa mple.com", "https://a.com/p q",
+    " https://example.com ", "https://example.com/\n", "https://a.com/\tx", "https://[::1]:80/", "https://[::1",
+    "https://[v1.x]/", "http://1.2.3.4", "http://1.2.3.4.5", "http://256.1.1.1", "http://0x7f.1/",
+    "https://example.com:99999/", "https://a.com:0", "https://a.com:65535", "https://a.com:65536", "http://a:",
+    "http://:80", "http://@", "http://u@h", "https://user:pw@example.com/p?q=1#f", "https://user:pa ss@a.com",
+    "javascript:alert(1)", "mailto:a@b.c", "data:,x", "file:///etc/passwd", "ws://a.com", "HtTp://x?y",
+    "http://x#", "https:://x", "https://例え.jp/", "https://ü.com", "https://xn--", "https://a..b",
+    "https://-a.com", "https://a_b.com", "https://%", "https://a%20b.com", "https://a.com/%zz", "https://a.com/é",
+    "https://a.com/\u00a0", "http://\u3000a.com", "http://a.com\\b", "https://a.com?" + "q" * 200,
+    5, 1.5, True, None, [], {}, ["https://a.com"],
+]
+# At the length cap (65536 bytes, not characters): in WebhookCreateRequest only, they are large.
+LONG_URLS = ["https://a.com/" + "x" * (65536 - 14), "https://a.com/" + "x" * (65537 - 14),
+             "https://a.com/" + "é" * 32761]
+
+HEADER_LINES = [
+    "Authorization: Bearer x", "anthropic-version: 2023-06-01", "A:b", "A:", "A: ", "A:\tb", "A: b: c", "A:: b",
+    "NoColon", ": value", " A: b", "A : b", "A\t: b", "A B: c", "Ä: b", "A(: b", "A/B: c", "A@: b",
+    "!#$%&'*+-.^_`|~09azAZ: v", "A: b\r\nX: y", "A: b\n", "A: b\r", "A\u0000: b", "A: b\u007f", "A: \u0001",
+    "A: é ü", "A: \u0085", "", ":", "Content-Type: text/plain", "content-length: 5", "HOST: x",
+    "X-Signature: x", "x-timestamp: 1", "X-Delivery-ID: x", "Webhook-Id: x", "webhook-timestamp: 1",
+    "WEBHOOK-SIGNATURE: v1,x", "Transfer-Encoding: chunked", "Connection: close", "Keep-Alive: 5",
+    "Upgrade: h2c", "TE: trailers", "Trailer: X", "Expect: 100-continue", "Content-Typo: x", "X-Host: y",
+    "A: " + "x" * 4093, "A: " + "x" * 4094, "A: " + "é" * 2046, "A: " + "é" * 2047, "Host: " + "x" * 5000,
+    "A\n" + "x" * 5000,
+]
+
+
+def headers_bodies(valid: dict) -> list:
+    out = []
+    for h in HEADER_LINES:
+        out.append(enc({**valid, "headers": [h]}))
+    for hs in [[], ["A: b"] * 20, ["A: b"] * 21, ["bad"] * 21, ["A: b"] * 19 + ["bad"],
+               ["bad", "Host: x", 1, "ok: 1", None, "A: b\n"], [1, None, True, [], {}],
+               ["A: b", "A: b"], ["A: b", "a: c"], "A: b", {"A": "b"}]:
+        out.append(enc({**valid, "headers": hs}))
+    return out
+
+
+def webhook_v2_bodies(valid: dict) -> list:
+    out = [enc({**valid, "webhook_url": u}) for u in URLS_V2]
+    out += headers_bodies(valid)
+    for pf in ["json", "stringified_json", "JSON", "text", "", " json", None, 1, [], {}]:
+        out.append(enc({**valid, "payload_format": pf}))
+    for f in ["name", "description"]:
+        for v in ["", "x" * 1000, "é日本😀", None, 1, [], {}, True]:
+            out.append(enc({**valid, f: v}))
+    out.append(enc({"name": 1, "webhook_url": "x", "headers": ["Host: a"], "payload_format": "x", "zz": 1}))
+    out.append(enc({"webhook_url": None, "partner_id": "p1"}))
+    out.append(enc({"name": "n", "webhook_url": "https://a.com", "request_context": None}))
+    return out
+
+
+def webhook_create_bodies() -> list:
+    out = webhook_v2_bodies(WH_CREATE_VALID)
+    out += [enc({**WH_CREATE_VALID, "webhook_url": u}) for u in LONG_URLS]
+    out += [enc({"name": "n", "webhook_url": "https://a.com"}), enc({"webhook_url": "https://a.com"}),
+            enc({"name": "n"}), enc({"name": "n", "webhook_url": "https://a.com", "status": "active"})]
+    return out
+
+
+def webhook_patch_bodies() -> list:
+    out = webhook_v2_bodies(WH_PATCH_VALID)
+    for st in ["active", "disabled", "Active", "paused", "", None, 1, []]:
+        out.append(enc({"status": st}))
+    for k, v in WH_PATCH_VALID.items():
+        out.append(enc({k: v}))
+    out += [enc({"status": "active", "webhook_url": "ftp://x", "headers": ["x"], "name": None}),
+            enc({"webhook_id": "wh_1"}), enc({"secret": "s"})]
+    return out
+
+
+def connectivity_v2_bodies() -> list:
+    out = [b.replace('"partner_id": "p1", ', "") for b in cc_bodies()]
+    out += [enc({"simulation": None}), enc({"partner_id": "p1"}), enc({"partner_id": "p1", "simulation": {}}),
+            enc({"simulation": {}, "request_context": None}), enc({"simulation": {"event_name": "award"}, "x": 1})]
+    return out
+
+
+def enrollment_v2_bodies(valid: dict) -> list:
+    out = enrollment_bodies(valid, 1000)
+    out = [b for b in out if '"enrollment_id"' not in b]
+    for n in [999, 1000]:
+        out.append(enc({**valid, "prospect_ids": ids(n)}))
+    for evs in [ET * 333, ET * 334, ["x"] * 1001, ET * 333 + ["x"]]:
+        out.append(enc({**valid, "event_types": evs}))
+    for w in ["", "wh_x", "x" * 300, None, 1, [], {}]:
+        out.append(enc({**valid, "webhook_id": w}))
+    for rc in [None, {}, {"a": 1}, [], "", 0, False]:
+        out.append(enc({**valid, "request_context": rc}))
+    out.append(enc({"request_context": {}, "enrollment_key": "ab", "webhook_id": None, "event_types": [],
+                    "prospect_ids": ["x"], "enrollment_id": "en_1"}))
+    return out
+
+
+def enrollment_v2_create_bodies() -> list:
+    out = enrollment_v2_bodies(EN_V2_VALID)
+    out.append(enc({**EN_V2_VALID, "prospect_ids": ids(1001)}))
+    out.append(enc({**EN_V2_VALID, "prospect_ids": ids(1000) + ["bad"]}))
+    out.append(enc({k: v for k, v in EN_V2_VALID.items() if k != "webhook_id"}))
+    return out
+
+
+def enrollment_v2_patch_bodies() -> list:
+    out = enrollment_v2_bodies(EN_V2_VALID)
+    for k, v in EN_V2_VALID.items():
+        out.append(enc({k: v}))
+    out += [enc({"enrollment_key": None}), enc({"event_types": None}), enc({"prospect_ids": None}),
+            enc({"webhook_id": None}), enc({"request_context": None}), enc({"status": "active"}),
+            enc({"event_types": [], "prospect_ids": []})]
+    return out
+
+
 SCHEMAS = {
     "ProspectsEnrollmentsAddRequest": ("POST", "/v1/prospects/events/enrollments", ADD_VALID,
                                        lambda: enrollment_bodies(ADD_VALID, 20)),
@@ -231,6 +357,14 @@ SCHEMAS = {
     "ProspectsEventsRequest": ("POST", "/v1/prospects/events", EVT_VALID, events_bodies),
     "WebhookAddRequest": ("POST", "/v1/webhooks", WH_VALID, webhook_bodies),
     "WebhookCheckConnectivityRequest": ("POST", "/v1/webhooks/check_connectivity", CC_VALID, cc_bodies),
+    "WebhookCreateRequest": ("POST", "/v2/webhooks", WH_CREATE_VALID, webhook_create_bodies),
+    "WebhookPatchRequest": ("PATCH", "/v2/webhooks/wh", WH_PATCH_VALID, webhook_patch_bodies),
+    "WebhookConnectivityRequest": ("POST", "/v2/webhooks/wh/check_connectivity", WH_CONN_VALID,
+                                   connectivity_v2_bodies),
+    "V2ProspectEnrollmentCreateRequest": ("POST", "/v2/prospects/events/enrollments", EN_V2_VALID,
+                                          enrollment_v2_create_bodies),
+    "V2ProspectEnrollmentPatchRequest": ("PATCH", "/v2/prospects/events/enrollments/en", EN_V2_VALID,
+                                         enrollment_v2_patch_bodies),
 }
 
 

@@ -48,6 +48,12 @@ pub const ANNIVERSARY_LEAD_DAYS: u32 = 7;
 pub const SCAN_INTERVAL: Duration = Duration::from_secs(DAY);
 /// `--event-retention`: events older than this are neither created nor kept.
 pub const EVENT_RETENTION: Duration = Duration::from_secs(400 * DAY);
+/// Custom headers one v2 webhook may carry (`headers`, "Name: value" lines); a limit, not a
+/// flag. More is a 422 `too_long`, as pydantic reports an over-long list.
+pub const WEBHOOK_MAX_HEADERS: usize = 20;
+/// Longest custom header line of a v2 webhook, in bytes of UTF-8 (most servers refuse lines
+/// over 4–8 KiB); a limit, not a flag.
+pub const WEBHOOK_HEADER_MAX_BYTES: usize = 4096;
 
 // --- Storage tuning (not flags; the PostgreSQL pool size is the URL's `pool_size`) -----------
 /// PostgreSQL: most connections one process opens (URL parameter `pool_size`).

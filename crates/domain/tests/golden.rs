@@ -1,6 +1,7 @@
 //! Replays the oracle's golden cases (tools/reference_oracle/gen_golden.py, real FastAPI +
 //! pydantic v2) through `parse_body` + `from_json` and requires byte-identical `detail` bodies.
 
+use prospect_events_domain::validation::v2;
 use prospect_events_domain::validation::{
     detail_json, parse_body, pyjson, BodyError, CheckConnectivity, EnrollmentAdd, EnrollmentDelete,
     EnrollmentUpdate, EventsRequest, FieldError, WebhookAdd,
@@ -11,6 +12,7 @@ use serde_json::Value;
 /// exact when echoing them; we echo a float.
 const KNOWN_DIVERGENT_BODIES: &[&str] = &[
     r#"{"partner_id": "p1", "simulation": {"event_name": "award", "number_of_events": 1000000000000000000000000000000}}"#,
+    r#"{"simulation": {"event_name": "award", "number_of_events": 1000000000000000000000000000000}}"#,
 ];
 
 type Validate = fn(&Value) -> Result<(), Vec<FieldError>>;
@@ -100,6 +102,41 @@ fn golden_webhook_add() {
 fn golden_check_connectivity() {
     replay("WebhookCheckConnectivityRequest", |v| {
         CheckConnectivity::from_json(v).map(drop)
+    });
+}
+
+#[test]
+fn golden_v2_webhook_create() {
+    replay("WebhookCreateRequest", |v| {
+        v2::WebhookCreate::from_json(v).map(drop)
+    });
+}
+
+#[test]
+fn golden_v2_webhook_patch() {
+    replay("WebhookPatchRequest", |v| {
+        v2::WebhookPatch::from_json(v).map(drop)
+    });
+}
+
+#[test]
+fn golden_v2_webhook_connectivity() {
+    replay("WebhookConnectivityRequest", |v| {
+        v2::WebhookConnectivity::from_json(v).map(drop)
+    });
+}
+
+#[test]
+fn golden_v2_enrollment_create() {
+    replay("V2ProspectEnrollmentCreateRequest", |v| {
+        v2::EnrollmentCreate::from_json(v).map(drop)
+    });
+}
+
+#[test]
+fn golden_v2_enrollment_patch() {
+    replay("V2ProspectEnrollmentPatchRequest", |v| {
+        v2::EnrollmentPatch::from_json(v).map(drop)
     });
 }
 

@@ -249,3 +249,58 @@ pub(crate) fn value_error(loc: Vec<Loc>, input: &Value, msg: &str) -> FieldError
         Some(json!({ "error": {} })),
     )
 }
+
+/// pydantic v2's `None` type (`request_context: None`): anything but null.
+pub(crate) fn none_required(loc: Vec<Loc>, input: &Value) -> FieldError {
+    fe(
+        "none_required",
+        loc,
+        "Input should be None",
+        input.clone(),
+        None,
+    )
+}
+
+pub(crate) fn url_type(loc: Vec<Loc>, input: &Value) -> FieldError {
+    fe(
+        "url_type",
+        loc,
+        "URL input should be a string or URL",
+        input.clone(),
+        None,
+    )
+}
+
+/// `error` is pydantic-core's text: "input is empty", or the rust-url `ParseError` it got.
+pub(crate) fn url_parsing(loc: Vec<Loc>, input: &Value, error: &str) -> FieldError {
+    fe(
+        "url_parsing",
+        loc,
+        format!("Input should be a valid URL, {error}"),
+        input.clone(),
+        Some(json!({ "error": error })),
+    )
+}
+
+/// The length is counted in bytes of UTF-8, as pydantic-core does.
+pub(crate) fn url_too_long(loc: Vec<Loc>, input: &Value, max: usize) -> FieldError {
+    let s = if max == 1 { "" } else { "s" };
+    fe(
+        "url_too_long",
+        loc,
+        format!("URL should have at most {max} character{s}"),
+        input.clone(),
+        Some(json!({ "max_length": max })),
+    )
+}
+
+/// `expected` as pydantic renders the allowed schemes, e.g. `'http' or 'https'`.
+pub(crate) fn url_scheme(loc: Vec<Loc>, input: &Value, expected: &str) -> FieldError {
+    fe(
+        "url_scheme",
+        loc,
+        format!("URL scheme should be {expected}"),
+        input.clone(),
+        Some(json!({ "expected_schemes": expected })),
+    )
+}

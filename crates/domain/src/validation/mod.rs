@@ -1,7 +1,7 @@
 //! Request validation that reproduces the reference server's (FastAPI + pydantic v2) 422 bodies.
 //!
 //! Entry points: [`parse_body`] (raw bytes -> JSON value, or FastAPI's body errors) and the
-//! `from_json` constructor of each request type in [`requests`]. Errors are [`FieldError`]s in
+//! `from_json` constructor of each request type in [`requests`] (v1) and [`v2`]. Errors are [`FieldError`]s in
 //! pydantic's order; [`detail_json`] renders the `{"detail": [...]}` body.
 //!
 //! Everything here is checked against golden files produced by the real FastAPI + pydantic
@@ -30,6 +30,7 @@
 mod errors;
 pub mod pyjson;
 pub mod requests;
+pub mod v2;
 
 use serde::{Serialize, Serializer};
 use serde_json::{json, Value};

@@ -189,20 +189,20 @@ pub struct Simulation {
 // ------------------------------------------------------------------------------------------
 // Model machinery
 
-fn at(base: &[Loc], name: &str) -> Vec<Loc> {
+pub(super) fn at(base: &[Loc], name: &str) -> Vec<Loc> {
     let mut l = base.to_vec();
     l.push(Loc::Field(name.to_owned()));
     l
 }
 
-fn idx(base: &[Loc], i: usize) -> Vec<Loc> {
+pub(super) fn idx(base: &[Loc], i: usize) -> Vec<Loc> {
     let mut l = base.to_vec();
     l.push(Loc::Index(i));
     l
 }
 
 /// One model being validated: collects errors in field order, then extras.
-struct Model<'a> {
+pub(super) struct Model<'a> {
     input: &'a Value,
     map: &'a Map<String, Value>,
     base: Vec<Loc>,
@@ -211,7 +211,11 @@ struct Model<'a> {
 
 impl<'a> Model<'a> {
     /// `None` (with the error recorded in `errors`) when the input is not a dict.
-    fn new(input: &'a Value, base: Vec<Loc>, errors: &mut Vec<FieldError>) -> Option<Self> {
+    pub(super) fn new(
+        input: &'a Value,
+        base: Vec<Loc>,
+        errors: &mut Vec<FieldError>,
+    ) -> Option<Self> {
         match input {
             Value::Object(map) => Some(Model {
                 input,
@@ -227,7 +231,7 @@ impl<'a> Model<'a> {
     }
 
     /// A required field: `missing` when absent, else `f(value, loc)`.
-    fn required<T>(
+    pub(super) fn required<T>(
         &mut self,
         name: &str,
         f: impl FnOnce(&Value, Vec<Loc>, &mut Vec<FieldError>) -> Option<T>,
@@ -243,7 +247,7 @@ impl<'a> Model<'a> {
     }
 
     /// A field with a default: `Some(None)` when absent.
-    fn optional<T>(
+    pub(super) fn optional<T>(
         &mut self,
         name: &str,
         f: impl FnOnce(&Value, Vec<Loc>, &mut Vec<FieldError>) -> Option<T>,
@@ -256,7 +260,7 @@ impl<'a> Model<'a> {
     }
 
     /// `extra="forbid"`: one `extra_forbidden` per unknown key, in input order (up to the cap).
-    fn forbid_extra(&mut self, fields: &[&str]) {
+    pub(super) fn forbid_extra(&mut self, fields: &[&str]) {
         for (k, v) in self.map {
             if errors_full(&self.errors) {
                 return;
@@ -267,7 +271,7 @@ impl<'a> Model<'a> {
         }
     }
 
-    fn finish<T>(self, out: Option<T>) -> Result<T, Vec<FieldError>> {
+    pub(super) fn finish<T>(self, out: Option<T>) -> Result<T, Vec<FieldError>> {
         match out {
             Some(t) if self.errors.is_empty() => Ok(t),
             // A nested model (simulation) has a handful of fields: only the body reaches the cap.
@@ -276,7 +280,7 @@ impl<'a> Model<'a> {
     }
 }
 
-fn body_model(v: &Value) -> Result<Model<'_>, Vec<FieldError>> {
+pub(super) fn body_model(v: &Value) -> Result<Model<'_>, Vec<FieldError>> {
     let mut errors = Vec::new();
     Model::new(v, vec![Loc::from("body")], &mut errors).ok_or(errors)
 }
@@ -284,7 +288,7 @@ fn body_model(v: &Value) -> Result<Model<'_>, Vec<FieldError>> {
 // ------------------------------------------------------------------------------------------
 // Field validators (pydantic python-mode semantics: FastAPI validates the dict json.loads made)
 
-fn v_str(v: &Value, loc: Vec<Loc>, errs: &mut Vec<FieldError>) -> Option<String> {
+pub(super) fn v_str(v: &Value, loc: Vec<Loc>, errs: &mut Vec<FieldError>) -> Option<String> {
     match v {
         Value::String(s) => Some(s.clone()),
         _ => {
@@ -294,7 +298,7 @@ fn v_str(v: &Value, loc: Vec<Loc>, errs: &mut Vec<FieldError>) -> Option<String>
     }
 }
 
-fn v_key(v: &Value, loc: Vec<Loc>, errs: &mut Vec<FieldError>) -> Option<String> {
+pub(super) fn v_key(v: &Value, loc: Vec<Loc>, errs: &mut Vec<FieldError>) -> Option<String> {
     let s = v_str(v, loc.clone(), errs)?;
     if s.chars().count() < KEY_MIN_LEN {
         errs.push(string_too_short(loc, v, KEY_MIN_LEN));
@@ -314,7 +318,11 @@ fn v_request_context(v: &Value, loc: Vec<Loc>, errs: &mut Vec<FieldError>) -> Op
     }
 }
 
-fn v_prospect_id(v: &Value, loc: Vec<Loc>, errs: &mut Vec<FieldError>) -> Option<ProspectId> {
+pub(super) fn v_prospect_id(
+    v: &Value,
+    loc: Vec<Loc>,
+    errs: &mut Vec<FieldError>,
+) -> Option<ProspectId> {
     let s = v_str(v, loc.clone(), errs)?;
     match ProspectId::parse(&s) {
         Some(p) => Some(p),
@@ -329,7 +337,11 @@ fn event_type_names() -> [&'static str; 3] {
     EventType::ALL.map(EventType::as_str)
 }
 
-fn v_event_type(v: &Value, loc: Vec<Loc>, errs: &mut Vec<FieldError>) -> Option<EventType> {
+pub(super) fn v_event_type(
+    v: &Value,
+    loc: Vec<Loc>,
+    errs: &mut Vec<FieldError>,
+) -> Option<EventType> {
     match v.as_str().and_then(EventType::parse) {
         Some(t) => Some(t),
         None => {
@@ -342,7 +354,7 @@ fn v_event_type(v: &Value, loc: Vec<Loc>, errs: &mut Vec<FieldError>) -> Option<
 /// `List[T]` with `min_length`/`max_length` (pydantic-core `validate_iter_to_vec`): when the
 /// input is longer than `max`, only `too_long` is reported (item errors are dropped); item
 /// errors by index; `too_short` only when every item is valid.
-fn v_list<T>(
+pub(super) fn v_list<T>(
     v: &Value,
     loc: Vec<Loc>,
     errs: &mut Vec<FieldError>,
@@ -429,12 +441,16 @@ fn v_set<T: Clone + Eq + std::hash::Hash>(
     Some(out)
 }
 
-fn dedup<T: Clone + Eq + std::hash::Hash>(v: Vec<T>) -> Vec<T> {
+pub(super) fn dedup<T: Clone + Eq + std::hash::Hash>(v: Vec<T>) -> Vec<T> {
     let mut seen = HashSet::new();
     v.into_iter().filter(|t| seen.insert(t.clone())).collect()
 }
 
-fn v_event_types(v: &Value, loc: Vec<Loc>, errs: &mut Vec<FieldError>) -> Option<Vec<EventType>> {
+pub(super) fn v_event_types(
+    v: &Value,
+    loc: Vec<Loc>,
+    errs: &mut Vec<FieldError>,
+) -> Option<Vec<EventType>> {
     v_list(v, loc, errs, 1, None, v_event_type).map(dedup)
 }
 
@@ -758,7 +774,7 @@ fn v_bounded_int(
     }
 }
 
-fn v_simulation(
+pub(super) fn v_simulation(
     v: &Value,
     loc: Vec<Loc>,
     errs: &mut Vec<FieldError>,
