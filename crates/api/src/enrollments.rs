@@ -154,7 +154,9 @@ fn not_found(e: StoreError) -> ApiError {
 const MAX_LIMIT: u32 = 1000;
 
 /// Query parameters of GET, validated as FastAPI would.
-fn parse_list_query(params: &[(String, String)]) -> Result<EnrollmentQuery, Vec<FieldError>> {
+pub(crate) fn parse_list_query(
+    params: &[(String, String)],
+) -> Result<EnrollmentQuery, Vec<FieldError>> {
     let params = Params(params);
     let mut errors = Vec::new();
     let mut q = EnrollmentQuery {

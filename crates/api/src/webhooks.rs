@@ -48,7 +48,7 @@ pub(crate) struct ContextOnly {
     response_context: ResponseContext,
 }
 
-fn ms_to_rfc3339(ms: i64) -> String {
+pub(crate) fn ms_to_rfc3339(ms: i64) -> String {
     OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
         .map(format_timestamp)
         .unwrap_or_default()
@@ -308,21 +308,48 @@ pub(crate) async fn list_deliveries(
     Query(params): Query<Vec<(String, String)>>,
 ) -> Result<Json<DeliveriesOut>, ApiError> {
     let scope = partner_scope(&caller, &partner_id)?;
-    let q = parse_delivery_query(&params).map_err(ApiError::Validation)?;
-    let page = state
-        .store
-        .list_deliveries(&WebhookKey::legacy(&scope), &q)
-        .await?;
+    let key = WebhookKey::legacy(&scope);
+    let (status, deliveries, next_cursor) = deliveries_page(&state, &key, &params).await?;
+    Ok(Json(DeliveriesOut {
+        response_context: ctx.response_context(status),
+        deliveries,
+        next_cursor,
+    }))
+}
+
+/// One page of a webhook's delivery log (v1's and each v2 webhook's): its `request_status`,
+/// the deliveries and the next cursor.
+pub(crate) async fn deliveries_page(
+    state: &AppState,
+    key: &WebhookKey,
+    params: &[(String, String)],
+) -> Result<(&'static str, Vec<DeliveryOut>, Option<String>), ApiError> {
+    let q = parse_delivery_query(params).map_err(ApiError::Validation)?;
+    let page = state.store.list_deliveries(key, &q).await?;
     let status = if page.deliveries.is_empty() {
         "miss"
     } else {
         "success"
     };
-    Ok(Json(DeliveriesOut {
-        response_context: ctx.response_context(status),
-        deliveries: page.deliveries.into_iter().map(Into::into).collect(),
-        next_cursor: page.next_cursor.map(Cursor::encode),
-    }))
+    Ok((
+        status,
+        page.deliveries.into_iter().map(Into::into).collect(),
+        page.next_cursor.map(Cursor::encode),
+    ))
+}
+
+/// One delivery of a webhook with its attempts (404 outside the webhook).
+pub(crate) async fn delivery_detail(
+    state: &AppState,
+    key: &WebhookKey,
+    delivery_id: &str,
+) -> Result<(DeliveryOut, Vec<AttemptOut>), ApiError> {
+    let (d, attempts) = state
+        .store
+        .get_delivery(key, delivery_id)
+        .await?
+        .ok_or(ApiError::NotFound("Delivery not found"))?;
+    Ok((d.into(), attempts.into_iter().map(Into::into).collect()))
 }
 
 #[derive(Serialize)]
@@ -339,15 +366,12 @@ pub(crate) async fn get_delivery(
     Path((partner_id, delivery_id)): Path<(String, String)>,
 ) -> Result<Json<DeliveryDetailOut>, ApiError> {
     let scope = partner_scope(&caller, &partner_id)?;
-    let (d, attempts) = state
-        .store
-        .get_delivery(&WebhookKey::legacy(&scope), &delivery_id)
-        .await?
-        .ok_or(ApiError::NotFound("Delivery not found"))?;
+    let key = WebhookKey::legacy(&scope);
+    let (delivery, attempt_list) = delivery_detail(&state, &key, &delivery_id).await?;
     Ok(Json(DeliveryDetailOut {
         response_context: ctx.response_context("success"),
-        delivery: d.into(),
-        attempt_list: attempts.into_iter().map(Into::into).collect(),
+        delivery,
+        attempt_list,
     }))
 }
 
@@ -397,13 +421,7 @@ pub(crate) async fn replay(
     JsonBody(req): JsonBody<ReplayRequest>,
 ) -> Result<Json<ReplayOut>, ApiError> {
     let scope = partner_scope(&caller, &partner_id)?;
-    let q = ReplayQuery {
-        from: domain::instant::window_start(req.timestamp_from).unix_timestamp(),
-        to: req.timestamp_to.map(|t| t.unix_timestamp()),
-        event_names: req
-            .event_types
-            .map(|ts| ts.iter().map(|t| t.as_str().to_string()).collect()),
-    };
+    let q = replay_query(req);
     let n = state
         .store
         .replay(&WebhookKey::legacy(&scope), &q, state.clock.now())
@@ -415,4 +433,15 @@ pub(crate) async fn replay(
         response_context: ctx.response_context(if n == 0 { "miss" } else { "success" }),
         requeued: n,
     }))
+}
+
+/// The store's replay window for a replay request (v1's and each v2 webhook's).
+pub(crate) fn replay_query(req: ReplayRequest) -> ReplayQuery {
+    ReplayQuery {
+        from: domain::instant::window_start(req.timestamp_from).unix_timestamp(),
+        to: req.timestamp_to.map(|t| t.unix_timestamp()),
+        event_names: req
+            .event_types
+            .map(|ts| ts.iter().map(|t| t.as_str().to_string()).collect()),
+    }
 }

@@ -58,6 +58,9 @@ pub struct ServeArgs {
     /// Disable a webhook after failing continuously this long.
     #[arg(long, env = "PROSPECT_EVENTS_DISABLE_AFTER")]
     pub disable_after: Option<String>,
+    /// After a v2 rotate_secret, how long the replaced secret still signs webhook-signature.
+    #[arg(long, env = "PROSPECT_EVENTS_SECRET_ROTATION_GRACE")]
+    pub secret_rotation_grace: Option<String>,
     /// Days ahead an anniversary is announced.
     #[arg(long, env = "PROSPECT_EVENTS_ANNIVERSARY_LEAD_DAYS")]
     pub anniversary_lead_days: Option<u32>,
@@ -126,6 +129,7 @@ impl ServeArgs {
             delivery_timeout: Some(duration_text(defaults::DELIVERY_TIMEOUT)),
             delivery_lease: Some(duration_text(defaults::DELIVERY_LEASE)),
             disable_after: Some(duration_text(defaults::DISABLE_AFTER)),
+            secret_rotation_grace: Some(duration_text(defaults::SECRET_ROTATION_GRACE)),
             anniversary_lead_days: Some(defaults::ANNIVERSARY_LEAD_DAYS),
             scan_interval: Some(duration_text(defaults::SCAN_INTERVAL)),
             event_retention: Some(duration_text(defaults::EVENT_RETENTION)),
@@ -295,6 +299,7 @@ pub struct ServeConfig {
     pub delivery_timeout: Duration,
     pub delivery_lease: Duration,
     pub disable_after: Duration,
+    pub secret_rotation_grace: Duration,
     pub anniversary_lead_days: u32,
     pub scan_interval: Duration,
     pub event_retention: Duration,
@@ -375,6 +380,7 @@ impl ServeConfig {
             delivery_timeout: duration("delivery-timeout", a.delivery_timeout)?,
             delivery_lease: duration("delivery-lease", a.delivery_lease)?,
             disable_after: duration("disable-after", a.disable_after)?,
+            secret_rotation_grace: duration("secret-rotation-grace", a.secret_rotation_grace)?,
             anniversary_lead_days: given(a.anniversary_lead_days, "anniversary-lead-days")?,
             scan_interval: duration("scan-interval", a.scan_interval)?,
             event_retention: duration("event-retention", a.event_retention)?,
@@ -617,7 +623,7 @@ mod tests {
         let table = ServeArgs::defaults().set_options().unwrap();
         assert_eq!(
             table.len(),
-            16,
+            17,
             "an option with a default was added or lost"
         );
         for (key, value) in &table {

@@ -5,4 +5,6 @@
 //! [`V2ResponseContext`]: crate::context::V2ResponseContext
 //! [`RequestCtx::v2_response_context`]: crate::context::RequestCtx::v2_response_context
 
+pub(crate) mod enrollments;
 pub(crate) mod events;
+pub(crate) mod webhooks;
