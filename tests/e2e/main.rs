@@ -14,5 +14,6 @@ mod replicas;
 mod serve_crash;
 mod tls;
 mod v2_events;
+mod v2_webhooks;
 mod validation;
 mod webhooks;
