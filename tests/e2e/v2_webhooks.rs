@@ -549,12 +549,7 @@ async fn cap_names_legacy_row_and_reads() {
 async fn disabled_webhooks_wait_and_v1_v2_lists_show_each_other() {
     let (app, admin) = worker_app().await;
     let rx = Receiver::start(Reply::Status(200)).await;
-    let (w, _) = create(
-        &app,
-        &app.key,
-        json!({"name": "w", "webhook_url": rx.url}),
-    )
-    .await;
+    let (w, _) = create(&app, &app.key, json!({"name": "w", "webhook_url": rx.url})).await;
     let (_, e) = enroll_v2(&app, &app.key, &w, &[P1]).await;
     let (st, v) = call(
         &app,

@@ -148,48 +148,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/prospects/events", post(events::fetch))
         .route("/v2/prospects/events", post(v2::events::fetch))
-        .route(
-            "/v2/prospects/events/enrollments",
-            get(v2::enrollments::list).post(v2::enrollments::create),
-        )
-        .route(
-            "/v2/prospects/events/enrollments/{enrollment_id}",
-            axum::routing::patch(v2::enrollments::patch).delete(v2::enrollments::delete),
-        )
-        .route(
-            "/v2/webhooks",
-            get(v2::webhooks::list).post(v2::webhooks::create),
-        )
-        .route(
-            "/v2/webhooks/{webhook_id}",
-            get(v2::webhooks::get_one)
-                .patch(v2::webhooks::patch)
-                .delete(v2::webhooks::delete),
-        )
-        .route(
-            "/v2/webhooks/{webhook_id}/rotate_secret",
-            post(v2::webhooks::rotate_secret),
-        )
-        .route(
-            "/v2/webhooks/{webhook_id}/check_connectivity",
-            post(v2::webhooks::check_connectivity),
-        )
-        .route(
-            "/v2/webhooks/{webhook_id}/deliveries",
-            get(v2::webhooks::list_deliveries),
-        )
-        .route(
-            "/v2/webhooks/{webhook_id}/deliveries/{delivery_id}",
-            get(v2::webhooks::get_delivery),
-        )
-        .route(
-            "/v2/webhooks/{webhook_id}/deliveries/{delivery_id}/retry",
-            post(v2::webhooks::retry_delivery),
-        )
-        .route(
-            "/v2/webhooks/{webhook_id}/replay",
-            post(v2::webhooks::replay),
-        )
+        .merge(v2::routes())
         .route(
             "/v1/admin/prospects/snapshots",
             post(admin::ingest_snapshots),

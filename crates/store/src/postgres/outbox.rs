@@ -217,22 +217,7 @@ pub(super) async fn claim_due(
     limit: u32,
     room: &ClaimRoom,
 ) -> StoreResult<Vec<Claimed>> {
-    let r_t: Vec<&str> = room
-        .scopes
-        .iter()
-        .map(|(k, _)| k.scope.tenant.0.as_str())
-        .collect();
-    let r_p: Vec<&str> = room
-        .scopes
-        .iter()
-        .map(|(k, _)| k.scope.partner.0.as_str())
-        .collect();
-    let r_w: Vec<&str> = room
-        .scopes
-        .iter()
-        .map(|(k, _)| k.webhook_id.as_str())
-        .collect();
-    let r_n: Vec<i64> = room.scopes.iter().map(|(_, n)| i64::from(*n)).collect();
+    let (r_t, r_p, r_w, r_n) = room_columns(room);
     let lease_until = now_ms + lease_ms;
     // One statement: each enabled webhook's oldest due rows up to its room (one range scan
     // of notifications_due_scope each), oldest first overall; rows locked by another
@@ -291,6 +276,18 @@ pub(super) async fn claim_due(
         .collect();
     out.sort_by_key(|c| c.row);
     Ok(out)
+}
+
+/// The listed webhooks' room as columns: tenants, partners, webhook ids, room.
+fn room_columns(room: &ClaimRoom) -> (Vec<&str>, Vec<&str>, Vec<&str>, Vec<i64>) {
+    let mut cols = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (k, n) in &room.scopes {
+        cols.0.push(k.scope.tenant.0.as_str());
+        cols.1.push(k.scope.partner.0.as_str());
+        cols.2.push(k.webhook_id.as_str());
+        cols.3.push(i64::from(*n));
+    }
+    cols
 }
 
 /// A row the claim returned (columns as in its `RETURNING`), leased until `lease_until`.
