@@ -671,3 +671,30 @@ async fn every_v2_route_is_tenant_isolated() {
     let (_, v) = call(&app, &app.key, Method::GET, ENROLL, None).await;
     assert_eq!(v["enrollments"].as_array().unwrap().len(), 1);
 }
+
+/// `prospect-events demo` walks the v2 flow too: a named webhook with a header and the
+/// stringified format, an enrollment bound to it, its notification checked in both schemes.
+#[tokio::test]
+async fn demo_shows_the_v2_flow() {
+    let Some(bin) = prospect_events_e2e::cli_binary() else {
+        return;
+    };
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(bin)
+            .arg("demo")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    for line in [
+        "POST /v2/webhooks → wh_",
+        "POST /v2/prospects/events/enrollments → en_",
+        "X-Signature verified, webhook-signature verified, X-Team sales-ops",
+        "Done: 3 signed notifications delivered and verified.",
+    ] {
+        assert!(text.contains(line), "{line} missing in:\n{text}");
+    }
+}
