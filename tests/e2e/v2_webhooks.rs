@@ -698,3 +698,39 @@ async fn demo_shows_the_v2_flow() {
         assert!(text.contains(line), "{line} missing in:\n{text}");
     }
 }
+
+/// Fairness holds per webhook, not per tenant: a hanging v2 webhook holds only its own share
+/// of sends, so another webhook of the same tenant still gets its notification at once.
+#[tokio::test]
+async fn a_hanging_webhook_does_not_delay_another_of_the_same_tenant() {
+    let (app, admin) = worker_app().await;
+    let slow = Receiver::start(Reply::Hang).await;
+    let fast = Receiver::start(Reply::Status(200)).await;
+    let (s, _) = create(
+        &app,
+        &app.key,
+        json!({"name": "slow", "webhook_url": slow.url}),
+    )
+    .await;
+    let (f, _) = create(
+        &app,
+        &app.key,
+        json!({"name": "fast", "webhook_url": fast.url}),
+    )
+    .await;
+    let many: Vec<String> = (0..20).map(|i| format!("{:040x}", 0x6000 + i)).collect();
+    let many_ref: Vec<&str> = many.iter().map(String::as_str).collect();
+    enroll_v2(&app, &app.key, &s, &many_ref).await;
+    one_event_each(&app, &admin, &many_ref, 0).await;
+    slow.wait_for(1, Duration::from_secs(5)).await;
+
+    enroll_v2(&app, &app.key, &f, &[P1]).await;
+    let t = std::time::Instant::now();
+    one_event_each(&app, &admin, &[P1], 0).await;
+    fast.wait_for(1, Duration::from_secs(5)).await;
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "the fast webhook waited {:?}",
+        t.elapsed()
+    );
+}
