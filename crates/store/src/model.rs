@@ -459,7 +459,7 @@ impl Webhook {
     pub fn previous_secret_at(&self, now: time::OffsetDateTime) -> Option<&str> {
         self.previous_secret
             .as_deref()
-            .filter(|_| self.previous_secret_until.is_some_and(|u| u > now))
+            .filter(|_| rotation_grace_lasts(self.previous_secret_until, now))
     }
 
     /// The JSON body of `n` as this webhook receives it (v1's for the legacy webhook).
@@ -477,12 +477,21 @@ impl Webhook {
 /// webhooks get [`new_webhook_id`]s, so the two never meet.
 pub const LEGACY_WEBHOOK_ID: &str = "wh_legacy";
 /// At most this many v2 webhooks per scope (the legacy row is not counted).
-pub const MAX_WEBHOOKS: usize = 10;
+pub const MAX_WEBHOOKS: usize = domain::defaults::MAX_WEBHOOKS_PER_TENANT;
 /// `StoreError::Conflict` texts of the webhook rules (the API answers each differently).
 pub const WEBHOOK_CAP_REACHED: &str = "webhook limit reached";
 pub const WEBHOOK_NAME_TAKEN: &str = "webhook name already used";
 pub const WEBHOOK_NOT_ACTIVE: &str = "webhook is not active";
 pub const WEBHOOK_READ_ONLY: &str = "the legacy webhook is read-only";
+
+/// The rotation grace rule, once: a replaced secret still signs `webhook-signature` at `now`
+/// while `now` is before the end of its grace (`until`).
+pub fn rotation_grace_lasts(
+    until: Option<time::OffsetDateTime>,
+    now: time::OffsetDateTime,
+) -> bool {
+    until.is_some_and(|u| u > now)
+}
 
 /// A fresh v2 webhook id: `wh_` and 16 hex digits from the CSPRNG.
 pub fn new_webhook_id() -> String {

@@ -238,7 +238,8 @@ pub(crate) fn live_previous_secret(
     until: Option<OffsetDateTime>,
     now_ms: i64,
 ) -> Option<String> {
-    previous.filter(|_| until.is_some_and(|u| domain::clock::unix_millis(u) > now_ms))
+    let now = OffsetDateTime::from_unix_timestamp_nanos(i128::from(now_ms) * 1_000_000).ok()?;
+    previous.filter(|_| rotation_grace_lasts(until, now))
 }
 
 /// When a secret replaced at `now` stops signing: `now + grace`, in unix milliseconds.

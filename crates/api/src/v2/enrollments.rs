@@ -77,10 +77,10 @@ fn answer(ctx: &RequestCtx, e: Enrollment) -> V2EnrollmentResponse {
 
 /// The store's refusals: an unknown webhook 404, an inactive one a 422 on `webhook_id` in
 /// pydantic's `value_error` shape, an unknown enrollment 404 (docs/decisions.md D78).
-fn enrollment_error(e: StoreError, webhook_id: Option<&str>) -> ApiError {
+/// `missing` says what a `NotFound` can be.
+fn enrollment_error(e: StoreError, webhook_id: Option<&str>, missing: &'static str) -> ApiError {
     match (e, webhook_id) {
-        (StoreError::NotFound, Some(_)) => ApiError::NotFound("Webhook or enrollment not found"),
-        (StoreError::NotFound, None) => ApiError::NotFound("Enrollment not found"),
+        (StoreError::NotFound, _) => ApiError::NotFound(missing),
         (StoreError::Conflict(m), Some(w)) if m == WEBHOOK_NOT_ACTIVE => {
             ApiError::Validation(vec![not_active(w)])
         }
@@ -132,7 +132,13 @@ pub(crate) async fn create(
         match state.store.create_enrollment(&caller.scope, new).await {
             Ok(()) => break id,
             Err(StoreError::Conflict(m)) if attempt == 0 && m != WEBHOOK_NOT_ACTIVE => attempt += 1,
-            Err(e) => return Err(enrollment_error(e, Some(&req.webhook_id))),
+            Err(e) => {
+                return Err(enrollment_error(
+                    e,
+                    Some(&req.webhook_id),
+                    "Webhook not found",
+                ))
+            }
         }
     };
     let e = Enrollment {
@@ -165,7 +171,13 @@ pub(crate) async fn patch(
         .store
         .patch_enrollment(&caller.scope, &enrollment_id, patch, state.clock.now())
         .await
-        .map_err(|e| enrollment_error(e, webhook_id.as_deref()))?;
+        .map_err(|e| {
+            let missing = match webhook_id {
+                Some(_) => "Enrollment or webhook not found",
+                None => "Enrollment not found",
+            };
+            enrollment_error(e, webhook_id.as_deref(), missing)
+        })?;
     Ok(Json(answer(&ctx, e)))
 }
 
@@ -179,7 +191,7 @@ pub(crate) async fn delete(
         .store
         .delete_enrollment(&caller.scope, &enrollment_id)
         .await
-        .map_err(|e| enrollment_error(e, None))?;
+        .map_err(|e| enrollment_error(e, None, "Enrollment not found"))?;
     Ok(Json(V2EnrollmentDeleteResponse {
         response_context: ctx.v2_response_context("success"),
         status: "success",

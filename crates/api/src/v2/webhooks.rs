@@ -21,7 +21,7 @@ use domain::validation::ReplayRequest;
 use serde::Serialize;
 use serde_json::{json, Value};
 use store::{
-    NewWebhook, StoreError, Webhook, WebhookChange, WebhookKey, WebhookRemoval,
+    NewWebhook, StoreError, Webhook, WebhookChange, WebhookKey, WebhookRemoval, MAX_WEBHOOKS,
     WEBHOOK_CAP_REACHED, WEBHOOK_NAME_TAKEN, WEBHOOK_READ_ONLY,
 };
 
@@ -119,9 +119,10 @@ fn response(ctx: &RequestCtx, caller: &Caller, w: Webhook, secret: bool) -> Webh
 pub(crate) fn webhook_error(e: StoreError) -> ApiError {
     match e {
         StoreError::NotFound => ApiError::NotFound("Webhook not found"),
-        StoreError::Conflict(m) if m == WEBHOOK_CAP_REACHED => ApiError::Conflict(
-            "Webhook limit reached: a tenant can have at most 10 webhooks; delete one first",
-        ),
+        StoreError::Conflict(m) if m == WEBHOOK_CAP_REACHED => ApiError::ConflictOwned(format!(
+            "Webhook limit reached: a tenant can have at most {MAX_WEBHOOKS} webhooks; delete \
+             one first"
+        )),
         StoreError::Conflict(m) if m == WEBHOOK_NAME_TAKEN => {
             ApiError::Conflict("A webhook with this name already exists")
         }
