@@ -88,7 +88,7 @@ pub(crate) async fn add(
     let secret = domain::signing::generate_secret(rand::random());
     let w = state
         .store
-        .put_webhook(&scope, &req.webhook_url, &secret, state.clock.unix_millis())
+        .put_webhook(&scope, &req.webhook_url, &secret, state.clock.now())
         .await?;
     if let Some(wake) = &state.wake {
         wake.notify();
@@ -130,7 +130,7 @@ pub(crate) async fn update_url(
     let scope = partner_scope(&caller, &partner_id)?;
     let w = state
         .store
-        .update_webhook_url(&scope, &req.webhook_url, state.clock.unix_millis())
+        .update_webhook_url(&scope, &req.webhook_url, state.clock.now())
         .await
         .map_err(webhook_not_found)?;
     if let Some(wake) = &state.wake {

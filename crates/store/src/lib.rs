@@ -227,7 +227,7 @@ pub trait Store: Send + Sync + 'static {
         scope: &Scope,
         url: &str,
         secret: &str,
-        now_ms: i64,
+        now: time::OffsetDateTime,
     ) -> StoreResult<Webhook>;
     /// Points the partner's webhook at `url`, keeping its secret, and enables it like a
     /// re-registration does (new generation, parked notifications flow). `NotFound` when the
@@ -236,7 +236,7 @@ pub trait Store: Send + Sync + 'static {
         &self,
         scope: &Scope,
         url: &str,
-        now_ms: i64,
+        now: time::OffsetDateTime,
     ) -> StoreResult<Webhook>;
     async fn get_webhook(&self, scope: &Scope) -> StoreResult<Option<Webhook>>;
     /// `NotFound` when the partner has no webhook. Pending notifications stay pending.

@@ -221,7 +221,12 @@ async fn setup(database_url: Option<&str>, tls: bool) -> Result<Setup> {
     };
     let secret = domain::signing::generate_secret(rand::random());
     store
-        .put_webhook(&scope, &receiver.url, &secret, 0)
+        .put_webhook(
+            &scope,
+            &receiver.url,
+            &secret,
+            time::OffsetDateTime::UNIX_EPOCH,
+        )
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(Setup {

@@ -115,8 +115,9 @@ impl Store for PostgresStore {
         scope: &Scope,
         url: &str,
         secret: &str,
-        now_ms: i64,
+        now: OffsetDateTime,
     ) -> StoreResult<Webhook> {
+        let now_ms = domain::clock::unix_millis(now);
         webhooks::put_webhook(&mut self.conn().await?, scope, url, secret, now_ms).await
     }
 
@@ -124,8 +125,9 @@ impl Store for PostgresStore {
         &self,
         scope: &Scope,
         url: &str,
-        now_ms: i64,
+        now: OffsetDateTime,
     ) -> StoreResult<Webhook> {
+        let now_ms = domain::clock::unix_millis(now);
         webhooks::update_webhook_url(&mut self.conn().await?, scope, url, now_ms).await
     }
 

@@ -145,8 +145,9 @@ impl Store for SqliteStore {
         scope: &Scope,
         url: &str,
         secret: &str,
-        now_ms: i64,
+        now: OffsetDateTime,
     ) -> StoreResult<Webhook> {
+        let now_ms = domain::clock::unix_millis(now);
         let (scope, url, secret) = (scope.clone(), url.to_string(), secret.to_string());
         self.write(move |c| webhooks::put_webhook(c, &scope, &url, &secret, now_ms))
             .await
@@ -156,8 +157,9 @@ impl Store for SqliteStore {
         &self,
         scope: &Scope,
         url: &str,
-        now_ms: i64,
+        now: OffsetDateTime,
     ) -> StoreResult<Webhook> {
+        let now_ms = domain::clock::unix_millis(now);
         let (scope, url) = (scope.clone(), url.to_string());
         self.write(move |c| webhooks::update_webhook_url(c, &scope, &url, now_ms))
             .await

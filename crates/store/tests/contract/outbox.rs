@@ -14,10 +14,10 @@ pub(crate) async fn claims_leases_and_attempts(s: DynStore) {
         .await
         .unwrap()
         .is_empty());
-    s.put_webhook(&a, "http://127.0.0.1:9/a", "sa", now)
+    s.put_webhook(&a, "http://127.0.0.1:9/a", "sa", at_ms(now))
         .await
         .unwrap();
-    s.put_webhook(&b, "http://127.0.0.1:9/b", "sb", now)
+    s.put_webhook(&b, "http://127.0.0.1:9/b", "sb", at_ms(now))
         .await
         .unwrap();
     // Excluded scopes are skipped.
@@ -164,7 +164,7 @@ pub(crate) async fn claims_respect_each_webhooks_room(s: DynStore) {
     queue_changes(&s, &b, 10, 3).await;
     let now = ms(NOW) + 1_000;
     for (sc, url) in [(&a, "http://127.0.0.1:9/a"), (&b, "http://127.0.0.1:9/b")] {
-        s.put_webhook(sc, url, "s", now).await.unwrap();
+        s.put_webhook(sc, url, "s", at_ms(now)).await.unwrap();
     }
     // a has room for one more, b (not listed) for the default two.
     let room = ClaimRoom {
@@ -197,7 +197,7 @@ pub(crate) async fn concurrent_claims_never_overlap(s: DynStore) {
     let a = scope("t1", "pa");
     queue_changes(&s, &a, 1, 60).await;
     let now = ms(NOW) + 1_000;
-    s.put_webhook(&a, "http://127.0.0.1:9/a", "sa", now)
+    s.put_webhook(&a, "http://127.0.0.1:9/a", "sa", at_ms(now))
         .await
         .unwrap();
     let mut tasks = Vec::new();
@@ -231,7 +231,7 @@ pub(crate) async fn delivery_log_retry_replay_and_direct(s: DynStore) {
     let a = scope("t1", "pa");
     queue_changes(&s, &a, 1, 3).await;
     let now = ms(NOW) + 1_000;
-    s.put_webhook(&a, "http://127.0.0.1:9/a", "sa", now)
+    s.put_webhook(&a, "http://127.0.0.1:9/a", "sa", at_ms(now))
         .await
         .unwrap();
     let claimed = s

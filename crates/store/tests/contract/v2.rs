@@ -68,9 +68,14 @@ pub(crate) async fn v2_webhooks_cap_names_legacy_and_changes(s: DynStore) {
     let a = scope("t1", "pa");
     let other = scope("t2", "pa");
     let now = NOW;
-    s.put_webhook(&a, "https://example.com/v1", "legacy-secret", ms(now))
-        .await
-        .unwrap();
+    s.put_webhook(
+        &a,
+        "https://example.com/v1",
+        "legacy-secret",
+        at_ms(ms(now)),
+    )
+    .await
+    .unwrap();
     let w1 = s
         .create_webhook(&a, new_webhook("wh_1", "one"), now)
         .await
@@ -174,9 +179,14 @@ pub(crate) async fn v2_webhooks_cap_names_legacy_and_changes(s: DynStore) {
 pub(crate) async fn notifications_go_to_their_enrollments_webhook(s: DynStore) {
     let a = scope("t1", "pa");
     let now = NOW;
-    s.put_webhook(&a, "https://example.com/v1", "legacy-secret", ms(now))
-        .await
-        .unwrap();
+    s.put_webhook(
+        &a,
+        "https://example.com/v1",
+        "legacy-secret",
+        at_ms(ms(now)),
+    )
+    .await
+    .unwrap();
     s.create_webhook(&a, new_webhook("wh_1", "one"), now)
         .await
         .unwrap();

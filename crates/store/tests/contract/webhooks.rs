@@ -6,7 +6,7 @@ pub(crate) async fn webhook_put_get_delete(s: DynStore) {
     let a = scope("t1", "pa");
     assert!(s.get_webhook(&a).await.unwrap().is_none());
     let w = s
-        .put_webhook(&a, "https://example.com/hook", "secret-1", 1_000)
+        .put_webhook(&a, "https://example.com/hook", "secret-1", at_ms(1_000))
         .await
         .unwrap();
     assert_eq!(w.webhook_url, "https://example.com/hook");
@@ -17,7 +17,7 @@ pub(crate) async fn webhook_put_get_delete(s: DynStore) {
     assert_eq!((w.created_at, w.last_modified_time), (1_000, 1_000));
     assert_eq!(s.get_webhook(&a).await.unwrap(), Some(w));
     let w2 = s
-        .put_webhook(&a, "https://example.com/other", "secret-2", 2_000)
+        .put_webhook(&a, "https://example.com/other", "secret-2", at_ms(2_000))
         .await
         .unwrap();
     assert_eq!(w2.generation, 2);
@@ -38,10 +38,10 @@ pub(crate) async fn webhook_disabled_by_gone_and_by_continuous_failure(s: DynSto
     queue_changes(&s, &a, 1, 1).await;
     queue_changes(&s, &b, 10, 2).await;
     let now = ms(NOW) + 1_000;
-    s.put_webhook(&a, "http://127.0.0.1:9/a", "sa", now)
+    s.put_webhook(&a, "http://127.0.0.1:9/a", "sa", at_ms(now))
         .await
         .unwrap();
-    s.put_webhook(&b, "http://127.0.0.1:9/b", "sb", now)
+    s.put_webhook(&b, "http://127.0.0.1:9/b", "sb", at_ms(now))
         .await
         .unwrap();
 
@@ -74,7 +74,7 @@ pub(crate) async fn webhook_disabled_by_gone_and_by_continuous_failure(s: DynSto
         .is_empty());
     // Re-registering enables it again (new generation) and the notification flows.
     let w = s
-        .put_webhook(&a, "http://127.0.0.1:9/a2", "sa2", now + 2)
+        .put_webhook(&a, "http://127.0.0.1:9/a2", "sa2", at_ms(now + 2))
         .await
         .unwrap();
     assert!(w.enabled && w.generation == 2 && w.disabled_reason.is_none());
@@ -165,7 +165,7 @@ pub(crate) async fn notifications_without_a_webhook_wait_parked(s: DynStore) {
         .unwrap()
         .is_empty());
 
-    s.put_webhook(&a, "http://127.0.0.1:9/a", "sa", now)
+    s.put_webhook(&a, "http://127.0.0.1:9/a", "sa", at_ms(now))
         .await
         .unwrap();
     let got = s
@@ -211,7 +211,7 @@ pub(crate) async fn notifications_without_a_webhook_wait_parked(s: DynStore) {
         .unwrap()
         .is_empty());
     // Re-registration: all three flow again.
-    s.put_webhook(&a, "http://127.0.0.1:9/a2", "sa2", now + 20)
+    s.put_webhook(&a, "http://127.0.0.1:9/a2", "sa2", at_ms(now + 20))
         .await
         .unwrap();
     let got = s
@@ -236,7 +236,7 @@ pub(crate) async fn notifications_without_a_webhook_wait_parked(s: DynStore) {
 pub(crate) async fn webhook_url_update_keeps_the_secret(s: DynStore) {
     let a = scope("t1", "pa");
     let r = s
-        .update_webhook_url(&a, "http://127.0.0.1:9/x", 1_000)
+        .update_webhook_url(&a, "http://127.0.0.1:9/x", at_ms(1_000))
         .await;
     assert!(matches!(r, Err(StoreError::NotFound)), "{r:?}");
     assert!(
@@ -246,12 +246,12 @@ pub(crate) async fn webhook_url_update_keeps_the_secret(s: DynStore) {
     queue_changes(&s, &a, 1, 1).await;
     let now = ms(NOW) + 1_000;
     let w = s
-        .put_webhook(&a, "http://127.0.0.1:9/a", "sa", now)
+        .put_webhook(&a, "http://127.0.0.1:9/a", "sa", at_ms(now))
         .await
         .unwrap();
     // The same partner id in another tenant: not found there, ours untouched.
     let r = s
-        .update_webhook_url(&scope("t2", "pa"), "http://127.0.0.1:9/evil", now)
+        .update_webhook_url(&scope("t2", "pa"), "http://127.0.0.1:9/evil", at_ms(now))
         .await;
     assert!(matches!(r, Err(StoreError::NotFound)), "{r:?}");
     assert_eq!(s.get_webhook(&a).await.unwrap(), Some(w.clone()));
@@ -267,7 +267,7 @@ pub(crate) async fn webhook_url_update_keeps_the_secret(s: DynStore) {
     assert!(!s.get_webhook(&a).await.unwrap().unwrap().enabled);
     // The new URL keeps the secret, starts a generation, enables it; the notification flows.
     let w2 = s
-        .update_webhook_url(&a, "http://127.0.0.1:9/a2", now + 5)
+        .update_webhook_url(&a, "http://127.0.0.1:9/a2", at_ms(now + 5))
         .await
         .unwrap();
     assert_eq!(w2.webhook_url, "http://127.0.0.1:9/a2");
