@@ -734,3 +734,28 @@ async fn a_hanging_webhook_does_not_delay_another_of_the_same_tenant() {
         t.elapsed()
     );
 }
+
+/// A retried create with the same `Idempotency-Key` answers the first 201 again (same id and
+/// secret) instead of creating a second webhook.
+#[tokio::test]
+async fn create_is_idempotent_with_a_key() {
+    let app = TestApp::spawn().await;
+    let body = json!({"name": "once", "webhook_url": "https://example.com/once"});
+    let send = || {
+        app.with_key(Method::POST, HOOKS, &app.key)
+            .header("Idempotency-Key", "create-once-1")
+            .json(&body)
+            .send()
+    };
+    let first = send().await.unwrap();
+    assert_eq!(first.status(), 201);
+    let first: Value = first.json().await.unwrap();
+    let again = send().await.unwrap();
+    assert_eq!(again.status(), 201);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["webhook_id"], first["webhook_id"]);
+    assert_eq!(again["webhook_secret"], first["webhook_secret"]);
+    let (_, list) = call(&app, &app.key, Method::GET, HOOKS, None).await;
+    assert_eq!(list["webhooks"].as_array().unwrap().len(), 1);
+}
