@@ -464,7 +464,12 @@ async fn readme_screenshots_with_a_month_of_history() {
             })
             .collect();
         queued += items.len();
-        app.store.queue_direct(&scope, items, at).await.unwrap();
+        let at =
+            time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(at) * 1_000_000).unwrap();
+        app.store
+            .queue_direct(&store::WebhookKey::legacy(&scope), items, at)
+            .await
+            .unwrap();
     }
     rx.wait_for(queued + 1, Duration::from_secs(30)).await;
     tokio::time::sleep(Duration::from_secs(2)).await;

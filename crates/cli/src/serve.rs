@@ -101,6 +101,7 @@ fn api_config(cfg: &ServeConfig) -> api::ApiConfig {
         anniversary_lead_days: cfg.anniversary_lead_days,
         max_line_bytes: cfg.max_line_bytes,
         event_retention: Some(cfg.event_retention),
+        secret_rotation_grace: cfg.secret_rotation_grace,
         connections: api::ConnLimits {
             header_read_timeout: cfg.http_header_timeout,
             idle_timeout: cfg.http_idle_timeout,

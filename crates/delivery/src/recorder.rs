@@ -106,6 +106,7 @@ mod tests {
                 tenant: domain::TenantId("t".into()),
                 partner: domain::PartnerId("p".into()),
             },
+            webhook_id: store::LEGACY_WEBHOOK_ID.into(),
             generation: 1,
             attempted_at: 0,
             status_code: Some(200),

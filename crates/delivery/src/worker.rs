@@ -5,16 +5,16 @@
 //! it is delivered again, never dropped (at-least-once).
 //!
 //! Fairness: a webhook never has more than `per_webhook_queue` notifications claimed at once
-//! (its scope is excluded from claims beyond that), and sending goes through the [`Limiter`],
+//! (it is excluded from claims beyond that), and sending goes through the [`Limiter`],
 //! so one slow receiver holds at most its own slots.
 
 use crate::recorder::Recorder;
-use crate::{Limiter, Outcome, RetryPolicy, Sender};
+use crate::{Limiter, Outcome, RetryPolicy, Secrets, Sender};
 use domain::clock::Clock;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use store::{AttemptOutcome, AttemptRecord, ClaimRoom, Claimed, DynStore, Scope};
+use store::{AttemptOutcome, AttemptRecord, ClaimRoom, Claimed, DynStore, WebhookKey};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
@@ -83,7 +83,7 @@ pub struct Worker {
     limiter: Arc<Limiter>,
     cfg: WorkerConfig,
     wake: Wake,
-    in_flight: Arc<Mutex<HashMap<Scope, usize>>>,
+    in_flight: Arc<Mutex<HashMap<WebhookKey, usize>>>,
     recorder: Recorder,
 }
 
@@ -200,7 +200,7 @@ impl Worker {
         let n = claimed.len();
         for c in claimed {
             if let Ok(mut m) = self.in_flight.lock() {
-                *m.entry(c.scope.clone()).or_default() += 1;
+                *m.entry(c.webhook()).or_default() += 1;
             }
             let job = Attempt {
                 store: self.store.clone(),
@@ -229,24 +229,24 @@ struct Attempt {
     lease: Duration,
     clock: Clock,
     stop: watch::Receiver<bool>,
-    in_flight: Arc<Mutex<HashMap<Scope, usize>>>,
+    in_flight: Arc<Mutex<HashMap<WebhookKey, usize>>>,
     recorder: Recorder,
 }
 
-/// Decrements the in-flight count of a scope however an attempt ends.
+/// Decrements the in-flight count of a webhook however an attempt ends.
 struct InFlight {
-    map: Arc<Mutex<HashMap<Scope, usize>>>,
-    scope: Scope,
+    map: Arc<Mutex<HashMap<WebhookKey, usize>>>,
+    webhook: WebhookKey,
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
         crate::metrics::METRICS.in_flight(-1);
         if let Ok(mut m) = self.map.lock() {
-            if let Some(n) = m.get_mut(&self.scope) {
+            if let Some(n) = m.get_mut(&self.webhook) {
                 *n -= 1;
                 if *n == 0 {
-                    m.remove(&self.scope);
+                    m.remove(&self.webhook);
                 }
             }
         }
@@ -261,7 +261,7 @@ impl Attempt {
         crate::metrics::METRICS.in_flight(1);
         let _in_flight = InFlight {
             map: self.in_flight.clone(),
-            scope: c.scope.clone(),
+            webhook: c.webhook(),
         };
         let Some(permit) = self.send_slot(&c).await else {
             return;
@@ -281,7 +281,10 @@ impl Attempt {
 
     /// Waits for a send slot; on shutdown hands the claim back instead (None).
     async fn send_slot(&mut self, c: &Claimed) -> Option<crate::Permit> {
-        let key = format!("{}\u{1f}{}", c.scope.tenant.0, c.scope.partner.0);
+        let key = format!(
+            "{}\u{1f}{}\u{1f}{}",
+            c.scope.tenant.0, c.scope.partner.0, c.webhook_id
+        );
         let permit = tokio::select! {
             p = self.limiter.acquire(&key) => Some(p),
             stopped = self.stop.wait_for(|s| *s) => {
@@ -328,6 +331,7 @@ impl Attempt {
             row: c.row,
             lease_until,
             scope: c.scope.clone(),
+            webhook_id: c.webhook_id.clone(),
             generation: c.generation,
             attempted_at,
             status_code,
@@ -341,11 +345,15 @@ impl Attempt {
             .sender
             .send_signed(
                 &c.webhook_url,
-                &c.secret,
+                Secrets {
+                    current: &c.secret,
+                    previous: c.previous_secret.as_deref(),
+                },
+                &c.headers,
                 &c.delivery_id,
                 &c.event_id,
                 now,
-                c.payload.clone(),
+                body_of(c),
             )
             .await;
         match sent {
@@ -389,5 +397,17 @@ impl Attempt {
                 None => AttemptOutcome::GiveUp,
             },
         }
+    }
+}
+
+/// The bytes a claim sends: the stored payload as it is (`json`), or wrapped as its webhook's
+/// payload format says (`stringified_json`: `{"text": "<the same JSON>"}`).
+fn body_of(c: &Claimed) -> Vec<u8> {
+    match c.payload_format {
+        store::PayloadFormat::Json => c.payload.clone().into_bytes(),
+        format => match serde_json::from_str::<serde_json::Value>(&c.payload) {
+            Ok(v) => format.render(&v),
+            Err(_) => c.payload.clone().into_bytes(),
+        },
     }
 }

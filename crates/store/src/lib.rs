@@ -9,6 +9,8 @@ mod model;
 pub mod postgres;
 mod rules;
 pub mod sqlite;
+#[cfg(test)]
+mod upgrade_tests;
 
 pub use batch::SnapshotBatch;
 pub use idempotency::{IdemAnswer, IdemBegin, IdemFence};
@@ -165,6 +167,16 @@ pub trait Store: Send + Sync + 'static {
         spec: EnrollmentSpec,
         now: OffsetDateTime,
     ) -> StoreResult<()>;
+    /// A v2 PATCH (see [`EnrollmentPatch`]), atomically; returns the enrollment as stored.
+    /// `NotFound` outside the scope or for a `webhook_id` the scope lacks; `Conflict`
+    /// ([`WEBHOOK_NOT_ACTIVE`]) for a disabled one.
+    async fn patch_enrollment(
+        &self,
+        scope: &Scope,
+        enrollment_id: &str,
+        patch: EnrollmentPatch,
+        now: OffsetDateTime,
+    ) -> StoreResult<Enrollment>;
     async fn delete_enrollment(&self, scope: &Scope, enrollment_id: &str) -> StoreResult<()>;
     async fn list_enrollments(
         &self,
@@ -215,7 +227,7 @@ pub trait Store: Send + Sync + 'static {
         scope: &Scope,
         url: &str,
         secret: &str,
-        now_ms: i64,
+        now: time::OffsetDateTime,
     ) -> StoreResult<Webhook>;
     /// Points the partner's webhook at `url`, keeping its secret, and enables it like a
     /// re-registration does (new generation, parked notifications flow). `NotFound` when the
@@ -224,7 +236,7 @@ pub trait Store: Send + Sync + 'static {
         &self,
         scope: &Scope,
         url: &str,
-        now_ms: i64,
+        now: time::OffsetDateTime,
     ) -> StoreResult<Webhook>;
     async fn get_webhook(&self, scope: &Scope) -> StoreResult<Option<Webhook>>;
     /// `NotFound` when the partner has no webhook. Pending notifications stay pending.
@@ -246,6 +258,44 @@ pub trait Store: Send + Sync + 'static {
         from: time::OffsetDateTime,
         to: time::OffsetDateTime,
     ) -> StoreResult<Vec<DailyCount>>;
+
+    // --- v2 webhooks (the legacy row is the partner's v1 webhook, read-only here) -----------
+    /// Creates a v2 webhook; `Conflict` ([`WEBHOOK_CAP_REACHED`], [`WEBHOOK_NAME_TAKEN`])
+    /// beyond [`MAX_WEBHOOKS`] or for a name the scope already uses.
+    async fn create_webhook(
+        &self,
+        scope: &Scope,
+        new: NewWebhook,
+        now: time::OffsetDateTime,
+    ) -> StoreResult<Webhook>;
+    /// The scope's webhooks: the legacy row (if registered) first, then by creation.
+    async fn list_webhooks(&self, scope: &Scope) -> StoreResult<Vec<Webhook>>;
+    async fn find_webhook(&self, key: &WebhookKey) -> StoreResult<Option<Webhook>>;
+    /// Applies a v2 PATCH; `NotFound`, `Conflict` ([`WEBHOOK_READ_ONLY`] for the legacy row,
+    /// [`WEBHOOK_NAME_TAKEN`]). Enabling makes its waiting notifications due; disabling parks
+    /// them.
+    async fn change_webhook(
+        &self,
+        key: &WebhookKey,
+        change: WebhookChange,
+        now: time::OffsetDateTime,
+    ) -> StoreResult<Webhook>;
+    /// Deletes a v2 webhook unless active enrollments use it and not `force`; deleting pauses
+    /// them and fails the webhook's pending notifications.
+    async fn remove_webhook(
+        &self,
+        key: &WebhookKey,
+        force: bool,
+        now: time::OffsetDateTime,
+    ) -> StoreResult<WebhookRemoval>;
+    /// Replaces the secret at once; the old one signs `webhook-signature` until `now + grace`.
+    async fn rotate_webhook_secret(
+        &self,
+        key: &WebhookKey,
+        secret: &str,
+        grace: std::time::Duration,
+        now: time::OffsetDateTime,
+    ) -> StoreResult<Webhook>;
 
     // --- Delivery --------------------------------------------------------------------------
     /// Leases up to `limit` due notifications of enabled webhooks until `now_ms + lease_ms`,
@@ -271,32 +321,38 @@ pub trait Store: Send + Sync + 'static {
     /// Moves a claim's lease from `expected` to `until` (None releases the claim). False when
     /// the lease is no longer ours (it expired and another worker claimed the notification).
     async fn set_lease(&self, row: i64, expected: i64, until: Option<i64>) -> StoreResult<bool>;
-    /// Queues notifications that do not come from stored events (simulations).
+    /// Queues notifications that do not come from stored events (simulations) for a webhook.
     async fn queue_direct(
         &self,
-        scope: &Scope,
+        webhook: &WebhookKey,
         items: Vec<DirectNotification>,
-        now_ms: i64,
+        now: time::OffsetDateTime,
     ) -> StoreResult<u64>;
+    /// The delivery log of one webhook (v1: the legacy one).
     async fn list_deliveries(
         &self,
-        scope: &Scope,
+        webhook: &WebhookKey,
         query: &DeliveryQuery,
     ) -> StoreResult<DeliveryPage>;
     async fn get_delivery(
         &self,
-        scope: &Scope,
+        webhook: &WebhookKey,
         delivery_id: &str,
     ) -> StoreResult<Option<(DeliveryInfo, Vec<AttemptInfo>)>>;
-    /// Re-queues one delivery now with a fresh retry cycle. `NotFound` outside the scope.
+    /// Re-queues one delivery now with a fresh retry cycle. `NotFound` outside the webhook.
     async fn retry_delivery(
         &self,
-        scope: &Scope,
+        webhook: &WebhookKey,
         delivery_id: &str,
-        now_ms: i64,
+        now: time::OffsetDateTime,
     ) -> StoreResult<()>;
-    /// Re-queues every notification of the scope whose event falls in the window.
-    async fn replay(&self, scope: &Scope, query: &ReplayQuery, now_ms: i64) -> StoreResult<u64>;
+    /// Re-queues every notification of the webhook whose event falls in the window.
+    async fn replay(
+        &self,
+        webhook: &WebhookKey,
+        query: &ReplayQuery,
+        now: time::OffsetDateTime,
+    ) -> StoreResult<u64>;
 
     // --- Idempotency keys (see `idempotency`) -----------------------------------------------
     /// Reserves `key` of `scope` for a request with `fingerprint` (then its writes are to run

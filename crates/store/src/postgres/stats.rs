@@ -10,7 +10,7 @@ use deadpool_postgres::Object;
 /// Times: `since_ms` unix ms (attempt times); `created_at` is unix seconds.
 /// Attempts join from the scope's notifications attempted since the window start (index
 /// `notifications_scope_attempted`); `percentile_disc` is the nearest-rank percentile, as on
-/// SQLite; the backlog reads the pending partial index `notifications_due_scope`.
+/// SQLite; the backlog reads the pending partial index `notifications_due_webhook`.
 const STATS: &str = "
     WITH recent AS (
         SELECT a.status_code, a.latency_ms

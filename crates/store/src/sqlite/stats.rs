@@ -10,7 +10,7 @@ use rusqlite::{params, Connection};
 /// Times: `since_ms` unix ms (attempt times); `created_at` is unix seconds.
 /// Attempts join from the scope's notifications attempted since the window start (index
 /// `notifications_scope_attempted`); the percentiles are nearest-rank over those attempts; the
-/// backlog reads the pending partial index `notifications_due_scope` (named: without
+/// backlog reads the pending partial index `notifications_due_webhook` (named: without
 /// statistics the planner would pick the scope's full index).
 const STATS: &str = "
     WITH recent AS (
@@ -26,7 +26,7 @@ const STATS: &str = "
     ),
     backlog AS (
         SELECT COUNT(*) AS pending, MIN(created_at) AS oldest
-        FROM notifications INDEXED BY notifications_due_scope
+        FROM notifications INDEXED BY notifications_due_webhook
         WHERE tenant_id = ?1 AND partner_id = ?2 AND status = 0
     )
     SELECT (SELECT COUNT(*) FROM recent),

@@ -33,7 +33,7 @@ pub(crate) async fn webhook_stats_window_percentiles_and_backlog(s: DynStore) {
     );
     let start = NOW + Span::minutes(1);
     for sc in [&a, &other_tenant] {
-        s.put_webhook(sc, "http://127.0.0.1:9/h", "s", ms(start))
+        s.put_webhook(sc, "http://127.0.0.1:9/h", "s", start)
             .await
             .unwrap();
     }
@@ -103,13 +103,13 @@ pub(crate) async fn daily_notifications_by_day_and_event(s: DynStore) {
     };
     let two_days_later = NOW + Span::days(2);
     s.queue_direct(
-        &a,
+        &legacy(&a),
         vec![
             item(1, "prospect_changed_company"),
             item(2, "prospect_changed_role"),
             item(3, "prospect_changed_company"),
         ],
-        ms(two_days_later),
+        two_days_later,
     )
     .await
     .unwrap();
