@@ -7,7 +7,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use store::{AttemptRecord, DynStore, StoreResult};
+use store::{AttemptRecord, DynStore, StoreError, StoreResult};
 use tokio::sync::oneshot;
 
 type Written = Pin<Box<dyn Future<Output = StoreResult<()>> + Send>>;
@@ -70,10 +70,25 @@ impl Recorder {
     async fn flush(self) {
         while let Some(batch) = self.next_batch() {
             let (records, waiters): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-            let result = (self.write)(records).await.map_err(|e| e.to_string());
-            for w in waiters {
-                // The attempt may have been cancelled meanwhile; nobody to tell then.
-                let _ = w.send(result.clone());
+            let copy = (records.len() > 1).then(|| records.clone());
+            let result = (self.write)(records).await;
+            match (result, copy) {
+                // One record the database refuses must not fail the others (they would be
+                // sent again after their leases): each is written alone and learns its own
+                // result. Not when the database is unavailable: that fails them all alike.
+                (Err(e), Some(records)) if !matches!(e, StoreError::Unavailable(_)) => {
+                    for (record, w) in records.into_iter().zip(waiters) {
+                        let alone = (self.write)(vec![record]).await;
+                        let _ = w.send(alone.map_err(|e| e.to_string()));
+                    }
+                }
+                (result, _) => {
+                    let result = result.map_err(|e| e.to_string());
+                    for w in waiters {
+                        // The attempt may have been cancelled meanwhile; nobody to tell then.
+                        let _ = w.send(result.clone());
+                    }
+                }
             }
         }
     }
@@ -96,7 +111,7 @@ impl Recorder {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use store::{AttemptOutcome, Scope, StoreError};
+    use store::{AttemptOutcome, Scope};
 
     fn record(row: i64) -> AttemptRecord {
         AttemptRecord {
@@ -119,8 +134,15 @@ mod tests {
     }
 
     /// A recorder whose batches take 5 ms (so attempts queue up meanwhile), failing those
-    /// holding row `fail_row`; returns the rows written per batch.
+    /// holding row `fail_row` as the database unavailable; returns the rows written per batch.
     fn slow_recorder(fail_row: i64) -> (Recorder, Arc<Mutex<Vec<Vec<i64>>>>) {
+        failing_recorder(fail_row, || StoreError::unavailable("boom"))
+    }
+
+    fn failing_recorder(
+        fail_row: i64,
+        error: fn() -> StoreError,
+    ) -> (Recorder, Arc<Mutex<Vec<Vec<i64>>>>) {
         let batches: Arc<Mutex<Vec<Vec<i64>>>> = Default::default();
         let seen = batches.clone();
         let rec = Recorder::writing_with(Arc::new(move |records: Vec<AttemptRecord>| {
@@ -131,7 +153,7 @@ mod tests {
                 let failed = rows.contains(&fail_row);
                 seen.lock().unwrap().push(rows);
                 if failed {
-                    Err(StoreError::unavailable("boom"))
+                    Err(error())
                 } else {
                     Ok(())
                 }
@@ -168,5 +190,16 @@ mod tests {
         assert!(a.is_err() && b.is_err());
         assert!(rec.record(record(9)).await.is_ok());
         assert_eq!(*batches.lock().unwrap(), vec![vec![7, 8], vec![9]]);
+    }
+
+    #[tokio::test]
+    async fn a_record_the_database_refuses_fails_alone() {
+        // A batch refused for one record (e.g. text PostgreSQL cannot store) is written again
+        // record by record: only that record's attempt learns the failure.
+        let (rec, batches) = failing_recorder(7, || StoreError::internal("invalid byte sequence"));
+        let (a, b) = tokio::join!(rec.record(record(7)), rec.record(record(8)));
+        assert!(a.is_err(), "{a:?}");
+        assert!(b.is_ok(), "{b:?}");
+        assert_eq!(*batches.lock().unwrap(), vec![vec![7, 8], vec![7], vec![8]]);
     }
 }

@@ -311,6 +311,24 @@ pub(crate) fn target_verdict(webhook_id: &str, state: Option<bool>) -> StoreResu
     }
 }
 
+/// Attempt records as the stores keep them: a NUL in the receiver's body or in the error text
+/// becomes U+FFFD (PostgreSQL's TEXT cannot hold NUL — one such record would fail its whole
+/// batch —, and both backends store the same). Records without one are left as they are.
+pub(crate) fn storable_records(mut records: Vec<AttemptRecord>) -> Vec<AttemptRecord> {
+    fn without_nul(text: &mut String) {
+        if text.contains('\0') {
+            *text = text.replace('\0', "\u{FFFD}");
+        }
+    }
+    for r in &mut records {
+        without_nul(&mut r.response_body);
+        if let Some(e) = &mut r.error {
+            without_nul(e);
+        }
+    }
+    records
+}
+
 /// The text stored as `disabled_reason` when a client disables a v2 webhook.
 pub(crate) const CLIENT_DISABLED_REASON: &str = "disabled by the client";
 /// The `last_error` of pending notifications of a deleted v2 webhook (they fail: the webhook

@@ -221,6 +221,7 @@ impl Store for PostgresStore {
         if records.is_empty() {
             return Ok(());
         }
+        let records = crate::rules::storable_records(records);
         outbox::record_attempts(&mut self.conn().await?, &records).await
     }
 

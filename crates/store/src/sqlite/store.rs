@@ -269,6 +269,7 @@ impl Store for SqliteStore {
     }
 
     async fn record_attempts(&self, records: Vec<AttemptRecord>) -> StoreResult<()> {
+        let records = crate::rules::storable_records(records);
         self.write(move |c| {
             records
                 .iter()

@@ -95,6 +95,7 @@ contract!(
     v2::disabled_webhooks_wait_and_rotation_signs_with_both,
     v2::deleting_a_used_webhook_needs_force_and_pauses,
     v2::webhook_health_moves_per_webhook_in_batches,
+    outbox::attempts_with_nul_text_are_recorded,
 );
 
 // --- helpers ---------------------------------------------------------------------------------

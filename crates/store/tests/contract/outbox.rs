@@ -507,3 +507,45 @@ pub(crate) async fn attempts_recorded_together_as_one_by_one(s: DynStore) {
     // An empty batch is nothing.
     s.record_attempts(Vec::new()).await.unwrap();
 }
+
+pub(crate) async fn attempts_with_nul_text_are_recorded(s: DynStore) {
+    // A receiver may answer with NUL bytes (and an error text may carry one): the batch holding
+    // such a record is stored like any other, the NUL shown as U+FFFD, on both backends.
+    let a = scope("t1", "pa");
+    queue_changes(&s, &a, 1, 2).await;
+    let now = ms(NOW) + 1_000;
+    s.put_webhook(&a, "http://127.0.0.1:9/a", "sa", at_ms(now))
+        .await
+        .unwrap();
+    let c = s
+        .claim_due(now, 30_000, 10, &ClaimRoom::any())
+        .await
+        .unwrap();
+    assert_eq!(c.len(), 2);
+    let mut odd = attempt(&c[0], now, AttemptOutcome::RetryAt(now + 60_000), Some(500));
+    odd.response_body = "bad\0body".into();
+    odd.error = Some("status 500\0".into());
+    s.record_attempts(vec![
+        odd,
+        attempt(&c[1], now, AttemptOutcome::Delivered, Some(200)),
+    ])
+    .await
+    .unwrap();
+    let (info, attempts) = s
+        .get_delivery(&legacy(&a), &c[0].delivery_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(info.attempts, 1);
+    assert_eq!(
+        attempts[0].response_body.as_deref(),
+        Some("bad\u{FFFD}body")
+    );
+    assert_eq!(attempts[0].error.as_deref(), Some("status 500\u{FFFD}"));
+    let (other, _) = s
+        .get_delivery(&legacy(&a), &c[1].delivery_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(other.status, DeliveryStatus::Delivered);
+}
