@@ -613,6 +613,7 @@ async fn disabled_webhooks_wait_and_v1_v2_lists_show_each_other() {
 #[tokio::test]
 async fn every_v2_route_is_tenant_isolated() {
     let app = TestApp::spawn().await;
+    let admin = app.new_key("con_test", "partner_a", true).await;
     let (w, _) = create(
         &app,
         &app.key,
@@ -621,7 +622,54 @@ async fn every_v2_route_is_tenant_isolated() {
     .await;
     let (_, e) = enroll_v2(&app, &app.key, &w, &[P1]).await;
     let eid = e["enrollment_id"].as_str().unwrap();
-    let other = app.new_key("con_other", "partner_a", false).await;
+    // A real delivery of the owner's webhook (no worker: it stays pending), so the delivery
+    // routes below are refused for the caller, not for a missing id.
+    one_event_each(&app, &admin, &[P1], 0).await;
+    let deliveries = format!("{HOOKS}/{w}/deliveries");
+    let (st, log) = call(&app, &app.key, Method::GET, &deliveries, None).await;
+    assert_eq!(st, 200, "{log}");
+    let dl = log["deliveries"][0]["delivery_id"]
+        .as_str()
+        .expect("the owner's delivery")
+        .to_string();
+    let (st, before) = call(
+        &app,
+        &app.key,
+        Method::GET,
+        &format!("{deliveries}/{dl}"),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200, "the owner reads its delivery: {before}");
+    // Another tenant's key for a partner of the same name, and a key of the same tenant for
+    // another partner: neither reaches the webhook, its deliveries or the enrollment.
+    let other_tenant = app.new_key("con_other", "partner_a", false).await;
+    let other_partner = app.new_key("con_test", "partner_b", false).await;
+    for other in [&other_tenant, &other_partner] {
+        refused_everywhere(&app, other, &w, eid, &dl).await;
+    }
+    // The owner still has both, and its delivery is as it was (no retry went through).
+    let (st, _) = call(&app, &app.key, Method::GET, &format!("{HOOKS}/{w}"), None).await;
+    assert_eq!(st, 200);
+    let (_, v) = call(&app, &app.key, Method::GET, ENROLL, None).await;
+    assert_eq!(v["enrollments"].as_array().unwrap().len(), 1);
+    let (_, d) = call(
+        &app,
+        &app.key,
+        Method::GET,
+        &format!("{deliveries}/{dl}"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        d["delivery"], before["delivery"],
+        "untouched by the others' calls"
+    );
+}
+
+/// Every v2 route naming the webhook `w`, the enrollment `eid` or the delivery `dl` answers
+/// 404 to `other`, and its lists are empty.
+async fn refused_everywhere(app: &TestApp, other: &str, w: &str, eid: &str, dl: &str) {
     let not_found = [
         (Method::GET, format!("{HOOKS}/{w}"), None),
         (
@@ -637,10 +685,10 @@ async fn every_v2_route_is_tenant_isolated() {
             Some(json!({})),
         ),
         (Method::GET, format!("{HOOKS}/{w}/deliveries"), None),
-        (Method::GET, format!("{HOOKS}/{w}/deliveries/dl_x"), None),
+        (Method::GET, format!("{HOOKS}/{w}/deliveries/{dl}"), None),
         (
             Method::POST,
-            format!("{HOOKS}/{w}/deliveries/dl_x/retry"),
+            format!("{HOOKS}/{w}/deliveries/{dl}/retry"),
             None,
         ),
         (
@@ -656,20 +704,21 @@ async fn every_v2_route_is_tenant_isolated() {
         (Method::DELETE, format!("{ENROLL}/{eid}"), None),
     ];
     for (m, path, body) in not_found {
-        let (st, v) = call(&app, &other, m, &path, body).await;
+        let (st, v) = call(app, other, m, &path, body).await;
         assert_eq!(st, 404, "{path}: {v}");
     }
-    let (st, v) = enroll_v2(&app, &other, &w, &[P1]).await;
+    let (st, v) = enroll_v2(app, other, w, &[P1]).await;
     assert_eq!(st, 404, "{v}");
-    let (_, v) = call(&app, &other, Method::GET, HOOKS, None).await;
-    assert_eq!(v["webhooks"], json!([]));
-    let (_, v) = call(&app, &other, Method::GET, ENROLL, None).await;
+    let (_, v) = call(app, other, Method::GET, HOOKS, None).await;
+    let ids: Vec<&Value> = v["webhooks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| &h["webhook_id"])
+        .collect();
+    assert!(!ids.contains(&&json!(w)), "{v}");
+    let (_, v) = call(app, other, Method::GET, ENROLL, None).await;
     assert_eq!(v["enrollments"], json!([]));
-    // The owner still has both.
-    let (st, _) = call(&app, &app.key, Method::GET, &format!("{HOOKS}/{w}"), None).await;
-    assert_eq!(st, 200);
-    let (_, v) = call(&app, &app.key, Method::GET, ENROLL, None).await;
-    assert_eq!(v["enrollments"].as_array().unwrap().len(), 1);
 }
 
 /// `prospect-events demo` walks the v2 flow too: a named webhook with a header and the
