@@ -808,3 +808,50 @@ async fn create_is_idempotent_with_a_key() {
     let (_, list) = call(&app, &app.key, Method::GET, HOOKS, None).await;
     assert_eq!(list["webhooks"].as_array().unwrap().len(), 1);
 }
+
+/// A v2 enrollment may name the legacy webhook only while it is registered and active, as any
+/// other webhook: after a 410 disabled it, POST and PATCH naming it answer 422.
+#[tokio::test]
+async fn enrollments_on_a_disabled_legacy_webhook_are_refused() {
+    let (app, admin) = worker_app().await;
+    let (st, v) = enroll_v2(&app, &app.key, "wh_legacy", &[P1]).await;
+    assert_eq!(st, 404, "no v1 webhook registered yet: {v}");
+    let rx = Receiver::start(Reply::Status(410)).await;
+    crate::webhooks::register(&app, &app.key, "partner_a", &rx.url).await;
+    let (st, v) = enroll_v2(&app, &app.key, "wh_legacy", &[P1]).await;
+    assert_eq!(st, 201, "{v}");
+    let eid = v["enrollment_id"].as_str().unwrap().to_string();
+    one_event_each(&app, &admin, &[P1], 0).await;
+    rx.wait_for(1, WAIT).await;
+    let mut status = Value::Null;
+    for _ in 0..50 {
+        status = crate::webhooks::get_webhook(&app, "partner_a").await["status"].clone();
+        if status == "disabled" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, "disabled");
+    let (st, v) = enroll_v2(&app, &app.key, "wh_legacy", &[P2]).await;
+    assert_eq!(st, 422, "{v}");
+    assert_eq!(v["detail"][0]["loc"], json!(["body", "webhook_id"]), "{v}");
+    let (w, _) = create(&app, &app.key, json!({"name": "w", "webhook_url": rx.url})).await;
+    let (_, moved) = call(
+        &app,
+        &app.key,
+        Method::PATCH,
+        &format!("{ENROLL}/{eid}"),
+        Some(json!({"webhook_id": w})),
+    )
+    .await;
+    assert_eq!(moved["webhook_id"], w.as_str(), "{moved}");
+    let (st, v) = call(
+        &app,
+        &app.key,
+        Method::PATCH,
+        &format!("{ENROLL}/{eid}"),
+        Some(json!({"webhook_id": "wh_legacy"})),
+    )
+    .await;
+    assert_eq!(st, 422, "{v}");
+}

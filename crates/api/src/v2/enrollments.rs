@@ -98,13 +98,19 @@ fn not_active(webhook_id: &str) -> FieldError {
     }
 }
 
-/// The webhook an enrollment may name: its scope's (foreign ids look missing). The legacy
-/// id needs the partner's v1 webhook to be registered, as any other must exist.
+/// The webhook an enrollment may name: its scope's (foreign ids look missing). Through v2 the
+/// legacy id is held to the rules of any other webhook: the partner's v1 webhook must be
+/// registered (404) and active (422 — e.g. not disabled by a 410), which the store checks for
+/// v2 webhooks only (v1 enrollments wait for a registration).
 async fn check_legacy_target(state: &AppState, caller: &Caller, w: &str) -> Result<(), ApiError> {
-    if w == LEGACY_WEBHOOK_ID && state.store.get_webhook(&caller.scope).await?.is_none() {
-        return Err(ApiError::NotFound("Webhook not found"));
+    if w != LEGACY_WEBHOOK_ID {
+        return Ok(());
     }
-    Ok(())
+    match state.store.get_webhook(&caller.scope).await? {
+        None => Err(ApiError::NotFound("Webhook not found")),
+        Some(hook) if !hook.enabled => Err(ApiError::Validation(vec![not_active(w)])),
+        Some(_) => Ok(()),
+    }
 }
 
 pub(crate) async fn create(
