@@ -855,3 +855,55 @@ async fn enrollments_on_a_disabled_legacy_webhook_are_refused() {
     .await;
     assert_eq!(st, 422, "{v}");
 }
+
+/// A claim that waits for a send slot while its webhook's secret is rotated is signed with the
+/// new secret when it is sent (X-Signature; webhook-signature with both during the grace).
+#[tokio::test]
+async fn rotation_reaches_claims_waiting_for_a_slot() {
+    let app = TestApp::spawn().await;
+    let admin = app.new_key("con_test", "partner_a", true).await;
+    let rx = Receiver::start(Reply::Slow(200, 1_500)).await;
+    let (id, old) = create(
+        &app,
+        &app.key,
+        json!({"name": "rot", "webhook_url": rx.url}),
+    )
+    .await;
+    let (st, v) = enroll_v2(&app, &app.key, &id, &[P1, P2]).await;
+    assert_eq!(st, 201, "{v}");
+    one_event_each(&app, &admin, &[P1, P2], 0).await;
+    // One send at a time: both notifications are claimed together, the second waits.
+    let (sender_cfg, worker_cfg) = test_delivery();
+    let worker = delivery::Worker::new(
+        app.store.clone(),
+        delivery::Sender::new(sender_cfg).unwrap(),
+        std::sync::Arc::new(delivery::Limiter::new(1, 1)),
+        worker_cfg.sized_for(1, 1),
+    );
+    let run = tokio::spawn(async move { worker.run_once().await });
+    let first = rx.wait_for(1, WAIT).await;
+    let (st, r) = call(
+        &app,
+        &app.key,
+        Method::POST,
+        &format!("{HOOKS}/{id}/rotate_secret"),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200, "{r}");
+    let new = r["webhook_secret"].as_str().unwrap().to_string();
+    assert_eq!(run.await.unwrap(), 2, "both claimed in one go");
+    let got = rx.wait_for(2, WAIT).await;
+    assert!(first[0].signature_valid(&old), "sent before the rotation");
+    let later = &got[1];
+    assert!(
+        later.signature_valid(&new) && !later.signature_valid(&old),
+        "X-Signature of the waiting claim: the new secret"
+    );
+    for s in [&new, &old] {
+        assert!(
+            later.standard_signature_valid(s),
+            "webhook-signature in the grace"
+        );
+    }
+}

@@ -233,6 +233,10 @@ struct Attempt {
     recorder: Recorder,
 }
 
+/// A claim sent later than this after it was made (it waited for a send slot) re-reads its
+/// webhook before signing (D113); sooner, the claim's copy is current enough.
+const REFRESH_AFTER: Duration = Duration::from_millis(100);
+
 /// Decrements the in-flight count of a webhook however an attempt ends.
 struct InFlight {
     map: Arc<Mutex<HashMap<WebhookKey, usize>>>,
@@ -264,6 +268,9 @@ impl Attempt {
             webhook: c.webhook(),
         };
         let Some(permit) = self.send_slot(&c).await else {
+            return;
+        };
+        let Some(c) = self.fresh_claim(c).await else {
             return;
         };
         let Some(lease_until) = self.lease_for_attempt(&c).await else {
@@ -298,6 +305,34 @@ impl Attempt {
             }
         }
         permit
+    }
+
+    /// The claim as it is sent: one that waited for its slot longer than [`REFRESH_AFTER`]
+    /// re-reads its webhook first, so a secret rotation (or a new URL, headers or format) made
+    /// meanwhile applies to it, as it does to claims made after it. None when the webhook is
+    /// gone or disabled meanwhile: the claim is handed back, its notification left to the store
+    /// (due again when the webhook is enabled; failed with a deleted one).
+    async fn fresh_claim(&self, mut c: Claimed) -> Option<Claimed> {
+        let claimed_at = c.lease_until - self.lease.as_millis() as i64;
+        if self.clock.unix_millis() - claimed_at < REFRESH_AFTER.as_millis() as i64 {
+            return Some(c);
+        }
+        match self.store.find_webhook(&c.webhook()).await {
+            Ok(Some(w)) if w.enabled => {
+                c.refresh(&w, self.clock.now());
+                Some(c)
+            }
+            Ok(_) => {
+                if let Err(e) = self.store.set_lease(c.row, c.lease_until, None).await {
+                    tracing::debug!(error = %e, "handing back a claim failed; its lease will expire");
+                }
+                None
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "re-reading a webhook failed; sending with the claim's settings");
+                Some(c)
+            }
+        }
     }
 
     /// The lease must outlast this attempt: renewed when the wait for a slot used it up. None

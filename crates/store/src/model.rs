@@ -607,6 +607,17 @@ impl Claimed {
     pub fn webhook(&self) -> WebhookKey {
         WebhookKey::new(&self.scope, &self.webhook_id)
     }
+
+    /// Takes `w`'s current delivery settings (URL, secrets as a send at `now` signs with them,
+    /// headers, payload format, generation): for a claim that waited while its webhook changed.
+    pub fn refresh(&mut self, w: &Webhook, now: time::OffsetDateTime) {
+        self.webhook_url.clone_from(&w.webhook_url);
+        self.secret.clone_from(&w.secret);
+        self.previous_secret = w.previous_secret_at(now).map(str::to_string);
+        self.headers.clone_from(&w.headers);
+        self.payload_format = w.payload_format;
+        self.generation = w.generation;
+    }
 }
 
 /// What to do with a notification after an attempt.
