@@ -3,7 +3,7 @@
 //! retries and replays. What an attempt does next is `rules::AttemptEffect`.
 
 use super::idempotency::fence;
-use super::webhooks::park_if_disabled;
+use super::webhooks::{lock_for_queuing, lock_one_for_queuing, park_if_disabled};
 use super::{is_retryable, pg};
 use crate::model::*;
 use crate::rules::{
@@ -87,6 +87,17 @@ async fn insert_notifications(
     let mut key: Vec<&str> = Vec::with_capacity(n);
     let mut payload: Vec<String> = Vec::with_capacity(n);
     let mut webhook: Vec<&str> = Vec::with_capacity(n);
+    let targets: Vec<(&str, &str, &str)> = covering
+        .iter()
+        .map(|(_, to)| {
+            (
+                to.tenant.0.as_str(),
+                to.partner.0.as_str(),
+                to.webhook_id.as_str(),
+            )
+        })
+        .collect();
+    lock_for_queuing(tx, &targets).await?;
     for (ev, to) in covering {
         webhook.push(&to.webhook_id);
         payload.push(notification_payload(ev, to).to_string());
@@ -594,12 +605,26 @@ pub(super) async fn queue_direct(
     items: &[DirectNotification],
     now: OffsetDateTime,
 ) -> StoreResult<u64> {
-    let (scope, now_ms) = (&webhook.scope, domain::clock::unix_millis(now));
     if items.is_empty() {
         return Ok(0);
     }
     let tx = c.transaction().await.map_err(pg)?;
     fence(&tx).await?;
+    let n = insert_direct(&tx, webhook, items, now).await?;
+    tx.commit().await.map_err(pg)?;
+    Ok(n)
+}
+
+/// The notifications of [`queue_direct`], in the caller's transaction (parked while the webhook
+/// is missing or disabled, [`lock_one_for_queuing`] first).
+async fn insert_direct(
+    tx: &Transaction<'_>,
+    webhook: &WebhookKey,
+    items: &[DirectNotification],
+    now: OffsetDateTime,
+) -> StoreResult<u64> {
+    let (scope, now_ms) = (&webhook.scope, domain::clock::unix_millis(now));
+    lock_one_for_queuing(tx, webhook).await?;
     let delivery: Vec<&str> = items.iter().map(|i| i.delivery_id.as_str()).collect();
     let event: Vec<&str> = items.iter().map(|i| i.event_id.as_str()).collect();
     let name: Vec<&str> = items.iter().map(|i| i.event_name.as_str()).collect();
@@ -622,27 +647,24 @@ pub(super) async fn queue_direct(
         ))
         .await
         .map_err(pg)?;
-    let n = tx
-        .execute(
-            &s,
-            &[
-                &delivery,
-                &event,
-                &name,
-                &time,
-                &key,
-                &payload,
-                &scope.tenant.0,
-                &scope.partner.0,
-                &now_ms,
-                &now.unix_timestamp(),
-                &webhook.webhook_id,
-            ],
-        )
-        .await
-        .map_err(pg)?;
-    tx.commit().await.map_err(pg)?;
-    Ok(n)
+    tx.execute(
+        &s,
+        &[
+            &delivery,
+            &event,
+            &name,
+            &time,
+            &key,
+            &payload,
+            &scope.tenant.0,
+            &scope.partner.0,
+            &now_ms,
+            &now.unix_timestamp(),
+            &webhook.webhook_id,
+        ],
+    )
+    .await
+    .map_err(pg)
 }
 
 pub(super) async fn list_deliveries(
@@ -744,6 +766,7 @@ pub(super) async fn retry_delivery(
     let (scope, now_ms) = (&webhook.scope, domain::clock::unix_millis(now));
     let tx = c.transaction().await.map_err(pg)?;
     fence(&tx).await?;
+    lock_one_for_queuing(&tx, webhook).await?;
     let s = tx
         .prepare_cached(concat!(
             "UPDATE notifications SET status = 0, cycle_attempts = 0,
@@ -783,6 +806,7 @@ pub(super) async fn replay(
     let (scope, now_ms) = (&webhook.scope, domain::clock::unix_millis(now));
     let tx = c.transaction().await.map_err(pg)?;
     fence(&tx).await?;
+    lock_one_for_queuing(&tx, webhook).await?;
     let s = tx
         .prepare_cached(concat!(
             "UPDATE notifications SET status = 0, cycle_attempts = 0,
@@ -813,4 +837,80 @@ pub(super) async fn replay(
         .map_err(pg)?;
     tx.commit().await.map_err(pg)?;
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::postgres::{create_test_schema, drop_test_schema, PostgresOptions, PostgresStore};
+    use crate::Store;
+    use domain::{PartnerId, TenantId};
+    use std::sync::Arc;
+
+    /// Enabling a webhook while a transaction is queuing a notification for it (parked: it was
+    /// disabled when the queuing statement started) never leaves that notification parked:
+    /// the enable waits for the queuing to commit, then unparks it. Runs with
+    /// `PROSPECT_EVENTS_TEST_POSTGRES_URL` set.
+    #[tokio::test]
+    async fn enabling_during_queuing_leaves_nothing_parked() {
+        let Ok(url) = std::env::var("PROSPECT_EVENTS_TEST_POSTGRES_URL") else {
+            return;
+        };
+        let schema = format!("queue_race_{}", std::process::id());
+        let schema_url = create_test_schema(&url, &schema).await.unwrap();
+        let store = Arc::new(
+            PostgresStore::open(&schema_url, PostgresOptions::default())
+                .await
+                .unwrap(),
+        );
+        let scope = Scope {
+            tenant: TenantId("t1".into()),
+            partner: PartnerId("pa".into()),
+        };
+        let now = OffsetDateTime::now_utc();
+        let new = NewWebhook {
+            webhook_id: "wh_race".into(),
+            name: "race".into(),
+            description: None,
+            headers: vec![],
+            payload_format: PayloadFormat::Json,
+            webhook_url: "https://example.com/race".into(),
+            secret: "s".into(),
+        };
+        store.create_webhook(&scope, new, now).await.unwrap();
+        let key = WebhookKey::new(&scope, "wh_race");
+        let switch = |enabled| WebhookChange {
+            enabled: Some(enabled),
+            ..Default::default()
+        };
+        store.change_webhook(&key, switch(false), now).await.unwrap();
+
+        let mut c = store.conn().await.unwrap();
+        let tx = c.transaction().await.unwrap();
+        let item = DirectNotification {
+            delivery_id: "dl_race".into(),
+            event_id: "ev_race".into(),
+            event_name: "prospect_changed_role".into(),
+            event_time: now.unix_timestamp(),
+            enrollment_key: "k".into(),
+            payload: serde_json::json!({"race": true}),
+        };
+        assert_eq!(insert_direct(&tx, &key, &[item], now).await.unwrap(), 1);
+        let enabling = {
+            let (store, key) = (store.clone(), key.clone());
+            tokio::spawn(async move { store.change_webhook(&key, switch(true), now).await })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        tx.commit().await.unwrap();
+        enabling.await.unwrap().unwrap();
+        let later = domain::clock::unix_millis(now) + 1_000;
+        let got = store
+            .claim_due(later, 30_000, 10, &ClaimRoom::any())
+            .await
+            .unwrap();
+        assert_eq!(got.len(), 1, "the notification is due, not parked");
+        drop(c);
+        drop(store);
+        drop_test_schema(&url, &schema).await.unwrap();
+    }
 }

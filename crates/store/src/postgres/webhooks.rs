@@ -500,6 +500,51 @@ pub(super) async fn rotate_webhook_secret(
     Ok(webhook_row(&row))
 }
 
+/// Locks the webhooks notifications are about to be queued or re-queued for (`FOR SHARE`, in
+/// key order, each once), in the queuing transaction and before the statement that reads their
+/// `enabled` to park or not. An enable or disable then either waits for the queuing to commit
+/// and parks or unparks what it queued, or commits first and the queuing statement (a later
+/// statement, so a later snapshot) sees it: a notification is never left parked for an
+/// enabled webhook, nor due for a disabled one. `(tenant, partner, webhook id)` each.
+pub(super) async fn lock_for_queuing(
+    tx: &Transaction<'_>,
+    keys: &[(&str, &str, &str)],
+) -> StoreResult<()> {
+    let mut keys = keys.to_vec();
+    keys.sort_unstable();
+    keys.dedup();
+    let s = tx
+        .prepare_cached(
+            "SELECT 1 FROM webhooks w
+             JOIN unnest($1::TEXT[], $2::TEXT[], $3::TEXT[]) AS x(t, p, id)
+               ON w.tenant_id = x.t AND w.partner_id = x.p AND w.webhook_id = x.id
+             ORDER BY w.tenant_id, w.partner_id, w.webhook_id
+             FOR SHARE OF w",
+        )
+        .await
+        .map_err(pg)?;
+    let tenants: Vec<&str> = keys.iter().map(|k| k.0).collect();
+    let partners: Vec<&str> = keys.iter().map(|k| k.1).collect();
+    let ids: Vec<&str> = keys.iter().map(|k| k.2).collect();
+    tx.query(&s, &[&tenants, &partners, &ids])
+        .await
+        .map_err(pg)?;
+    Ok(())
+}
+
+/// [`lock_for_queuing`] for one webhook.
+pub(super) async fn lock_one_for_queuing(
+    tx: &Transaction<'_>,
+    key: &WebhookKey,
+) -> StoreResult<()> {
+    let k = (
+        key.scope.tenant.0.as_str(),
+        key.scope.partner.0.as_str(),
+        key.webhook_id.as_str(),
+    );
+    lock_for_queuing(tx, &[k]).await
+}
+
 /// Refuses to route an enrollment to a webhook that [`target_verdict`] refuses. Locks the
 /// webhook row until the caller's transaction ends, so a concurrent delete sees the enrollment;
 /// callers take this lock before any enrollment row's (the order `remove_webhook` locks in).
