@@ -242,19 +242,20 @@ pub trait Store: Send + Sync + 'static {
     /// `NotFound` when the partner has no webhook. Pending notifications stay pending.
     async fn delete_webhook(&self, scope: &Scope) -> StoreResult<()>;
     /// The webhook's attempts since `since` (count, successes, latency p50/p99) and its pending
-    /// backlog now. One indexed query over the scope's notifications attempted since `since`;
-    /// callers bound the window (`domain::defaults::STATS_WINDOW_MAX`).
+    /// backlog now (v1: the legacy webhook's; its notifications wait without a registration).
+    /// One indexed query over the webhook's notifications attempted since `since`; callers
+    /// bound the window (`domain::defaults::STATS_WINDOW_MAX`).
     async fn webhook_stats(
         &self,
-        scope: &Scope,
+        webhook: &WebhookKey,
         since: time::OffsetDateTime,
     ) -> StoreResult<WebhookStats>;
-    /// Notifications queued for the scope in `[from, to)` counted per UTC day and event name,
+    /// Notifications queued for the webhook in `[from, to)` counted per UTC day and event name,
     /// ordered by day then name; days without any are absent. One indexed range scan; callers
     /// bound the window (`domain::defaults::DAILY_WINDOW_MAX_DAYS`).
     async fn daily_notifications(
         &self,
-        scope: &Scope,
+        webhook: &WebhookKey,
         from: time::OffsetDateTime,
         to: time::OffsetDateTime,
     ) -> StoreResult<Vec<DailyCount>>;

@@ -47,7 +47,7 @@ pub(crate) async fn check_upgraded(s: &dyn Store) {
     // The console's stats read the upgraded indexes (the v2 migration replaced the pending
     // index the backlog query used to name).
     let stats = s
-        .webhook_stats(&a, time::OffsetDateTime::UNIX_EPOCH)
+        .webhook_stats(&WebhookKey::legacy(&a), time::OffsetDateTime::UNIX_EPOCH)
         .await
         .unwrap();
     assert_eq!((stats.attempts, stats.pending), (0, 1));

@@ -52,4 +52,12 @@ pub(crate) fn routes() -> Router<AppState> {
             post(webhooks::retry_delivery),
         )
         .route("/v2/webhooks/{webhook_id}/replay", post(webhooks::replay))
+        .route(
+            "/v2/webhooks/{webhook_id}/stats",
+            get(crate::webhook_reads::stats_v2),
+        )
+        .route(
+            "/v2/webhooks/{webhook_id}/daily",
+            get(crate::webhook_reads::daily_v2),
+        )
 }

@@ -47,6 +47,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "v2_webhooks",
         include_str!("../../migrations/postgres/0008_v2_webhooks.sql"),
     ),
+    (
+        9,
+        "console_stats_per_webhook",
+        include_str!("../../migrations/postgres/0009_console_stats_per_webhook.sql"),
+    ),
 ];
 
 /// Applies the migrations not yet applied, up to version `last` (tests build older schemas).

@@ -883,7 +883,10 @@ mod tests {
             enabled: Some(enabled),
             ..Default::default()
         };
-        store.change_webhook(&key, switch(false), now).await.unwrap();
+        store
+            .change_webhook(&key, switch(false), now)
+            .await
+            .unwrap();
 
         let mut c = store.conn().await.unwrap();
         let tx = c.transaction().await.unwrap();

@@ -143,21 +143,21 @@ impl Store for PostgresStore {
 
     async fn webhook_stats(
         &self,
-        scope: &Scope,
+        webhook: &WebhookKey,
         since: time::OffsetDateTime,
     ) -> StoreResult<WebhookStats> {
         let since = domain::clock::unix_millis(since);
-        stats::webhook_stats(&mut self.conn().await?, scope, since).await
+        stats::webhook_stats(&mut self.conn().await?, webhook, since).await
     }
 
     async fn daily_notifications(
         &self,
-        scope: &Scope,
+        webhook: &WebhookKey,
         from: time::OffsetDateTime,
         to: time::OffsetDateTime,
     ) -> StoreResult<Vec<DailyCount>> {
         let (from, to) = (from.unix_timestamp(), to.unix_timestamp());
-        stats::daily_notifications(&mut self.conn().await?, scope, from, to).await
+        stats::daily_notifications(&mut self.conn().await?, webhook, from, to).await
     }
 
     // --- v2 webhooks -----------------------------------------------------------------------

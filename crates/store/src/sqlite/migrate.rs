@@ -60,6 +60,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "v2_webhooks",
         include_str!("../../migrations/sqlite/0011_v2_webhooks.sql"),
     ),
+    (
+        12,
+        "console_stats_per_webhook",
+        include_str!("../../migrations/sqlite/0012_console_stats_per_webhook.sql"),
+    ),
 ];
 
 pub(super) fn run(conn: &mut Connection) -> Result<(), StoreError> {

@@ -180,24 +180,24 @@ impl Store for SqliteStore {
 
     async fn webhook_stats(
         &self,
-        scope: &Scope,
+        webhook: &WebhookKey,
         since: time::OffsetDateTime,
     ) -> StoreResult<WebhookStats> {
-        let scope = scope.clone();
+        let webhook = webhook.clone();
         let since = domain::clock::unix_millis(since);
-        self.read(move |c| stats::webhook_stats(c, &scope, since))
+        self.read(move |c| stats::webhook_stats(c, &webhook, since))
             .await
     }
 
     async fn daily_notifications(
         &self,
-        scope: &Scope,
+        webhook: &WebhookKey,
         from: time::OffsetDateTime,
         to: time::OffsetDateTime,
     ) -> StoreResult<Vec<DailyCount>> {
-        let scope = scope.clone();
+        let webhook = webhook.clone();
         let (from, to) = (from.unix_timestamp(), to.unix_timestamp());
-        self.read(move |c| stats::daily_notifications(c, &scope, from, to))
+        self.read(move |c| stats::daily_notifications(c, &webhook, from, to))
             .await
     }
 

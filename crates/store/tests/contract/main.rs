@@ -90,6 +90,7 @@ contract!(
     idempotency::idempotency_keys_reserve_fence_replay_and_expire,
     stats::webhook_stats_window_percentiles_and_backlog,
     stats::daily_notifications_by_day_and_event,
+    stats::stats_are_per_webhook,
     v2::v2_webhooks_cap_names_legacy_and_changes,
     v2::notifications_go_to_their_enrollments_webhook,
     v2::disabled_webhooks_wait_and_rotation_signs_with_both,
