@@ -74,7 +74,11 @@ impl Recorder {
 
     /// Writes batches until the queue is empty, answering each batch's waiters.
     async fn flush(self) {
-        while let Some(batch) = self.next_batch() {
+        let mut out = FlusherOut {
+            queue: self.queue.clone(),
+            counted_out: false,
+        };
+        while let Some(batch) = self.next_batch(&mut out) {
             let (records, waiters): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
             let result = (self.write)(records).await.map_err(|e| e.to_string());
             for w in waiters {
@@ -86,15 +90,34 @@ impl Recorder {
 
     /// The oldest queued records (at most [`MAX_BATCH`]), or None (and this flusher stops)
     /// when nothing is queued.
-    fn next_batch(&self) -> Option<Vec<(AttemptRecord, Waiter)>> {
+    fn next_batch(&self, out: &mut FlusherOut) -> Option<Vec<(AttemptRecord, Waiter)>> {
         let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
         if q.records.is_empty() {
+            // Under the lock that found the queue empty: a record queued after this starts a
+            // new flusher.
             q.flushers -= 1;
+            out.counted_out = true;
             return None;
         }
         let take = q.records.len().min(MAX_BATCH);
         let rest = q.records.split_off(take);
         Some(std::mem::replace(&mut q.records, rest))
+    }
+}
+
+/// Counts a flusher out if it ends without finding the queue empty (a panic in the store), so
+/// that later records still start flushers.
+struct FlusherOut {
+    queue: Arc<Mutex<Queue>>,
+    counted_out: bool,
+}
+
+impl Drop for FlusherOut {
+    fn drop(&mut self) {
+        if !self.counted_out {
+            let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+            q.flushers -= 1;
+        }
     }
 }
 
@@ -121,6 +144,21 @@ mod tests {
             outcome: AttemptOutcome::Delivered,
             disable_after_ms: 1,
         }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_batch_fails_its_attempts_and_later_ones_are_still_recorded() {
+        let rec = Recorder::writing_with(Arc::new(|records: Vec<AttemptRecord>| {
+            Box::pin(async move {
+                assert!(records.iter().all(|r| r.row != 7), "store bug");
+                Ok(())
+            })
+        }));
+        for _ in 0..FLUSHERS + 1 {
+            assert!(rec.record(record(7)).await.is_err());
+        }
+        let later = tokio::time::timeout(std::time::Duration::from_secs(5), rec.record(record(8)));
+        assert!(later.await.expect("recorded, not stranded").is_ok());
     }
 
     /// A recorder whose batches take 5 ms (so attempts queue up meanwhile), failing those
