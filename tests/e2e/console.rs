@@ -572,7 +572,10 @@ async fn a_v2_webhook_shows_with_its_own_stats() {
         )
         .await;
     assert_eq!(cells[1], "active", "{cells}");
-    assert_eq!(cells[2], "100.0 %", "success rate from the v2 stats: {cells}");
+    assert_eq!(
+        cells[2], "100.0 %",
+        "success rate from the v2 stats: {cells}"
+    );
     assert_eq!(cells[3], "1", "one attempt: {cells}");
     let page = b.text_of_page().await;
     assert!(

@@ -16,7 +16,13 @@ pub async fn run(cfg: ServeConfig) -> Result<()> {
     // database is touched or any task starts.
     let server_tls = api_tls(&cfg)?;
     let sender = webhook_sender(&cfg)?;
-    let store = store::open(&cfg.db.database_url)
+    // The worker's own connections come on top of the pool's default, for the API.
+    let worker_connections = if cfg.worker {
+        delivery::DATABASE_CONNECTIONS
+    } else {
+        0
+    };
+    let store = store::open_with_extra_connections(&cfg.db.database_url, worker_connections)
         .await
         .map_err(|e| anyhow::anyhow!("opening {}: {e}", store::redact_url(&cfg.db.database_url)))?;
     tracing::info!(database = %store::redact_url(&cfg.db.database_url), backend = store.backend(), "store ready");

@@ -25,4 +25,4 @@ pub use sender::{
     SenderError, SignedHeaders, RESPONSE_BODY_PREFIX_BYTES, USER_AGENT,
 };
 pub use ssrf::{is_forbidden_ip, validate_webhook_url};
-pub use worker::{Wake, Worker, WorkerConfig};
+pub use worker::{Wake, Worker, WorkerConfig, DATABASE_CONNECTIONS};

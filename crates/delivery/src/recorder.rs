@@ -19,11 +19,15 @@ pub(crate) const MAX_BATCH: usize = 512;
 
 type Waiter = oneshot::Sender<Result<(), String>>;
 
+/// Batches written at once: while one waits for its commit, the next is already on its way
+/// (the database flushes both commits' log together).
+pub(crate) const FLUSHERS: usize = 2;
+
 #[derive(Default)]
 struct Queue {
     records: Vec<(AttemptRecord, Waiter)>,
-    /// A flusher task is running (it takes whatever is queued until nothing is left).
-    flushing: bool,
+    /// Flusher tasks running (each takes whatever is queued until nothing is left).
+    flushers: usize,
 }
 
 /// Shared by every attempt of one worker; cheap to clone.
@@ -55,7 +59,9 @@ impl Recorder {
         let start_flusher = {
             let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
             q.records.push((record, tx));
-            !std::mem::replace(&mut q.flushing, true)
+            let start = q.flushers < FLUSHERS;
+            q.flushers += usize::from(start);
+            start
         };
         if start_flusher {
             // A task of its own: cancelling the attempt that started it must not strand the
@@ -68,7 +74,11 @@ impl Recorder {
 
     /// Writes batches until the queue is empty, answering each batch's waiters.
     async fn flush(self) {
-        while let Some(batch) = self.next_batch() {
+        let mut out = FlusherOut {
+            queue: self.queue.clone(),
+            counted_out: false,
+        };
+        while let Some(batch) = self.next_batch(&mut out) {
             let (records, waiters): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
             let copy = (records.len() > 1).then(|| records.clone());
             let result = (self.write)(records).await;
@@ -93,17 +103,36 @@ impl Recorder {
         }
     }
 
-    /// The oldest queued records (at most [`MAX_BATCH`]), or None (and the flusher stops) when
-    /// nothing is queued.
-    fn next_batch(&self) -> Option<Vec<(AttemptRecord, Waiter)>> {
+    /// The oldest queued records (at most [`MAX_BATCH`]), or None (and this flusher stops)
+    /// when nothing is queued.
+    fn next_batch(&self, out: &mut FlusherOut) -> Option<Vec<(AttemptRecord, Waiter)>> {
         let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
         if q.records.is_empty() {
-            q.flushing = false;
+            // Under the lock that found the queue empty: a record queued after this starts a
+            // new flusher.
+            q.flushers -= 1;
+            out.counted_out = true;
             return None;
         }
         let take = q.records.len().min(MAX_BATCH);
         let rest = q.records.split_off(take);
         Some(std::mem::replace(&mut q.records, rest))
+    }
+}
+
+/// Counts a flusher out if it ends without finding the queue empty (a panic in the store), so
+/// that later records still start flushers.
+struct FlusherOut {
+    queue: Arc<Mutex<Queue>>,
+    counted_out: bool,
+}
+
+impl Drop for FlusherOut {
+    fn drop(&mut self) {
+        if !self.counted_out {
+            let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+            q.flushers -= 1;
+        }
     }
 }
 
@@ -131,6 +160,21 @@ mod tests {
             outcome: AttemptOutcome::Delivered,
             disable_after_ms: 1,
         }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_batch_fails_its_attempts_and_later_ones_are_still_recorded() {
+        let rec = Recorder::writing_with(Arc::new(|records: Vec<AttemptRecord>| {
+            Box::pin(async move {
+                assert!(records.iter().all(|r| r.row != 7), "store bug");
+                Ok(())
+            })
+        }));
+        for _ in 0..FLUSHERS + 1 {
+            assert!(rec.record(record(7)).await.is_err());
+        }
+        let later = tokio::time::timeout(std::time::Duration::from_secs(5), rec.record(record(8)));
+        assert!(later.await.expect("recorded, not stranded").is_ok());
     }
 
     /// A recorder whose batches take 5 ms (so attempts queue up meanwhile), failing those
@@ -183,13 +227,23 @@ mod tests {
         assert!(batches.iter().all(|b| b.len() <= MAX_BATCH));
         assert!(batches.len() < 20, "{} batches", batches.len());
 
-        // A failed batch fails its own attempts (both queued before the flusher ran); once
-        // the queue ran dry a later attempt starts a new flusher.
+        // A failed batch fails its own attempts only (7, 8 and 9 are queued before either
+        // flusher runs: the first takes all three); once the queue ran dry a later attempt
+        // starts a new flusher.
         let (rec, batches) = slow_recorder(7);
-        let (a, b) = tokio::join!(rec.record(record(7)), rec.record(record(8)));
-        assert!(a.is_err() && b.is_err());
-        assert!(rec.record(record(9)).await.is_ok());
-        assert_eq!(*batches.lock().unwrap(), vec![vec![7, 8], vec![9]]);
+        let (a, b, c) = tokio::join!(
+            rec.record(record(7)),
+            rec.record(record(8)),
+            rec.record(record(9))
+        );
+        assert!(a.is_err() && b.is_err() && c.is_err());
+        assert!(rec.record(record(10)).await.is_ok());
+        let (d, e) = tokio::join!(rec.record(record(7)), rec.record(record(11)));
+        assert!(d.is_err() && e.is_err());
+        assert_eq!(
+            *batches.lock().unwrap(),
+            vec![vec![7, 8, 9], vec![10], vec![7, 11]]
+        );
     }
 
     #[tokio::test]

@@ -380,12 +380,19 @@ pub type DynStore = Arc<dyn Store>;
 /// Opens the store named by a database URL (`sqlite://path`, `sqlite::memory:`), running
 /// migrations first.
 pub async fn open(url: &str) -> StoreResult<DynStore> {
+    open_with_extra_connections(url, 0).await
+}
+
+/// [`open`], with `extra` connections in a PostgreSQL pool beyond its default size (for the
+/// delivery worker beside the API); a `pool_size` in the URL still decides.
+pub async fn open_with_extra_connections(url: &str, extra: usize) -> StoreResult<DynStore> {
     if let Some(path) = url.strip_prefix("sqlite://") {
         let store = sqlite::SqliteStore::open(path, sqlite::SqliteOptions::default()).await?;
         Ok(Arc::new(store))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let store =
-            postgres::PostgresStore::open(url, postgres::PostgresOptions::default()).await?;
+        let mut opts = postgres::PostgresOptions::default();
+        opts.max_connections += extra;
+        let store = postgres::PostgresStore::open(url, opts).await?;
         Ok(Arc::new(store))
     } else {
         Err(StoreError::internal(format!(

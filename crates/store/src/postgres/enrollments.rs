@@ -31,17 +31,21 @@ macro_rules! locked_enrollment {
     };
 }
 
-/// Deletes the index rows of the `fresh` enrollment's stored prospects that are not among
-/// `$kept` (a parameter: an array of ids): each by its primary key, the stored list being 40
-/// hex digits an id.
+/// `was`: the `fresh` enrollment's stored prospects as an array (the stored list is 40 hex digits
+/// an id), and `gone`: the deletion of the index rows of those not among `$kept` (a parameter:
+/// an array of ids), by primary key (an array, so the plan is an index scan, never a join over
+/// the table).
 macro_rules! gone_prospects {
     ($kept:literal) => {
         concat!(
-            "gone AS (
+            "was AS (
+            SELECT ARRAY(
+                SELECT decode(substr(f.prospect_ids, k * 40 + 1, 40), 'hex')
+                FROM fresh f, generate_series(0, length(f.prospect_ids) / 40 - 1) AS k) AS ids),
+         gone AS (
             DELETE FROM enrollment_prospects ep
-            USING fresh, generate_series(0, length(fresh.prospect_ids) / 40 - 1) k
-            WHERE ep.enrollment_ref = fresh.id
-              AND ep.prospect_id = decode(substr(fresh.prospect_ids, k * 40 + 1, 40), 'hex')
+            WHERE ep.enrollment_ref = (SELECT id FROM fresh)
+              AND ep.prospect_id = ANY((SELECT ids FROM was)::BYTEA[])
               AND ep.prospect_id <> ALL(",
             $kept,
             "::BYTEA[]))"
@@ -192,7 +196,7 @@ pub(super) async fn create_enrollment(
 }
 
 /// One statement: the row replaced, index rows of dropped prospects deleted, new ones added
-/// (unchanged ones are left alone).
+/// (unchanged ones are not touched, not even probed).
 pub(super) async fn update_enrollment(
     c: &mut Object,
     scope: &Scope,
@@ -214,6 +218,7 @@ pub(super) async fn update_enrollment(
          added AS (
             INSERT INTO enrollment_prospects (prospect_id, enrollment_ref)
             SELECT p, fresh.id FROM fresh, unnest($9::BYTEA[]) AS p
+            WHERE p <> ALL((SELECT ids FROM was)::BYTEA[])
             ON CONFLICT DO NOTHING)
          SELECT (SELECT count(*) FROM old), (SELECT count(*) FROM upd)"
     );
