@@ -14,7 +14,7 @@ use domain::clock::Clock;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use store::{AttemptOutcome, AttemptRecord, ClaimRoom, Claimed, DynStore, WebhookKey};
+use store::{AttemptOutcome, AttemptRecord, ClaimRoom, Claimed, DynStore, Webhook, WebhookKey};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
@@ -70,10 +70,11 @@ impl WorkerConfig {
     }
 }
 
-/// Database connections one worker uses at once: a claim, the recorder's batches, and a lease
-/// renewal or hand-back. Fixed, whatever `--delivery-concurrency` says: attempts are recorded in
-/// batches, not a transaction each.
-pub const DATABASE_CONNECTIONS: usize = 2 + crate::recorder::FLUSHERS;
+/// Database connections one worker uses at once: a claim, the recorder's batches, a lease
+/// renewal or hand-back, and a waiting claim's webhook re-read (D113). Fixed, whatever
+/// `--delivery-concurrency` says: attempts are recorded in batches, not a transaction each, and
+/// webhooks re-read at most once per [`REFRESH_AFTER`] each.
+pub const DATABASE_CONNECTIONS: usize = 3 + crate::recorder::FLUSHERS;
 
 /// Handle to wake the worker when new notifications were queued in this process.
 #[derive(Clone, Default)]
@@ -93,6 +94,7 @@ pub struct Worker {
     wake: Wake,
     in_flight: Arc<Mutex<HashMap<WebhookKey, usize>>>,
     recorder: Recorder,
+    settings: Settings,
 }
 
 impl Worker {
@@ -104,6 +106,7 @@ impl Worker {
             wake: Wake::default(),
             in_flight: Default::default(),
             recorder: Recorder::new(store.clone()),
+            settings: Settings::default(),
             store,
         }
     }
@@ -221,6 +224,7 @@ impl Worker {
                 stop: stop.clone(),
                 in_flight: self.in_flight.clone(),
                 recorder: self.recorder.clone(),
+                settings: self.settings.clone(),
             };
             set.spawn(job.deliver(c));
         }
@@ -239,7 +243,49 @@ struct Attempt {
     stop: watch::Receiver<bool>,
     in_flight: Arc<Mutex<HashMap<WebhookKey, usize>>>,
     recorder: Recorder,
+    settings: Settings,
 }
+
+/// Webhooks as last re-read for waiting claims (unix ms of the read, and the row: None when
+/// gone), shared by a worker's attempts so each webhook is read at most once per
+/// [`REFRESH_AFTER`] however many of its claims wait.
+#[derive(Clone, Default)]
+struct Settings(Arc<Mutex<HashMap<WebhookKey, ReadAt>>>);
+
+/// When a webhook was read (unix ms), and what was read.
+type ReadAt = (i64, Option<Webhook>);
+
+impl Settings {
+    /// The webhook as read at `now_ms - REFRESH_AFTER` or later, reading it when the last read
+    /// is older.
+    async fn current(
+        &self,
+        store: &DynStore,
+        key: &WebhookKey,
+        now_ms: i64,
+    ) -> store::StoreResult<Option<Webhook>> {
+        let fresh_from = now_ms - REFRESH_AFTER.as_millis() as i64;
+        if let Some((at, w)) = self.lock().get(key) {
+            if *at >= fresh_from {
+                return Ok(w.clone());
+            }
+        }
+        let w = store.find_webhook(key).await?;
+        let mut map = self.lock();
+        if map.len() >= SETTINGS_SWEEP {
+            map.retain(|_, (at, _)| *at >= fresh_from);
+        }
+        map.insert(key.clone(), (now_ms, w.clone()));
+        Ok(w)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<WebhookKey, ReadAt>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Re-read webhooks kept beyond this count trigger a sweep of stale ones.
+const SETTINGS_SWEEP: usize = 1024;
 
 /// A claim sent later than this after it was made (it waited for a send slot) re-reads its
 /// webhook before signing (D113); sooner, the claim's copy is current enough.
@@ -316,7 +362,7 @@ impl Attempt {
     }
 
     /// The claim as it is sent: one that waited for its slot longer than [`REFRESH_AFTER`]
-    /// re-reads its webhook first, so a secret rotation (or a new URL, headers or format) made
+    /// takes its webhook as read at most [`REFRESH_AFTER`] ago (read again if need be) first, so a secret rotation (or a new URL, headers or format) made
     /// meanwhile applies to it, as it does to claims made after it. None when the webhook is
     /// gone or disabled meanwhile: the claim is handed back, its notification left to the store
     /// (due again when the webhook is enabled; failed with a deleted one).
@@ -325,7 +371,12 @@ impl Attempt {
         if self.clock.unix_millis() - claimed_at < REFRESH_AFTER.as_millis() as i64 {
             return Some(c);
         }
-        match self.store.find_webhook(&c.webhook()).await {
+        let now_ms = self.clock.unix_millis();
+        match self
+            .settings
+            .current(&self.store, &c.webhook(), now_ms)
+            .await
+        {
             Ok(Some(w)) if w.enabled => {
                 c.refresh(&w, self.clock.now());
                 Some(c)
