@@ -496,3 +496,100 @@ async fn replace_prospects(
 fn id_bytes(ids: &[ProspectId]) -> Vec<&[u8]> {
     ids.iter().map(|p| &p.as_bytes()[..]).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::model::*;
+    use crate::postgres::{create_test_schema, drop_test_schema, PostgresOptions, PostgresStore};
+    use crate::Store;
+    use domain::{EnrollmentId, EventType, PartnerId, ProspectId, TenantId};
+    use std::sync::Arc;
+
+    /// A v2 PATCH naming a webhook locks the webhook before the enrollment, the order a force
+    /// delete locks in: while a delete holds the webhook, the PATCH waits without holding the
+    /// enrollment, so the delete's next step (locking the webhook's enrollments) goes through
+    /// instead of deadlocking. Runs with `PROSPECT_EVENTS_TEST_POSTGRES_URL` set.
+    #[tokio::test]
+    async fn patch_and_force_delete_lock_in_one_order() {
+        let Ok(url) = std::env::var("PROSPECT_EVENTS_TEST_POSTGRES_URL") else {
+            return;
+        };
+        let schema = format!("patch_lock_{}", std::process::id());
+        let schema_url = create_test_schema(&url, &schema).await.unwrap();
+        let store = Arc::new(
+            PostgresStore::open(&schema_url, PostgresOptions::default())
+                .await
+                .unwrap(),
+        );
+        let scope = Scope {
+            tenant: TenantId("t1".into()),
+            partner: PartnerId("pa".into()),
+        };
+        let now = time::OffsetDateTime::now_utc();
+        let new = NewWebhook {
+            webhook_id: "wh_lock".into(),
+            name: "lock".into(),
+            description: None,
+            headers: vec![],
+            payload_format: PayloadFormat::Json,
+            webhook_url: "https://example.com/lock".into(),
+            secret: "s".into(),
+        };
+        store.create_webhook(&scope, new, now).await.unwrap();
+        let spec = EnrollmentSpec {
+            enrollment_key: "k".into(),
+            event_types: vec![EventType::ChangedRole],
+            prospect_ids: vec![
+                ProspectId::parse("20ae6cbf564ee683e66685e429844a5ff8ffc30f").unwrap(),
+            ],
+        };
+        let enrollment = NewEnrollment {
+            enrollment_id: EnrollmentId("en_lock".into()),
+            spec,
+            webhook_id: "wh_lock".into(),
+            now,
+        };
+        store.create_enrollment(&scope, enrollment).await.unwrap();
+
+        // The delete's first step: the webhook row, locked.
+        let mut c = store.conn().await.unwrap();
+        let tx = c.transaction().await.unwrap();
+        tx.batch_execute("SET LOCAL lock_timeout = '5s'")
+            .await
+            .unwrap();
+        tx.query(
+            "SELECT 1 FROM webhooks WHERE tenant_id = 't1' AND partner_id = 'pa'
+               AND webhook_id = 'wh_lock' FOR UPDATE",
+            &[],
+        )
+        .await
+        .unwrap();
+        let patching = {
+            let (store, scope) = (store.clone(), scope.clone());
+            let patch = EnrollmentPatch {
+                webhook_id: Some("wh_lock".into()),
+                ..Default::default()
+            };
+            tokio::spawn(async move {
+                store
+                    .patch_enrollment(&scope, "en_lock", patch, time::OffsetDateTime::now_utc())
+                    .await
+            })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        // Its second: the webhook's enrollments, locked — not held by the waiting PATCH.
+        let locked = tx
+            .query(
+                "SELECT enrollment_id FROM enrollments WHERE tenant_id = 't1' AND partner_id = 'pa'
+                   AND webhook_id = 'wh_lock' FOR UPDATE",
+                &[],
+            )
+            .await;
+        assert!(locked.is_ok(), "{locked:?}");
+        tx.commit().await.unwrap();
+        patching.await.unwrap().unwrap();
+        drop(c);
+        drop(store);
+        drop_test_schema(&url, &schema).await.unwrap();
+    }
+}
