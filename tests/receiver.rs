@@ -75,6 +75,61 @@ impl Received {
         let expected = b64.encode(mac.finalize().into_bytes());
         expected == self.header("x-signature")
     }
+
+    /// Standard Webhooks (www.standardwebhooks.com), written from that spec: `webhook-signature`
+    /// holds space-separated `v1,<standard base64 of HMAC-SHA256(key, "{webhook-id}.
+    /// {webhook-timestamp}.{body}")>`, the key being the secret's bytes; one entry must match.
+    pub fn standard_signature_valid(&self, secret: &str) -> bool {
+        let Ok(key) = base64::engine::general_purpose::URL_SAFE.decode(secret) else {
+            return false;
+        };
+        let (id, ts) = (self.header("webhook-id"), self.header("webhook-timestamp"));
+        if id.is_empty() || ts.parse::<i64>().is_err() {
+            return false;
+        }
+        let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+        mac.update(format!("{id}.{ts}.").as_bytes());
+        mac.update(&self.body);
+        let expected = format!(
+            "v1,{}",
+            base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+        );
+        self.header("webhook-signature")
+            .split(' ')
+            .any(|s| s == expected)
+    }
+
+    /// The same check by the Standard Webhooks reference library for Python (`pip install
+    /// standardwebhooks`), given our secret as a receiver would: `whsec_` + its bytes in
+    /// standard base64. True when the library accepts the delivery.
+    pub fn standard_library_accepts(&self, secret: &str) -> bool {
+        let raw = base64::engine::general_purpose::URL_SAFE
+            .decode(secret)
+            .expect("our secrets are URL-safe base64");
+        let whsec = format!(
+            "whsec_{}",
+            base64::engine::general_purpose::STANDARD.encode(raw)
+        );
+        let script = "import sys, json\n\
+            from standardwebhooks import Webhook\n\
+            h = json.loads(sys.argv[2])\n\
+            Webhook(sys.argv[1]).verify(sys.stdin.buffer.read(), h)\n";
+        let headers = serde_json::json!({
+            "webhook-id": self.header("webhook-id"),
+            "webhook-timestamp": self.header("webhook-timestamp"),
+            "webhook-signature": self.header("webhook-signature"),
+        });
+        let mut child = std::process::Command::new("python3")
+            .args(["-c", script, &whsec, &headers.to_string()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 runs (with the standardwebhooks package installed)");
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(&self.body).unwrap();
+        child.wait().unwrap().success()
+    }
 }
 
 #[derive(Default)]

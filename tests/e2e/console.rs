@@ -464,7 +464,12 @@ async fn readme_screenshots_with_a_month_of_history() {
             })
             .collect();
         queued += items.len();
-        app.store.queue_direct(&scope, items, at).await.unwrap();
+        let at =
+            time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(at) * 1_000_000).unwrap();
+        app.store
+            .queue_direct(&store::WebhookKey::legacy(&scope), items, at)
+            .await
+            .unwrap();
     }
     rx.wait_for(queued + 1, Duration::from_secs(30)).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -519,4 +524,67 @@ async fn the_partner_chosen_in_the_header_is_the_one_acted_for() {
         .await;
     assert!(!page.contains("a_watch"), "{page}");
     b.screenshot(&shot("12-partner-b-enrollments")).await;
+}
+
+/// A v2 webhook shows in the console with its own numbers (its stats and daily counts from
+/// `/v2/webhooks/{id}/stats|daily`), and a partner whose traffic all goes to v2 webhooks is
+/// not listed as waiting for a webhook.
+#[tokio::test]
+async fn a_v2_webhook_shows_with_its_own_stats() {
+    let Some(b) = Browser::start(LAPTOP.0, LAPTOP.1).await else {
+        return;
+    };
+    let (s, w) = test_delivery();
+    let app = TestApp::spawn_with_worker(s, w).await;
+    let admin = app.new_key("con_ops", "ops", true).await;
+    let rx = Receiver::start(Reply::Status(200)).await;
+    let created: Value = app
+        .req(Method::POST, "/v2/webhooks")
+        .json(&serde_json::json!({"name": "crm-v2", "webhook_url": rx.url}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["webhook_id"].as_str().unwrap();
+    let body = serde_json::json!({"enrollment_key": "v2-watch", "webhook_id": id,
+        "event_types": ["prospect_changed_role"], "prospect_ids": [P1]});
+    let resp = app
+        .req(Method::POST, "/v2/prospects/events/enrollments")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    one_event_each(&app, &admin, &[P1], 0).await;
+    rx.wait_for(1, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    sign_in(&b, &app, &app.key).await;
+    open(&b, &app, "overview", "Overview").await;
+    b.find("//a[normalize-space()='crm-v2']").await;
+    let cells = b
+        .execute(
+            "const a = [...document.querySelectorAll('a')].find((x) => x.textContent === 'crm-v2'); \
+             return [...a.closest('tr').querySelectorAll('td')].map((td) => td.textContent);",
+            vec![],
+        )
+        .await;
+    assert_eq!(cells[1], "active", "{cells}");
+    assert_eq!(
+        cells[2], "100.0 %",
+        "success rate from the v2 stats: {cells}"
+    );
+    assert_eq!(cells[3], "1", "one attempt: {cells}");
+    let page = b.text_of_page().await;
+    assert!(
+        !page.contains("notifications wait until one is registered"),
+        "a partner with only v2 traffic is not waiting: {page}"
+    );
+    b.find("svg.chart rect").await;
+    b.screenshot(&shot("13-overview-v2-webhook")).await;
+    open(&b, &app, "webhooks", "Webhooks").await;
+    let page = b.wait_for_text("crm-v2", WAIT).await;
+    assert!(page.contains(&rx.url), "{page}");
 }

@@ -93,6 +93,77 @@ async fn webhook_list_stats_and_daily_counts_are_tenant_scoped() {
     assert_eq!(get(&app, "nope", "/v1/webhooks").await.0, 401);
 }
 
+/// Stats and daily counts are per webhook: a v2 webhook's traffic shows under
+/// `/v2/webhooks/{id}/stats|daily` (extensions), not in the partner's v1 webhook numbers, and
+/// another scope's key gets 404.
+#[tokio::test]
+async fn stats_and_daily_counts_are_per_webhook() {
+    let app = TestApp::spawn().await;
+    let admin = app.new_key("con_test", "partner_a", true).await;
+    let other = app.new_key("con_test", "partner_b", false).await;
+    let body = serde_json::json!({"name": "crm", "webhook_url": "https://example.com/crm"});
+    let resp = app
+        .with_key(Method::POST, "/v2/webhooks", &app.key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let id = resp.json::<Value>().await.unwrap()["webhook_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let body = serde_json::json!({"enrollment_key": "v2-key", "webhook_id": id,
+        "event_types": ["prospect_changed_role"], "prospect_ids": [P1, P2]});
+    let resp = app
+        .with_key(Method::POST, "/v2/prospects/events/enrollments", &app.key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    enroll(&app, &app.key, "v1-key", &[P1]).await;
+    one_event_each(&app, &admin, &[P1, P2], 0).await;
+
+    let (status, v2) = get(&app, &app.key, &format!("/v2/webhooks/{id}/stats")).await;
+    assert_eq!(status, 200, "{v2}");
+    assert_eq!(
+        (v2["webhook_id"].as_str(), &v2["pending"]),
+        (Some(id.as_str()), &serde_json::json!(2))
+    );
+    assert!(
+        v2["response_context"]["time_taken_in_seconds"].is_number(),
+        "{v2}"
+    );
+    let (_, v1) = get(&app, &app.key, "/v1/webhooks/partner_a/stats").await;
+    assert_eq!(
+        v1["pending"], 1,
+        "only the v1 enrollment's notification: {v1}"
+    );
+    let (status, daily) = get(&app, &app.key, &format!("/v2/webhooks/{id}/daily?days=2")).await;
+    assert_eq!(status, 200, "{daily}");
+    assert_eq!(daily["days"][1]["total"], 2, "{daily}");
+    let (_, v1_daily) = get(&app, &app.key, "/v1/webhooks/partner_a/daily?days=2").await;
+    assert_eq!(v1_daily["days"][1]["total"], 1, "{v1_daily}");
+    for path in [
+        format!("/v2/webhooks/{id}/stats"),
+        format!("/v2/webhooks/{id}/daily"),
+    ] {
+        assert_eq!(get(&app, &other, &path).await.0, 404, "{path}");
+    }
+    let (status, err) = get(
+        &app,
+        &app.key,
+        &format!("/v2/webhooks/{id}/stats?window_hours=169"),
+    )
+    .await;
+    assert_eq!(status, 422, "{err}");
+    assert_eq!(
+        get(&app, &app.key, "/v2/webhooks/wh_nope/daily").await.0,
+        404
+    );
+}
+
 #[tokio::test]
 async fn console_files_are_served_with_a_strict_policy() {
     let app = TestApp::spawn().await;

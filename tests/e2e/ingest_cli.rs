@@ -446,6 +446,7 @@ fn crash_db(path: &Path) -> String {
                                 .map(|p| domain::ProspectId::parse(&crash_pid(p)).unwrap())
                                 .collect(),
                         },
+                        webhook_id: store::LEGACY_WEBHOOK_ID.to_string(),
                         now: time::OffsetDateTime::UNIX_EPOCH,
                     },
                 )

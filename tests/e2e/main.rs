@@ -16,5 +16,6 @@ mod replicas;
 mod serve_crash;
 mod tls;
 mod v2_events;
+mod v2_webhooks;
 mod validation;
 mod webhooks;

@@ -412,7 +412,7 @@ async fn gone_disables_the_webhook_until_reregistered() {
     assert_eq!(got["disabled_at"], Value::Null);
 }
 
-async fn get_webhook(app: &TestApp, partner: &str) -> Value {
+pub(crate) async fn get_webhook(app: &TestApp, partner: &str) -> Value {
     app.req(Method::GET, &format!("/v1/webhooks/{partner}"))
         .send()
         .await

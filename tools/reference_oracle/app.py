@@ -234,7 +234,7 @@ WEBHOOK_HEADER_MAX_BYTES = 4096
 RESERVED_HEADERS = [
     "content-type", "content-length", "host", "transfer-encoding", "connection", "keep-alive",
     "upgrade", "te", "trailer", "expect", "x-signature", "x-timestamp", "x-delivery-id",
-    "webhook-id", "webhook-timestamp", "webhook-signature",
+    "x-event-id", "webhook-id", "webhook-timestamp", "webhook-signature",
 ]
 TCHARS = set("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 

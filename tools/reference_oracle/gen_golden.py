@@ -255,7 +255,7 @@ HEADER_LINES = [
     "NoColon", ": value", " A: b", "A : b", "A\t: b", "A B: c", "Ä: b", "A(: b", "A/B: c", "A@: b",
     "!#$%&'*+-.^_`|~09azAZ: v", "A: b\r\nX: y", "A: b\n", "A: b\r", "A\u0000: b", "A: b\u007f", "A: \u0001",
     "A: é ü", "A: \u0085", "", ":", "Content-Type: text/plain", "content-length: 5", "HOST: x",
-    "X-Signature: x", "x-timestamp: 1", "X-Delivery-ID: x", "Webhook-Id: x", "webhook-timestamp: 1",
+    "X-Signature: x", "x-timestamp: 1", "X-Delivery-ID: x", "X-Event-Id: x", "Webhook-Id: x", "webhook-timestamp: 1",
     "WEBHOOK-SIGNATURE: v1,x", "Transfer-Encoding: chunked", "Connection: close", "Keep-Alive: 5",
     "Upgrade: h2c", "TE: trailers", "Trailer: X", "Expect: 100-continue", "Content-Typo: x", "X-Host: y",
     "A: " + "x" * 4093, "A: " + "x" * 4094, "A: " + "é" * 2046, "A: " + "é" * 2047, "Host: " + "x" * 5000,

@@ -31,7 +31,12 @@ from_json!(
     validation::WebhookAdd,
     validation::CheckConnectivity,
     validation::ReplayRequest,
-    validation::WebhookUpdate
+    validation::WebhookUpdate,
+    validation::v2::WebhookCreate,
+    validation::v2::WebhookPatch,
+    validation::v2::WebhookConnectivity,
+    validation::v2::EnrollmentCreate,
+    validation::v2::EnrollmentPatch
 );
 
 pub struct JsonBody<T>(pub T);

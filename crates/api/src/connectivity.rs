@@ -3,7 +3,7 @@
 //! the receiver answered, shaped for the API's answer. No retries and no outbox row.
 
 use crate::error::ApiError;
-use delivery::Sender;
+use delivery::{Secrets, Sender};
 use domain::notification::{random_delivery_id, Notification};
 use serde_json::{json, Value};
 use store::{Scope, Webhook};
@@ -22,7 +22,8 @@ pub(crate) struct CheckResult {
     pub error: Option<String>,
 }
 
-/// Signs and sends the test notification to `webhook`, once, stamped `now`.
+/// Signs and sends the test notification to `webhook`, once, stamped `now`: in its payload
+/// format, with its custom headers (v1's body for the legacy webhook, v2's otherwise).
 pub(crate) async fn check(
     sender: &Sender,
     scope: &Scope,
@@ -31,14 +32,22 @@ pub(crate) async fn check(
 ) -> Result<CheckResult, ApiError> {
     let notification =
         Notification::connectivity_check(&scope.tenant, &scope.partner, rand::random(), now);
+    let body = webhook
+        .payload_format
+        .render(&webhook.body_json(&notification));
+    let secrets = Secrets {
+        current: &webhook.secret,
+        previous: webhook.previous_secret_at(now),
+    };
     let res = sender
         .send_signed(
             &webhook.webhook_url,
-            &webhook.secret,
+            secrets,
+            &webhook.headers,
             &random_delivery_id(rand::random()),
             notification.event_id(),
             now,
-            notification.to_json().to_string(),
+            body,
         )
         .await
         .map_err(|e| ApiError::Internal(format!("signing with the stored secret: {e}")))?;

@@ -11,7 +11,9 @@ use domain::validation::{EnrollmentAdd, EnrollmentDelete, EnrollmentUpdate, Fiel
 use domain::{EnrollmentId, ProspectId};
 use serde::Serialize;
 use serde_json::json;
-use store::{Cursor, EnrollmentQuery, EnrollmentSpec, NewEnrollment, StoreError};
+use store::{
+    Cursor, EnrollmentQuery, EnrollmentSpec, NewEnrollment, StoreError, LEGACY_WEBHOOK_ID,
+};
 
 #[derive(Serialize)]
 pub(crate) struct EnrollmentOut {
@@ -60,6 +62,7 @@ pub(crate) async fn create(
         let new = NewEnrollment {
             enrollment_id: id.clone(),
             spec: spec.clone(),
+            webhook_id: LEGACY_WEBHOOK_ID.to_string(),
             now: state.clock.now(),
         };
         match state.store.create_enrollment(&caller.scope, new).await {
@@ -151,7 +154,9 @@ fn not_found(e: StoreError) -> ApiError {
 const MAX_LIMIT: u32 = 1000;
 
 /// Query parameters of GET, validated as FastAPI would.
-fn parse_list_query(params: &[(String, String)]) -> Result<EnrollmentQuery, Vec<FieldError>> {
+pub(crate) fn parse_list_query(
+    params: &[(String, String)],
+) -> Result<EnrollmentQuery, Vec<FieldError>> {
     let params = Params(params);
     let mut errors = Vec::new();
     let mut q = EnrollmentQuery {

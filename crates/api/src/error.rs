@@ -19,6 +19,8 @@ pub enum ApiError {
     UnsupportedMediaType,
     MethodNotAllowed,
     Conflict(&'static str),
+    /// 409 with a message built for the request (v2 webhook delete naming enrollments).
+    ConflictOwned(String),
     /// 422 with a human message (not a pydantic error list).
     Unprocessable(&'static str),
     Unavailable(String),
@@ -61,6 +63,7 @@ impl IntoResponse for ApiError {
             ApiError::BadRequestOwned(m) => (StatusCode::BAD_REQUEST, m, None),
             ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, m.to_string(), None),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, m.to_string(), None),
+            ApiError::ConflictOwned(m) => (StatusCode::CONFLICT, m, None),
             ApiError::Unprocessable(m) => (StatusCode::UNPROCESSABLE_ENTITY, m.to_string(), None),
             ApiError::PayloadTooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,

@@ -56,6 +56,8 @@ pub struct ApiConfig {
     pub event_retention: Option<Duration>,
     /// Connection limits: header-read and idle timeouts, connections served at once.
     pub connections: ConnLimits,
+    /// After `rotate_secret`, how long the replaced secret still signs `webhook-signature`.
+    pub secret_rotation_grace: Duration,
 }
 
 impl Default for ApiConfig {
@@ -70,6 +72,7 @@ impl Default for ApiConfig {
             anniversary_lead_days: defaults::ANNIVERSARY_LEAD_DAYS,
             max_line_bytes: defaults::MAX_LINE_BYTES,
             event_retention: None,
+            secret_rotation_grace: defaults::SECRET_ROTATION_GRACE,
             connections: ConnLimits {
                 header_read_timeout: defaults::HTTP_HEADER_TIMEOUT,
                 idle_timeout: defaults::HTTP_IDLE_TIMEOUT,
@@ -150,6 +153,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/prospects/events", post(events::fetch))
         .route("/v2/prospects/events", post(v2::events::fetch))
+        .merge(v2::routes())
         .route(
             "/v1/admin/prospects/snapshots",
             post(admin::ingest_snapshots),

@@ -6,17 +6,18 @@ use domain::notification::{random_delivery_id, simulated_entity_type, Notificati
 use domain::snapshot::format_timestamp;
 use domain::validation::Simulation;
 use serde_json::{json, Value};
-use store::{DirectNotification, Scope};
+use store::{DirectNotification, WebhookKey, LEGACY_WEBHOOK_ID};
 use time::OffsetDateTime;
 
 /// `sim.number_of_events` realistic notifications of one event type, at `sim.event_time` or
 /// `now`, each with fresh random ids.
 pub(crate) fn notifications(
-    scope: &Scope,
+    webhook: &WebhookKey,
     sim: &Simulation,
     now: OffsetDateTime,
 ) -> Vec<DirectNotification> {
     let time = sim.event_time.unwrap_or(now);
+    let scope = &webhook.scope;
     (0..sim.number_of_events)
         .map(|i| {
             let entity_id = match simulated_entity_type(&sim.event_name) {
@@ -38,7 +39,11 @@ pub(crate) fn notifications(
                 event_name: notification.event_name().to_string(),
                 event_time: notification.event_time().unix_timestamp(),
                 enrollment_key: notification.enrollment_key().to_string(),
-                payload: notification.to_json(),
+                payload: if webhook.webhook_id == LEGACY_WEBHOOK_ID {
+                    notification.to_json()
+                } else {
+                    notification.to_json_v2(&webhook.webhook_id)
+                },
             }
         })
         .collect()

@@ -1,10 +1,12 @@
 //! Read-only summaries of a key's webhooks (beyond the reference; the console is their first
 //! client): `GET /v1/webhooks` lists the webhooks of every partner the key owns,
 //! `GET /v1/webhooks/{partner_id}/stats` a webhook's delivery health over a recent window, and
-//! `GET /v1/webhooks/{partner_id}/daily` its notifications per UTC day and event type.
+//! `GET /v1/webhooks/{partner_id}/daily` its notifications per UTC day and event type (the
+//! partner's v1 webhook); `GET /v2/webhooks/{webhook_id}/stats` and `…/daily` the same for any
+//! webhook of the key's scope.
 //! Windows are bounded by `domain::defaults`, so each answer costs one bounded index scan.
 
-use crate::context::{RequestCtx, ResponseContext};
+use crate::context::{RequestCtx, ResponseContext, V2ResponseContext};
 use crate::error::ApiError;
 use crate::query::Params;
 use crate::webhooks::{ms_to_rfc3339, partner_scope};
@@ -16,7 +18,7 @@ use domain::snapshot::format_timestamp;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
-use store::{DailyCount, Scope};
+use store::{DailyCount, Scope, WebhookKey};
 use time::{Date, OffsetDateTime, Time};
 
 #[derive(Serialize)]
@@ -77,10 +79,9 @@ pub(crate) async fn list(
     }))
 }
 
+/// A webhook's delivery health: the numbers both versions answer.
 #[derive(Serialize)]
-pub(crate) struct StatsOut {
-    response_context: ResponseContext,
-    partner_id: String,
+pub(crate) struct StatsBody {
     window_start: String,
     window_hours: u32,
     attempts: u64,
@@ -95,6 +96,23 @@ pub(crate) struct StatsOut {
     oldest_pending_age_seconds: Option<i64>,
 }
 
+#[derive(Serialize)]
+pub(crate) struct StatsOut {
+    response_context: ResponseContext,
+    partner_id: String,
+    #[serde(flatten)]
+    stats: StatsBody,
+}
+
+#[derive(Serialize)]
+pub(crate) struct V2StatsOut {
+    response_context: V2ResponseContext,
+    webhook_id: String,
+    #[serde(flatten)]
+    stats: StatsBody,
+}
+
+/// `GET /v1/webhooks/{partner_id}/stats`: the partner's v1 (legacy) webhook.
 pub(crate) async fn stats(
     State(state): State<AppState>,
     ctx: RequestCtx,
@@ -103,9 +121,53 @@ pub(crate) async fn stats(
     Query(params): Query<Vec<(String, String)>>,
 ) -> Result<Json<StatsOut>, ApiError> {
     let scope = partner_scope(&caller, &partner_id)?;
+    let stats = stats_of(&state, &WebhookKey::legacy(&scope), &params).await?;
+    Ok(Json(StatsOut {
+        response_context: ctx.response_context("success"),
+        partner_id,
+        stats,
+    }))
+}
+
+/// `GET /v2/webhooks/{webhook_id}/stats` (an extension): one webhook of the key's scope.
+pub(crate) async fn stats_v2(
+    State(state): State<AppState>,
+    ctx: RequestCtx,
+    caller: Caller,
+    Path(webhook_id): Path<String>,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Result<Json<V2StatsOut>, ApiError> {
+    let key = existing_v2(&state, &caller, &webhook_id).await?;
+    let stats = stats_of(&state, &key, &params).await?;
+    Ok(Json(V2StatsOut {
+        response_context: ctx.v2_response_context("success"),
+        webhook_id,
+        stats,
+    }))
+}
+
+/// A webhook of the caller's scope by its v2 id (404 when the scope has none such).
+async fn existing_v2(
+    state: &AppState,
+    caller: &Caller,
+    webhook_id: &str,
+) -> Result<WebhookKey, ApiError> {
+    let key = WebhookKey::new(&caller.scope, webhook_id);
+    match state.store.find_webhook(&key).await? {
+        Some(_) => Ok(key),
+        None => Err(ApiError::NotFound("Webhook not found")),
+    }
+}
+
+/// The stats of `webhook` over `window_hours` (default and bound: `domain::defaults`).
+async fn stats_of(
+    state: &AppState,
+    webhook: &WebhookKey,
+    params: &[(String, String)],
+) -> Result<StatsBody, ApiError> {
     let mut errors = Vec::new();
     let max_hours = (defaults::STATS_WINDOW_MAX.as_secs() / 3600) as u32;
-    let hours = Params(&params)
+    let hours = Params(params)
         .int_in("window_hours", 1, max_hours, &mut errors)
         .unwrap_or((defaults::STATS_WINDOW.as_secs() / 3600) as u32);
     if !errors.is_empty() {
@@ -113,11 +175,9 @@ pub(crate) async fn stats(
     }
     let now = state.clock.now();
     let since = now - Duration::from_secs(u64::from(hours) * 3600);
-    let st = state.store.webhook_stats(&scope, since).await?;
+    let st = state.store.webhook_stats(webhook, since).await?;
     let millis = |d: Option<Duration>| d.map(|d| d.as_millis() as u64);
-    Ok(Json(StatsOut {
-        response_context: ctx.response_context("success"),
-        partner_id,
+    Ok(StatsBody {
         window_start: format_timestamp(since),
         window_hours: hours,
         attempts: st.attempts,
@@ -131,7 +191,7 @@ pub(crate) async fn stats(
         oldest_pending_age_seconds: st
             .oldest_pending_at
             .map(|t| (now - t).whole_seconds().max(0)),
-    }))
+    })
 }
 
 #[derive(Serialize)]
@@ -150,6 +210,14 @@ pub(crate) struct DailyOut {
     days: Vec<DayOut>,
 }
 
+#[derive(Serialize)]
+pub(crate) struct V2DailyOut {
+    response_context: V2ResponseContext,
+    webhook_id: String,
+    days: Vec<DayOut>,
+}
+
+/// `GET /v1/webhooks/{partner_id}/daily`: the partner's v1 (legacy) webhook.
 pub(crate) async fn daily(
     State(state): State<AppState>,
     ctx: RequestCtx,
@@ -158,8 +226,40 @@ pub(crate) async fn daily(
     Query(params): Query<Vec<(String, String)>>,
 ) -> Result<Json<DailyOut>, ApiError> {
     let scope: Scope = partner_scope(&caller, &partner_id)?;
+    let days = days_of(&state, &WebhookKey::legacy(&scope), &params).await?;
+    Ok(Json(DailyOut {
+        response_context: ctx.response_context("success"),
+        partner_id,
+        days,
+    }))
+}
+
+/// `GET /v2/webhooks/{webhook_id}/daily` (an extension): one webhook of the key's scope.
+pub(crate) async fn daily_v2(
+    State(state): State<AppState>,
+    ctx: RequestCtx,
+    caller: Caller,
+    Path(webhook_id): Path<String>,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Result<Json<V2DailyOut>, ApiError> {
+    let key = existing_v2(&state, &caller, &webhook_id).await?;
+    let days = days_of(&state, &key, &params).await?;
+    Ok(Json(V2DailyOut {
+        response_context: ctx.v2_response_context("success"),
+        webhook_id,
+        days,
+    }))
+}
+
+/// The daily counts of `webhook` over `days` UTC days ending today (default and bound:
+/// `domain::defaults`).
+async fn days_of(
+    state: &AppState,
+    webhook: &WebhookKey,
+    params: &[(String, String)],
+) -> Result<Vec<DayOut>, ApiError> {
     let mut errors = Vec::new();
-    let days = Params(&params)
+    let days = Params(params)
         .int_in("days", 1, defaults::DAILY_WINDOW_MAX_DAYS, &mut errors)
         .unwrap_or(defaults::DAILY_WINDOW_DAYS);
     if !errors.is_empty() {
@@ -168,12 +268,8 @@ pub(crate) async fn daily(
     let today = state.clock.now().date();
     let first = today - time::Duration::days(i64::from(days) - 1);
     let (from, to) = (midnight(first), midnight(today) + time::Duration::DAY);
-    let counts = state.store.daily_notifications(&scope, from, to).await?;
-    Ok(Json(DailyOut {
-        response_context: ctx.response_context("success"),
-        partner_id,
-        days: dense_days(first, days, &counts),
-    }))
+    let counts = state.store.daily_notifications(webhook, from, to).await?;
+    Ok(dense_days(first, days, &counts))
 }
 
 fn midnight(d: Date) -> OffsetDateTime {

@@ -18,7 +18,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use store::{
     AttemptInfo, Cursor, DeliveryInfo, DeliveryQuery, DeliveryStatus, ReplayQuery, Scope,
-    StoreError, Webhook,
+    StoreError, Webhook, WebhookKey,
 };
 use time::OffsetDateTime;
 
@@ -88,7 +88,7 @@ pub(crate) async fn add(
     let secret = domain::signing::generate_secret(rand::random());
     let w = state
         .store
-        .put_webhook(&scope, &req.webhook_url, &secret, state.clock.unix_millis())
+        .put_webhook(&scope, &req.webhook_url, &secret, state.clock.now())
         .await?;
     if let Some(wake) = &state.wake {
         wake.notify();
@@ -130,7 +130,7 @@ pub(crate) async fn update_url(
     let scope = partner_scope(&caller, &partner_id)?;
     let w = state
         .store
-        .update_webhook_url(&scope, &req.webhook_url, state.clock.unix_millis())
+        .update_webhook_url(&scope, &req.webhook_url, state.clock.now())
         .await
         .map_err(webhook_not_found)?;
     if let Some(wake) = &state.wake {
@@ -180,10 +180,11 @@ pub(crate) async fn check_connectivity(
         .await?
         .ok_or(ApiError::NotFound("Webhook not found"))?;
     if let Some(sim) = req.simulation {
-        let items = simulation::notifications(&scope, &sim, state.clock.now());
+        let key = WebhookKey::legacy(&scope);
+        let items = simulation::notifications(&key, &sim, state.clock.now());
         let n = state
             .store
-            .queue_direct(&scope, items, state.clock.unix_millis())
+            .queue_direct(&key, items, state.clock.now())
             .await?;
         if let Some(wake) = &state.wake {
             wake.notify();
@@ -307,18 +308,48 @@ pub(crate) async fn list_deliveries(
     Query(params): Query<Vec<(String, String)>>,
 ) -> Result<Json<DeliveriesOut>, ApiError> {
     let scope = partner_scope(&caller, &partner_id)?;
-    let q = parse_delivery_query(&params).map_err(ApiError::Validation)?;
-    let page = state.store.list_deliveries(&scope, &q).await?;
+    let key = WebhookKey::legacy(&scope);
+    let (status, deliveries, next_cursor) = deliveries_page(&state, &key, &params).await?;
+    Ok(Json(DeliveriesOut {
+        response_context: ctx.response_context(status),
+        deliveries,
+        next_cursor,
+    }))
+}
+
+/// One page of a webhook's delivery log (v1's and each v2 webhook's): its `request_status`,
+/// the deliveries and the next cursor.
+pub(crate) async fn deliveries_page(
+    state: &AppState,
+    key: &WebhookKey,
+    params: &[(String, String)],
+) -> Result<(&'static str, Vec<DeliveryOut>, Option<String>), ApiError> {
+    let q = parse_delivery_query(params).map_err(ApiError::Validation)?;
+    let page = state.store.list_deliveries(key, &q).await?;
     let status = if page.deliveries.is_empty() {
         "miss"
     } else {
         "success"
     };
-    Ok(Json(DeliveriesOut {
-        response_context: ctx.response_context(status),
-        deliveries: page.deliveries.into_iter().map(Into::into).collect(),
-        next_cursor: page.next_cursor.map(Cursor::encode),
-    }))
+    Ok((
+        status,
+        page.deliveries.into_iter().map(Into::into).collect(),
+        page.next_cursor.map(Cursor::encode),
+    ))
+}
+
+/// One delivery of a webhook with its attempts (404 outside the webhook).
+pub(crate) async fn delivery_detail(
+    state: &AppState,
+    key: &WebhookKey,
+    delivery_id: &str,
+) -> Result<(DeliveryOut, Vec<AttemptOut>), ApiError> {
+    let (d, attempts) = state
+        .store
+        .get_delivery(key, delivery_id)
+        .await?
+        .ok_or(ApiError::NotFound("Delivery not found"))?;
+    Ok((d.into(), attempts.into_iter().map(Into::into).collect()))
 }
 
 #[derive(Serialize)]
@@ -335,15 +366,12 @@ pub(crate) async fn get_delivery(
     Path((partner_id, delivery_id)): Path<(String, String)>,
 ) -> Result<Json<DeliveryDetailOut>, ApiError> {
     let scope = partner_scope(&caller, &partner_id)?;
-    let (d, attempts) = state
-        .store
-        .get_delivery(&scope, &delivery_id)
-        .await?
-        .ok_or(ApiError::NotFound("Delivery not found"))?;
+    let key = WebhookKey::legacy(&scope);
+    let (delivery, attempt_list) = delivery_detail(&state, &key, &delivery_id).await?;
     Ok(Json(DeliveryDetailOut {
         response_context: ctx.response_context("success"),
-        delivery: d.into(),
-        attempt_list: attempts.into_iter().map(Into::into).collect(),
+        delivery,
+        attempt_list,
     }))
 }
 
@@ -363,7 +391,7 @@ pub(crate) async fn retry_delivery(
     let scope = partner_scope(&caller, &partner_id)?;
     state
         .store
-        .retry_delivery(&scope, &delivery_id, state.clock.unix_millis())
+        .retry_delivery(&WebhookKey::legacy(&scope), &delivery_id, state.clock.now())
         .await
         .map_err(|e| match e {
             StoreError::NotFound => ApiError::NotFound("Delivery not found"),
@@ -393,16 +421,10 @@ pub(crate) async fn replay(
     JsonBody(req): JsonBody<ReplayRequest>,
 ) -> Result<Json<ReplayOut>, ApiError> {
     let scope = partner_scope(&caller, &partner_id)?;
-    let q = ReplayQuery {
-        from: domain::instant::window_start(req.timestamp_from).unix_timestamp(),
-        to: req.timestamp_to.map(|t| t.unix_timestamp()),
-        event_names: req
-            .event_types
-            .map(|ts| ts.iter().map(|t| t.as_str().to_string()).collect()),
-    };
+    let q = replay_query(req);
     let n = state
         .store
-        .replay(&scope, &q, state.clock.unix_millis())
+        .replay(&WebhookKey::legacy(&scope), &q, state.clock.now())
         .await?;
     if let Some(wake) = &state.wake {
         wake.notify();
@@ -411,4 +433,15 @@ pub(crate) async fn replay(
         response_context: ctx.response_context(if n == 0 { "miss" } else { "success" }),
         requeued: n,
     }))
+}
+
+/// The store's replay window for a replay request (v1's and each v2 webhook's).
+pub(crate) fn replay_query(req: ReplayRequest) -> ReplayQuery {
+    ReplayQuery {
+        from: domain::instant::window_start(req.timestamp_from).unix_timestamp(),
+        to: req.timestamp_to.map(|t| t.unix_timestamp()),
+        event_names: req
+            .event_types
+            .map(|ts| ts.iter().map(|t| t.as_str().to_string()).collect()),
+    }
 }

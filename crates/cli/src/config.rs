@@ -64,6 +64,9 @@ pub struct ServeArgs {
     /// Disable a webhook after failing continuously this long.
     #[arg(long, env = "PROSPECT_EVENTS_DISABLE_AFTER")]
     pub disable_after: Option<String>,
+    /// After a v2 rotate_secret, how long the replaced secret still signs webhook-signature.
+    #[arg(long, env = "PROSPECT_EVENTS_SECRET_ROTATION_GRACE")]
+    pub secret_rotation_grace: Option<String>,
     /// Days ahead an anniversary is announced.
     #[arg(long, env = "PROSPECT_EVENTS_ANNIVERSARY_LEAD_DAYS")]
     pub anniversary_lead_days: Option<u32>,
@@ -134,6 +137,7 @@ impl ServeArgs {
             delivery_concurrency: Some(defaults::DELIVERY_CONCURRENCY),
             delivery_per_webhook: Some(defaults::DELIVERY_PER_WEBHOOK),
             disable_after: Some(duration_text(defaults::DISABLE_AFTER)),
+            secret_rotation_grace: Some(duration_text(defaults::SECRET_ROTATION_GRACE)),
             anniversary_lead_days: Some(defaults::ANNIVERSARY_LEAD_DAYS),
             scan_interval: Some(duration_text(defaults::SCAN_INTERVAL)),
             event_retention: Some(duration_text(defaults::EVENT_RETENTION)),
@@ -305,6 +309,7 @@ pub struct ServeConfig {
     pub delivery_concurrency: usize,
     pub delivery_per_webhook: usize,
     pub disable_after: Duration,
+    pub secret_rotation_grace: Duration,
     pub anniversary_lead_days: u32,
     pub scan_interval: Duration,
     pub event_retention: Duration,
@@ -387,6 +392,7 @@ impl ServeConfig {
             delivery_concurrency: positive("delivery-concurrency", a.delivery_concurrency)?,
             delivery_per_webhook: positive("delivery-per-webhook", a.delivery_per_webhook)?,
             disable_after: duration("disable-after", a.disable_after)?,
+            secret_rotation_grace: duration("secret-rotation-grace", a.secret_rotation_grace)?,
             anniversary_lead_days: given(a.anniversary_lead_days, "anniversary-lead-days")?,
             scan_interval: duration("scan-interval", a.scan_interval)?,
             event_retention: duration("event-retention", a.event_retention)?,
@@ -667,7 +673,7 @@ mod tests {
         let table = ServeArgs::defaults().set_options().unwrap();
         assert_eq!(
             table.len(),
-            18,
+            19,
             "an option with a default was added or lost"
         );
         for (key, value) in &table {

@@ -1,7 +1,9 @@
 //! `demo`: a self-contained tour for a newcomer. A temporary database, the real API and
 //! delivery worker on a free local port, and a local receiver that verifies every signature.
-//! It enrolls prospects, patches the enrollment, registers the webhook, ingests snapshots
-//! with changes, prints the verified notifications, and exits 0 when all expected arrived.
+//! It enrolls prospects, patches the enrollment, registers the webhook, then does the v2 flow
+//! (a named webhook with a custom header and the `stringified_json` format, an enrollment
+//! bound to it), ingests snapshots with changes, prints the verified notifications (v2's
+//! checked with both signature schemes), and exits 0 when all expected arrived.
 
 use anyhow::{bail, Context, Result};
 use axum::body::Bytes;
@@ -36,22 +38,25 @@ async fn tour(dir: &std::path::Path) -> Result<ExitCode> {
     let key = new_key(&store, "con_demo", "partner_demo", false).await?;
     let admin = new_key(&store, "con_demo", "ops", true).await?;
     let (receiver_url, inbox) = start_receiver().await?;
+    let (v2_url, v2_inbox) = start_receiver().await?;
     let (base, stop_tx, worker_task) = start_service(store).await?;
-    let secret = client_calls(&base, &key, &admin, &receiver_url).await?;
-    // Alice changed role and Carol changed company; Bob is no longer enrolled.
-    let expected = 2;
-    let (got, verified) = received(&inbox, &secret, expected).await?;
+    let secret = client_calls(&base, &key, &receiver_url).await?;
+    let v2_secret = v2_calls(&base, &key, &v2_url).await?;
+    ingest(&base, &admin).await?;
+    // Alice changed role and Carol changed company; Bob is no longer enrolled in v1's.
+    let (got, verified) = received(&inbox, &secret, 2).await?;
+    // Bob changed role: his v2 enrollment's webhook gets it.
+    let (got_v2, verified_v2) = received_v2(&v2_inbox, &v2_secret, 1).await?;
     // Stopping: the worker finishes in-flight attempts; a send error means it already stopped.
     let _ = stop_tx.send(true);
     let _ = worker_task.await;
-    if got.len() == expected && verified == expected {
+    let expected = 3;
+    let (got, verified) = (got.len() + got_v2, verified + verified_v2);
+    if got == expected && verified == expected {
         println!("Done: {verified} signed notifications delivered and verified.");
         Ok(ExitCode::SUCCESS)
     } else {
-        println!(
-            "Expected {expected} verified notifications, got {} ({verified} verified).",
-            got.len()
-        );
+        println!("Expected {expected} verified notifications, got {got} ({verified} verified).");
         Ok(ExitCode::from(1))
     }
 }
@@ -113,9 +118,9 @@ async fn start_service(
     Ok((base, stop_tx, worker_task))
 }
 
-/// What a client does: enroll, patch the enrollment, register the webhook, ingest snapshots.
-/// Returns the webhook secret.
-async fn client_calls(base: &str, key: &str, admin: &str, receiver_url: &str) -> Result<String> {
+/// What a v1 client does: enroll, patch the enrollment, register the webhook. Returns the
+/// webhook secret.
+async fn client_calls(base: &str, key: &str, receiver_url: &str) -> Result<String> {
     let http = reqwest::Client::new();
     let call = |method: reqwest::Method, path: &str, key: &str, body: Value| {
         http.request(method, format!("{base}{path}"))
@@ -168,7 +173,49 @@ async fn client_calls(base: &str, key: &str, admin: &str, receiver_url: &str) ->
         .context("no webhook_secret")?
         .to_string();
     println!("6. POST webhook → secret {}…", &secret[..8]);
+    Ok(secret)
+}
 
+/// What a v2 client does: create a named webhook (custom header, `stringified_json`) and bind
+/// an enrollment to it. Returns that webhook's secret.
+async fn v2_calls(base: &str, key: &str, receiver_url: &str) -> Result<String> {
+    let http = reqwest::Client::new();
+    let post = |path: &str, body: Value| {
+        http.post(format!("{base}{path}"))
+            .header("api_key", key)
+            .json(&body)
+            .send()
+    };
+    let r: Value = post(
+        "/v2/webhooks",
+        json!({"name": "crm", "webhook_url": receiver_url, "headers": ["X-Team: sales-ops"],
+               "payload_format": "stringified_json"}),
+    )
+    .await?
+    .json()
+    .await?;
+    let (Some(id), Some(secret)) = (r["webhook_id"].as_str(), r["webhook_secret"].as_str()) else {
+        bail!("POST /v2/webhooks failed: {r}");
+    };
+    println!("6b. POST /v2/webhooks → {id} (header X-Team, stringified_json)");
+    let r: Value = post(
+        "/v2/prospects/events/enrollments",
+        json!({"enrollment_key": "crm_watch", "webhook_id": id, "prospect_ids": [BOB],
+               "event_types": ["prospect_changed_role"]}),
+    )
+    .await?
+    .json()
+    .await?;
+    println!(
+        "6c. POST /v2/prospects/events/enrollments → {} (bob, on {id})",
+        r["enrollment_id"].as_str().context("no v2 enrollment_id")?
+    );
+    Ok(secret.to_string())
+}
+
+/// The admin's snapshot upload: first snapshots, then changes for alice, bob and carol.
+async fn ingest(base: &str, admin: &str) -> Result<()> {
+    let http = reqwest::Client::new();
     let snapshots = [
         json!({"prospect_id": ALICE, "observed_at": "2026-01-05", "full_name": "Alice Adams", "company_name": "Acme", "job_title": "Sales Manager"}),
         json!({"prospect_id": BOB, "observed_at": "2026-01-05", "full_name": "Bob Brown", "company_name": "Globex", "job_title": "Engineer"}),
@@ -188,8 +235,50 @@ async fn client_calls(base: &str, key: &str, admin: &str, receiver_url: &str) ->
         .json()
         .await?;
     println!("7. Ingested 6 snapshots → {}", r["summary"]);
+    Ok(())
+}
 
-    Ok(secret)
+/// Waits for `expected` notifications at the v2 webhook (20 s at most) and checks each with
+/// both schemes (`X-Signature`, Standard Webhooks' `webhook-signature`) and its custom header;
+/// returns how many arrived and how many passed.
+async fn received_v2(inbox: &Inbox, secret: &str, expected: usize) -> Result<(usize, usize)> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while inbox.lock().map(|v| v.len()).unwrap_or(0) < expected && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let got = inbox.lock().map(|v| v.clone()).unwrap_or_default();
+    println!("9. Notifications received by the v2 webhook:");
+    let now = time::OffsetDateTime::now_utc();
+    let mut verified = 0;
+    for (headers, body) in &got {
+        let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let (ts, tol) = (now.unix_timestamp(), Duration::from_secs(300));
+        let x = domain::signing::verify(secret, h("x-timestamp"), h("x-signature"), body, ts, 300);
+        let std = domain::signing::standard::verify(
+            secret,
+            h("webhook-id"),
+            h("webhook-timestamp"),
+            h("webhook-signature"),
+            body,
+            now,
+            tol,
+        );
+        let ok = x && std && h("x-team") == "sales-ops";
+        verified += usize::from(ok);
+        let outer: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        let n: Value = serde_json::from_str(outer["text"].as_str().unwrap_or("null"))?;
+        println!(
+            "   {} {} prospect {} webhook {} — X-Signature {}, webhook-signature {}, X-Team {}",
+            if ok { "✔" } else { "✘" },
+            n["event_name"].as_str().unwrap_or("?"),
+            &n["prospect_id"].as_str().unwrap_or("?")[..8],
+            n["webhook_id"].as_str().unwrap_or("?"),
+            if x { "verified" } else { "INVALID" },
+            if std { "verified" } else { "INVALID" },
+            h("x-team")
+        );
+    }
+    Ok((got.len(), verified))
 }
 
 /// Waits for `expected` notifications (20 s at most), prints each with its signature checked

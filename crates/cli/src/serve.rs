@@ -16,7 +16,13 @@ pub async fn run(cfg: ServeConfig) -> Result<()> {
     // database is touched or any task starts.
     let server_tls = api_tls(&cfg)?;
     let sender = webhook_sender(&cfg)?;
-    let store = store::open(&cfg.db.database_url)
+    // The worker's own connections come on top of the pool's default, for the API.
+    let worker_connections = if cfg.worker {
+        delivery::DATABASE_CONNECTIONS
+    } else {
+        0
+    };
+    let store = store::open_with_extra_connections(&cfg.db.database_url, worker_connections)
         .await
         .map_err(|e| anyhow::anyhow!("opening {}: {e}", store::redact_url(&cfg.db.database_url)))?;
     tracing::info!(database = %store::redact_url(&cfg.db.database_url), backend = store.backend(), "store ready");
@@ -101,6 +107,7 @@ fn api_config(cfg: &ServeConfig) -> api::ApiConfig {
         anniversary_lead_days: cfg.anniversary_lead_days,
         max_line_bytes: cfg.max_line_bytes,
         event_retention: Some(cfg.event_retention),
+        secret_rotation_grace: cfg.secret_rotation_grace,
         connections: api::ConnLimits {
             header_read_timeout: cfg.http_header_timeout,
             idle_timeout: cfg.http_idle_timeout,

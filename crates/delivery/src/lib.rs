@@ -21,8 +21,8 @@ pub mod worker;
 pub use limiter::{Limiter, Permit};
 pub use retry::{parse_retry_after, RetryPolicy};
 pub use sender::{
-    classify_status, signed_headers, AttemptResult, Outcome, Sender, SenderConfig, SenderError,
-    SignedHeaders, RESPONSE_BODY_PREFIX_BYTES, USER_AGENT,
+    classify_status, signed_headers, AttemptResult, Outcome, Secrets, Sender, SenderConfig,
+    SenderError, SignedHeaders, RESPONSE_BODY_PREFIX_BYTES, USER_AGENT,
 };
 pub use ssrf::{is_forbidden_ip, validate_webhook_url};
-pub use worker::{Wake, Worker, WorkerConfig};
+pub use worker::{Wake, Worker, WorkerConfig, DATABASE_CONNECTIONS};

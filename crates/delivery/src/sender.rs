@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use domain::signing::{sign, SigningError};
+use domain::signing::{sign, standard, SigningError};
 use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE, LOCATION, RETRY_AFTER};
 use reqwest::redirect;
 
@@ -68,24 +68,52 @@ pub struct AttemptResult {
 pub struct SignedHeaders {
     pub timestamp: i64,
     pub signature: String,
+    /// `webhook-signature` (Standard Webhooks): `v1,<sig>` per signing secret; the message id
+    /// (`webhook-id`) is the delivery id, the timestamp `timestamp`.
+    pub standard_signature: String,
     pub delivery_id: String,
     pub event_id: String,
+    /// The webhook's custom `"Name: value"` lines (validated when they were stored).
+    pub custom: Vec<String>,
 }
 
-/// Signs `body` with the webhook secret at `now_unix` (SPEC §4: HMAC-SHA256 over
-/// `"{timestamp}.{body}"`, keyed with the URL-safe-base64-decoded secret).
+/// The secrets an attempt signs with: `X-Signature` with the current one only,
+/// `webhook-signature` with it and, during a rotation's grace, the previous one.
+#[derive(Debug, Clone, Copy)]
+pub struct Secrets<'a> {
+    pub current: &'a str,
+    pub previous: Option<&'a str>,
+}
+
+impl<'a> Secrets<'a> {
+    pub fn one(current: &'a str) -> Self {
+        Secrets {
+            current,
+            previous: None,
+        }
+    }
+}
+
+/// Signs `body` at `signed_at` (SPEC §4: `X-Signature` = HMAC-SHA256 over
+/// `"{timestamp}.{body}"`, keyed with the URL-safe-base64-decoded secret; plus the Standard
+/// Webhooks signatures over `"{delivery_id}.{timestamp}.{body}"`).
 pub fn signed_headers(
-    secret_b64: &str,
+    secrets: Secrets<'_>,
     delivery_id: &str,
     event_id: &str,
-    now_unix: i64,
+    signed_at: time::OffsetDateTime,
     body: &[u8],
 ) -> Result<SignedHeaders, SigningError> {
+    let now_unix = signed_at.unix_timestamp();
+    let mut keys = vec![secrets.current];
+    keys.extend(secrets.previous);
     Ok(SignedHeaders {
         timestamp: now_unix,
-        signature: sign(secret_b64, now_unix, body)?,
+        signature: sign(secrets.current, now_unix, body)?,
+        standard_signature: standard::sign(delivery_id, signed_at, body, &keys)?,
         delivery_id: delivery_id.to_string(),
         event_id: event_id.to_string(),
+        custom: Vec::new(),
     })
 }
 
@@ -166,21 +194,24 @@ impl Sender {
         &self.config
     }
 
-    /// Signs `body` with the webhook's secret as of `signed_at` and POSTs it: the one way every
-    /// notification leaves (worker deliveries and the connectivity check). Only a secret that
-    /// cannot sign is an error; every failure of the attempt is in the [`AttemptResult`].
+    /// Signs `body` with the webhook's secrets as of `signed_at` and POSTs it with the
+    /// webhook's `custom` header lines: the one way every notification leaves (worker
+    /// deliveries and the connectivity check). Only a secret that cannot sign is an error;
+    /// every failure of the attempt is in the [`AttemptResult`].
+    #[allow(clippy::too_many_arguments)]
     pub async fn send_signed(
         &self,
         url: &str,
-        secret_b64: &str,
+        secrets: Secrets<'_>,
+        custom: &[String],
         delivery_id: &str,
         event_id: &str,
         signed_at: time::OffsetDateTime,
-        body: String,
+        body: Vec<u8>,
     ) -> Result<AttemptResult, SigningError> {
-        let now_unix = signed_at.unix_timestamp();
-        let headers = signed_headers(secret_b64, delivery_id, event_id, now_unix, body.as_bytes())?;
-        Ok(self.send(url, body.into_bytes(), &headers).await)
+        let mut headers = signed_headers(secrets, delivery_id, event_id, signed_at, &body)?;
+        headers.custom = custom.to_vec();
+        Ok(self.send(url, body, &headers).await)
     }
 
     /// POSTs `body` to `url` with the signed headers; never panics, never returns an error:
@@ -281,21 +312,45 @@ impl Sender {
     }
 }
 
-/// The request headers of one attempt: JSON content type and the signed headers.
+/// The request headers of one attempt: the webhook's custom lines, then JSON content type
+/// and the signed headers (set last, so no custom line can replace them).
 fn header_map(headers: &SignedHeaders) -> Result<HeaderMap, Failure> {
     let mut hm = HeaderMap::new();
+    for line in &headers.custom {
+        let (name, value) = custom_header(line)?;
+        hm.append(name, value);
+    }
     hm.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     hm.insert("x-timestamp", HeaderValue::from(headers.timestamp));
+    hm.insert(
+        standard::HEADER_TIMESTAMP,
+        HeaderValue::from(headers.timestamp),
+    );
     for (name, value) in [
         ("x-signature", headers.signature.as_str()),
         ("x-delivery-id", headers.delivery_id.as_str()),
         ("x-event-id", headers.event_id.as_str()),
+        (standard::HEADER_ID, headers.delivery_id.as_str()),
+        (
+            standard::HEADER_SIGNATURE,
+            headers.standard_signature.as_str(),
+        ),
     ] {
         let value = HeaderValue::from_str(value)
             .map_err(|_| Failure::plain(format!("invalid {name} header value")))?;
         hm.insert(name, value);
     }
     Ok(hm)
+}
+
+/// One `"Name: value"` line as a header (the value trimmed of surrounding blanks).
+fn custom_header(line: &str) -> Result<(reqwest::header::HeaderName, HeaderValue), Failure> {
+    let bad = || Failure::plain("invalid custom header line stored for the webhook".to_string());
+    let (name, value) = line.split_once(':').ok_or_else(bad)?;
+    let name =
+        reqwest::header::HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| bad())?;
+    let value = HeaderValue::from_str(value.trim()).map_err(|_| bad())?;
+    Ok((name, value))
 }
 
 /// Up to [`RESPONSE_BODY_PREFIX_BYTES`] of the body, and the error that cut it short if any.
@@ -464,7 +519,8 @@ mod tests {
     #[test]
     fn headers_are_signed_per_attempt() {
         let secret = domain::signing::generate_secret([1; 32]);
-        let h = signed_headers(&secret, "d1", "e1", 100, b"{}").unwrap();
+        let at = |s| time::OffsetDateTime::from_unix_timestamp(s).unwrap();
+        let h = signed_headers(Secrets::one(&secret), "d1", "e1", at(100), b"{}").unwrap();
         assert_eq!(h.timestamp, 100);
         assert!(domain::signing::verify(
             &secret,
@@ -474,9 +530,64 @@ mod tests {
             100,
             300
         ));
-        let h2 = signed_headers(&secret, "d1", "e1", 101, b"{}").unwrap();
+        let h2 = signed_headers(Secrets::one(&secret), "d1", "e1", at(101), b"{}").unwrap();
         assert_ne!(h.signature, h2.signature);
-        assert!(signed_headers("!!", "d", "e", 1, b"").is_err());
+        assert!(signed_headers(Secrets::one("!!"), "d", "e", at(1), b"").is_err());
+    }
+
+    /// `webhook-signature` carries one signature per secret: the current one only, or during a
+    /// rotation's grace also the previous one, each verifiable alone; `X-Signature` is always
+    /// the current secret's.
+    #[test]
+    fn standard_signatures_cover_the_previous_secret_during_the_grace() {
+        let (new, old) = (
+            domain::signing::generate_secret([1; 32]),
+            domain::signing::generate_secret([2; 32]),
+        );
+        let at = time::OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+        let tol = Duration::from_secs(300);
+        let check = |h: &SignedHeaders, key: &str| {
+            standard::verify(
+                key,
+                "d1",
+                "1700000000",
+                &h.standard_signature,
+                b"{}",
+                at,
+                tol,
+            )
+        };
+        let one = signed_headers(Secrets::one(&new), "d1", "e1", at, b"{}").unwrap();
+        assert_eq!(one.standard_signature.split(' ').count(), 1);
+        assert!(check(&one, &new) && !check(&one, &old));
+        let both = Secrets {
+            current: &new,
+            previous: Some(&old),
+        };
+        let two = signed_headers(both, "d1", "e1", at, b"{}").unwrap();
+        assert_eq!(two.standard_signature.split(' ').count(), 2);
+        assert!(check(&two, &new) && check(&two, &old));
+        assert_eq!(two.signature, one.signature);
+    }
+
+    /// Custom lines go out as headers; ours are set after them.
+    #[test]
+    fn custom_header_lines_become_headers() {
+        let secret = domain::signing::generate_secret([1; 32]);
+        let at = time::OffsetDateTime::from_unix_timestamp(100).unwrap();
+        let mut h = signed_headers(Secrets::one(&secret), "d1", "e1", at, b"{}").unwrap();
+        h.custom = vec![
+            "X-Tenant-Route: blue".into(),
+            "Authorization:  Bearer t ".into(),
+        ];
+        let hm = header_map(&h).ok().expect("valid lines");
+        assert_eq!(hm["x-tenant-route"], "blue");
+        assert_eq!(hm["authorization"], "Bearer t");
+        assert_eq!(hm["webhook-id"], "d1");
+        assert_eq!(hm["webhook-timestamp"], "100");
+        assert_eq!(hm["content-type"], "application/json");
+        h.custom = vec!["no colon".into()];
+        assert!(header_map(&h).is_err());
     }
 
     #[test]

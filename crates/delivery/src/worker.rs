@@ -5,16 +5,16 @@
 //! it is delivered again, never dropped (at-least-once).
 //!
 //! Fairness: a webhook never has more than `per_webhook_queue` notifications claimed at once
-//! (its scope is excluded from claims beyond that), and sending goes through the [`Limiter`],
+//! (it is excluded from claims beyond that), and sending goes through the [`Limiter`],
 //! so one slow receiver holds at most its own slots.
 
 use crate::recorder::Recorder;
-use crate::{Limiter, Outcome, RetryPolicy, Sender};
+use crate::{Limiter, Outcome, RetryPolicy, Secrets, Sender};
 use domain::clock::Clock;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use store::{AttemptOutcome, AttemptRecord, ClaimRoom, Claimed, DynStore, Scope};
+use store::{AttemptOutcome, AttemptRecord, ClaimRoom, Claimed, DynStore, Webhook, WebhookKey};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
@@ -58,14 +58,23 @@ impl Default for WorkerConfig {
 
 impl WorkerConfig {
     /// Claims sized for a [`Limiter`] of `concurrency` sends at once, `per_webhook` per webhook
-    /// (`--delivery-concurrency`, `--delivery-per-webhook`): twice as many may be claimed, so the
-    /// next ones are leased and waiting while the current ones are sent.
+    /// (`--delivery-concurrency`, `--delivery-per-webhook`). An attempt stays in flight from its
+    /// claim to its record's commit — two transactions, each waiting for the database's log
+    /// flush (milliseconds) — while its send slot is held only for the HTTP exchange, so more
+    /// are claimed than are sent at once: 4× overall and 8× per webhook keep the send slots busy
+    /// when commits, not receivers, are the slow part.
     pub fn sized_for(mut self, concurrency: usize, per_webhook: usize) -> Self {
-        self.max_in_flight = concurrency.max(1).saturating_mul(2);
-        self.per_webhook_queue = per_webhook.max(1).saturating_mul(2);
+        self.max_in_flight = concurrency.max(1).saturating_mul(4);
+        self.per_webhook_queue = per_webhook.max(1).saturating_mul(8);
         self
     }
 }
+
+/// Database connections one worker uses at once: a claim, the recorder's batches, a lease
+/// renewal or hand-back, and a waiting claim's webhook re-read (D113). Fixed, whatever
+/// `--delivery-concurrency` says: attempts are recorded in batches, not a transaction each, and
+/// webhooks re-read at most once per [`REFRESH_AFTER`] each.
+pub const DATABASE_CONNECTIONS: usize = 3 + crate::recorder::FLUSHERS;
 
 /// Handle to wake the worker when new notifications were queued in this process.
 #[derive(Clone, Default)]
@@ -83,8 +92,9 @@ pub struct Worker {
     limiter: Arc<Limiter>,
     cfg: WorkerConfig,
     wake: Wake,
-    in_flight: Arc<Mutex<HashMap<Scope, usize>>>,
+    in_flight: Arc<Mutex<HashMap<WebhookKey, usize>>>,
     recorder: Recorder,
+    settings: Settings,
 }
 
 impl Worker {
@@ -96,6 +106,7 @@ impl Worker {
             wake: Wake::default(),
             in_flight: Default::default(),
             recorder: Recorder::new(store.clone()),
+            settings: Settings::default(),
             store,
         }
     }
@@ -200,7 +211,7 @@ impl Worker {
         let n = claimed.len();
         for c in claimed {
             if let Ok(mut m) = self.in_flight.lock() {
-                *m.entry(c.scope.clone()).or_default() += 1;
+                *m.entry(c.webhook()).or_default() += 1;
             }
             let job = Attempt {
                 store: self.store.clone(),
@@ -213,6 +224,7 @@ impl Worker {
                 stop: stop.clone(),
                 in_flight: self.in_flight.clone(),
                 recorder: self.recorder.clone(),
+                settings: self.settings.clone(),
             };
             set.spawn(job.deliver(c));
         }
@@ -229,24 +241,70 @@ struct Attempt {
     lease: Duration,
     clock: Clock,
     stop: watch::Receiver<bool>,
-    in_flight: Arc<Mutex<HashMap<Scope, usize>>>,
+    in_flight: Arc<Mutex<HashMap<WebhookKey, usize>>>,
     recorder: Recorder,
+    settings: Settings,
 }
 
-/// Decrements the in-flight count of a scope however an attempt ends.
+/// Webhooks as last re-read for waiting claims (unix ms of the read, and the row: None when
+/// gone), shared by a worker's attempts so each webhook is read at most once per
+/// [`REFRESH_AFTER`] however many of its claims wait.
+#[derive(Clone, Default)]
+struct Settings(Arc<Mutex<HashMap<WebhookKey, ReadAt>>>);
+
+/// When a webhook was read (unix ms), and what was read.
+type ReadAt = (i64, Option<Webhook>);
+
+impl Settings {
+    /// The webhook as read at `now_ms - REFRESH_AFTER` or later, reading it when the last read
+    /// is older.
+    async fn current(
+        &self,
+        store: &DynStore,
+        key: &WebhookKey,
+        now_ms: i64,
+    ) -> store::StoreResult<Option<Webhook>> {
+        let fresh_from = now_ms - REFRESH_AFTER.as_millis() as i64;
+        if let Some((at, w)) = self.lock().get(key) {
+            if *at >= fresh_from {
+                return Ok(w.clone());
+            }
+        }
+        let w = store.find_webhook(key).await?;
+        let mut map = self.lock();
+        if map.len() >= SETTINGS_SWEEP {
+            map.retain(|_, (at, _)| *at >= fresh_from);
+        }
+        map.insert(key.clone(), (now_ms, w.clone()));
+        Ok(w)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<WebhookKey, ReadAt>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Re-read webhooks kept beyond this count trigger a sweep of stale ones.
+const SETTINGS_SWEEP: usize = 1024;
+
+/// A claim sent later than this after it was made (it waited for a send slot) re-reads its
+/// webhook before signing (D113); sooner, the claim's copy is current enough.
+const REFRESH_AFTER: Duration = Duration::from_millis(100);
+
+/// Decrements the in-flight count of a webhook however an attempt ends.
 struct InFlight {
-    map: Arc<Mutex<HashMap<Scope, usize>>>,
-    scope: Scope,
+    map: Arc<Mutex<HashMap<WebhookKey, usize>>>,
+    webhook: WebhookKey,
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
         crate::metrics::METRICS.in_flight(-1);
         if let Ok(mut m) = self.map.lock() {
-            if let Some(n) = m.get_mut(&self.scope) {
+            if let Some(n) = m.get_mut(&self.webhook) {
                 *n -= 1;
                 if *n == 0 {
-                    m.remove(&self.scope);
+                    m.remove(&self.webhook);
                 }
             }
         }
@@ -261,9 +319,12 @@ impl Attempt {
         crate::metrics::METRICS.in_flight(1);
         let _in_flight = InFlight {
             map: self.in_flight.clone(),
-            scope: c.scope.clone(),
+            webhook: c.webhook(),
         };
         let Some(permit) = self.send_slot(&c).await else {
+            return;
+        };
+        let Some(c) = self.fresh_claim(c).await else {
             return;
         };
         let Some(lease_until) = self.lease_for_attempt(&c).await else {
@@ -281,7 +342,10 @@ impl Attempt {
 
     /// Waits for a send slot; on shutdown hands the claim back instead (None).
     async fn send_slot(&mut self, c: &Claimed) -> Option<crate::Permit> {
-        let key = format!("{}\u{1f}{}", c.scope.tenant.0, c.scope.partner.0);
+        let key = format!(
+            "{}\u{1f}{}\u{1f}{}",
+            c.scope.tenant.0, c.scope.partner.0, c.webhook_id
+        );
         let permit = tokio::select! {
             p = self.limiter.acquire(&key) => Some(p),
             stopped = self.stop.wait_for(|s| *s) => {
@@ -295,6 +359,39 @@ impl Attempt {
             }
         }
         permit
+    }
+
+    /// The claim as it is sent: one that waited for its slot longer than [`REFRESH_AFTER`]
+    /// takes its webhook as read at most [`REFRESH_AFTER`] ago (read again if need be) first, so a secret rotation (or a new URL, headers or format) made
+    /// meanwhile applies to it, as it does to claims made after it. None when the webhook is
+    /// gone or disabled meanwhile: the claim is handed back, its notification left to the store
+    /// (due again when the webhook is enabled; failed with a deleted one).
+    async fn fresh_claim(&self, mut c: Claimed) -> Option<Claimed> {
+        let claimed_at = c.lease_until - self.lease.as_millis() as i64;
+        if self.clock.unix_millis() - claimed_at < REFRESH_AFTER.as_millis() as i64 {
+            return Some(c);
+        }
+        let now_ms = self.clock.unix_millis();
+        match self
+            .settings
+            .current(&self.store, &c.webhook(), now_ms)
+            .await
+        {
+            Ok(Some(w)) if w.enabled => {
+                c.refresh(&w, self.clock.now());
+                Some(c)
+            }
+            Ok(_) => {
+                if let Err(e) = self.store.set_lease(c.row, c.lease_until, None).await {
+                    tracing::debug!(error = %e, "handing back a claim failed; its lease will expire");
+                }
+                None
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "re-reading a webhook failed; sending with the claim's settings");
+                Some(c)
+            }
+        }
     }
 
     /// The lease must outlast this attempt: renewed when the wait for a slot used it up. None
@@ -328,6 +425,7 @@ impl Attempt {
             row: c.row,
             lease_until,
             scope: c.scope.clone(),
+            webhook_id: c.webhook_id.clone(),
             generation: c.generation,
             attempted_at,
             status_code,
@@ -341,11 +439,15 @@ impl Attempt {
             .sender
             .send_signed(
                 &c.webhook_url,
-                &c.secret,
+                Secrets {
+                    current: &c.secret,
+                    previous: c.previous_secret.as_deref(),
+                },
+                &c.headers,
                 &c.delivery_id,
                 &c.event_id,
                 now,
-                c.payload.clone(),
+                body_of(c),
             )
             .await;
         match sent {
@@ -389,5 +491,17 @@ impl Attempt {
                 None => AttemptOutcome::GiveUp,
             },
         }
+    }
+}
+
+/// The bytes a claim sends: the stored payload as it is (`json`), or wrapped as its webhook's
+/// payload format says (`stringified_json`: `{"text": "<the same JSON>"}`).
+fn body_of(c: &Claimed) -> Vec<u8> {
+    match c.payload_format {
+        store::PayloadFormat::Json => c.payload.clone().into_bytes(),
+        format => match serde_json::from_str::<serde_json::Value>(&c.payload) {
+            Ok(v) => format.render(&v),
+            Err(_) => c.payload.clone().into_bytes(),
+        },
     }
 }

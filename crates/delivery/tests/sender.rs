@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use base64::engine::general_purpose::URL_SAFE;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE};
 use base64::Engine as _;
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
@@ -14,7 +14,9 @@ use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use prospect_events_delivery::{signed_headers, AttemptResult, Outcome, Sender, SenderConfig};
+use prospect_events_delivery::{
+    signed_headers, AttemptResult, Outcome, Secrets, Sender, SenderConfig,
+};
 use sha2::Sha256;
 use tls::test_pki::{TestCa, TestCert};
 use tokio::net::TcpListener;
@@ -165,7 +167,8 @@ fn sender(allow_private: bool, timeout: Duration) -> Sender {
 }
 
 async fn send(s: &Sender, url: &str) -> AttemptResult {
-    let h = signed_headers(SECRET, "dl-1", "ev-1", now_unix(), BODY.as_bytes()).unwrap();
+    let now = time::OffsetDateTime::from_unix_timestamp(now_unix()).unwrap();
+    let h = signed_headers(Secrets::one(SECRET), "dl-1", "ev-1", now, BODY.as_bytes()).unwrap();
     s.send(url, BODY.as_bytes().to_vec(), &h).await
 }
 
@@ -177,6 +180,17 @@ fn spec_verify(secret: &str, ts: &str, sig: &str, body: &[u8]) -> bool {
     mac.update(body);
     let expected = URL_SAFE.encode(mac.finalize().into_bytes());
     expected == sig
+}
+
+/// The Standard Webhooks check written from that spec: `v1,` + standard base64 of
+/// HMAC-SHA256(decoded secret, "{webhook-id}.{webhook-timestamp}.{body}").
+fn standard_verify(secret: &str, id: &str, ts: &str, sigs: &str, body: &[u8]) -> bool {
+    let key = URL_SAFE.decode(secret).unwrap();
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+    mac.update(format!("{id}.{ts}.").as_bytes());
+    mac.update(body);
+    let expected = format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()));
+    sigs.split(' ').any(|s| s == expected)
 }
 
 #[tokio::test]
@@ -215,6 +229,15 @@ async fn delivered_with_signed_headers() {
         SECRET,
         &(ts + 1).to_string(),
         &h("x-signature"),
+        &q.body
+    ));
+    assert_eq!(h("webhook-id"), "dl-1");
+    assert_eq!(h("webhook-timestamp"), h("x-timestamp"));
+    assert!(standard_verify(
+        SECRET,
+        "dl-1",
+        &h("webhook-timestamp"),
+        &h("webhook-signature"),
         &q.body
     ));
     // And the library's own verifier agrees.

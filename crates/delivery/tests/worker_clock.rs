@@ -26,7 +26,7 @@ async fn claims_follow_the_injected_clock() {
     let secret = domain::signing::generate_secret([7; 32]);
     // Port 9 (discard) refuses: the attempt fails fast and is recorded as a retry.
     store
-        .put_webhook(&scope, "http://127.0.0.1:9/hook", &secret, now_ms)
+        .put_webhook(&scope, "http://127.0.0.1:9/hook", &secret, now)
         .await
         .unwrap();
     let n = Notification::connectivity_check(&scope.tenant, &scope.partner, [1; 16], now);
@@ -39,7 +39,7 @@ async fn claims_follow_the_injected_clock() {
         payload: n.to_json(),
     };
     store
-        .queue_direct(&scope, vec![item], now_ms)
+        .queue_direct(&store::WebhookKey::legacy(&scope), vec![item], now)
         .await
         .unwrap();
 

@@ -52,6 +52,13 @@ pub const DISABLE_AFTER: Duration = Duration::from_secs(5 * DAY);
 pub const ANNIVERSARY_LEAD_DAYS: u32 = 7;
 /// `--scan-interval`: period of the anniversary scanner.
 pub const SCAN_INTERVAL: Duration = Duration::from_secs(DAY);
+/// `--secret-rotation-grace`: after a v2 `rotate_secret`, how long the replaced secret still
+/// signs `webhook-signature` (beside the new one), so Standard Webhooks receivers rotate
+/// without losing a message. `X-Signature` switches at once.
+pub const SECRET_ROTATION_GRACE: Duration = Duration::from_secs(DAY);
+/// v2 webhooks one tenant may keep (the reference's documented cap; the v1 webhook, listed as
+/// `legacy`, is not counted); a limit, not a flag.
+pub const MAX_WEBHOOKS_PER_TENANT: usize = 10;
 /// `--event-retention`: events older than this are neither created nor kept.
 pub const EVENT_RETENTION: Duration = Duration::from_secs(400 * DAY);
 /// Custom headers one v2 webhook may carry (`headers`, "Name: value" lines); a limit, not a

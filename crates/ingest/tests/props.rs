@@ -105,6 +105,7 @@ async fn fresh() -> Db {
                     event_types: ALL.to_vec(),
                     prospect_ids: PIDS.iter().map(|p| ProspectId::parse(p).unwrap()).collect(),
                 },
+                webhook_id: store::LEGACY_WEBHOOK_ID.to_string(),
                 now: time::OffsetDateTime::UNIX_EPOCH,
             },
         )

@@ -9,6 +9,8 @@ mod model;
 pub mod postgres;
 mod rules;
 pub mod sqlite;
+#[cfg(test)]
+mod upgrade_tests;
 
 pub use batch::SnapshotBatch;
 pub use idempotency::{IdemAnswer, IdemBegin, IdemFence};
@@ -165,6 +167,16 @@ pub trait Store: Send + Sync + 'static {
         spec: EnrollmentSpec,
         now: OffsetDateTime,
     ) -> StoreResult<()>;
+    /// A v2 PATCH (see [`EnrollmentPatch`]), atomically; returns the enrollment as stored.
+    /// `NotFound` outside the scope or for a `webhook_id` the scope lacks; `Conflict`
+    /// ([`WEBHOOK_NOT_ACTIVE`]) for a disabled one.
+    async fn patch_enrollment(
+        &self,
+        scope: &Scope,
+        enrollment_id: &str,
+        patch: EnrollmentPatch,
+        now: OffsetDateTime,
+    ) -> StoreResult<Enrollment>;
     async fn delete_enrollment(&self, scope: &Scope, enrollment_id: &str) -> StoreResult<()>;
     async fn list_enrollments(
         &self,
@@ -215,7 +227,7 @@ pub trait Store: Send + Sync + 'static {
         scope: &Scope,
         url: &str,
         secret: &str,
-        now_ms: i64,
+        now: time::OffsetDateTime,
     ) -> StoreResult<Webhook>;
     /// Points the partner's webhook at `url`, keeping its secret, and enables it like a
     /// re-registration does (new generation, parked notifications flow). `NotFound` when the
@@ -224,28 +236,67 @@ pub trait Store: Send + Sync + 'static {
         &self,
         scope: &Scope,
         url: &str,
-        now_ms: i64,
+        now: time::OffsetDateTime,
     ) -> StoreResult<Webhook>;
     async fn get_webhook(&self, scope: &Scope) -> StoreResult<Option<Webhook>>;
     /// `NotFound` when the partner has no webhook. Pending notifications stay pending.
     async fn delete_webhook(&self, scope: &Scope) -> StoreResult<()>;
     /// The webhook's attempts since `since` (count, successes, latency p50/p99) and its pending
-    /// backlog now. One indexed query over the scope's notifications attempted since `since`;
-    /// callers bound the window (`domain::defaults::STATS_WINDOW_MAX`).
+    /// backlog now (v1: the legacy webhook's; its notifications wait without a registration).
+    /// One indexed query over the webhook's notifications attempted since `since`; callers
+    /// bound the window (`domain::defaults::STATS_WINDOW_MAX`).
     async fn webhook_stats(
         &self,
-        scope: &Scope,
+        webhook: &WebhookKey,
         since: time::OffsetDateTime,
     ) -> StoreResult<WebhookStats>;
-    /// Notifications queued for the scope in `[from, to)` counted per UTC day and event name,
+    /// Notifications queued for the webhook in `[from, to)` counted per UTC day and event name,
     /// ordered by day then name; days without any are absent. One indexed range scan; callers
     /// bound the window (`domain::defaults::DAILY_WINDOW_MAX_DAYS`).
     async fn daily_notifications(
         &self,
-        scope: &Scope,
+        webhook: &WebhookKey,
         from: time::OffsetDateTime,
         to: time::OffsetDateTime,
     ) -> StoreResult<Vec<DailyCount>>;
+
+    // --- v2 webhooks (the legacy row is the partner's v1 webhook, read-only here) -----------
+    /// Creates a v2 webhook; `Conflict` ([`WEBHOOK_CAP_REACHED`], [`WEBHOOK_NAME_TAKEN`])
+    /// beyond [`MAX_WEBHOOKS`] or for a name the scope already uses.
+    async fn create_webhook(
+        &self,
+        scope: &Scope,
+        new: NewWebhook,
+        now: time::OffsetDateTime,
+    ) -> StoreResult<Webhook>;
+    /// The scope's webhooks: the legacy row (if registered) first, then by creation.
+    async fn list_webhooks(&self, scope: &Scope) -> StoreResult<Vec<Webhook>>;
+    async fn find_webhook(&self, key: &WebhookKey) -> StoreResult<Option<Webhook>>;
+    /// Applies a v2 PATCH; `NotFound`, `Conflict` ([`WEBHOOK_READ_ONLY`] for the legacy row,
+    /// [`WEBHOOK_NAME_TAKEN`]). Enabling makes its waiting notifications due; disabling parks
+    /// them.
+    async fn change_webhook(
+        &self,
+        key: &WebhookKey,
+        change: WebhookChange,
+        now: time::OffsetDateTime,
+    ) -> StoreResult<Webhook>;
+    /// Deletes a v2 webhook unless active enrollments use it and not `force`; deleting pauses
+    /// them and fails the webhook's pending notifications.
+    async fn remove_webhook(
+        &self,
+        key: &WebhookKey,
+        force: bool,
+        now: time::OffsetDateTime,
+    ) -> StoreResult<WebhookRemoval>;
+    /// Replaces the secret at once; the old one signs `webhook-signature` until `now + grace`.
+    async fn rotate_webhook_secret(
+        &self,
+        key: &WebhookKey,
+        secret: &str,
+        grace: std::time::Duration,
+        now: time::OffsetDateTime,
+    ) -> StoreResult<Webhook>;
 
     // --- Delivery --------------------------------------------------------------------------
     /// Leases up to `limit` due notifications of enabled webhooks until `now_ms + lease_ms`,
@@ -271,32 +322,38 @@ pub trait Store: Send + Sync + 'static {
     /// Moves a claim's lease from `expected` to `until` (None releases the claim). False when
     /// the lease is no longer ours (it expired and another worker claimed the notification).
     async fn set_lease(&self, row: i64, expected: i64, until: Option<i64>) -> StoreResult<bool>;
-    /// Queues notifications that do not come from stored events (simulations).
+    /// Queues notifications that do not come from stored events (simulations) for a webhook.
     async fn queue_direct(
         &self,
-        scope: &Scope,
+        webhook: &WebhookKey,
         items: Vec<DirectNotification>,
-        now_ms: i64,
+        now: time::OffsetDateTime,
     ) -> StoreResult<u64>;
+    /// The delivery log of one webhook (v1: the legacy one).
     async fn list_deliveries(
         &self,
-        scope: &Scope,
+        webhook: &WebhookKey,
         query: &DeliveryQuery,
     ) -> StoreResult<DeliveryPage>;
     async fn get_delivery(
         &self,
-        scope: &Scope,
+        webhook: &WebhookKey,
         delivery_id: &str,
     ) -> StoreResult<Option<(DeliveryInfo, Vec<AttemptInfo>)>>;
-    /// Re-queues one delivery now with a fresh retry cycle. `NotFound` outside the scope.
+    /// Re-queues one delivery now with a fresh retry cycle. `NotFound` outside the webhook.
     async fn retry_delivery(
         &self,
-        scope: &Scope,
+        webhook: &WebhookKey,
         delivery_id: &str,
-        now_ms: i64,
+        now: time::OffsetDateTime,
     ) -> StoreResult<()>;
-    /// Re-queues every notification of the scope whose event falls in the window.
-    async fn replay(&self, scope: &Scope, query: &ReplayQuery, now_ms: i64) -> StoreResult<u64>;
+    /// Re-queues every notification of the webhook whose event falls in the window.
+    async fn replay(
+        &self,
+        webhook: &WebhookKey,
+        query: &ReplayQuery,
+        now: time::OffsetDateTime,
+    ) -> StoreResult<u64>;
 
     // --- Idempotency keys (see `idempotency`) -----------------------------------------------
     /// Reserves `key` of `scope` for a request with `fingerprint` (then its writes are to run
@@ -323,12 +380,19 @@ pub type DynStore = Arc<dyn Store>;
 /// Opens the store named by a database URL (`sqlite://path`, `sqlite::memory:`), running
 /// migrations first.
 pub async fn open(url: &str) -> StoreResult<DynStore> {
+    open_with_extra_connections(url, 0).await
+}
+
+/// [`open`], with `extra` connections in a PostgreSQL pool beyond its default size (for the
+/// delivery worker beside the API); a `pool_size` in the URL still decides.
+pub async fn open_with_extra_connections(url: &str, extra: usize) -> StoreResult<DynStore> {
     if let Some(path) = url.strip_prefix("sqlite://") {
         let store = sqlite::SqliteStore::open(path, sqlite::SqliteOptions::default()).await?;
         Ok(Arc::new(store))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let store =
-            postgres::PostgresStore::open(url, postgres::PostgresOptions::default()).await?;
+        let mut opts = postgres::PostgresOptions::default();
+        opts.max_connections += extra;
+        let store = postgres::PostgresStore::open(url, opts).await?;
         Ok(Arc::new(store))
     } else {
         Err(StoreError::internal(format!(

@@ -75,6 +75,9 @@ pub struct EnrollmentSpec {
 pub struct NewEnrollment {
     pub enrollment_id: EnrollmentId,
     pub spec: EnrollmentSpec,
+    /// Where its notifications go: [`LEGACY_WEBHOOK_ID`] (v1) or a v2 webhook of the scope,
+    /// which must exist (`NotFound`) and be active ([`WEBHOOK_NOT_ACTIVE`]).
+    pub webhook_id: String,
     pub now: OffsetDateTime,
 }
 
@@ -82,6 +85,20 @@ pub struct NewEnrollment {
 pub struct Enrollment {
     pub enrollment_id: EnrollmentId,
     pub spec: EnrollmentSpec,
+    /// [`LEGACY_WEBHOOK_ID`] for enrollments made through v1.
+    pub webhook_id: String,
+    /// Paused enrollments (their webhook was force-deleted) queue no notifications.
+    pub paused: bool,
+}
+
+/// A v2 PATCH of an enrollment: the fields given replace the stored ones; a `webhook_id`
+/// re-points the enrollment and makes it active again (the webhook must be active).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EnrollmentPatch {
+    pub enrollment_key: Option<String>,
+    pub event_types: Option<Vec<EventType>>,
+    pub prospect_ids: Option<Vec<ProspectId>>,
+    pub webhook_id: Option<String>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -128,6 +145,8 @@ pub struct CoveringEnrollment {
     pub partner: PartnerId,
     pub enrollment_id: EnrollmentId,
     pub enrollment_key: String,
+    /// The webhook its notifications go to (decided here, at queueing).
+    pub webhook_id: String,
 }
 
 /// Encodes event types for storage: reference names, comma-separated, in client order.
@@ -328,6 +347,7 @@ pub struct OutboxRow {
     pub partner: PartnerId,
     pub enrollment_id: Option<String>,
     pub enrollment_key: String,
+    pub webhook_id: String,
     pub payload: serde_json::Value,
     pub status: DeliveryStatus,
     pub attempts: u32,
@@ -380,25 +400,42 @@ pub use domain::notification::delivery_id_for;
 
 /// The JSON body POSTed to the partner's webhook for one (event, enrollment): the
 /// [`domain::notification::Notification`] of the event, addressed to `to`.
+/// The v1 body for the legacy webhook, the v2 body (with `webhook_id`) for a v2 one.
 pub fn notification_payload(
     event: &domain::detect::DetectedEvent,
     to: &CoveringEnrollment,
 ) -> serde_json::Value {
-    domain::notification::Notification::event(
+    let n = domain::notification::Notification::event(
         event,
         &to.tenant,
         &to.partner,
         &to.enrollment_id,
         &to.enrollment_key,
-    )
-    .to_json()
+    );
+    if to.webhook_id == LEGACY_WEBHOOK_ID {
+        n.to_json()
+    } else {
+        n.to_json_v2(&to.webhook_id)
+    }
 }
 
 // --- Webhooks and delivery ------------------------------------------------------------------
 
-/// A partner's webhook registration.
+/// A webhook of a scope: the partner's v1 registration (`webhook_id` = [`LEGACY_WEBHOOK_ID`])
+/// or one of its v2 webhooks.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Webhook {
+    pub webhook_id: String,
+    /// None for the legacy row.
+    pub name: Option<String>,
+    pub description: Option<String>,
+    /// `"Name: value"` lines sent with every delivery (validated by the API).
+    pub headers: Vec<String>,
+    pub payload_format: PayloadFormat,
+    /// The secret replaced by the last rotation, still signing `webhook-signature` until
+    /// `previous_secret_until`.
+    pub previous_secret: Option<String>,
+    pub previous_secret_until: Option<time::OffsetDateTime>,
     pub webhook_url: String,
     pub secret: String,
     pub generation: i64,
@@ -412,12 +449,117 @@ pub struct Webhook {
     pub last_modified_time: i64,
 }
 
-/// How many more notifications a claim may lease per webhook (scope): `per_scope` for every
-/// webhook not listed in `scopes`, the listed number for those (0 skips the webhook).
+impl Webhook {
+    /// The partner's v1 webhook, read-only through v2.
+    pub fn is_legacy(&self) -> bool {
+        self.webhook_id == LEGACY_WEBHOOK_ID
+    }
+
+    /// The previous secret if a send at `now` still signs `webhook-signature` with it.
+    pub fn previous_secret_at(&self, now: time::OffsetDateTime) -> Option<&str> {
+        self.previous_secret
+            .as_deref()
+            .filter(|_| rotation_grace_lasts(self.previous_secret_until, now))
+    }
+
+    /// The JSON body of `n` as this webhook receives it (v1's for the legacy webhook).
+    pub fn body_json(&self, n: &domain::notification::Notification) -> serde_json::Value {
+        if self.is_legacy() {
+            n.to_json()
+        } else {
+            n.to_json_v2(&self.webhook_id)
+        }
+    }
+}
+
+/// The id of every scope's v1 webhook (`legacy: true` in v2); enrollments and notifications
+/// with it go to the partner's v1 registration, whichever it is when they are sent. v2
+/// webhooks get [`new_webhook_id`]s, so the two never meet.
+pub const LEGACY_WEBHOOK_ID: &str = "wh_legacy";
+/// At most this many v2 webhooks per scope (the legacy row is not counted).
+pub const MAX_WEBHOOKS: usize = domain::defaults::MAX_WEBHOOKS_PER_TENANT;
+/// `StoreError::Conflict` texts of the webhook rules (the API answers each differently).
+pub const WEBHOOK_CAP_REACHED: &str = "webhook limit reached";
+pub const WEBHOOK_NAME_TAKEN: &str = "webhook name already used";
+pub const WEBHOOK_NOT_ACTIVE: &str = "webhook is not active";
+pub const WEBHOOK_READ_ONLY: &str = "the legacy webhook is read-only";
+
+/// The rotation grace rule, once: a replaced secret still signs `webhook-signature` at `now`
+/// while `now` is before the end of its grace (`until`).
+pub fn rotation_grace_lasts(
+    until: Option<time::OffsetDateTime>,
+    now: time::OffsetDateTime,
+) -> bool {
+    until.is_some_and(|u| u > now)
+}
+
+/// A fresh v2 webhook id: `wh_` and 16 hex digits from the CSPRNG.
+pub fn new_webhook_id() -> String {
+    format!("wh_{}", hex::encode(rand::random::<[u8; 8]>()))
+}
+
+pub use domain::notification::PayloadFormat;
+
+/// One webhook of one scope.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct WebhookKey {
+    pub scope: Scope,
+    pub webhook_id: String,
+}
+
+impl WebhookKey {
+    pub fn new(scope: &Scope, webhook_id: &str) -> Self {
+        Self {
+            scope: scope.clone(),
+            webhook_id: webhook_id.to_string(),
+        }
+    }
+
+    /// The partner's v1 webhook.
+    pub fn legacy(scope: &Scope) -> Self {
+        Self::new(scope, LEGACY_WEBHOOK_ID)
+    }
+}
+
+/// A v2 webhook to create.
+#[derive(Clone, Debug)]
+pub struct NewWebhook {
+    pub webhook_id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub headers: Vec<String>,
+    pub payload_format: PayloadFormat,
+    pub webhook_url: String,
+    pub secret: String,
+}
+
+/// A v2 PATCH of a webhook: the fields given replace the stored ones; `enabled` is the v2
+/// `status` (enabling makes its waiting notifications due, disabling parks them).
+#[derive(Clone, Debug, Default)]
+pub struct WebhookChange {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub headers: Option<Vec<String>>,
+    pub payload_format: Option<PayloadFormat>,
+    pub webhook_url: Option<String>,
+    pub enabled: Option<bool>,
+}
+
+/// What deleting a v2 webhook did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WebhookRemoval {
+    /// Not deleted: these active enrollments use it (and `force` was not given).
+    Blocked(Vec<EnrollmentId>),
+    /// Deleted; these enrollments used it and are now paused.
+    Removed(Vec<EnrollmentId>),
+}
+
+/// How many more notifications a claim may lease per webhook: `per_scope` for every webhook
+/// not listed in `scopes`, the listed number for those (0 skips the webhook).
 #[derive(Clone, Debug)]
 pub struct ClaimRoom {
     pub per_scope: u32,
-    pub scopes: Vec<(Scope, u32)>,
+    pub scopes: Vec<(WebhookKey, u32)>,
 }
 
 impl ClaimRoom {
@@ -430,7 +572,7 @@ impl ClaimRoom {
     }
 
     /// No per-webhook bound, except that `skip` get nothing.
-    pub fn excluding(skip: &[Scope]) -> Self {
+    pub fn excluding(skip: &[WebhookKey]) -> Self {
         Self {
             per_scope: u32::MAX,
             scopes: skip.iter().map(|s| (s.clone(), 0)).collect(),
@@ -451,9 +593,31 @@ pub struct Claimed {
     /// The lease this claim holds (unix ms); recording checks it is still ours.
     pub lease_until: i64,
     pub scope: Scope,
+    pub webhook_id: String,
     pub webhook_url: String,
     pub secret: String,
+    /// The secret before the last rotation while its grace lasts (for `webhook-signature`).
+    pub previous_secret: Option<String>,
+    pub headers: Vec<String>,
+    pub payload_format: PayloadFormat,
     pub generation: i64,
+}
+
+impl Claimed {
+    pub fn webhook(&self) -> WebhookKey {
+        WebhookKey::new(&self.scope, &self.webhook_id)
+    }
+
+    /// Takes `w`'s current delivery settings (URL, secrets as a send at `now` signs with them,
+    /// headers, payload format, generation): for a claim that waited while its webhook changed.
+    pub fn refresh(&mut self, w: &Webhook, now: time::OffsetDateTime) {
+        self.webhook_url.clone_from(&w.webhook_url);
+        self.secret.clone_from(&w.secret);
+        self.previous_secret = w.previous_secret_at(now).map(str::to_string);
+        self.headers.clone_from(&w.headers);
+        self.payload_format = w.payload_format;
+        self.generation = w.generation;
+    }
 }
 
 /// What to do with a notification after an attempt.
@@ -474,6 +638,7 @@ pub struct AttemptRecord {
     pub row: i64,
     pub lease_until: i64,
     pub scope: Scope,
+    pub webhook_id: String,
     pub generation: i64,
     pub attempted_at: i64,
     pub status_code: Option<u16>,

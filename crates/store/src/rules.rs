@@ -236,10 +236,92 @@ pub(crate) fn daily_count(day_index: i64, event_name: String, count: i64) -> Dai
     }
 }
 
-/// Unix seconds as an instant (saturating at the ends of the stored range).
-pub(crate) fn from_unix_seconds(secs: i64) -> time::OffsetDateTime {
-    domain::instant::from_unix_nanos(secs.saturating_mul(1_000_000_000))
+/// A stored `headers` column (a JSON array of strings; anything else reads as none).
+pub(crate) fn stored_headers(stored: &str) -> Vec<String> {
+    serde_json::from_str(stored).unwrap_or_default()
 }
+
+/// The `headers` column for `headers`.
+pub(crate) fn headers_column(headers: &[String]) -> String {
+    serde_json::Value::from(headers.to_vec()).to_string()
+}
+
+/// A stored `payload_format` (the API validated it; an unknown one falls back to `json`).
+pub(crate) fn stored_payload_format(stored: &str) -> PayloadFormat {
+    PayloadFormat::parse(stored).unwrap_or_default()
+}
+
+/// A stored unix-milliseconds column as a time (None when NULL or out of range).
+pub(crate) fn stored_millis(ms: Option<i64>) -> Option<OffsetDateTime> {
+    ms.and_then(|ms| OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok())
+}
+
+/// The previous secret a delivery at `now_ms` still signs `webhook-signature` with: the one a
+/// rotation replaced, until its grace ends.
+pub(crate) fn live_previous_secret(
+    previous: Option<String>,
+    until: Option<OffsetDateTime>,
+    now_ms: i64,
+) -> Option<String> {
+    let now = OffsetDateTime::from_unix_timestamp_nanos(i128::from(now_ms) * 1_000_000).ok()?;
+    previous.filter(|_| rotation_grace_lasts(until, now))
+}
+
+/// When a secret replaced at `now` stops signing: `now + grace`, in unix milliseconds.
+pub(crate) fn rotation_grace_end(now: OffsetDateTime, grace: std::time::Duration) -> i64 {
+    domain::clock::unix_millis(now).saturating_add(grace.as_millis().min(i64::MAX as u128) as i64)
+}
+
+/// An enrollment after a v2 PATCH: the fields given replace the stored ones.
+pub(crate) fn patched_spec(stored: EnrollmentSpec, patch: &EnrollmentPatch) -> EnrollmentSpec {
+    EnrollmentSpec {
+        enrollment_key: patch
+            .enrollment_key
+            .clone()
+            .unwrap_or(stored.enrollment_key),
+        event_types: patch.event_types.clone().unwrap_or(stored.event_types),
+        prospect_ids: patch.prospect_ids.clone().unwrap_or(stored.prospect_ids),
+    }
+}
+
+/// Whether an enrollment may go to a webhook whose row reads `state` (`None`: no such row,
+/// else its `enabled`): a v2 webhook must exist (`NotFound`) and be active
+/// ([`WEBHOOK_NOT_ACTIVE`]); the legacy webhook is always a valid target (its notifications
+/// wait for a registration, as in v1).
+pub(crate) fn target_verdict(webhook_id: &str, state: Option<bool>) -> StoreResult<()> {
+    if webhook_id == LEGACY_WEBHOOK_ID {
+        return Ok(());
+    }
+    match state {
+        None => Err(StoreError::NotFound),
+        Some(false) => Err(StoreError::Conflict(WEBHOOK_NOT_ACTIVE.into())),
+        Some(true) => Ok(()),
+    }
+}
+
+/// Attempt records as the stores keep them: a NUL in the receiver's body or in the error text
+/// becomes U+FFFD (PostgreSQL's TEXT cannot hold NUL — one such record would fail its whole
+/// batch —, and both backends store the same). Records without one are left as they are.
+pub(crate) fn storable_records(mut records: Vec<AttemptRecord>) -> Vec<AttemptRecord> {
+    fn without_nul(text: &mut String) {
+        if text.contains('\0') {
+            *text = text.replace('\0', "\u{FFFD}");
+        }
+    }
+    for r in &mut records {
+        without_nul(&mut r.response_body);
+        if let Some(e) = &mut r.error {
+            without_nul(e);
+        }
+    }
+    records
+}
+
+/// The text stored as `disabled_reason` when a client disables a v2 webhook.
+pub(crate) const CLIENT_DISABLED_REASON: &str = "disabled by the client";
+/// The `last_error` of pending notifications of a deleted v2 webhook (they fail: the webhook
+/// id never comes back).
+pub(crate) const WEBHOOK_DELETED_ERROR: &str = "webhook deleted";
 
 #[cfg(test)]
 mod tests {

@@ -180,6 +180,7 @@ async fn enroll_range(store: &DynStore, scope: &Scope, from: u64, to: u64) -> Re
                         event_types: vec![EventType::ChangedRole],
                         prospect_ids: ids,
                     },
+                    webhook_id: store::LEGACY_WEBHOOK_ID.to_string(),
                     now: time::OffsetDateTime::UNIX_EPOCH,
                 },
             )
@@ -250,7 +251,12 @@ async fn setup(database_url: Option<&str>, tls: bool, webhooks: usize) -> Result
     for (w, scope) in scopes.iter().enumerate() {
         let secret = domain::signing::generate_secret(rand::random());
         store
-            .put_webhook(scope, &format!("{}/{w}", receiver.url), &secret, 0)
+            .put_webhook(
+                scope,
+                &format!("{}/{w}", receiver.url),
+                &secret,
+                time::OffsetDateTime::UNIX_EPOCH,
+            )
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
     }
@@ -307,7 +313,7 @@ async fn all_recorded(store: &DynStore, scopes: &[Scope]) -> Result<bool> {
     for scope in scopes {
         let page = store
             .list_deliveries(
-                scope,
+                &store::WebhookKey::legacy(scope),
                 &store::DeliveryQuery {
                     status: Some(store::DeliveryStatus::Pending),
                     limit: 1,

@@ -44,7 +44,7 @@ pub const WEBHOOK_URL_MAX_LEN: usize = 65536;
 pub const ENROLLMENT_MAX_ITEMS: usize = 1000;
 /// Headers the service sets on every delivery (content, framing, signatures): a custom header
 /// may not carry one of these names, in any case.
-pub const RESERVED_HEADERS: [&str; 16] = [
+pub const RESERVED_HEADERS: [&str; 17] = [
     "content-type",
     "content-length",
     "host",
@@ -58,6 +58,7 @@ pub const RESERVED_HEADERS: [&str; 16] = [
     "x-signature",
     "x-timestamp",
     "x-delivery-id",
+    "x-event-id",
     "webhook-id",
     "webhook-timestamp",
     "webhook-signature",

@@ -4,10 +4,11 @@
 //! Every query filters by scope.
 
 use super::idempotency::fence;
+use super::webhooks::check_target;
 use super::{is_unique_violation, pg};
 use crate::idempotency::current_fence;
 use crate::model::*;
-use crate::rules::{enrollment_page, unix_seconds};
+use crate::rules::{enrollment_page, patched_spec, prospect_diff, target_verdict, unix_seconds};
 use crate::{StoreError, StoreResult};
 use deadpool_postgres::Object;
 use domain::{event_mask, EnrollmentId, EventType, PartnerId, ProspectId, TenantId};
@@ -30,17 +31,21 @@ macro_rules! locked_enrollment {
     };
 }
 
-/// Deletes the index rows of the `fresh` enrollment's stored prospects that are not among
-/// `$kept` (a parameter: an array of ids): each by its primary key, the stored list being 40
-/// hex digits an id.
+/// `was`: the `fresh` enrollment's stored prospects as an array (the stored list is 40 hex digits
+/// an id), and `gone`: the deletion of the index rows of those not among `$kept` (a parameter:
+/// an array of ids), by primary key (an array, so the plan is an index scan, never a join over
+/// the table).
 macro_rules! gone_prospects {
     ($kept:literal) => {
         concat!(
-            "gone AS (
+            "was AS (
+            SELECT ARRAY(
+                SELECT decode(substr(f.prospect_ids, k * 40 + 1, 40), 'hex')
+                FROM fresh f, generate_series(0, length(f.prospect_ids) / 40 - 1) AS k) AS ids),
+         gone AS (
             DELETE FROM enrollment_prospects ep
-            USING fresh, generate_series(0, length(fresh.prospect_ids) / 40 - 1) k
-            WHERE ep.enrollment_ref = fresh.id
-              AND ep.prospect_id = decode(substr(fresh.prospect_ids, k * 40 + 1, 40), 'hex')
+            WHERE ep.enrollment_ref = (SELECT id FROM fresh)
+              AND ep.prospect_id = ANY((SELECT ids FROM was)::BYTEA[])
               AND ep.prospect_id <> ALL(",
             $kept,
             "::BYTEA[]))"
@@ -123,22 +128,46 @@ async fn write_existing(
     tx.commit().await.map_err(pg)
 }
 
-/// One statement: the row and its index rows.
+/// Locks the webhook an enrollment write routes to and reads its `enabled` (`$2`, `$3`: the
+/// scope; `$webhook`: the webhook id). It is the statement's first CTE, so the webhook row is
+/// locked before any enrollment row, the order `remove_webhook` locks in (a force delete and an
+/// enrollment write never wait on each other crosswise); the lock holds until the write
+/// commits, so a concurrent delete sees the enrollment.
+macro_rules! target_webhook {
+    ($webhook:literal) => {
+        concat!(
+            "target AS (
+            SELECT enabled FROM webhooks WHERE tenant_id = $2 AND partner_id = $3
+              AND webhook_id = ",
+            $webhook,
+            " FOR SHARE)"
+        )
+    };
+}
+
+/// One statement: the webhook checked and locked (`target_verdict`), the row and its index rows.
 pub(super) async fn create_enrollment(
     c: &mut Object,
     scope: &Scope,
     new: NewEnrollment,
 ) -> StoreResult<()> {
-    const SQL: &str = "WITH e AS (
+    const SQL: &str = concat!(
+        "WITH ",
+        target_webhook!("$10"),
+        ",
+         e AS (
             INSERT INTO enrollments (enrollment_id, tenant_id, partner_id, enrollment_key,
-                event_types, event_mask, prospect_ids, created_at, updated_at)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING id),
+                event_types, event_mask, prospect_ids, created_at, updated_at, webhook_id)
+            SELECT $1, $2, $3, $4, $5, $6, $7, $8, $8, $10
+            WHERE $10 = $11 OR EXISTS (SELECT 1 FROM target WHERE enabled)
+            RETURNING id),
          added AS (
             INSERT INTO enrollment_prospects (prospect_id, enrollment_ref)
             SELECT p, e.id FROM e, unnest($9::BYTEA[]) AS p
             ON CONFLICT DO NOTHING)
-         SELECT id FROM e";
-    write_statement(
+         SELECT (SELECT count(*) FROM e), (SELECT bool_or(enabled) FROM target)"
+    );
+    let rows = write_statement(
         c,
         SQL,
         &[
@@ -151,15 +180,23 @@ pub(super) async fn create_enrollment(
             &encode_prospect_ids(&new.spec.prospect_ids),
             &unix_seconds(new.now),
             &id_bytes(&new.spec.prospect_ids),
+            &new.webhook_id,
+            &LEGACY_WEBHOOK_ID,
         ],
         "enrollment id already exists",
     )
     .await?;
-    Ok(())
+    match rows.first().map(|r| (r.get::<_, i64>(0), r.get(1))) {
+        Some((1, _)) => Ok(()),
+        Some((_, state)) => target_verdict(&new.webhook_id, state).and(Err(StoreError::internal(
+            "an enrollment insert wrote nothing for an active webhook",
+        ))),
+        None => Err(StoreError::internal("an enrollment insert returned no row")),
+    }
 }
 
 /// One statement: the row replaced, index rows of dropped prospects deleted, new ones added
-/// (unchanged ones are left alone).
+/// (unchanged ones are not touched, not even probed).
 pub(super) async fn update_enrollment(
     c: &mut Object,
     scope: &Scope,
@@ -181,6 +218,7 @@ pub(super) async fn update_enrollment(
          added AS (
             INSERT INTO enrollment_prospects (prospect_id, enrollment_ref)
             SELECT p, fresh.id FROM fresh, unnest($9::BYTEA[]) AS p
+            WHERE p <> ALL((SELECT ids FROM was)::BYTEA[])
             ON CONFLICT DO NOTHING)
          SELECT (SELECT count(*) FROM old), (SELECT count(*) FROM upd)"
     );
@@ -236,7 +274,8 @@ pub(super) async fn list_enrollments(
     let after = q.cursor.map(|c| c.0).unwrap_or(0);
     // Fetch one extra row to know whether another page follows; NULL means no limit.
     let fetch: Option<i64> = q.limit.map(|l| l as i64 + 1);
-    let cols = "e.id, e.enrollment_id, e.enrollment_key, e.event_types, e.prospect_ids";
+    let cols = "e.id, e.enrollment_id, e.enrollment_key, e.event_types, e.prospect_ids,
+        e.webhook_id, e.paused";
     let rows = match (&q.prospect_id, &q.enrollment_key) {
         (Some(p), key) => {
             let s = c
@@ -303,9 +342,9 @@ pub(super) async fn covering_enrollments(
 ) -> StoreResult<Vec<CoveringEnrollment>> {
     let s = c
         .prepare_cached(
-            "SELECT e.tenant_id, e.partner_id, e.enrollment_id, e.enrollment_key
+            "SELECT e.tenant_id, e.partner_id, e.enrollment_id, e.enrollment_key, e.webhook_id
              FROM enrollment_prospects ep JOIN enrollments e ON e.id = ep.enrollment_ref
-             WHERE ep.prospect_id = $1 AND (e.event_mask & $2) <> 0
+             WHERE ep.prospect_id = $1 AND (e.event_mask & $2) <> 0 AND NOT e.paused
              ORDER BY e.id",
         )
         .await
@@ -321,6 +360,7 @@ pub(super) async fn covering_enrollments(
             partner: PartnerId(r.get(1)),
             enrollment_id: EnrollmentId(r.get(2)),
             enrollment_key: r.get(3),
+            webhook_id: r.get(4),
         })
         .collect())
 }
@@ -335,10 +375,221 @@ fn enrollment_row(r: &Row) -> (i64, Enrollment) {
                 event_types: decode_event_types(r.get::<_, &str>(3)),
                 prospect_ids: decode_prospect_ids(r.get::<_, &str>(4)),
             },
+            webhook_id: r.get(5),
+            paused: r.get(6),
         },
     )
 }
 
+/// A v2 PATCH: the fields given replace the stored ones in one transaction (the prospect index
+/// by its difference); a `webhook_id` re-points the enrollment and makes it active again.
+pub(super) async fn patch_enrollment(
+    c: &mut Object,
+    scope: &Scope,
+    enrollment_id: &str,
+    patch: &EnrollmentPatch,
+    now: time::OffsetDateTime,
+) -> StoreResult<Enrollment> {
+    let tx = c.transaction().await.map_err(pg)?;
+    fence(&tx).await?;
+    // The webhook first, then the enrollment: the order `remove_webhook` locks in.
+    if let Some(w) = &patch.webhook_id {
+        check_target(&tx, &WebhookKey::new(scope, w)).await?;
+    }
+    let s = tx
+        .prepare_cached(
+            "SELECT id, enrollment_id, enrollment_key, event_types, prospect_ids, webhook_id, paused
+             FROM enrollments WHERE enrollment_id = $1 AND tenant_id = $2 AND partner_id = $3
+             FOR UPDATE",
+        )
+        .await
+        .map_err(pg)?;
+    let row = tx
+        .query_opt(&s, &[&enrollment_id, &scope.tenant.0, &scope.partner.0])
+        .await
+        .map_err(pg)?
+        .ok_or(StoreError::NotFound)?;
+    let (id, stored) = enrollment_row(&row);
+    let old_ids = stored.spec.prospect_ids.clone();
+    let spec = patched_spec(stored.spec, patch);
+    let (webhook_id, paused) = match &patch.webhook_id {
+        Some(w) => (w.clone(), false),
+        None => (stored.webhook_id, stored.paused),
+    };
+    let s = tx
+        .prepare_cached(
+            "UPDATE enrollments SET enrollment_key = $2, event_types = $3, event_mask = $4,
+                prospect_ids = $5, updated_at = $6, webhook_id = $7, paused = $8
+             WHERE id = $1",
+        )
+        .await
+        .map_err(pg)?;
+    tx.execute(
+        &s,
+        &[
+            &id,
+            &spec.enrollment_key,
+            &encode_event_types(&spec.event_types),
+            &(event_mask(&spec.event_types) as i32),
+            &encode_prospect_ids(&spec.prospect_ids),
+            &unix_seconds(now),
+            &webhook_id,
+            &paused,
+        ],
+    )
+    .await
+    .map_err(pg)?;
+    replace_prospects(&tx, id, &old_ids, &spec.prospect_ids).await?;
+    tx.commit().await.map_err(pg)?;
+    Ok(Enrollment {
+        enrollment_id: stored.enrollment_id,
+        spec,
+        webhook_id,
+        paused,
+    })
+}
+
+/// Adds index rows for `ids` (a v2 PATCH's additions).
+async fn insert_prospects(
+    tx: &deadpool_postgres::Transaction<'_>,
+    id: i64,
+    ids: &[ProspectId],
+) -> StoreResult<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let s = tx
+        .prepare_cached(
+            "INSERT INTO enrollment_prospects (prospect_id, enrollment_ref)
+             SELECT p, $2 FROM unnest($1::BYTEA[]) AS p
+             ON CONFLICT DO NOTHING",
+        )
+        .await
+        .map_err(pg)?;
+    tx.execute(&s, &[&id_bytes(ids), &id]).await.map_err(pg)?;
+    Ok(())
+}
+
+/// Replaces the prospect rows of one enrollment (`current` as stored in its row), touching
+/// only the difference.
+async fn replace_prospects(
+    tx: &deadpool_postgres::Transaction<'_>,
+    id: i64,
+    current: &[ProspectId],
+    wanted: &[ProspectId],
+) -> StoreResult<()> {
+    let (gone, added) = prospect_diff(current, wanted);
+    if !gone.is_empty() {
+        let gone = id_bytes(&gone);
+        let s = tx
+            .prepare_cached(
+                "DELETE FROM enrollment_prospects
+                 WHERE prospect_id = ANY($2::BYTEA[]) AND enrollment_ref = $1",
+            )
+            .await
+            .map_err(pg)?;
+        tx.execute(&s, &[&id, &gone]).await.map_err(pg)?;
+    }
+    insert_prospects(tx, id, &added).await
+}
+
 fn id_bytes(ids: &[ProspectId]) -> Vec<&[u8]> {
     ids.iter().map(|p| &p.as_bytes()[..]).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::model::*;
+    use crate::postgres::{create_test_schema, drop_test_schema, PostgresOptions, PostgresStore};
+    use crate::Store;
+    use domain::{EnrollmentId, EventType, PartnerId, ProspectId, TenantId};
+    use std::sync::Arc;
+
+    /// A v2 PATCH naming a webhook locks the webhook before the enrollment, the order a force
+    /// delete locks in: while a delete holds the webhook, the PATCH waits without holding the
+    /// enrollment, so the delete's next step (locking the webhook's enrollments) goes through
+    /// instead of deadlocking. Runs with `PROSPECT_EVENTS_TEST_POSTGRES_URL` set.
+    #[tokio::test]
+    async fn patch_and_force_delete_lock_in_one_order() {
+        let Ok(url) = std::env::var("PROSPECT_EVENTS_TEST_POSTGRES_URL") else {
+            return;
+        };
+        let schema = format!("patch_lock_{}", std::process::id());
+        let schema_url = create_test_schema(&url, &schema).await.unwrap();
+        let store = Arc::new(
+            PostgresStore::open(&schema_url, PostgresOptions::default())
+                .await
+                .unwrap(),
+        );
+        let scope = Scope {
+            tenant: TenantId("t1".into()),
+            partner: PartnerId("pa".into()),
+        };
+        let now = time::OffsetDateTime::now_utc();
+        let new = NewWebhook {
+            webhook_id: "wh_lock".into(),
+            name: "lock".into(),
+            description: None,
+            headers: vec![],
+            payload_format: PayloadFormat::Json,
+            webhook_url: "https://example.com/lock".into(),
+            secret: "s".into(),
+        };
+        store.create_webhook(&scope, new, now).await.unwrap();
+        let spec = EnrollmentSpec {
+            enrollment_key: "k".into(),
+            event_types: vec![EventType::ChangedRole],
+            prospect_ids: vec![
+                ProspectId::parse("20ae6cbf564ee683e66685e429844a5ff8ffc30f").unwrap(),
+            ],
+        };
+        let enrollment = NewEnrollment {
+            enrollment_id: EnrollmentId("en_lock".into()),
+            spec,
+            webhook_id: "wh_lock".into(),
+            now,
+        };
+        store.create_enrollment(&scope, enrollment).await.unwrap();
+
+        // The delete's first step: the webhook row, locked.
+        let mut c = store.conn().await.unwrap();
+        let tx = c.transaction().await.unwrap();
+        tx.batch_execute("SET LOCAL lock_timeout = '5s'")
+            .await
+            .unwrap();
+        tx.query(
+            "SELECT 1 FROM webhooks WHERE tenant_id = 't1' AND partner_id = 'pa'
+               AND webhook_id = 'wh_lock' FOR UPDATE",
+            &[],
+        )
+        .await
+        .unwrap();
+        let patching = {
+            let (store, scope) = (store.clone(), scope.clone());
+            let patch = EnrollmentPatch {
+                webhook_id: Some("wh_lock".into()),
+                ..Default::default()
+            };
+            tokio::spawn(async move {
+                store
+                    .patch_enrollment(&scope, "en_lock", patch, time::OffsetDateTime::now_utc())
+                    .await
+            })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        // Its second: the webhook's enrollments, locked — not held by the waiting PATCH.
+        let locked = tx
+            .query(
+                "SELECT enrollment_id FROM enrollments WHERE tenant_id = 't1' AND partner_id = 'pa'
+                   AND webhook_id = 'wh_lock' FOR UPDATE",
+                &[],
+            )
+            .await;
+        assert!(locked.is_ok(), "{locked:?}");
+        tx.commit().await.unwrap();
+        patching.await.unwrap().unwrap();
+        drop(c);
+        drop(store);
+        drop_test_schema(&url, &schema).await.unwrap();
+    }
 }

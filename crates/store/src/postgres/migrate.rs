@@ -42,9 +42,20 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "console_stats",
         include_str!("../../migrations/postgres/0007_console_stats.sql"),
     ),
+    (
+        8,
+        "v2_webhooks",
+        include_str!("../../migrations/postgres/0008_v2_webhooks.sql"),
+    ),
+    (
+        9,
+        "console_stats_per_webhook",
+        include_str!("../../migrations/postgres/0009_console_stats_per_webhook.sql"),
+    ),
 ];
 
-pub(super) async fn run(conn: &mut Object) -> Result<(), StoreError> {
+/// Applies the migrations not yet applied, up to version `last` (tests build older schemas).
+pub(super) async fn run_up_to(conn: &mut Object, last: i64) -> Result<(), StoreError> {
     let tx = conn.transaction().await.map_err(pg)?;
     // The key is per database and schema (tests use one schema each).
     tx.execute(
@@ -74,7 +85,7 @@ pub(super) async fn run(conn: &mut Object) -> Result<(), StoreError> {
             "database schema version {current} is newer than this binary ({newest})"
         )));
     }
-    for (version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+    for (version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > current && m.0 <= last) {
         tracing::info!(
             migration.version = version,
             migration.name = name,
@@ -90,4 +101,37 @@ pub(super) async fn run(conn: &mut Object) -> Result<(), StoreError> {
         .map_err(pg)?;
     }
     tx.commit().await.map_err(pg)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::postgres::{create_test_schema, drop_test_schema, PostgresOptions, PostgresStore};
+    use crate::upgrade_tests::{check_upgraded, pre_v2_rows, PROSPECT};
+
+    /// A database from before v2 (migrations up to 6, with a v1 webhook, an enrollment and a
+    /// pending notification) upgrades in place when the store opens it. Runs with
+    /// `PROSPECT_EVENTS_TEST_POSTGRES_URL` set.
+    #[tokio::test]
+    async fn pre_v2_database_upgrades_in_place() {
+        let Ok(url) = std::env::var("PROSPECT_EVENTS_TEST_POSTGRES_URL") else {
+            return;
+        };
+        let schema = format!("upgrade_v2_{}", std::process::id());
+        let schema_url = create_test_schema(&url, &schema).await.unwrap();
+        {
+            let old = PostgresStore::open_up_to(&schema_url, PostgresOptions::default(), 6)
+                .await
+                .unwrap();
+            let c = old.conn().await.unwrap();
+            c.batch_execute(&pre_v2_rows(&format!("'\\x{PROSPECT}'::BYTEA"), true))
+                .await
+                .unwrap();
+        }
+        let store = PostgresStore::open(&schema_url, PostgresOptions::default())
+            .await
+            .unwrap();
+        check_upgraded(&store).await;
+        drop(store);
+        drop_test_schema(&url, &schema).await.unwrap();
+    }
 }

@@ -66,7 +66,16 @@ impl PostgresStore {
     /// runs migrations and keeps a pool. URL parameters understood here (removed before the
     /// driver sees the URL): `pool_size`, and libpq's `sslmode`, `sslrootcert`, `sslcert`,
     /// `sslkey`, `connect_timeout` (see [`connect`](self::connect)).
-    pub async fn open(url: &str, mut opts: PostgresOptions) -> Result<Self, StoreError> {
+    pub async fn open(url: &str, opts: PostgresOptions) -> Result<Self, StoreError> {
+        Self::open_up_to(url, opts, i64::MAX).await
+    }
+
+    /// [`Self::open`] with the schema migrated up to version `last` only (upgrade tests).
+    pub(crate) async fn open_up_to(
+        url: &str,
+        mut opts: PostgresOptions,
+        last: i64,
+    ) -> Result<Self, StoreError> {
         let (url, params) = take_params(url, &mut opts)?;
         let connector = Connector::new(&url, &params, tune)?;
         // Start-up says why no host can be used (certificate, TLS refused, password, …).
@@ -96,7 +105,7 @@ impl PostgresStore {
             .build()
             .map_err(|e| StoreError::internal(format!("building the pool: {e}")))?;
         let mut conn = get(&pool).await?;
-        migrate::run(&mut conn).await?;
+        migrate::run_up_to(&mut conn, last).await?;
         let scan_lock_key: i64 = conn
             .query_one(
                 "SELECT hashtextextended(current_database() || '/' || current_schema()

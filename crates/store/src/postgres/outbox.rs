@@ -3,12 +3,12 @@
 //! retries and replays. What an attempt does next is `rules::AttemptEffect`.
 
 use super::idempotency::fence;
-use super::webhooks::PARK_IF_DISABLED;
+use super::webhooks::{lock_for_queuing, lock_one_for_queuing, park_if_disabled};
 use super::{is_retryable, pg};
 use crate::model::*;
 use crate::rules::{
-    delivery_page, parked_sql, payload_json, shown_next_attempt, AttemptEffect, Health,
-    FAILING_REASON,
+    delivery_page, live_previous_secret, parked_sql, payload_json, shown_next_attempt,
+    stored_headers, stored_millis, stored_payload_format, AttemptEffect, Health, FAILING_REASON,
 };
 use crate::{StoreError, StoreResult};
 use deadpool_postgres::{Object, Transaction};
@@ -42,11 +42,11 @@ async fn fan_out<'e>(
     let bits: Vec<i32> = new.iter().map(|e| e.event_type.bit() as i32).collect();
     let s = tx
         .prepare_cached(
-            "SELECT x.o, e.tenant_id, e.partner_id, e.enrollment_id, e.enrollment_key
+            "SELECT x.o, e.tenant_id, e.partner_id, e.enrollment_id, e.enrollment_key, e.webhook_id
              FROM unnest($1::BYTEA[], $2::INTEGER[]) WITH ORDINALITY AS x(p, b, o)
              JOIN enrollment_prospects ep ON ep.prospect_id = x.p
              JOIN enrollments e ON e.id = ep.enrollment_ref
-             WHERE (e.event_mask & x.b) <> 0
+             WHERE (e.event_mask & x.b) <> 0 AND NOT e.paused
              ORDER BY x.o, e.id",
         )
         .await
@@ -61,6 +61,7 @@ async fn fan_out<'e>(
                 partner: PartnerId(r.get(2)),
                 enrollment_id: domain::EnrollmentId(r.get(3)),
                 enrollment_key: r.get(4),
+                webhook_id: r.get(5),
             };
             (new[(ord - 1) as usize], to)
         })
@@ -85,7 +86,20 @@ async fn insert_notifications(
     let mut enrollment: Vec<&str> = Vec::with_capacity(n);
     let mut key: Vec<&str> = Vec::with_capacity(n);
     let mut payload: Vec<String> = Vec::with_capacity(n);
+    let mut webhook: Vec<&str> = Vec::with_capacity(n);
+    let targets: Vec<(&str, &str, &str)> = covering
+        .iter()
+        .map(|(_, to)| {
+            (
+                to.tenant.0.as_str(),
+                to.partner.0.as_str(),
+                to.webhook_id.as_str(),
+            )
+        })
+        .collect();
+    lock_for_queuing(tx, &targets).await?;
     for (ev, to) in covering {
+        webhook.push(&to.webhook_id);
         payload.push(notification_payload(ev, to).to_string());
         delivery.push(delivery_id_for(&ev.event_id, &to.enrollment_id.0));
         event_id.push(&ev.event_id);
@@ -101,14 +115,14 @@ async fn insert_notifications(
         .prepare_cached(concat!(
             "INSERT INTO notifications (delivery_id, event_id, event_name, event_time,
                 tenant_id, partner_id, enrollment_id, enrollment_key, payload, next_attempt_at,
-                created_at)
+                created_at, webhook_id)
              SELECT x.d, x.e, x.n, x.t, x.tn, x.pa, x.en, x.k, x.pl,
-                CASE WHEN EXISTS (SELECT 1 FROM webhooks w WHERE w.tenant_id = x.tn AND w.partner_id = x.pa AND w.enabled) THEN $10 ELSE ",
+                CASE WHEN EXISTS (SELECT 1 FROM webhooks w WHERE w.tenant_id = x.tn AND w.partner_id = x.pa AND w.webhook_id = x.wh AND w.enabled) THEN $10 ELSE ",
             parked_sql!(),
-            " END, $11
+            " END, $11, x.wh
              FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[], $5::TEXT[],
-                         $6::TEXT[], $7::TEXT[], $8::TEXT[], $9::TEXT[])
-                  WITH ORDINALITY AS x(d, e, n, t, tn, pa, en, k, pl, o)
+                         $6::TEXT[], $7::TEXT[], $8::TEXT[], $9::TEXT[], $12::TEXT[])
+                  WITH ORDINALITY AS x(d, e, n, t, tn, pa, en, k, pl, wh, o)
              ORDER BY x.o
              ON CONFLICT DO NOTHING",
         ))
@@ -129,6 +143,7 @@ async fn insert_notifications(
                 &payload,
                 &now_ms,
                 &now_s,
+                &webhook,
             ],
         )
         .await
@@ -142,7 +157,7 @@ pub(super) async fn outbox(
     limit: u32,
 ) -> StoreResult<Vec<OutboxRow>> {
     let cols = "delivery_id, event_id, event_name, tenant_id, partner_id, enrollment_id,
-                enrollment_key, payload, status, attempts";
+                enrollment_key, payload, status, attempts, webhook_id";
     let limit = limit as i64;
     let rows = match scope {
         Some(sc) => {
@@ -176,6 +191,7 @@ pub(super) async fn outbox(
             partner: PartnerId(r.get(4)),
             enrollment_id: r.get(5),
             enrollment_key: r.get(6),
+            webhook_id: r.get(10),
             payload: payload_json(r.get(7)),
             status: DeliveryStatus::from_code(r.get::<_, i32>(8) as i64),
             attempts: r.get::<_, i32>(9) as u32,
@@ -212,35 +228,27 @@ pub(super) async fn claim_due(
     limit: u32,
     room: &ClaimRoom,
 ) -> StoreResult<Vec<Claimed>> {
-    let r_t: Vec<&str> = room
-        .scopes
-        .iter()
-        .map(|(s, _)| s.tenant.0.as_str())
-        .collect();
-    let r_p: Vec<&str> = room
-        .scopes
-        .iter()
-        .map(|(s, _)| s.partner.0.as_str())
-        .collect();
-    let r_n: Vec<i64> = room.scopes.iter().map(|(_, n)| i64::from(*n)).collect();
+    let (r_t, r_p, r_w, r_n) = room_columns(room);
     let lease_until = now_ms + lease_ms;
     // One statement: each enabled webhook's oldest due rows up to its room (one range scan
-    // of notifications_due_scope each), oldest first overall; rows locked by another
+    // of notifications_due_webhook each), oldest first overall; rows locked by another
     // replica's claim are skipped, not waited for.
     let s = c
         .prepare_cached(
             "WITH room AS (
-                SELECT * FROM unnest($4::TEXT[], $5::TEXT[], $6::BIGINT[]) AS x(t, p, n)),
+                SELECT * FROM unnest($4::TEXT[], $5::TEXT[], $6::BIGINT[], $8::TEXT[]) AS x(t, p, n, w)),
              due AS (
                 SELECT d.id, d.next_attempt_at FROM webhooks w
                 CROSS JOIN LATERAL (
                     SELECT n.id, n.next_attempt_at FROM notifications n
                     WHERE n.tenant_id = w.tenant_id AND n.partner_id = w.partner_id
+                      AND n.webhook_id = w.webhook_id
                       AND n.status = 0 AND n.next_attempt_at <= $2
                       AND (n.lease_until IS NULL OR n.lease_until < $2)
                     ORDER BY n.next_attempt_at
                     LIMIT LEAST($3, COALESCE(
-                        (SELECT room.n FROM room WHERE room.t = w.tenant_id AND room.p = w.partner_id),
+                        (SELECT room.n FROM room WHERE room.t = w.tenant_id AND room.p = w.partner_id
+                           AND room.w = w.webhook_id),
                         $7))
                     FOR UPDATE OF n SKIP LOCKED) d
                 WHERE w.enabled
@@ -249,8 +257,11 @@ pub(super) async fn claim_due(
              UPDATE notifications n SET lease_until = $1, next_attempt_at = $1
              FROM due, webhooks w
              WHERE n.id = due.id AND w.tenant_id = n.tenant_id AND w.partner_id = n.partner_id
+               AND w.webhook_id = n.webhook_id
              RETURNING n.id, n.delivery_id, n.event_id, n.payload, n.cycle_attempts,
-                n.tenant_id, n.partner_id, w.webhook_url, w.secret, w.generation",
+                n.tenant_id, n.partner_id, w.webhook_url, w.secret, w.generation,
+                w.webhook_id, w.previous_secret, w.previous_secret_until, w.headers,
+                w.payload_format",
         )
         .await
         .map_err(pg)?;
@@ -265,17 +276,33 @@ pub(super) async fn claim_due(
                 &r_p,
                 &r_n,
                 &i64::from(room.per_scope),
+                &r_w,
             ],
         )
         .await
         .map_err(pg)?;
-    let mut out: Vec<Claimed> = rows.iter().map(|r| claimed_row(r, lease_until)).collect();
+    let mut out: Vec<Claimed> = rows
+        .iter()
+        .map(|r| claimed_row(r, lease_until, now_ms))
+        .collect();
     out.sort_by_key(|c| c.row);
     Ok(out)
 }
 
+/// The listed webhooks' room as columns: tenants, partners, webhook ids, room.
+fn room_columns(room: &ClaimRoom) -> (Vec<&str>, Vec<&str>, Vec<&str>, Vec<i64>) {
+    let mut cols = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (k, n) in &room.scopes {
+        cols.0.push(k.scope.tenant.0.as_str());
+        cols.1.push(k.scope.partner.0.as_str());
+        cols.2.push(k.webhook_id.as_str());
+        cols.3.push(i64::from(*n));
+    }
+    cols
+}
+
 /// A row the claim returned (columns as in its `RETURNING`), leased until `lease_until`.
-fn claimed_row(r: &Row, lease_until: i64) -> Claimed {
+fn claimed_row(r: &Row, lease_until: i64, now_ms: i64) -> Claimed {
     Claimed {
         row: r.get(0),
         delivery_id: r.get(1),
@@ -290,6 +317,10 @@ fn claimed_row(r: &Row, lease_until: i64) -> Claimed {
         webhook_url: r.get(7),
         secret: r.get(8),
         generation: r.get(9),
+        webhook_id: r.get(10),
+        previous_secret: live_previous_secret(r.get(11), stored_millis(r.get(12)), now_ms),
+        headers: stored_headers(r.get(13)),
+        payload_format: stored_payload_format(r.get(14)),
     }
 }
 
@@ -458,22 +489,22 @@ async fn settle_health(
         recover(tx, std::mem::take(&mut recovered)).await?;
         update_health(tx, r, effect.health).await?;
         if effect.park_if_disabled {
-            let s = tx.prepare_cached(PARK_IF_DISABLED).await.map_err(pg)?;
-            tx.execute(&s, &[&r.scope.tenant.0, &r.scope.partner.0])
-                .await
-                .map_err(pg)?;
+            park_if_disabled(tx, &WebhookKey::new(&r.scope, &r.webhook_id)).await?;
         }
     }
     recover(tx, recovered).await
 }
 
-/// Clears `failing_since` of the webhook generations these attempts reached (each once, in a
-/// fixed order so that concurrent batches lock webhooks alike).
+/// Clears `failing_since` of the webhook generations these attempts reached (each webhook
+/// once, in a fixed order so that concurrent batches lock webhooks alike). The webhook id is
+/// part of the match: every v2 webhook starts at generation 1, so (tenant, partner, generation)
+/// alone would let one webhook's success clear another's failing streak.
 async fn recover(tx: &Transaction<'_>, records: Vec<&AttemptRecord>) -> StoreResult<()> {
-    let mut hooks: Vec<(&str, &str, i64)> = column(records, |r| {
+    let mut hooks: Vec<(&str, &str, &str, i64)> = column(records, |r| {
         (
             r.scope.tenant.0.as_str(),
             r.scope.partner.0.as_str(),
+            r.webhook_id.as_str(),
             r.generation,
         )
     });
@@ -485,9 +516,9 @@ async fn recover(tx: &Transaction<'_>, records: Vec<&AttemptRecord>) -> StoreRes
     let s = tx
         .prepare_cached(
             "UPDATE webhooks w SET failing_since = NULL
-             FROM unnest($1::TEXT[], $2::TEXT[], $3::BIGINT[]) AS x(t, p, g)
-             WHERE w.tenant_id = x.t AND w.partner_id = x.p AND w.generation = x.g
-               AND w.failing_since IS NOT NULL",
+             FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[]) AS x(t, p, id, g)
+             WHERE w.tenant_id = x.t AND w.partner_id = x.p AND w.webhook_id = x.id
+               AND w.generation = x.g AND w.failing_since IS NOT NULL",
         )
         .await
         .map_err(pg)?;
@@ -497,6 +528,7 @@ async fn recover(tx: &Transaction<'_>, records: Vec<&AttemptRecord>) -> StoreRes
             &column(&hooks, |h| h.0),
             &column(&hooks, |h| h.1),
             &column(&hooks, |h| h.2),
+            &column(&hooks, |h| h.3),
         ],
     )
     .await
@@ -507,29 +539,35 @@ async fn recover(tx: &Transaction<'_>, records: Vec<&AttemptRecord>) -> StoreRes
 /// Moves the health of the webhook generation the attempt went to: recovered, failing (and
 /// disabled once it has failed for `disable_after_ms`) or disabled at once.
 async fn update_health(tx: &Transaction<'_>, r: &AttemptRecord, health: Health) -> StoreResult<()> {
-    let (t, p, g) = (&r.scope.tenant.0, &r.scope.partner.0, &r.generation);
+    let (t, p, g, w) = (
+        &r.scope.tenant.0,
+        &r.scope.partner.0,
+        &r.generation,
+        &r.webhook_id,
+    );
     match health {
         Health::Recovered => {
             let s = tx
                 .prepare_cached(
                     "UPDATE webhooks SET failing_since = NULL
                      WHERE tenant_id = $1 AND partner_id = $2 AND generation = $3
-                       AND failing_since IS NOT NULL",
+                       AND failing_since IS NOT NULL AND webhook_id = $4",
                 )
                 .await
                 .map_err(pg)?;
-            tx.execute(&s, &[t, p, g]).await.map_err(pg)?;
+            tx.execute(&s, &[t, p, g, w]).await.map_err(pg)?;
         }
         Health::Disable(reason) => {
             let s = tx
                 .prepare_cached(
                     "UPDATE webhooks SET enabled = FALSE, disabled_reason = $5,
                         disabled_at = CASE WHEN enabled THEN $4 ELSE disabled_at END
-                     WHERE tenant_id = $1 AND partner_id = $2 AND generation = $3",
+                     WHERE tenant_id = $1 AND partner_id = $2 AND generation = $3
+                       AND webhook_id = $6",
                 )
                 .await
                 .map_err(pg)?;
-            tx.execute(&s, &[t, p, g, &r.attempted_at, &reason])
+            tx.execute(&s, &[t, p, g, &r.attempted_at, &reason, w])
                 .await
                 .map_err(pg)?;
         }
@@ -544,14 +582,15 @@ async fn update_health(tx: &Transaction<'_>, r: &AttemptRecord, health: Health) 
                         disabled_at = CASE WHEN enabled
                             AND COALESCE(failing_since, $4) <= $4 - $5
                             THEN $4 ELSE disabled_at END
-                     WHERE tenant_id = $1 AND partner_id = $2 AND generation = $3",
+                     WHERE tenant_id = $1 AND partner_id = $2 AND generation = $3
+                       AND webhook_id = $7",
                 )
                 .await
                 .map_err(pg)?;
             let reason = FAILING_REASON;
             tx.execute(
                 &s,
-                &[t, p, g, &r.attempted_at, &r.disable_after_ms, &reason],
+                &[t, p, g, &r.attempted_at, &r.disable_after_ms, &reason, w],
             )
             .await
             .map_err(pg)?;
@@ -562,15 +601,30 @@ async fn update_health(tx: &Transaction<'_>, r: &AttemptRecord, health: Health) 
 
 pub(super) async fn queue_direct(
     c: &mut Object,
-    scope: &Scope,
+    webhook: &WebhookKey,
     items: &[DirectNotification],
-    now_ms: i64,
+    now: OffsetDateTime,
 ) -> StoreResult<u64> {
     if items.is_empty() {
         return Ok(0);
     }
     let tx = c.transaction().await.map_err(pg)?;
     fence(&tx).await?;
+    let n = insert_direct(&tx, webhook, items, now).await?;
+    tx.commit().await.map_err(pg)?;
+    Ok(n)
+}
+
+/// The notifications of [`queue_direct`], in the caller's transaction (parked while the webhook
+/// is missing or disabled, [`lock_one_for_queuing`] first).
+async fn insert_direct(
+    tx: &Transaction<'_>,
+    webhook: &WebhookKey,
+    items: &[DirectNotification],
+    now: OffsetDateTime,
+) -> StoreResult<u64> {
+    let (scope, now_ms) = (&webhook.scope, domain::clock::unix_millis(now));
+    lock_one_for_queuing(tx, webhook).await?;
     let delivery: Vec<&str> = items.iter().map(|i| i.delivery_id.as_str()).collect();
     let event: Vec<&str> = items.iter().map(|i| i.event_id.as_str()).collect();
     let name: Vec<&str> = items.iter().map(|i| i.event_name.as_str()).collect();
@@ -581,11 +635,11 @@ pub(super) async fn queue_direct(
         .prepare_cached(concat!(
             "INSERT INTO notifications (delivery_id, event_id, event_name, event_time,
                 tenant_id, partner_id, enrollment_id, enrollment_key, payload,
-                next_attempt_at, created_at)
+                next_attempt_at, created_at, webhook_id)
              SELECT x.d, x.e, x.n, x.t, $7, $8, NULL, x.k, x.pl,
-                CASE WHEN EXISTS (SELECT 1 FROM webhooks w WHERE w.tenant_id = $7 AND w.partner_id = $8 AND w.enabled) THEN $9 ELSE ",
+                CASE WHEN EXISTS (SELECT 1 FROM webhooks w WHERE w.tenant_id = $7 AND w.partner_id = $8 AND w.webhook_id = $11 AND w.enabled) THEN $9 ELSE ",
             parked_sql!(),
-            " END, $10
+            " END, $10, $11
              FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[], $5::TEXT[],
                          $6::TEXT[]) WITH ORDINALITY AS x(d, e, n, t, k, pl, o)
              ORDER BY x.o
@@ -593,38 +647,37 @@ pub(super) async fn queue_direct(
         ))
         .await
         .map_err(pg)?;
-    let n = tx
-        .execute(
-            &s,
-            &[
-                &delivery,
-                &event,
-                &name,
-                &time,
-                &key,
-                &payload,
-                &scope.tenant.0,
-                &scope.partner.0,
-                &now_ms,
-                &(now_ms / 1000),
-            ],
-        )
-        .await
-        .map_err(pg)?;
-    tx.commit().await.map_err(pg)?;
-    Ok(n)
+    tx.execute(
+        &s,
+        &[
+            &delivery,
+            &event,
+            &name,
+            &time,
+            &key,
+            &payload,
+            &scope.tenant.0,
+            &scope.partner.0,
+            &now_ms,
+            &now.unix_timestamp(),
+            &webhook.webhook_id,
+        ],
+    )
+    .await
+    .map_err(pg)
 }
 
 pub(super) async fn list_deliveries(
     c: &mut Object,
-    scope: &Scope,
+    webhook: &WebhookKey,
     q: &DeliveryQuery,
 ) -> StoreResult<DeliveryPage> {
+    let scope = &webhook.scope;
     let after = q.cursor.map(|c| c.0).unwrap_or(0);
     let s = c
         .prepare_cached(&format!(
             "SELECT {DELIVERY_COLS} FROM notifications
-             WHERE tenant_id = $1 AND partner_id = $2 AND id > $3
+             WHERE tenant_id = $1 AND partner_id = $2 AND webhook_id = $7 AND id > $3
                AND ($4::INTEGER IS NULL OR status = $4)
                AND ($5::TEXT IS NULL OR event_name = $5)
              ORDER BY id LIMIT $6"
@@ -642,6 +695,7 @@ pub(super) async fn list_deliveries(
                 &status,
                 &q.event_name,
                 &(q.limit as i64 + 1),
+                &webhook.webhook_id,
             ],
         )
         .await
@@ -654,18 +708,27 @@ pub(super) async fn list_deliveries(
 
 pub(super) async fn get_delivery(
     c: &mut Object,
-    scope: &Scope,
+    webhook: &WebhookKey,
     delivery_id: &str,
 ) -> StoreResult<Option<(DeliveryInfo, Vec<AttemptInfo>)>> {
+    let scope = &webhook.scope;
     let s = c
         .prepare_cached(&format!(
             "SELECT {DELIVERY_COLS} FROM notifications
-             WHERE delivery_id = $1 AND tenant_id = $2 AND partner_id = $3"
+             WHERE delivery_id = $1 AND tenant_id = $2 AND partner_id = $3 AND webhook_id = $4"
         ))
         .await
         .map_err(pg)?;
     let row = c
-        .query_opt(&s, &[&delivery_id, &scope.tenant.0, &scope.partner.0])
+        .query_opt(
+            &s,
+            &[
+                &delivery_id,
+                &scope.tenant.0,
+                &scope.partner.0,
+                &webhook.webhook_id,
+            ],
+        )
         .await
         .map_err(pg)?;
     let Some((id, info)) = row.as_ref().map(delivery_row) else {
@@ -696,27 +759,35 @@ pub(super) async fn get_delivery(
 
 pub(super) async fn retry_delivery(
     c: &mut Object,
-    scope: &Scope,
+    webhook: &WebhookKey,
     delivery_id: &str,
-    now_ms: i64,
+    now: OffsetDateTime,
 ) -> StoreResult<()> {
+    let (scope, now_ms) = (&webhook.scope, domain::clock::unix_millis(now));
     let tx = c.transaction().await.map_err(pg)?;
     fence(&tx).await?;
+    lock_one_for_queuing(&tx, webhook).await?;
     let s = tx
         .prepare_cached(concat!(
             "UPDATE notifications SET status = 0, cycle_attempts = 0,
-                next_attempt_at = CASE WHEN EXISTS (SELECT 1 FROM webhooks w WHERE w.tenant_id = $2 AND w.partner_id = $3 AND w.enabled) THEN $4 ELSE ",
+                next_attempt_at = CASE WHEN EXISTS (SELECT 1 FROM webhooks w WHERE w.tenant_id = $2 AND w.partner_id = $3 AND w.webhook_id = $5 AND w.enabled) THEN $4 ELSE ",
             parked_sql!(),
             " END,
                 lease_until = NULL
-             WHERE delivery_id = $1 AND tenant_id = $2 AND partner_id = $3",
+             WHERE delivery_id = $1 AND tenant_id = $2 AND partner_id = $3 AND webhook_id = $5",
         ))
         .await
         .map_err(pg)?;
     let n = tx
         .execute(
             &s,
-            &[&delivery_id, &scope.tenant.0, &scope.partner.0, &now_ms],
+            &[
+                &delivery_id,
+                &scope.tenant.0,
+                &scope.partner.0,
+                &now_ms,
+                &webhook.webhook_id,
+            ],
         )
         .await
         .map_err(pg)?;
@@ -728,20 +799,22 @@ pub(super) async fn retry_delivery(
 
 pub(super) async fn replay(
     c: &mut Object,
-    scope: &Scope,
+    webhook: &WebhookKey,
     q: &ReplayQuery,
-    now_ms: i64,
+    now: OffsetDateTime,
 ) -> StoreResult<u64> {
+    let (scope, now_ms) = (&webhook.scope, domain::clock::unix_millis(now));
     let tx = c.transaction().await.map_err(pg)?;
     fence(&tx).await?;
+    lock_one_for_queuing(&tx, webhook).await?;
     let s = tx
         .prepare_cached(concat!(
             "UPDATE notifications SET status = 0, cycle_attempts = 0,
-                next_attempt_at = CASE WHEN EXISTS (SELECT 1 FROM webhooks w WHERE w.tenant_id = $1 AND w.partner_id = $2 AND w.enabled) THEN $6 ELSE ",
+                next_attempt_at = CASE WHEN EXISTS (SELECT 1 FROM webhooks w WHERE w.tenant_id = $1 AND w.partner_id = $2 AND w.webhook_id = $7 AND w.enabled) THEN $6 ELSE ",
             parked_sql!(),
             " END,
                 lease_until = NULL
-             WHERE tenant_id = $1 AND partner_id = $2 AND event_time >= $3
+             WHERE tenant_id = $1 AND partner_id = $2 AND webhook_id = $7 AND event_time >= $3
                AND ($4::BIGINT IS NULL OR event_time <= $4)
                AND ($5::TEXT[] IS NULL OR event_name = ANY($5))",
         ))
@@ -757,10 +830,90 @@ pub(super) async fn replay(
                 &q.to,
                 &q.event_names,
                 &now_ms,
+                &webhook.webhook_id,
             ],
         )
         .await
         .map_err(pg)?;
     tx.commit().await.map_err(pg)?;
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::postgres::{create_test_schema, drop_test_schema, PostgresOptions, PostgresStore};
+    use crate::Store;
+    use domain::{PartnerId, TenantId};
+    use std::sync::Arc;
+
+    /// Enabling a webhook while a transaction is queuing a notification for it (parked: it was
+    /// disabled when the queuing statement started) never leaves that notification parked:
+    /// the enable waits for the queuing to commit, then unparks it. Runs with
+    /// `PROSPECT_EVENTS_TEST_POSTGRES_URL` set.
+    #[tokio::test]
+    async fn enabling_during_queuing_leaves_nothing_parked() {
+        let Ok(url) = std::env::var("PROSPECT_EVENTS_TEST_POSTGRES_URL") else {
+            return;
+        };
+        let schema = format!("queue_race_{}", std::process::id());
+        let schema_url = create_test_schema(&url, &schema).await.unwrap();
+        let store = Arc::new(
+            PostgresStore::open(&schema_url, PostgresOptions::default())
+                .await
+                .unwrap(),
+        );
+        let scope = Scope {
+            tenant: TenantId("t1".into()),
+            partner: PartnerId("pa".into()),
+        };
+        let now = OffsetDateTime::now_utc();
+        let new = NewWebhook {
+            webhook_id: "wh_race".into(),
+            name: "race".into(),
+            description: None,
+            headers: vec![],
+            payload_format: PayloadFormat::Json,
+            webhook_url: "https://example.com/race".into(),
+            secret: "s".into(),
+        };
+        store.create_webhook(&scope, new, now).await.unwrap();
+        let key = WebhookKey::new(&scope, "wh_race");
+        let switch = |enabled| WebhookChange {
+            enabled: Some(enabled),
+            ..Default::default()
+        };
+        store
+            .change_webhook(&key, switch(false), now)
+            .await
+            .unwrap();
+
+        let mut c = store.conn().await.unwrap();
+        let tx = c.transaction().await.unwrap();
+        let item = DirectNotification {
+            delivery_id: "dl_race".into(),
+            event_id: "ev_race".into(),
+            event_name: "prospect_changed_role".into(),
+            event_time: now.unix_timestamp(),
+            enrollment_key: "k".into(),
+            payload: serde_json::json!({"race": true}),
+        };
+        assert_eq!(insert_direct(&tx, &key, &[item], now).await.unwrap(), 1);
+        let enabling = {
+            let (store, key) = (store.clone(), key.clone());
+            tokio::spawn(async move { store.change_webhook(&key, switch(true), now).await })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        tx.commit().await.unwrap();
+        enabling.await.unwrap().unwrap();
+        let later = domain::clock::unix_millis(now) + 1_000;
+        let got = store
+            .claim_due(later, 30_000, 10, &ClaimRoom::any())
+            .await
+            .unwrap();
+        assert_eq!(got.len(), 1, "the notification is due, not parked");
+        drop(c);
+        drop(store);
+        drop_test_schema(&url, &schema).await.unwrap();
+    }
 }

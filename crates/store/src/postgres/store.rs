@@ -55,6 +55,17 @@ impl Store for PostgresStore {
         enrollments::update_enrollment(&mut c, scope, enrollment_id, spec, now).await
     }
 
+    async fn patch_enrollment(
+        &self,
+        scope: &Scope,
+        enrollment_id: &str,
+        patch: EnrollmentPatch,
+        now: OffsetDateTime,
+    ) -> StoreResult<Enrollment> {
+        let mut c = self.conn().await?;
+        enrollments::patch_enrollment(&mut c, scope, enrollment_id, &patch, now).await
+    }
+
     async fn delete_enrollment(&self, scope: &Scope, enrollment_id: &str) -> StoreResult<()> {
         enrollments::delete_enrollment(&mut self.conn().await?, scope, enrollment_id).await
     }
@@ -106,8 +117,9 @@ impl Store for PostgresStore {
         scope: &Scope,
         url: &str,
         secret: &str,
-        now_ms: i64,
+        now: OffsetDateTime,
     ) -> StoreResult<Webhook> {
+        let now_ms = domain::clock::unix_millis(now);
         webhooks::put_webhook(&mut self.conn().await?, scope, url, secret, now_ms).await
     }
 
@@ -115,8 +127,9 @@ impl Store for PostgresStore {
         &self,
         scope: &Scope,
         url: &str,
-        now_ms: i64,
+        now: OffsetDateTime,
     ) -> StoreResult<Webhook> {
+        let now_ms = domain::clock::unix_millis(now);
         webhooks::update_webhook_url(&mut self.conn().await?, scope, url, now_ms).await
     }
 
@@ -130,21 +143,67 @@ impl Store for PostgresStore {
 
     async fn webhook_stats(
         &self,
-        scope: &Scope,
+        webhook: &WebhookKey,
         since: time::OffsetDateTime,
     ) -> StoreResult<WebhookStats> {
         let since = domain::clock::unix_millis(since);
-        stats::webhook_stats(&mut self.conn().await?, scope, since).await
+        stats::webhook_stats(&mut self.conn().await?, webhook, since).await
     }
 
     async fn daily_notifications(
         &self,
-        scope: &Scope,
+        webhook: &WebhookKey,
         from: time::OffsetDateTime,
         to: time::OffsetDateTime,
     ) -> StoreResult<Vec<DailyCount>> {
         let (from, to) = (from.unix_timestamp(), to.unix_timestamp());
-        stats::daily_notifications(&mut self.conn().await?, scope, from, to).await
+        stats::daily_notifications(&mut self.conn().await?, webhook, from, to).await
+    }
+
+    // --- v2 webhooks -----------------------------------------------------------------------
+    async fn create_webhook(
+        &self,
+        scope: &Scope,
+        new: NewWebhook,
+        now: OffsetDateTime,
+    ) -> StoreResult<Webhook> {
+        webhooks::create_webhook(&mut self.conn().await?, scope, &new, now).await
+    }
+
+    async fn list_webhooks(&self, scope: &Scope) -> StoreResult<Vec<Webhook>> {
+        webhooks::list_webhooks(&mut self.conn().await?, scope).await
+    }
+
+    async fn find_webhook(&self, key: &WebhookKey) -> StoreResult<Option<Webhook>> {
+        webhooks::find_webhook(&mut self.conn().await?, key).await
+    }
+
+    async fn change_webhook(
+        &self,
+        key: &WebhookKey,
+        change: WebhookChange,
+        now: OffsetDateTime,
+    ) -> StoreResult<Webhook> {
+        webhooks::change_webhook(&mut self.conn().await?, key, &change, now).await
+    }
+
+    async fn remove_webhook(
+        &self,
+        key: &WebhookKey,
+        force: bool,
+        now: OffsetDateTime,
+    ) -> StoreResult<WebhookRemoval> {
+        webhooks::remove_webhook(&mut self.conn().await?, key, force, now).await
+    }
+
+    async fn rotate_webhook_secret(
+        &self,
+        key: &WebhookKey,
+        secret: &str,
+        grace: std::time::Duration,
+        now: OffsetDateTime,
+    ) -> StoreResult<Webhook> {
+        webhooks::rotate_webhook_secret(&mut self.conn().await?, key, secret, grace, now).await
     }
 
     // --- Delivery --------------------------------------------------------------------------
@@ -162,6 +221,7 @@ impl Store for PostgresStore {
         if records.is_empty() {
             return Ok(());
         }
+        let records = crate::rules::storable_records(records);
         outbox::record_attempts(&mut self.conn().await?, &records).await
     }
 
@@ -171,40 +231,45 @@ impl Store for PostgresStore {
 
     async fn queue_direct(
         &self,
-        scope: &Scope,
+        webhook: &WebhookKey,
         items: Vec<DirectNotification>,
-        now_ms: i64,
+        now: OffsetDateTime,
     ) -> StoreResult<u64> {
-        outbox::queue_direct(&mut self.conn().await?, scope, &items, now_ms).await
+        outbox::queue_direct(&mut self.conn().await?, webhook, &items, now).await
     }
 
     async fn list_deliveries(
         &self,
-        scope: &Scope,
+        webhook: &WebhookKey,
         query: &DeliveryQuery,
     ) -> StoreResult<DeliveryPage> {
-        outbox::list_deliveries(&mut self.conn().await?, scope, query).await
+        outbox::list_deliveries(&mut self.conn().await?, webhook, query).await
     }
 
     async fn get_delivery(
         &self,
-        scope: &Scope,
+        webhook: &WebhookKey,
         delivery_id: &str,
     ) -> StoreResult<Option<(DeliveryInfo, Vec<AttemptInfo>)>> {
-        outbox::get_delivery(&mut self.conn().await?, scope, delivery_id).await
+        outbox::get_delivery(&mut self.conn().await?, webhook, delivery_id).await
     }
 
     async fn retry_delivery(
         &self,
-        scope: &Scope,
+        webhook: &WebhookKey,
         delivery_id: &str,
-        now_ms: i64,
+        now: OffsetDateTime,
     ) -> StoreResult<()> {
-        outbox::retry_delivery(&mut self.conn().await?, scope, delivery_id, now_ms).await
+        outbox::retry_delivery(&mut self.conn().await?, webhook, delivery_id, now).await
     }
 
-    async fn replay(&self, scope: &Scope, query: &ReplayQuery, now_ms: i64) -> StoreResult<u64> {
-        outbox::replay(&mut self.conn().await?, scope, query, now_ms).await
+    async fn replay(
+        &self,
+        webhook: &WebhookKey,
+        query: &ReplayQuery,
+        now: OffsetDateTime,
+    ) -> StoreResult<u64> {
+        outbox::replay(&mut self.conn().await?, webhook, query, now).await
     }
 
     // --- Idempotency keys ------------------------------------------------------------------

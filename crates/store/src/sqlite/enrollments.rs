@@ -2,8 +2,9 @@
 //! update touches is `rules::prospect_diff`). Every query filters by scope.
 
 use super::internal;
+use super::webhooks::check_target;
 use crate::model::*;
-use crate::rules::{enrollment_page, prospect_diff, unix_seconds};
+use crate::rules::{enrollment_page, patched_spec, prospect_diff, unix_seconds};
 use crate::{StoreError, StoreResult};
 use domain::{event_mask, EnrollmentId, EventType, PartnerId, ProspectId, TenantId};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -13,11 +14,12 @@ pub(super) fn create_enrollment(
     scope: &Scope,
     new: NewEnrollment,
 ) -> StoreResult<()> {
+    check_target(c, &WebhookKey::new(scope, &new.webhook_id))?;
     let id: i64 = c
         .prepare_cached(
             "INSERT INTO enrollments (enrollment_id, tenant_id, partner_id, enrollment_key,
-                event_types, event_mask, prospect_ids, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8) RETURNING id",
+                event_types, event_mask, prospect_ids, created_at, updated_at, webhook_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9) RETURNING id",
         )
         .and_then(|mut s| {
             s.query_row(
@@ -29,7 +31,8 @@ pub(super) fn create_enrollment(
                     encode_event_types(&new.spec.event_types),
                     event_mask(&new.spec.event_types),
                     encode_prospect_ids(&new.spec.prospect_ids),
-                    unix_seconds(new.now)
+                    unix_seconds(new.now),
+                    new.webhook_id
                 ],
                 |r| r.get(0),
             )
@@ -132,10 +135,13 @@ pub(super) fn list_enrollments(
                     event_types: decode_event_types(&r.get::<_, String>(3)?),
                     prospect_ids: decode_prospect_ids(&r.get::<_, String>(4)?),
                 },
+                webhook_id: r.get(5)?,
+                paused: r.get(6)?,
             },
         ))
     };
-    let cols = "e.id, e.enrollment_id, e.enrollment_key, e.event_types, e.prospect_ids";
+    let cols = "e.id, e.enrollment_id, e.enrollment_key, e.event_types, e.prospect_ids,
+        e.webhook_id, e.paused";
     let rows: Vec<(i64, Enrollment)> = match (&q.prospect_id, &q.enrollment_key) {
         (Some(p), key) => {
             let sql = format!(
@@ -198,9 +204,9 @@ pub(super) fn covering_enrollments(
 ) -> StoreResult<Vec<CoveringEnrollment>> {
     let mut s = c
         .prepare_cached(
-            "SELECT e.tenant_id, e.partner_id, e.enrollment_id, e.enrollment_key
+            "SELECT e.tenant_id, e.partner_id, e.enrollment_id, e.enrollment_key, e.webhook_id
              FROM enrollment_prospects ep JOIN enrollments e ON e.id = ep.enrollment_ref
-             WHERE ep.prospect_id = ?1 AND (e.event_mask & ?2) != 0
+             WHERE ep.prospect_id = ?1 AND (e.event_mask & ?2) != 0 AND NOT e.paused
              ORDER BY e.id",
         )
         .map_err(internal)?;
@@ -211,10 +217,80 @@ pub(super) fn covering_enrollments(
                 partner: PartnerId(r.get(1)?),
                 enrollment_id: EnrollmentId(r.get(2)?),
                 enrollment_key: r.get(3)?,
+                webhook_id: r.get(4)?,
             })
         })
         .map_err(internal)?;
     rows.collect::<Result<_, _>>().map_err(internal)
+}
+
+/// A v2 PATCH: the fields given replace the stored ones in one transaction (the prospect index
+/// by its difference); a `webhook_id` re-points the enrollment and makes it active again.
+/// Refusals (`NotFound`, an inactive webhook) come before any write.
+pub(super) fn patch_enrollment(
+    c: &Connection,
+    scope: &Scope,
+    enrollment_id: &str,
+    patch: &EnrollmentPatch,
+    now: time::OffsetDateTime,
+) -> StoreResult<Enrollment> {
+    let row = c
+        .prepare_cached(
+            "SELECT id, enrollment_key, event_types, prospect_ids, webhook_id, paused FROM enrollments
+             WHERE enrollment_id = ?1 AND tenant_id = ?2 AND partner_id = ?3",
+        )
+        .and_then(|mut s| {
+            s.query_row(
+                params![enrollment_id, scope.tenant.0, scope.partner.0],
+                |r| {
+                    let spec = EnrollmentSpec {
+                        enrollment_key: r.get(1)?,
+                        event_types: decode_event_types(&r.get::<_, String>(2)?),
+                        prospect_ids: decode_prospect_ids(&r.get::<_, String>(3)?),
+                    };
+                    Ok((r.get::<_, i64>(0)?, spec, r.get::<_, String>(4)?, r.get(5)?))
+                },
+            )
+            .optional()
+        })
+        .map_err(internal)?;
+    let Some((id, stored, webhook_id, paused)) = row else {
+        return Err(StoreError::NotFound);
+    };
+    if let Some(w) = &patch.webhook_id {
+        check_target(c, &WebhookKey::new(scope, w))?;
+    }
+    let old_ids = stored.prospect_ids.clone();
+    let spec = patched_spec(stored, patch);
+    let (webhook_id, paused) = match &patch.webhook_id {
+        Some(w) => (w.clone(), false),
+        None => (webhook_id, paused),
+    };
+    c.prepare_cached(
+        "UPDATE enrollments SET enrollment_key = ?2, event_types = ?3, event_mask = ?4,
+            prospect_ids = ?5, updated_at = ?6, webhook_id = ?7, paused = ?8
+         WHERE id = ?1",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            id,
+            spec.enrollment_key,
+            encode_event_types(&spec.event_types),
+            event_mask(&spec.event_types),
+            encode_prospect_ids(&spec.prospect_ids),
+            unix_seconds(now),
+            webhook_id,
+            paused
+        ])
+    })
+    .map_err(internal)?;
+    replace_prospects(c, id, &old_ids, &spec.prospect_ids)?;
+    Ok(Enrollment {
+        enrollment_id: EnrollmentId(enrollment_id.to_string()),
+        spec,
+        webhook_id,
+        paused,
+    })
 }
 
 fn insert_prospects(c: &Connection, id: i64, ids: &[ProspectId]) -> StoreResult<()> {

@@ -55,9 +55,24 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "console_stats",
         include_str!("../../migrations/sqlite/0010_console_stats.sql"),
     ),
+    (
+        11,
+        "v2_webhooks",
+        include_str!("../../migrations/sqlite/0011_v2_webhooks.sql"),
+    ),
+    (
+        12,
+        "console_stats_per_webhook",
+        include_str!("../../migrations/sqlite/0012_console_stats_per_webhook.sql"),
+    ),
 ];
 
 pub(super) fn run(conn: &mut Connection) -> Result<(), StoreError> {
+    run_up_to(conn, i64::MAX)
+}
+
+/// Applies the migrations not yet applied, up to version `last` (tests build older schemas).
+pub(super) fn run_up_to(conn: &mut Connection, last: i64) -> Result<(), StoreError> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
             version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
@@ -79,7 +94,7 @@ pub(super) fn run(conn: &mut Connection) -> Result<(), StoreError> {
             "database schema version {current} is newer than this binary ({newest})"
         )));
     }
-    for (version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > current) {
+    for (version, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > current && m.0 <= last) {
         tracing::info!(
             migration.version = version,
             migration.name = name,
@@ -93,4 +108,32 @@ pub(super) fn run(conn: &mut Connection) -> Result<(), StoreError> {
         .map_err(internal)?;
     }
     tx.commit().map_err(internal)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::sqlite::{SqliteOptions, SqliteStore};
+    use crate::upgrade_tests::{check_upgraded, pre_v2_rows, PROSPECT};
+
+    /// A database from before v2 (migrations up to 9, with a v1 webhook, an enrollment and a
+    /// pending notification) upgrades in place when the store opens it.
+    #[tokio::test]
+    async fn pre_v2_database_upgrades_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            let mut c = rusqlite::Connection::open(&path).unwrap();
+            super::run_up_to(&mut c, 9).unwrap();
+            c.execute_batch(&pre_v2_rows(&format!("X'{PROSPECT}'"), false))
+                .unwrap();
+            c.execute_batch(
+                "INSERT INTO notification_payloads (notification_id, payload) VALUES (1, '{}')",
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(path.to_str().unwrap(), SqliteOptions::default())
+            .await
+            .unwrap();
+        check_upgraded(&store).await;
+    }
 }

@@ -1,11 +1,14 @@
 //! The outbox for SQLite: notifications queued, claimed (leased), attempts recorded, the
 //! delivery log, retries and replays. What an attempt does next is `rules::AttemptEffect`.
 
-use super::webhooks::{due_at, park, webhook_enabled, webhook_row, WEBHOOK_COLS};
+use super::webhooks::{
+    due_at, park, webhook_enabled, webhook_row, WEBHOOK_COLS, WEBHOOK_COL_COUNT,
+};
 use super::{enrollments, internal};
 use crate::model::*;
 use crate::rules::{
-    delivery_page, payload_json, shown_next_attempt, AttemptEffect, Health, FAILING_REASON,
+    delivery_page, live_previous_secret, payload_json, shown_next_attempt, AttemptEffect, Health,
+    FAILING_REASON,
 };
 use crate::{StoreError, StoreResult};
 use domain::detect::DetectedEvent;
@@ -27,8 +30,9 @@ pub(super) fn queue_for_event(
     let mut ins = c
         .prepare_cached(
             "INSERT OR IGNORE INTO notifications (delivery_id, event_id, event_name, event_time,
-                tenant_id, partner_id, enrollment_id, enrollment_key, next_attempt_at, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                tenant_id, partner_id, enrollment_id, enrollment_key, next_attempt_at, created_at,
+                webhook_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )
         .map_err(internal)?;
     let now_ms = (now.unix_timestamp_nanos() / 1_000_000) as i64;
@@ -39,8 +43,8 @@ pub(super) fn queue_for_event(
             tenant: to.tenant.clone(),
             partner: to.partner.clone(),
         };
-        // Without an enabled webhook the notification waits parked (out of the claim range).
-        let due = due_at(c, &scope, now_ms)?;
+        // Without its webhook enabled the notification waits parked (out of the claim range).
+        let due = due_at(c, &WebhookKey::new(&scope, &to.webhook_id), now_ms)?;
         let inserted = ins
             .execute(params![
                 delivery_id_for(&ev.event_id, &to.enrollment_id.0),
@@ -52,7 +56,8 @@ pub(super) fn queue_for_event(
                 to.enrollment_id.0,
                 to.enrollment_key,
                 due,
-                now.unix_timestamp()
+                now.unix_timestamp(),
+                to.webhook_id
             ])
             .map_err(internal)?;
         if inserted == 1 {
@@ -71,14 +76,14 @@ pub(super) fn outbox(
     let (sql, scoped) = match scope {
         Some(_) => (
             "SELECT delivery_id, event_id, event_name, tenant_id, partner_id, enrollment_id,
-                    enrollment_key, p.payload, status, attempts
+                    enrollment_key, p.payload, status, attempts, webhook_id
              FROM notifications n JOIN notification_payloads p ON p.notification_id = n.id
              WHERE tenant_id = ?1 AND partner_id = ?2 ORDER BY id LIMIT ?3",
             true,
         ),
         None => (
             "SELECT delivery_id, event_id, event_name, tenant_id, partner_id, enrollment_id,
-                    enrollment_key, p.payload, status, attempts
+                    enrollment_key, p.payload, status, attempts, webhook_id
              FROM notifications n JOIN notification_payloads p ON p.notification_id = n.id
              WHERE ?1 IS NULL AND ?2 IS NULL ORDER BY id LIMIT ?3",
             false,
@@ -100,6 +105,7 @@ pub(super) fn outbox(
                 partner: PartnerId(r.get(4)?),
                 enrollment_id: r.get(5)?,
                 enrollment_key: r.get(6)?,
+                webhook_id: r.get(10)?,
                 payload: payload_json(&payload),
                 status: DeliveryStatus::from_code(r.get(8)?),
                 attempts: r.get(9)?,
@@ -119,7 +125,7 @@ pub(super) fn claim_due(
     let lease_until = now_ms + lease_ms;
     let hooks = enabled_webhooks(c)?;
     let due = oldest_due(c, &hooks, now_ms, limit, room)?;
-    let mut out = lease_rows(c, &hooks, due, lease_until)?;
+    let mut out = lease_rows(c, &hooks, due, lease_until, now_ms)?;
     out.sort_by_key(|c| c.row);
     Ok(out)
 }
@@ -133,8 +139,14 @@ fn enabled_webhooks(c: &Connection) -> StoreResult<Vec<EnabledWebhook>> {
         "SELECT {WEBHOOK_COLS}, tenant_id, partner_id FROM webhooks WHERE enabled = 1"
     ))
     .and_then(|mut s| {
-        s.query_map([], |r| Ok((r.get(8)?, r.get(9)?, webhook_row(r)?)))?
-            .collect::<Result<Vec<_>, _>>()
+        s.query_map([], |r| {
+            Ok((
+                r.get(WEBHOOK_COL_COUNT)?,
+                r.get(WEBHOOK_COL_COUNT + 1)?,
+                webhook_row(r)?,
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()
     })
     .map_err(internal)
 }
@@ -151,22 +163,33 @@ fn oldest_due(
 ) -> StoreResult<Vec<(i64, i64, usize)>> {
     let mut due_of = c
         .prepare_cached(
-            "SELECT id, next_attempt_at FROM notifications INDEXED BY notifications_due_scope
-             WHERE tenant_id = ?1 AND partner_id = ?2 AND status = 0 AND next_attempt_at <= ?3
+            "SELECT id, next_attempt_at FROM notifications INDEXED BY notifications_due_webhook
+             WHERE tenant_id = ?1 AND partner_id = ?2 AND webhook_id = ?5 AND status = 0
+               AND next_attempt_at <= ?3
                AND (lease_until IS NULL OR lease_until < ?3)
              ORDER BY next_attempt_at
              LIMIT ?4",
         )
         .map_err(internal)?;
-    let listed: std::collections::HashMap<(&str, &str), u32> = room
+    let listed: std::collections::HashMap<(&str, &str, &str), u32> = room
         .scopes
         .iter()
-        .map(|(s, n)| ((s.tenant.0.as_str(), s.partner.0.as_str()), *n))
+        .map(|(k, n)| {
+            let s = &k.scope;
+            (
+                (
+                    s.tenant.0.as_str(),
+                    s.partner.0.as_str(),
+                    k.webhook_id.as_str(),
+                ),
+                *n,
+            )
+        })
         .collect();
     let mut due: Vec<(i64, i64, usize)> = Vec::new();
-    for (i, (tenant, partner, _)) in hooks.iter().enumerate() {
+    for (i, (tenant, partner, w)) in hooks.iter().enumerate() {
         let n = listed
-            .get(&(tenant.as_str(), partner.as_str()))
+            .get(&(tenant.as_str(), partner.as_str(), w.webhook_id.as_str()))
             .copied()
             .unwrap_or(room.per_scope)
             .min(limit);
@@ -174,7 +197,7 @@ fn oldest_due(
             continue;
         }
         let rows = due_of
-            .query_map(params![tenant, partner, now_ms, n], |r| {
+            .query_map(params![tenant, partner, now_ms, n, w.webhook_id], |r| {
                 Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(0)?, i))
             })
             .map_err(internal)?;
@@ -194,6 +217,7 @@ fn lease_rows(
     hooks: &[EnabledWebhook],
     due: Vec<(i64, i64, usize)>,
     lease_until: i64,
+    now_ms: i64,
 ) -> StoreResult<Vec<Claimed>> {
     let mut lease = c
         .prepare_cached(
@@ -226,8 +250,16 @@ fn lease_rows(
             payload,
             cycle_attempts,
             lease_until,
+            webhook_id: w.webhook_id.clone(),
             webhook_url: w.webhook_url.clone(),
             secret: w.secret.clone(),
+            previous_secret: live_previous_secret(
+                w.previous_secret.clone(),
+                w.previous_secret_until,
+                now_ms,
+            ),
+            headers: w.headers.clone(),
+            payload_format: w.payload_format,
             generation: w.generation,
             scope,
         });
@@ -240,8 +272,9 @@ pub(super) fn record_attempt(c: &Connection, r: &AttemptRecord) -> StoreResult<(
     let effect = AttemptEffect::of(r.outcome, r.attempted_at);
     settle_notification(c, r, &effect)?;
     update_health(c, r, effect.health)?;
-    if effect.park_if_disabled && !webhook_enabled(c, &r.scope)? {
-        park(c, &r.scope)?;
+    let key = WebhookKey::new(&r.scope, &r.webhook_id);
+    if effect.park_if_disabled && !webhook_enabled(c, &key)? {
+        park(c, &key)?;
     }
     Ok(())
 }
@@ -304,23 +337,29 @@ fn settle_notification(
 /// Moves the health of the webhook generation the attempt went to: recovered, failing (and
 /// disabled once it has failed for `disable_after_ms`) or disabled at once.
 fn update_health(c: &Connection, r: &AttemptRecord, health: Health) -> StoreResult<()> {
-    let (t, p, g) = (&r.scope.tenant.0, &r.scope.partner.0, r.generation);
+    let (t, p, g, w) = (
+        &r.scope.tenant.0,
+        &r.scope.partner.0,
+        r.generation,
+        &r.webhook_id,
+    );
     match health {
         Health::Recovered => {
             c.prepare_cached(
                 "UPDATE webhooks SET failing_since = NULL
-                 WHERE tenant_id = ?1 AND partner_id = ?2 AND generation = ?3 AND failing_since IS NOT NULL",
+                 WHERE tenant_id = ?1 AND partner_id = ?2 AND generation = ?3 AND failing_since IS NOT NULL
+                   AND webhook_id = ?4",
             )
-            .and_then(|mut s| s.execute(params![t, p, g]))
+            .and_then(|mut s| s.execute(params![t, p, g, w]))
             .map_err(internal)?;
         }
         Health::Disable(reason) => {
             c.prepare_cached(
                 "UPDATE webhooks SET enabled = 0, disabled_reason = ?5,
                     disabled_at = CASE WHEN enabled THEN ?4 ELSE disabled_at END
-                 WHERE tenant_id = ?1 AND partner_id = ?2 AND generation = ?3",
+                 WHERE tenant_id = ?1 AND partner_id = ?2 AND generation = ?3 AND webhook_id = ?6",
             )
-            .and_then(|mut s| s.execute(params![t, p, g, r.attempted_at, reason]))
+            .and_then(|mut s| s.execute(params![t, p, g, r.attempted_at, reason, w]))
             .map_err(internal)?;
         }
         Health::Failing => {
@@ -331,7 +370,7 @@ fn update_health(c: &Connection, r: &AttemptRecord, health: Health) -> StoreResu
                         THEN ?6 ELSE disabled_reason END,
                     disabled_at = CASE WHEN enabled AND COALESCE(failing_since, ?4) <= ?4 - ?5
                         THEN ?4 ELSE disabled_at END
-                 WHERE tenant_id = ?1 AND partner_id = ?2 AND generation = ?3",
+                 WHERE tenant_id = ?1 AND partner_id = ?2 AND generation = ?3 AND webhook_id = ?7",
             )
             .and_then(|mut s| {
                 s.execute(params![
@@ -340,7 +379,8 @@ fn update_health(c: &Connection, r: &AttemptRecord, health: Health) -> StoreResu
                     g,
                     r.attempted_at,
                     r.disable_after_ms,
-                    FAILING_REASON
+                    FAILING_REASON,
+                    w
                 ])
             })
             .map_err(internal)?;
@@ -367,18 +407,20 @@ pub(super) fn set_lease(
 
 pub(super) fn queue_direct(
     c: &Connection,
-    scope: &Scope,
+    key: &WebhookKey,
     items: &[DirectNotification],
-    now_ms: i64,
+    now: OffsetDateTime,
 ) -> StoreResult<u64> {
     let mut s = c
         .prepare_cached(
             "INSERT OR IGNORE INTO notifications (delivery_id, event_id, event_name, event_time,
-                tenant_id, partner_id, enrollment_id, enrollment_key, next_attempt_at, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, ?7, ?8, ?9)",
+                tenant_id, partner_id, enrollment_id, enrollment_key, next_attempt_at, created_at,
+                webhook_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, ?7, ?8, ?9, ?10)",
         )
         .map_err(internal)?;
-    let due = due_at(c, scope, now_ms)?;
+    let scope = &key.scope;
+    let due = due_at(c, key, domain::clock::unix_millis(now))?;
     let mut n = 0;
     for it in items {
         let inserted = s
@@ -391,7 +433,8 @@ pub(super) fn queue_direct(
                 scope.partner.0,
                 it.enrollment_key,
                 due,
-                now_ms / 1000
+                now.unix_timestamp(),
+                key.webhook_id
             ])
             .map_err(internal)?;
         if inserted == 1 {
@@ -437,14 +480,15 @@ fn delivery_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, DeliveryInfo)> 
 
 pub(super) fn list_deliveries(
     c: &Connection,
-    scope: &Scope,
+    key: &WebhookKey,
     q: &DeliveryQuery,
 ) -> StoreResult<DeliveryPage> {
+    let scope = &key.scope;
     let after = q.cursor.map(|c| c.0).unwrap_or(0);
     let mut s = c
         .prepare_cached(&format!(
             "SELECT {DELIVERY_COLS} FROM notifications
-             WHERE tenant_id = ?1 AND partner_id = ?2 AND id > ?3
+             WHERE tenant_id = ?1 AND partner_id = ?2 AND webhook_id = ?7 AND id > ?3
                AND (?4 IS NULL OR status = ?4) AND (?5 IS NULL OR event_name = ?5)
              ORDER BY id LIMIT ?6"
         ))
@@ -457,7 +501,8 @@ pub(super) fn list_deliveries(
                 after,
                 q.status.map(|s| s.code()),
                 q.event_name,
-                q.limit as i64 + 1
+                q.limit as i64 + 1,
+                key.webhook_id
             ],
             delivery_row,
         )
@@ -469,17 +514,18 @@ pub(super) fn list_deliveries(
 
 pub(super) fn get_delivery(
     c: &Connection,
-    scope: &Scope,
+    key: &WebhookKey,
     delivery_id: &str,
 ) -> StoreResult<Option<(DeliveryInfo, Vec<AttemptInfo>)>> {
+    let scope = &key.scope;
     let row = c
         .prepare_cached(&format!(
             "SELECT {DELIVERY_COLS} FROM notifications
-             WHERE delivery_id = ?1 AND tenant_id = ?2 AND partner_id = ?3"
+             WHERE delivery_id = ?1 AND tenant_id = ?2 AND partner_id = ?3 AND webhook_id = ?4"
         ))
         .and_then(|mut s| {
             s.query_row(
-                params![delivery_id, scope.tenant.0, scope.partner.0],
+                params![delivery_id, scope.tenant.0, scope.partner.0, key.webhook_id],
                 delivery_row,
             )
             .optional()
@@ -512,18 +558,27 @@ pub(super) fn get_delivery(
 
 pub(super) fn retry_delivery(
     c: &Connection,
-    scope: &Scope,
+    key: &WebhookKey,
     delivery_id: &str,
-    now_ms: i64,
+    now: OffsetDateTime,
 ) -> StoreResult<()> {
-    let due = due_at(c, scope, now_ms)?;
+    let scope = &key.scope;
+    let due = due_at(c, key, domain::clock::unix_millis(now))?;
     let n = c
         .prepare_cached(
             "UPDATE notifications SET status = 0, cycle_attempts = 0, next_attempt_at = ?4,
                 lease_until = NULL
-             WHERE delivery_id = ?1 AND tenant_id = ?2 AND partner_id = ?3",
+             WHERE delivery_id = ?1 AND tenant_id = ?2 AND partner_id = ?3 AND webhook_id = ?5",
         )
-        .and_then(|mut s| s.execute(params![delivery_id, scope.tenant.0, scope.partner.0, due]))
+        .and_then(|mut s| {
+            s.execute(params![
+                delivery_id,
+                scope.tenant.0,
+                scope.partner.0,
+                due,
+                key.webhook_id
+            ])
+        })
         .map_err(internal)?;
     if n == 0 {
         return Err(StoreError::NotFound);
@@ -533,20 +588,21 @@ pub(super) fn retry_delivery(
 
 pub(super) fn replay(
     c: &Connection,
-    scope: &Scope,
+    key: &WebhookKey,
     q: &ReplayQuery,
-    now_ms: i64,
+    now: OffsetDateTime,
 ) -> StoreResult<u64> {
+    let scope = &key.scope;
     let names = q
         .event_names
         .as_ref()
         .map(|n| serde_json::Value::from(n.clone()).to_string());
-    let due = due_at(c, scope, now_ms)?;
+    let due = due_at(c, key, domain::clock::unix_millis(now))?;
     let n = c
         .prepare_cached(
             "UPDATE notifications SET status = 0, cycle_attempts = 0, next_attempt_at = ?6,
                 lease_until = NULL
-             WHERE tenant_id = ?1 AND partner_id = ?2 AND event_time >= ?3
+             WHERE tenant_id = ?1 AND partner_id = ?2 AND webhook_id = ?7 AND event_time >= ?3
                AND (?4 IS NULL OR event_time <= ?4)
                AND (?5 IS NULL OR event_name IN (SELECT value FROM json_each(?5)))",
         )
@@ -557,7 +613,8 @@ pub(super) fn replay(
                 q.from,
                 q.to,
                 names,
-                due
+                due,
+                key.webhook_id
             ])
         })
         .map_err(internal)?;

@@ -60,6 +60,18 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn patch_enrollment(
+        &self,
+        scope: &Scope,
+        enrollment_id: &str,
+        patch: EnrollmentPatch,
+        now: OffsetDateTime,
+    ) -> StoreResult<Enrollment> {
+        let (scope, id) = (scope.clone(), enrollment_id.to_string());
+        self.write(move |c| enrollments::patch_enrollment(c, &scope, &id, &patch, now))
+            .await
+    }
+
     async fn delete_enrollment(&self, scope: &Scope, enrollment_id: &str) -> StoreResult<()> {
         let (scope, id) = (scope.clone(), enrollment_id.to_string());
         self.write(move |c| enrollments::delete_enrollment(c, &scope, &id))
@@ -135,8 +147,9 @@ impl Store for SqliteStore {
         scope: &Scope,
         url: &str,
         secret: &str,
-        now_ms: i64,
+        now: OffsetDateTime,
     ) -> StoreResult<Webhook> {
+        let now_ms = domain::clock::unix_millis(now);
         let (scope, url, secret) = (scope.clone(), url.to_string(), secret.to_string());
         self.write(move |c| webhooks::put_webhook(c, &scope, &url, &secret, now_ms))
             .await
@@ -146,8 +159,9 @@ impl Store for SqliteStore {
         &self,
         scope: &Scope,
         url: &str,
-        now_ms: i64,
+        now: OffsetDateTime,
     ) -> StoreResult<Webhook> {
+        let now_ms = domain::clock::unix_millis(now);
         let (scope, url) = (scope.clone(), url.to_string());
         self.write(move |c| webhooks::update_webhook_url(c, &scope, &url, now_ms))
             .await
@@ -166,24 +180,79 @@ impl Store for SqliteStore {
 
     async fn webhook_stats(
         &self,
-        scope: &Scope,
+        webhook: &WebhookKey,
         since: time::OffsetDateTime,
     ) -> StoreResult<WebhookStats> {
-        let scope = scope.clone();
+        let webhook = webhook.clone();
         let since = domain::clock::unix_millis(since);
-        self.read(move |c| stats::webhook_stats(c, &scope, since))
+        self.read(move |c| stats::webhook_stats(c, &webhook, since))
             .await
     }
 
     async fn daily_notifications(
         &self,
-        scope: &Scope,
+        webhook: &WebhookKey,
         from: time::OffsetDateTime,
         to: time::OffsetDateTime,
     ) -> StoreResult<Vec<DailyCount>> {
-        let scope = scope.clone();
+        let webhook = webhook.clone();
         let (from, to) = (from.unix_timestamp(), to.unix_timestamp());
-        self.read(move |c| stats::daily_notifications(c, &scope, from, to))
+        self.read(move |c| stats::daily_notifications(c, &webhook, from, to))
+            .await
+    }
+
+    async fn create_webhook(
+        &self,
+        scope: &Scope,
+        new: NewWebhook,
+        now: OffsetDateTime,
+    ) -> StoreResult<Webhook> {
+        let scope = scope.clone();
+        self.write(move |c| webhooks::create_webhook(c, &scope, &new, now))
+            .await
+    }
+
+    async fn list_webhooks(&self, scope: &Scope) -> StoreResult<Vec<Webhook>> {
+        let scope = scope.clone();
+        self.read(move |c| webhooks::list_webhooks(c, &scope)).await
+    }
+
+    async fn find_webhook(&self, key: &WebhookKey) -> StoreResult<Option<Webhook>> {
+        let key = key.clone();
+        self.read(move |c| webhooks::find_webhook(c, &key)).await
+    }
+
+    async fn change_webhook(
+        &self,
+        key: &WebhookKey,
+        change: WebhookChange,
+        now: OffsetDateTime,
+    ) -> StoreResult<Webhook> {
+        let key = key.clone();
+        self.write(move |c| webhooks::change_webhook(c, &key, &change, now))
+            .await
+    }
+
+    async fn remove_webhook(
+        &self,
+        key: &WebhookKey,
+        force: bool,
+        now: OffsetDateTime,
+    ) -> StoreResult<WebhookRemoval> {
+        let key = key.clone();
+        self.write(move |c| webhooks::remove_webhook(c, &key, force, now))
+            .await
+    }
+
+    async fn rotate_webhook_secret(
+        &self,
+        key: &WebhookKey,
+        secret: &str,
+        grace: std::time::Duration,
+        now: OffsetDateTime,
+    ) -> StoreResult<Webhook> {
+        let (key, secret) = (key.clone(), secret.to_string());
+        self.write(move |c| webhooks::rotate_webhook_secret(c, &key, &secret, grace, now))
             .await
     }
 
@@ -200,6 +269,7 @@ impl Store for SqliteStore {
     }
 
     async fn record_attempts(&self, records: Vec<AttemptRecord>) -> StoreResult<()> {
+        let records = crate::rules::storable_records(records);
         self.write(move |c| {
             records
                 .iter()
@@ -215,49 +285,53 @@ impl Store for SqliteStore {
 
     async fn queue_direct(
         &self,
-        scope: &Scope,
+        webhook: &WebhookKey,
         items: Vec<DirectNotification>,
-        now_ms: i64,
+        now: OffsetDateTime,
     ) -> StoreResult<u64> {
-        let scope = scope.clone();
-        self.write(move |c| outbox::queue_direct(c, &scope, &items, now_ms))
+        let key = webhook.clone();
+        self.write(move |c| outbox::queue_direct(c, &key, &items, now))
             .await
     }
 
     async fn list_deliveries(
         &self,
-        scope: &Scope,
+        webhook: &WebhookKey,
         query: &DeliveryQuery,
     ) -> StoreResult<DeliveryPage> {
-        let (scope, query) = (scope.clone(), query.clone());
-        self.read(move |c| outbox::list_deliveries(c, &scope, &query))
+        let (key, query) = (webhook.clone(), query.clone());
+        self.read(move |c| outbox::list_deliveries(c, &key, &query))
             .await
     }
 
     async fn get_delivery(
         &self,
-        scope: &Scope,
+        webhook: &WebhookKey,
         delivery_id: &str,
     ) -> StoreResult<Option<(DeliveryInfo, Vec<AttemptInfo>)>> {
-        let (scope, id) = (scope.clone(), delivery_id.to_string());
-        self.read(move |c| outbox::get_delivery(c, &scope, &id))
-            .await
+        let (key, id) = (webhook.clone(), delivery_id.to_string());
+        self.read(move |c| outbox::get_delivery(c, &key, &id)).await
     }
 
     async fn retry_delivery(
         &self,
-        scope: &Scope,
+        webhook: &WebhookKey,
         delivery_id: &str,
-        now_ms: i64,
+        now: OffsetDateTime,
     ) -> StoreResult<()> {
-        let (scope, id) = (scope.clone(), delivery_id.to_string());
-        self.write(move |c| outbox::retry_delivery(c, &scope, &id, now_ms))
+        let (key, id) = (webhook.clone(), delivery_id.to_string());
+        self.write(move |c| outbox::retry_delivery(c, &key, &id, now))
             .await
     }
 
-    async fn replay(&self, scope: &Scope, query: &ReplayQuery, now_ms: i64) -> StoreResult<u64> {
-        let (scope, query) = (scope.clone(), query.clone());
-        self.write(move |c| outbox::replay(c, &scope, &query, now_ms))
+    async fn replay(
+        &self,
+        webhook: &WebhookKey,
+        query: &ReplayQuery,
+        now: OffsetDateTime,
+    ) -> StoreResult<u64> {
+        let (key, query) = (webhook.clone(), query.clone());
+        self.write(move |c| outbox::replay(c, &key, &query, now))
             .await
     }
 

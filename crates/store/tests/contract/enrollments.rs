@@ -19,6 +19,7 @@ pub(crate) async fn enrollments_create_list_filter_paginate(s: DynStore) {
             NewEnrollment {
                 enrollment_id: eid("enr_1"),
                 spec: spec("x", &[ROLE], &[p1]),
+                webhook_id: store::LEGACY_WEBHOOK_ID.to_string(),
                 now: NOW,
             },
         )
@@ -302,12 +303,14 @@ pub(crate) async fn covering_enrollments_by_event_type(s: DynStore) {
                 tenant: TenantId("t1".into()),
                 partner: PartnerId("pa".into()),
                 enrollment_id: eid("enr_a"),
+                webhook_id: LEGACY_WEBHOOK_ID.into(),
                 enrollment_key: "ka".into(),
             },
             CoveringEnrollment {
                 tenant: TenantId("t2".into()),
                 partner: PartnerId("pb".into()),
                 enrollment_id: eid("enr_b"),
+                webhook_id: LEGACY_WEBHOOK_ID.into(),
                 enrollment_key: "kb".into(),
             },
         ]

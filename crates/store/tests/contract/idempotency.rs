@@ -20,6 +20,7 @@ pub(crate) async fn idempotency_keys_reserve_fence_replay_and_expire(s: DynStore
             let new = NewEnrollment {
                 enrollment_id: eid(&id),
                 spec: spec("idem", &[ROLE], &[pid(1)]),
+                webhook_id: store::LEGACY_WEBHOOK_ID.to_string(),
                 now: NOW,
             };
             s.create_enrollment(&sc, new).await
@@ -77,7 +78,7 @@ pub(crate) async fn idempotency_keys_reserve_fence_replay_and_expire(s: DynStore
     assert!(matches!(
         fenced(
             old.clone(),
-            s.put_webhook(&a, "http://127.0.0.1:9/x", "sx", ms(now))
+            s.put_webhook(&a, "http://127.0.0.1:9/x", "sx", at_ms(ms(now)))
         )
         .await,
         Err(StoreError::Conflict(_))

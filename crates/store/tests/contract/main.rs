@@ -10,6 +10,7 @@ extern crate prospect_events_store as store;
 
 #[path = "../support/mod.rs"]
 mod support;
+mod v2;
 
 mod enrollments;
 mod idempotency;
@@ -89,6 +90,13 @@ contract!(
     idempotency::idempotency_keys_reserve_fence_replay_and_expire,
     stats::webhook_stats_window_percentiles_and_backlog,
     stats::daily_notifications_by_day_and_event,
+    stats::stats_are_per_webhook,
+    v2::v2_webhooks_cap_names_legacy_and_changes,
+    v2::notifications_go_to_their_enrollments_webhook,
+    v2::disabled_webhooks_wait_and_rotation_signs_with_both,
+    v2::deleting_a_used_webhook_needs_force_and_pauses,
+    v2::webhook_health_moves_per_webhook_in_batches,
+    outbox::attempts_with_nul_text_are_recorded,
 );
 
 // --- helpers ---------------------------------------------------------------------------------
@@ -122,6 +130,7 @@ async fn enroll(s: &DynStore, sc: &Scope, id: &str, sp: EnrollmentSpec) {
         NewEnrollment {
             enrollment_id: eid(id),
             spec: sp,
+            webhook_id: store::LEGACY_WEBHOOK_ID.to_string(),
             now: NOW,
         },
     )
@@ -222,11 +231,22 @@ fn ms(t: OffsetDateTime) -> i64 {
     (t.unix_timestamp_nanos() / 1_000_000) as i64
 }
 
+/// The scope's v1 (legacy) webhook.
+fn legacy(s: &Scope) -> WebhookKey {
+    WebhookKey::legacy(s)
+}
+
+/// Unix milliseconds as a time.
+fn at_ms(ms: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap()
+}
+
 fn attempt(c: &Claimed, at: i64, outcome: AttemptOutcome, code: Option<u16>) -> AttemptRecord {
     AttemptRecord {
         row: c.row,
         lease_until: c.lease_until,
         scope: c.scope.clone(),
+        webhook_id: c.webhook_id.clone(),
         generation: c.generation,
         attempted_at: at,
         status_code: code,

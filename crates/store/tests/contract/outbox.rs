@@ -14,20 +14,15 @@ pub(crate) async fn claims_leases_and_attempts(s: DynStore) {
         .await
         .unwrap()
         .is_empty());
-    s.put_webhook(&a, "http://127.0.0.1:9/a", "sa", now)
+    s.put_webhook(&a, "http://127.0.0.1:9/a", "sa", at_ms(now))
         .await
         .unwrap();
-    s.put_webhook(&b, "http://127.0.0.1:9/b", "sb", now)
+    s.put_webhook(&b, "http://127.0.0.1:9/b", "sb", at_ms(now))
         .await
         .unwrap();
     // Excluded scopes are skipped.
     let got = s
-        .claim_due(
-            now,
-            30_000,
-            10,
-            &ClaimRoom::excluding(std::slice::from_ref(&a)),
-        )
+        .claim_due(now, 30_000, 10, &ClaimRoom::excluding(&[legacy(&a)]))
         .await
         .unwrap();
     assert_eq!(got.len(), 1);
@@ -70,7 +65,7 @@ pub(crate) async fn claims_leases_and_attempts(s: DynStore) {
     .await
     .unwrap();
     let (info, attempts) = s
-        .get_delivery(&a, &first.delivery_id)
+        .get_delivery(&legacy(&a), &first.delivery_id)
         .await
         .unwrap()
         .unwrap();
@@ -86,7 +81,7 @@ pub(crate) async fn claims_leases_and_attempts(s: DynStore) {
     .await
     .unwrap();
     let (info, attempts) = s
-        .get_delivery(&a, &first.delivery_id)
+        .get_delivery(&legacy(&a), &first.delivery_id)
         .await
         .unwrap()
         .unwrap();
@@ -101,7 +96,7 @@ pub(crate) async fn claims_leases_and_attempts(s: DynStore) {
     assert_eq!(attempts[1].latency_ms, 12);
     assert_eq!(attempts[1].response_body.as_deref(), Some("ok"));
     assert!(s
-        .get_delivery(&b, &first.delivery_id)
+        .get_delivery(&legacy(&b), &first.delivery_id)
         .await
         .unwrap()
         .is_none());
@@ -117,7 +112,7 @@ pub(crate) async fn claims_leases_and_attempts(s: DynStore) {
     rec.error = Some("HTTP 500".into());
     s.record_attempt(rec).await.unwrap();
     let (info, _) = s
-        .get_delivery(&a, &second.delivery_id)
+        .get_delivery(&legacy(&a), &second.delivery_id)
         .await
         .unwrap()
         .unwrap();
@@ -129,18 +124,13 @@ pub(crate) async fn claims_leases_and_attempts(s: DynStore) {
             retry_at - 1,
             30_000,
             10,
-            &ClaimRoom::excluding(std::slice::from_ref(&b)),
+            &ClaimRoom::excluding(&[legacy(&b)]),
         )
         .await
         .unwrap();
     assert!(none.is_empty());
     let c = s
-        .claim_due(
-            retry_at,
-            30_000,
-            10,
-            &ClaimRoom::excluding(std::slice::from_ref(&b)),
-        )
+        .claim_due(retry_at, 30_000, 10, &ClaimRoom::excluding(&[legacy(&b)]))
         .await
         .unwrap();
     assert_eq!(c.len(), 1);
@@ -154,7 +144,7 @@ pub(crate) async fn claims_leases_and_attempts(s: DynStore) {
     .await
     .unwrap();
     let (info, attempts) = s
-        .get_delivery(&a, &second.delivery_id)
+        .get_delivery(&legacy(&a), &second.delivery_id)
         .await
         .unwrap()
         .unwrap();
@@ -174,12 +164,12 @@ pub(crate) async fn claims_respect_each_webhooks_room(s: DynStore) {
     queue_changes(&s, &b, 10, 3).await;
     let now = ms(NOW) + 1_000;
     for (sc, url) in [(&a, "http://127.0.0.1:9/a"), (&b, "http://127.0.0.1:9/b")] {
-        s.put_webhook(sc, url, "s", now).await.unwrap();
+        s.put_webhook(sc, url, "s", at_ms(now)).await.unwrap();
     }
     // a has room for one more, b (not listed) for the default two.
     let room = ClaimRoom {
         per_scope: 2,
-        scopes: vec![(a.clone(), 1)],
+        scopes: vec![(legacy(&a), 1)],
     };
     let got = s.claim_due(now, 30_000, 10, &room).await.unwrap();
     let of = |c: &[Claimed], sc: &Scope| c.iter().filter(|c| &c.scope == sc).count();
@@ -187,7 +177,7 @@ pub(crate) async fn claims_respect_each_webhooks_room(s: DynStore) {
     // The overall limit still applies; a webhook without room is skipped whatever its backlog.
     let none_for_a = ClaimRoom {
         per_scope: 10,
-        scopes: vec![(a.clone(), 0)],
+        scopes: vec![(legacy(&a), 0)],
     };
     let got = s.claim_due(now, 30_000, 10, &none_for_a).await.unwrap();
     assert_eq!((of(&got, &a), of(&got, &b)), (0, 1));
@@ -207,7 +197,7 @@ pub(crate) async fn concurrent_claims_never_overlap(s: DynStore) {
     let a = scope("t1", "pa");
     queue_changes(&s, &a, 1, 60).await;
     let now = ms(NOW) + 1_000;
-    s.put_webhook(&a, "http://127.0.0.1:9/a", "sa", now)
+    s.put_webhook(&a, "http://127.0.0.1:9/a", "sa", at_ms(now))
         .await
         .unwrap();
     let mut tasks = Vec::new();
@@ -241,7 +231,7 @@ pub(crate) async fn delivery_log_retry_replay_and_direct(s: DynStore) {
     let a = scope("t1", "pa");
     queue_changes(&s, &a, 1, 3).await;
     let now = ms(NOW) + 1_000;
-    s.put_webhook(&a, "http://127.0.0.1:9/a", "sa", now)
+    s.put_webhook(&a, "http://127.0.0.1:9/a", "sa", at_ms(now))
         .await
         .unwrap();
     let claimed = s
@@ -263,7 +253,7 @@ pub(crate) async fn delivery_log_retry_replay_and_direct(s: DynStore) {
 
     let page = s
         .list_deliveries(
-            &a,
+            &legacy(&a),
             &DeliveryQuery {
                 limit: 2,
                 ..Default::default()
@@ -285,7 +275,7 @@ pub(crate) async fn delivery_log_retry_replay_and_direct(s: DynStore) {
     );
     let next = s
         .list_deliveries(
-            &a,
+            &legacy(&a),
             &DeliveryQuery {
                 limit: 2,
                 cursor: page.next_cursor,
@@ -298,7 +288,7 @@ pub(crate) async fn delivery_log_retry_replay_and_direct(s: DynStore) {
     assert_eq!(next.next_cursor, None);
     let failed = s
         .list_deliveries(
-            &a,
+            &legacy(&a),
             &DeliveryQuery {
                 status: Some(DeliveryStatus::Failed),
                 limit: 10,
@@ -311,7 +301,7 @@ pub(crate) async fn delivery_log_retry_replay_and_direct(s: DynStore) {
     assert_eq!(failed.deliveries[0].delivery_id, claimed[1].delivery_id);
     let by_name = s
         .list_deliveries(
-            &a,
+            &legacy(&a),
             &DeliveryQuery {
                 event_name: Some("prospect_changed_company".into()),
                 limit: 10,
@@ -323,7 +313,7 @@ pub(crate) async fn delivery_log_retry_replay_and_direct(s: DynStore) {
     assert!(by_name.deliveries.is_empty());
     let other = s
         .list_deliveries(
-            &scope("t1", "pb"),
+            &legacy(&scope("t1", "pb")),
             &DeliveryQuery {
                 limit: 10,
                 ..Default::default()
@@ -335,16 +325,22 @@ pub(crate) async fn delivery_log_retry_replay_and_direct(s: DynStore) {
 
     // Manual retry: pending again with a fresh cycle; NotFound outside the scope.
     let r = s
-        .retry_delivery(&scope("t1", "pb"), &claimed[1].delivery_id, now + 10)
+        .retry_delivery(
+            &legacy(&scope("t1", "pb")),
+            &claimed[1].delivery_id,
+            at_ms(now + 10),
+        )
         .await;
     assert!(matches!(r, Err(StoreError::NotFound)), "{r:?}");
-    let r = s.retry_delivery(&a, "dl_nope", now + 10).await;
+    let r = s
+        .retry_delivery(&legacy(&a), "dl_nope", at_ms(now + 10))
+        .await;
     assert!(matches!(r, Err(StoreError::NotFound)), "{r:?}");
-    s.retry_delivery(&a, &claimed[1].delivery_id, now + 10)
+    s.retry_delivery(&legacy(&a), &claimed[1].delivery_id, at_ms(now + 10))
         .await
         .unwrap();
     let (info, _) = s
-        .get_delivery(&a, &claimed[1].delivery_id)
+        .get_delivery(&legacy(&a), &claimed[1].delivery_id)
         .await
         .unwrap()
         .unwrap();
@@ -366,18 +362,27 @@ pub(crate) async fn delivery_log_retry_replay_and_direct(s: DynStore) {
         to: Some(t.unix_timestamp()),
         event_names: names,
     };
-    assert_eq!(s.replay(&a, &q(None), now + 20).await.unwrap(), 3);
     assert_eq!(
-        s.replay(&a, &q(Some(vec!["prospect_changed_role".into()])), now + 20)
+        s.replay(&legacy(&a), &q(None), at_ms(now + 20))
             .await
             .unwrap(),
         3
     );
     assert_eq!(
         s.replay(
-            &a,
+            &legacy(&a),
+            &q(Some(vec!["prospect_changed_role".into()])),
+            at_ms(now + 20)
+        )
+        .await
+        .unwrap(),
+        3
+    );
+    assert_eq!(
+        s.replay(
+            &legacy(&a),
             &q(Some(vec!["prospect_changed_company".into()])),
-            now + 20
+            at_ms(now + 20)
         )
         .await
         .unwrap(),
@@ -385,24 +390,26 @@ pub(crate) async fn delivery_log_retry_replay_and_direct(s: DynStore) {
     );
     assert_eq!(
         s.replay(
-            &a,
+            &legacy(&a),
             &ReplayQuery {
                 from: t.unix_timestamp() + 1,
                 to: None,
                 event_names: None
             },
-            now + 20
+            at_ms(now + 20)
         )
         .await
         .unwrap(),
         0
     );
     assert_eq!(
-        s.replay(&scope("t9", "pa"), &q(None), now).await.unwrap(),
+        s.replay(&legacy(&scope("t9", "pa")), &q(None), at_ms(now))
+            .await
+            .unwrap(),
         0
     );
     let (info, _) = s
-        .get_delivery(&a, &claimed[0].delivery_id)
+        .get_delivery(&legacy(&a), &claimed[0].delivery_id)
         .await
         .unwrap()
         .unwrap();
@@ -418,18 +425,22 @@ pub(crate) async fn delivery_log_retry_replay_and_direct(s: DynStore) {
         payload: json!({"simulated": true, "n": n}),
     };
     assert_eq!(
-        s.queue_direct(&a, vec![item(1), item(2)], now)
+        s.queue_direct(&legacy(&a), vec![item(1), item(2)], at_ms(now))
             .await
             .unwrap(),
         2
     );
     assert_eq!(
-        s.queue_direct(&a, vec![item(2), item(3)], now)
+        s.queue_direct(&legacy(&a), vec![item(2), item(3)], at_ms(now))
             .await
             .unwrap(),
         1
     );
-    let (info, attempts) = s.get_delivery(&a, "dl_sim_1").await.unwrap().unwrap();
+    let (info, attempts) = s
+        .get_delivery(&legacy(&a), "dl_sim_1")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(info.enrollment_id, None);
     assert_eq!(info.status, DeliveryStatus::Pending);
     assert!(attempts.is_empty());
@@ -446,7 +457,7 @@ pub(crate) async fn attempts_recorded_together_as_one_by_one(s: DynStore) {
     let a = scope("t1", "pa");
     queue_changes(&s, &a, 1, 3).await;
     let now = ms(NOW) + 1_000;
-    s.put_webhook(&a, "http://127.0.0.1:9/a", "sa", now)
+    s.put_webhook(&a, "http://127.0.0.1:9/a", "sa", at_ms(now))
         .await
         .unwrap();
     let stale = s
@@ -478,7 +489,7 @@ pub(crate) async fn attempts_recorded_together_as_one_by_one(s: DynStore) {
     let info = |n: usize| {
         let (s, id) = (s.clone(), c[n].delivery_id.clone());
         let a = a.clone();
-        async move { s.get_delivery(&a, &id).await.unwrap().unwrap() }
+        async move { s.get_delivery(&legacy(&a), &id).await.unwrap().unwrap() }
     };
     let (first, attempts) = info(0).await;
     assert_eq!(first.status, DeliveryStatus::Delivered);
@@ -495,4 +506,46 @@ pub(crate) async fn attempts_recorded_together_as_one_by_one(s: DynStore) {
     assert!(hook.enabled, "{hook:?}");
     // An empty batch is nothing.
     s.record_attempts(Vec::new()).await.unwrap();
+}
+
+pub(crate) async fn attempts_with_nul_text_are_recorded(s: DynStore) {
+    // A receiver may answer with NUL bytes (and an error text may carry one): the batch holding
+    // such a record is stored like any other, the NUL shown as U+FFFD, on both backends.
+    let a = scope("t1", "pa");
+    queue_changes(&s, &a, 1, 2).await;
+    let now = ms(NOW) + 1_000;
+    s.put_webhook(&a, "http://127.0.0.1:9/a", "sa", at_ms(now))
+        .await
+        .unwrap();
+    let c = s
+        .claim_due(now, 30_000, 10, &ClaimRoom::any())
+        .await
+        .unwrap();
+    assert_eq!(c.len(), 2);
+    let mut odd = attempt(&c[0], now, AttemptOutcome::RetryAt(now + 60_000), Some(500));
+    odd.response_body = "bad\0body".into();
+    odd.error = Some("status 500\0".into());
+    s.record_attempts(vec![
+        odd,
+        attempt(&c[1], now, AttemptOutcome::Delivered, Some(200)),
+    ])
+    .await
+    .unwrap();
+    let (info, attempts) = s
+        .get_delivery(&legacy(&a), &c[0].delivery_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(info.attempts, 1);
+    assert_eq!(
+        attempts[0].response_body.as_deref(),
+        Some("bad\u{FFFD}body")
+    );
+    assert_eq!(attempts[0].error.as_deref(), Some("status 500\u{FFFD}"));
+    let (other, _) = s
+        .get_delivery(&legacy(&a), &c[1].delivery_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(other.status, DeliveryStatus::Delivered);
 }

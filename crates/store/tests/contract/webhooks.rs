@@ -6,7 +6,7 @@ pub(crate) async fn webhook_put_get_delete(s: DynStore) {
     let a = scope("t1", "pa");
     assert!(s.get_webhook(&a).await.unwrap().is_none());
     let w = s
-        .put_webhook(&a, "https://example.com/hook", "secret-1", 1_000)
+        .put_webhook(&a, "https://example.com/hook", "secret-1", at_ms(1_000))
         .await
         .unwrap();
     assert_eq!(w.webhook_url, "https://example.com/hook");
@@ -17,7 +17,7 @@ pub(crate) async fn webhook_put_get_delete(s: DynStore) {
     assert_eq!((w.created_at, w.last_modified_time), (1_000, 1_000));
     assert_eq!(s.get_webhook(&a).await.unwrap(), Some(w));
     let w2 = s
-        .put_webhook(&a, "https://example.com/other", "secret-2", 2_000)
+        .put_webhook(&a, "https://example.com/other", "secret-2", at_ms(2_000))
         .await
         .unwrap();
     assert_eq!(w2.generation, 2);
@@ -38,21 +38,16 @@ pub(crate) async fn webhook_disabled_by_gone_and_by_continuous_failure(s: DynSto
     queue_changes(&s, &a, 1, 1).await;
     queue_changes(&s, &b, 10, 2).await;
     let now = ms(NOW) + 1_000;
-    s.put_webhook(&a, "http://127.0.0.1:9/a", "sa", now)
+    s.put_webhook(&a, "http://127.0.0.1:9/a", "sa", at_ms(now))
         .await
         .unwrap();
-    s.put_webhook(&b, "http://127.0.0.1:9/b", "sb", now)
+    s.put_webhook(&b, "http://127.0.0.1:9/b", "sb", at_ms(now))
         .await
         .unwrap();
 
     // 410: the webhook is disabled, the notification waits, nothing is claimable.
     let c = s
-        .claim_due(
-            now,
-            30_000,
-            10,
-            &ClaimRoom::excluding(std::slice::from_ref(&b)),
-        )
+        .claim_due(now, 30_000, 10, &ClaimRoom::excluding(&[legacy(&b)]))
         .await
         .unwrap();
     assert_eq!(c.len(), 1);
@@ -67,36 +62,26 @@ pub(crate) async fn webhook_disabled_by_gone_and_by_continuous_failure(s: DynSto
     );
     assert_eq!(w.disabled_at, Some(now), "disabled at the 410's attempt");
     let (info, _) = s
-        .get_delivery(&a, &c[0].delivery_id)
+        .get_delivery(&legacy(&a), &c[0].delivery_id)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(info.status, DeliveryStatus::Pending);
     assert!(s
-        .claim_due(
-            now + 1,
-            30_000,
-            10,
-            &ClaimRoom::excluding(std::slice::from_ref(&b))
-        )
+        .claim_due(now + 1, 30_000, 10, &ClaimRoom::excluding(&[legacy(&b)]))
         .await
         .unwrap()
         .is_empty());
     // Re-registering enables it again (new generation) and the notification flows.
     let w = s
-        .put_webhook(&a, "http://127.0.0.1:9/a2", "sa2", now + 2)
+        .put_webhook(&a, "http://127.0.0.1:9/a2", "sa2", at_ms(now + 2))
         .await
         .unwrap();
     assert!(w.enabled && w.generation == 2 && w.disabled_reason.is_none());
     assert_eq!(w.disabled_at, None);
     assert_eq!(s.get_webhook(&a).await.unwrap().unwrap(), w);
     let c2 = s
-        .claim_due(
-            now + 2,
-            30_000,
-            10,
-            &ClaimRoom::excluding(std::slice::from_ref(&b)),
-        )
+        .claim_due(now + 2, 30_000, 10, &ClaimRoom::excluding(&[legacy(&b)]))
         .await
         .unwrap();
     assert_eq!(c2.len(), 1);
@@ -111,12 +96,7 @@ pub(crate) async fn webhook_disabled_by_gone_and_by_continuous_failure(s: DynSto
     // Continuous failure for longer than disable_after: disabled.
     let day = 24 * 3600 * 1000;
     let c = s
-        .claim_due(
-            now,
-            30_000,
-            10,
-            &ClaimRoom::excluding(std::slice::from_ref(&a)),
-        )
+        .claim_due(now, 30_000, 10, &ClaimRoom::excluding(&[legacy(&a)]))
         .await
         .unwrap();
     assert_eq!(c.len(), 2);
@@ -141,7 +121,7 @@ pub(crate) async fn webhook_disabled_by_gone_and_by_continuous_failure(s: DynSto
             now + 5 * day,
             30_000,
             10,
-            &ClaimRoom::excluding(std::slice::from_ref(&a))
+            &ClaimRoom::excluding(&[legacy(&a)])
         )
         .await
         .unwrap()
@@ -162,7 +142,7 @@ pub(crate) async fn notifications_without_a_webhook_wait_parked(s: DynStore) {
     let now = ms(NOW) + 1_000;
     let page = s
         .list_deliveries(
-            &a,
+            &legacy(&a),
             &DeliveryQuery {
                 limit: 10,
                 ..Default::default()
@@ -185,7 +165,7 @@ pub(crate) async fn notifications_without_a_webhook_wait_parked(s: DynStore) {
         .unwrap()
         .is_empty());
 
-    s.put_webhook(&a, "http://127.0.0.1:9/a", "sa", now)
+    s.put_webhook(&a, "http://127.0.0.1:9/a", "sa", at_ms(now))
         .await
         .unwrap();
     let got = s
@@ -231,7 +211,7 @@ pub(crate) async fn notifications_without_a_webhook_wait_parked(s: DynStore) {
         .unwrap()
         .is_empty());
     // Re-registration: all three flow again.
-    s.put_webhook(&a, "http://127.0.0.1:9/a2", "sa2", now + 20)
+    s.put_webhook(&a, "http://127.0.0.1:9/a2", "sa2", at_ms(now + 20))
         .await
         .unwrap();
     let got = s
@@ -256,7 +236,7 @@ pub(crate) async fn notifications_without_a_webhook_wait_parked(s: DynStore) {
 pub(crate) async fn webhook_url_update_keeps_the_secret(s: DynStore) {
     let a = scope("t1", "pa");
     let r = s
-        .update_webhook_url(&a, "http://127.0.0.1:9/x", 1_000)
+        .update_webhook_url(&a, "http://127.0.0.1:9/x", at_ms(1_000))
         .await;
     assert!(matches!(r, Err(StoreError::NotFound)), "{r:?}");
     assert!(
@@ -266,12 +246,12 @@ pub(crate) async fn webhook_url_update_keeps_the_secret(s: DynStore) {
     queue_changes(&s, &a, 1, 1).await;
     let now = ms(NOW) + 1_000;
     let w = s
-        .put_webhook(&a, "http://127.0.0.1:9/a", "sa", now)
+        .put_webhook(&a, "http://127.0.0.1:9/a", "sa", at_ms(now))
         .await
         .unwrap();
     // The same partner id in another tenant: not found there, ours untouched.
     let r = s
-        .update_webhook_url(&scope("t2", "pa"), "http://127.0.0.1:9/evil", now)
+        .update_webhook_url(&scope("t2", "pa"), "http://127.0.0.1:9/evil", at_ms(now))
         .await;
     assert!(matches!(r, Err(StoreError::NotFound)), "{r:?}");
     assert_eq!(s.get_webhook(&a).await.unwrap(), Some(w.clone()));
@@ -287,7 +267,7 @@ pub(crate) async fn webhook_url_update_keeps_the_secret(s: DynStore) {
     assert!(!s.get_webhook(&a).await.unwrap().unwrap().enabled);
     // The new URL keeps the secret, starts a generation, enables it; the notification flows.
     let w2 = s
-        .update_webhook_url(&a, "http://127.0.0.1:9/a2", now + 5)
+        .update_webhook_url(&a, "http://127.0.0.1:9/a2", at_ms(now + 5))
         .await
         .unwrap();
     assert_eq!(w2.webhook_url, "http://127.0.0.1:9/a2");
