@@ -119,10 +119,13 @@ async fn https_receivers_behind_a_private_ca_get_checks_notifications_and_retrie
     assert!(got.iter().all(|r| r.signature_valid(&secret)));
     let distinct: HashSet<&str> = got.iter().map(|r| r.header("x-delivery-id")).collect();
     assert_eq!(distinct.len(), notifications);
-    // Connections (and their TLS sessions) are pooled: far fewer handshakes than requests
-    // (at most the per-webhook concurrency, 4, plus the connectivity check's).
+    // Connections (and their TLS sessions) are pooled: far fewer handshakes than requests.
+    // Ideally the per-webhook concurrency (4) plus the connectivity check's; on a loaded
+    // machine the pool may open a few more when an attempt starts before a finished one's
+    // connection is back in the pool, so the bound is 3 requests per connection on average
+    // (a handshake per delivery, the defect this guards against, makes 41).
     assert!(
-        handshakes.count() <= 8,
+        handshakes.count() <= 14,
         "{} TLS handshakes for {} requests",
         handshakes.count(),
         got.len() + 1

@@ -45,6 +45,18 @@ pub(crate) fn unix_seconds(t: time::OffsetDateTime) -> i64 {
     t.unix_timestamp()
 }
 
+/// The instant of a bookkeeping column written by [`unix_seconds`] (clamped into the supported
+/// range, so a corrupt value reads as a boundary instead of failing the whole listing).
+pub(crate) fn from_unix_seconds(s: i64) -> time::OffsetDateTime {
+    time::OffsetDateTime::from_unix_timestamp(s)
+        .map(domain::instant::clamp)
+        .unwrap_or(if s < 0 {
+            domain::instant::EARLIEST
+        } else {
+            domain::instant::LATEST
+        })
+}
+
 /// Rows fetched as `limit + 1` (keyed by their row id) → one page: the extra row only says
 /// that another page follows, from the last returned id.
 pub(crate) fn paginate<T>(mut rows: Vec<(i64, T)>, limit: Option<u32>) -> (Vec<T>, Option<Cursor>) {
