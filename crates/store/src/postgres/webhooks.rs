@@ -147,32 +147,46 @@ pub(super) async fn update_webhook_url(
 ) -> StoreResult<Webhook> {
     let tx = c.transaction().await.map_err(pg)?;
     fence(&tx).await?;
-    let s = tx
-        .prepare_cached(&format!(
-            "UPDATE webhooks SET webhook_url = $3, generation = generation + 1, enabled = TRUE,
+    let w = update_returning(
+        &tx,
+        "UPDATE webhooks SET webhook_url = $3, generation = generation + 1, enabled = TRUE,
                 disabled_reason = NULL, disabled_at = NULL, failing_since = NULL,
                 last_modified_time = $4
-             WHERE tenant_id = $1 AND partner_id = $2 AND webhook_id = $5
-             RETURNING {WEBHOOK_COLS}"
-        ))
+             WHERE tenant_id = $1 AND partner_id = $2 AND webhook_id = $5",
+        &[
+            &scope.tenant.0,
+            &scope.partner.0,
+            &url,
+            &now_ms,
+            &LEGACY_WEBHOOK_ID,
+        ],
+        pg,
+    )
+    .await?;
+    unpark(&tx, &WebhookKey::legacy(scope), now_ms).await?;
+    tx.commit().await.map_err(pg)?;
+    Ok(w)
+}
+
+/// Runs one `UPDATE webhooks SET … WHERE …` statement with `RETURNING` the webhook columns and
+/// maps the row: the shape of every write that changes one webhook and answers it. `NotFound`
+/// when no row matched; `on_error` maps the statement's own failure (a unique-name conflict
+/// for a rename, a plain database error otherwise).
+async fn update_returning(
+    tx: &Transaction<'_>,
+    update: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    on_error: fn(tokio_postgres::Error) -> StoreError,
+) -> StoreResult<Webhook> {
+    let s = tx
+        .prepare_cached(&format!("{update}\n             RETURNING {WEBHOOK_COLS}"))
         .await
         .map_err(pg)?;
     let row = tx
-        .query_opt(
-            &s,
-            &[
-                &scope.tenant.0,
-                &scope.partner.0,
-                &url,
-                &now_ms,
-                &LEGACY_WEBHOOK_ID,
-            ],
-        )
+        .query_opt(&s, params)
         .await
-        .map_err(pg)?
+        .map_err(on_error)?
         .ok_or(StoreError::NotFound)?;
-    unpark(&tx, &WebhookKey::legacy(scope), now_ms).await?;
-    tx.commit().await.map_err(pg)?;
     Ok(webhook_row(&row))
 }
 
@@ -348,9 +362,9 @@ pub(super) async fn change_webhook(
     let tx = c.transaction().await.map_err(pg)?;
     fence(&tx).await?;
     let now_ms = unix_millis(now);
-    let s = tx
-        .prepare_cached(&format!(
-            "UPDATE webhooks SET name = COALESCE($4, name), description = COALESCE($5, description),
+    let w = update_returning(
+        &tx,
+        "UPDATE webhooks SET name = COALESCE($4, name), description = COALESCE($5, description),
                 headers = COALESCE($6, headers), payload_format = COALESCE($7, payload_format),
                 webhook_url = COALESCE($8, webhook_url), generation = generation + 1,
                 enabled = COALESCE($9, enabled),
@@ -360,32 +374,23 @@ pub(super) async fn change_webhook(
                     WHEN $9 THEN NULL ELSE COALESCE(disabled_at, $10) END,
                 failing_since = CASE WHEN $9 THEN NULL ELSE failing_since END,
                 last_modified_time = $10
-             WHERE tenant_id = $1 AND partner_id = $2 AND webhook_id = $3
-             RETURNING {WEBHOOK_COLS}"
-        ))
-        .await
-        .map_err(pg)?;
-    let row = tx
-        .query_opt(
-            &s,
-            &[
-                &key.scope.tenant.0,
-                &key.scope.partner.0,
-                &key.webhook_id,
-                &ch.name,
-                &ch.description,
-                &ch.headers.as_deref().map(headers_column),
-                &ch.payload_format.map(|f| f.as_str()),
-                &ch.webhook_url,
-                &ch.enabled,
-                &now_ms,
-                &CLIENT_DISABLED_REASON,
-            ],
-        )
-        .await
-        .map_err(name_conflict)?
-        .ok_or(StoreError::NotFound)?;
-    let w = webhook_row(&row);
+             WHERE tenant_id = $1 AND partner_id = $2 AND webhook_id = $3",
+        &[
+            &key.scope.tenant.0,
+            &key.scope.partner.0,
+            &key.webhook_id,
+            &ch.name,
+            &ch.description,
+            &ch.headers.as_deref().map(headers_column),
+            &ch.payload_format.map(|f| f.as_str()),
+            &ch.webhook_url,
+            &ch.enabled,
+            &now_ms,
+            &CLIENT_DISABLED_REASON,
+        ],
+        name_conflict,
+    )
+    .await?;
     if w.enabled {
         unpark(&tx, key, now_ms).await?;
     } else {
@@ -472,32 +477,24 @@ pub(super) async fn rotate_webhook_secret(
     not_legacy(key)?;
     let tx = c.transaction().await.map_err(pg)?;
     fence(&tx).await?;
-    let s = tx
-        .prepare_cached(&format!(
-            "UPDATE webhooks SET previous_secret = secret, previous_secret_until = $5,
+    let w = update_returning(
+        &tx,
+        "UPDATE webhooks SET previous_secret = secret, previous_secret_until = $5,
                 secret = $4, last_modified_time = $6
-             WHERE tenant_id = $1 AND partner_id = $2 AND webhook_id = $3
-             RETURNING {WEBHOOK_COLS}"
-        ))
-        .await
-        .map_err(pg)?;
-    let row = tx
-        .query_opt(
-            &s,
-            &[
-                &key.scope.tenant.0,
-                &key.scope.partner.0,
-                &key.webhook_id,
-                &secret,
-                &rotation_grace_end(now, grace),
-                &unix_millis(now),
-            ],
-        )
-        .await
-        .map_err(pg)?
-        .ok_or(StoreError::NotFound)?;
+             WHERE tenant_id = $1 AND partner_id = $2 AND webhook_id = $3",
+        &[
+            &key.scope.tenant.0,
+            &key.scope.partner.0,
+            &key.webhook_id,
+            &secret,
+            &rotation_grace_end(now, grace),
+            &unix_millis(now),
+        ],
+        pg,
+    )
+    .await?;
     tx.commit().await.map_err(pg)?;
-    Ok(webhook_row(&row))
+    Ok(w)
 }
 
 /// Locks the webhooks notifications are about to be queued or re-queued for (`FOR SHARE`, in
