@@ -23,7 +23,10 @@
 #
 # Usage: bench/postgres.sh   (env: SECTIONS="ingest api delivery events scale" CONNS=32 SECS=20
 #                             N=200000 K=5 NOTIFS=100000 EPS=1000 ECONNS=8 ENROLLMENTS=1000000,
-#                             KEEP=1 keeps the cluster running and prints its URL)
+#                             KEEP=1 keeps the cluster running and prints its URL,
+#                             BEFORE=REV also runs every PostgreSQL figure of ingest, api,
+#                             delivery and events with REV's binaries — the previous code — in
+#                             the same run, labelled `postgres@REV`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECTIONS=${SECTIONS:-ingest api delivery events scale}
@@ -42,6 +45,32 @@ BIN=$TARGET/prospect-events
 LOAD=$TARGET/prospect-events-bench
 DELIVERY=$TARGET/delivery_bench
 GEN=$TARGET/gen_snapshots
+NOW_BIN=$BIN NOW_DELIVERY=$DELIVERY
+
+# BEFORE=REV: REV's release binaries, built in a worktree of it into target/bench-before (kept
+# between runs, so only the first run with a given REV pays for the build).
+BEFORE=${BEFORE:-}
+BACKENDS="sqlite postgres"
+if [ -n "$BEFORE" ]; then
+  BEFORE=$(git rev-parse --short "$BEFORE")
+  BEFORE_TREE=$PWD/target/bench-before/src
+  rm -rf "$BEFORE_TREE"; git worktree prune
+  git worktree add -q --detach "$BEFORE_TREE" "$BEFORE"
+  (cd "$BEFORE_TREE" && CARGO_TARGET_DIR=$PWD/../target cargo build --release -q -p prospect-events -p prospect-events-bench)
+  git worktree remove --force "$BEFORE_TREE"
+  BEFORE_BIN=$PWD/target/bench-before/target/release/prospect-events
+  BEFORE_DELIVERY=$PWD/target/bench-before/target/release/delivery_bench
+  BACKENDS="sqlite postgres postgres@$BEFORE"
+fi
+# use VARIANT: points BIN and DELIVERY at the binaries of a backend label (`postgres@REV`: REV's).
+use() {
+  case $1 in
+    *@*) BIN=$BEFORE_BIN DELIVERY=$BEFORE_DELIVERY ;;
+    *) BIN=$NOW_BIN DELIVERY=$NOW_DELIVERY ;;
+  esac
+}
+# Database/file name part of a backend label.
+tag() { echo "${1/@/_}"; }
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/pg-bench.XXXXXX")
 export PG_TEST_STATE=$WORK/pg-state
@@ -62,7 +91,7 @@ new_db() {
   local url
   case $1 in
     sqlite) url="sqlite://$WORK/$2.db" ;;
-    postgres) createdb "$2"; url="$BASE/$2" ;;
+    postgres*) createdb "$2"; url="$BASE/$2" ;;
   esac
   "$BIN" migrate --database-url "$url" 2>/dev/null
   echo "$url"
@@ -137,24 +166,30 @@ echo "commit: $(git rev-parse --short HEAD)$(git diff --quiet || echo ' (dirty)'
 if section ingest; then
   echo "== ingest: $N prospects × $K observations"
   "$GEN" --prospects "$N" --observations "$K" --out "$WORK/feed.ndjson" --enroll-out "$WORK/feed_ids.txt"
-  for backend in sqlite postgres; do
-    url=$(new_db "$backend" "ingest_$backend")
+  for backend in $BACKENDS; do
+    use "$backend"; t=$(tag "$backend")
+    url=$(new_db "$backend" "ingest_$t")
     enroll "$url" "$WORK/feed_ids.txt"
-    run_ingest "ingest_$backend" "$url" "$WORK/feed.ndjson"
-    run_ingest "reingest_$backend" "$url" "$WORK/feed.ndjson"
+    run_ingest "ingest_$t" "$url" "$WORK/feed.ndjson"
+    run_ingest "reingest_$t" "$url" "$WORK/feed.ndjson"
   done
+  use now
   echo "PostgreSQL ÷ SQLite: ingest $(ratio ingest_postgres ingest_sqlite), re-ingest $(ratio reingest_postgres reingest_sqlite)"
+  if [ -n "$BEFORE" ]; then
+    echo "PostgreSQL@$BEFORE ÷ SQLite: ingest $(ratio "ingest_postgres_$BEFORE" ingest_sqlite), re-ingest $(ratio "reingest_postgres_$BEFORE" reingest_sqlite)"
+  fi
   rm -f "$WORK"/ingest_sqlite.db*
 fi
 
 if section api; then
   echo "== API on an empty database ($CONNS connections, ${SECS}s each)"
-  for backend in sqlite postgres; do
-    url=$(new_db "$backend" "api_$backend")
+  for backend in $BACKENDS; do
+    use "$backend"; t=$(tag "$backend")
+    url=$(new_db "$backend" "api_$t")
     KEY=$("$BIN" keys create --tenant con_bench --partner bench --database-url "$url" 2>/dev/null)
     start_server "$url"
     # PATCH first, on a database holding only its own 1,000 enrollments.
-    [ "$backend" = postgres ] && DB=api_postgres psql -c "CHECKPOINT"
+    [ "$backend" != sqlite ] && DB="api_$t" psql -c "CHECKPOINT"
     echo "-- $backend: PATCH (20 of 20 ids replaced), PATCH (2 of 20), POST, GET"
     load --op patch --enrollments 1000
     load --op patch --enrollments 1000 --changed-ids 2
@@ -168,27 +203,38 @@ fi
 if section delivery; then
   echo "== delivery: $NOTIFS notifications (delivery_bench throughput)"
   run=0
-  for spec in "sqlite 1 1" "sqlite 10 1" "postgres 1 1" "postgres 10 1" "postgres 1 2" "postgres 10 2"; do
+  specs=("sqlite 1 1" "sqlite 10 1")
+  for shape in "1 1" "10 1" "1 2" "10 2"; do
+    for backend in $BACKENDS; do [ "$backend" != sqlite ] && specs+=("$backend $shape"); done
+  done
+  for spec in "${specs[@]}"; do
     read -r backend webhooks replicas <<<"$spec"
+    use "$backend"
     run=$((run + 1))
     url=
-    if [ "$backend" = postgres ]; then createdb "delivery_$run"; url="--database-url $BASE/delivery_$run"; fi
+    if [ "$backend" != sqlite ]; then createdb "delivery_$run"; url="--database-url $BASE/delivery_$run"; fi
     echo -n "$backend, $webhooks webhook(s), $replicas replica(s): "
     # shellcheck disable=SC2086
     "$DELIVERY" $url --webhooks "$webhooks" --replicas "$replicas" throughput --notifications "$NOTIFS" 2>/dev/null
   done
-  createdb delivery_latency
-  echo -n "postgres latency at $EPS events/s: "
-  "$DELIVERY" --database-url "$BASE/delivery_latency" latency --events-per-second "$EPS" --seconds 10 2>/dev/null
+  for backend in $BACKENDS; do
+    [ "$backend" = sqlite ] && continue
+    use "$backend"; t=$(tag "$backend")
+    createdb "delivery_latency_$t"
+    echo -n "$backend latency at $EPS events/s: "
+    "$DELIVERY" --database-url "$BASE/delivery_latency_$t" latency --events-per-second "$EPS" --seconds 10 2>/dev/null
+  done
+  use now
 fi
 
 if section events; then
   echo "== events API: ≥ 1,000,000 events stored, $ECONNS connections"
   "$GEN" --prospects 200000 --observations 6 --change-pct 100 --seed 7 --out "$WORK/ev.ndjson" --enroll-out "$WORK/ev_ids.txt"
-  for backend in sqlite postgres; do
-    url=$(new_db "$backend" "events_$backend")
-    run_ingest "events_$backend" "$url" "$WORK/ev.ndjson"
-    [ "$backend" = postgres ] && DB=events_postgres psql -c "VACUUM ANALYZE"
+  for backend in $BACKENDS; do
+    use "$backend"; t=$(tag "$backend")
+    url=$(new_db "$backend" "events_$t")
+    run_ingest "events_$t" "$url" "$WORK/ev.ndjson"
+    [ "$backend" != sqlite ] && DB="events_$t" psql -c "VACUUM ANALYZE"
     KEY=$("$BIN" keys create --tenant con_bench --partner bench --database-url "$url" 2>/dev/null)
     start_server "$url" --no-worker --no-scanner
     for ids in 1 20; do
@@ -198,6 +244,7 @@ if section events; then
     done
     stop_server
   done
+  use now
   rm -f "$WORK"/events_sqlite.db* "$WORK/ev.ndjson"
 fi
 
