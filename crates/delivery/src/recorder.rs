@@ -145,7 +145,7 @@ mod tests {
     fn record(row: i64) -> AttemptRecord {
         AttemptRecord {
             row,
-            lease_until: 0,
+            lease_until: time::OffsetDateTime::UNIX_EPOCH,
             scope: Scope {
                 tenant: domain::TenantId("t".into()),
                 partner: domain::PartnerId("p".into()),

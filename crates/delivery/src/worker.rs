@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use store::{AttemptOutcome, AttemptRecord, ClaimRoom, Claimed, DynStore, Webhook, WebhookKey};
+use time::OffsetDateTime;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
@@ -193,12 +194,7 @@ impl Worker {
         let limit = (self.cfg.batch as usize).min(room_total) as u32;
         let claimed = match self
             .store
-            .claim_due(
-                self.cfg.clock.unix_millis(),
-                self.cfg.lease.as_millis() as i64,
-                limit,
-                &room,
-            )
+            .claim_due(self.cfg.clock.now(), self.cfg.lease, limit, &room)
             .await
         {
             Ok(c) => c,
@@ -291,6 +287,9 @@ const SETTINGS_SWEEP: usize = 1024;
 /// webhook before signing (D113); sooner, the claim's copy is current enough.
 const REFRESH_AFTER: Duration = Duration::from_millis(100);
 
+/// How much longer than the send timeout a lease must last when an attempt starts.
+const LEASE_MARGIN: Duration = Duration::from_secs(5);
+
 /// Decrements the in-flight count of a webhook however an attempt ends.
 struct InFlight {
     map: Arc<Mutex<HashMap<WebhookKey, usize>>>,
@@ -367,8 +366,8 @@ impl Attempt {
     /// gone or disabled meanwhile: the claim is handed back, its notification left to the store
     /// (due again when the webhook is enabled; failed with a deleted one).
     async fn fresh_claim(&self, mut c: Claimed) -> Option<Claimed> {
-        let claimed_at = c.lease_until - self.lease.as_millis() as i64;
-        if self.clock.unix_millis() - claimed_at < REFRESH_AFTER.as_millis() as i64 {
+        let claimed_at = c.lease_until - self.lease;
+        if self.clock.now() - claimed_at < REFRESH_AFTER {
             return Some(c);
         }
         let now_ms = self.clock.unix_millis();
@@ -396,13 +395,13 @@ impl Attempt {
 
     /// The lease must outlast this attempt: renewed when the wait for a slot used it up. None
     /// when meanwhile someone else claimed the notification (or renewing failed): leave it.
-    async fn lease_for_attempt(&self, c: &Claimed) -> Option<i64> {
-        let timeout_ms = self.sender.config().timeout.as_millis() as i64;
-        if self.clock.unix_millis() + timeout_ms + 5_000 <= c.lease_until {
+    async fn lease_for_attempt(&self, c: &Claimed) -> Option<OffsetDateTime> {
+        let needed = self.sender.config().timeout + LEASE_MARGIN;
+        let now = self.clock.now();
+        if now + needed <= c.lease_until {
             return Some(c.lease_until);
         }
-        let renewed =
-            self.clock.unix_millis() + (self.lease.as_millis() as i64).max(timeout_ms + 5_000);
+        let renewed = domain::clock::millis_after(now, self.lease.max(needed));
         match self
             .store
             .set_lease(c.row, c.lease_until, Some(renewed))
@@ -418,7 +417,7 @@ impl Attempt {
     }
 
     /// Signs and sends once, and turns the result into the record of this attempt.
-    async fn attempt(&self, c: &Claimed, lease_until: i64) -> AttemptRecord {
+    async fn attempt(&self, c: &Claimed, lease_until: OffsetDateTime) -> AttemptRecord {
         let now = self.clock.now();
         let attempted_at = domain::clock::unix_millis(now);
         let record = |status_code, error, latency_ms, response_body, outcome| AttemptRecord {

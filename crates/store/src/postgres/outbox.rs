@@ -12,6 +12,7 @@ use crate::rules::{
 };
 use crate::{StoreError, StoreResult};
 use deadpool_postgres::{Object, Transaction};
+use domain::clock::unix_millis;
 use domain::detect::DetectedEvent;
 use domain::{PartnerId, TenantId};
 use time::OffsetDateTime;
@@ -223,13 +224,14 @@ fn delivery_row(r: &Row) -> (i64, DeliveryInfo) {
 
 pub(super) async fn claim_due(
     c: &mut Object,
-    now_ms: i64,
-    lease_ms: i64,
+    now: OffsetDateTime,
+    lease: std::time::Duration,
     limit: u32,
     room: &ClaimRoom,
 ) -> StoreResult<Vec<Claimed>> {
     let (r_t, r_p, r_w, r_n) = room_columns(room);
-    let lease_until = now_ms + lease_ms;
+    let lease_until = domain::clock::millis_after(now, lease);
+    let (now_ms, lease_ms) = (unix_millis(now), unix_millis(lease_until));
     // One statement: each enabled webhook's oldest due rows up to its room (one range scan
     // of notifications_due_webhook each), oldest first overall; rows locked by another
     // replica's claim are skipped, not waited for.
@@ -269,7 +271,7 @@ pub(super) async fn claim_due(
         .query(
             &s,
             &[
-                &lease_until,
+                &lease_ms,
                 &now_ms,
                 &i64::from(limit),
                 &r_t,
@@ -302,7 +304,7 @@ fn room_columns(room: &ClaimRoom) -> (Vec<&str>, Vec<&str>, Vec<&str>, Vec<i64>)
 }
 
 /// A row the claim returned (columns as in its `RETURNING`), leased until `lease_until`.
-fn claimed_row(r: &Row, lease_until: i64, now_ms: i64) -> Claimed {
+fn claimed_row(r: &Row, lease_until: OffsetDateTime, now_ms: i64) -> Claimed {
     Claimed {
         row: r.get(0),
         delivery_id: r.get(1),
@@ -327,9 +329,10 @@ fn claimed_row(r: &Row, lease_until: i64, now_ms: i64) -> Claimed {
 pub(super) async fn set_lease(
     c: &mut Object,
     row: i64,
-    expected: i64,
-    until: Option<i64>,
+    expected: OffsetDateTime,
+    until: Option<OffsetDateTime>,
 ) -> StoreResult<bool> {
+    let (expected, until) = (unix_millis(expected), until.map(unix_millis));
     let s = c
         .prepare_cached(
             "UPDATE notifications SET lease_until = $3::BIGINT,
@@ -459,7 +462,7 @@ async fn settle_notifications(
         &s,
         &[
             &column(r(), |r| r.row),
-            &column(r(), |r| r.lease_until),
+            &column(r(), |r| unix_millis(r.lease_until)),
             &column(r(), |r| r.attempted_at),
             &column(r(), |r| r.status_code.map(i32::from)),
             &column(r(), |r| r.error.as_deref()),
@@ -906,9 +909,14 @@ mod tests {
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         tx.commit().await.unwrap();
         enabling.await.unwrap().unwrap();
-        let later = domain::clock::unix_millis(now) + 1_000;
+        let later = now + std::time::Duration::from_secs(1);
         let got = store
-            .claim_due(later, 30_000, 10, &ClaimRoom::any())
+            .claim_due(
+                later,
+                std::time::Duration::from_secs(30),
+                10,
+                &ClaimRoom::any(),
+            )
             .await
             .unwrap();
         assert_eq!(got.len(), 1, "the notification is due, not parked");

@@ -258,13 +258,13 @@ impl Store for SqliteStore {
 
     async fn claim_due(
         &self,
-        now_ms: i64,
-        lease_ms: i64,
+        now: OffsetDateTime,
+        lease: std::time::Duration,
         limit: u32,
         room: &ClaimRoom,
     ) -> StoreResult<Vec<Claimed>> {
         let room = room.clone();
-        self.write(move |c| outbox::claim_due(c, now_ms, lease_ms, limit, &room))
+        self.write(move |c| outbox::claim_due(c, now, lease, limit, &room))
             .await
     }
 
@@ -278,7 +278,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn set_lease(&self, row: i64, expected: i64, until: Option<i64>) -> StoreResult<bool> {
+    async fn set_lease(
+        &self,
+        row: i64,
+        expected: OffsetDateTime,
+        until: Option<OffsetDateTime>,
+    ) -> StoreResult<bool> {
         self.write(move |c| outbox::set_lease(c, row, expected, until))
             .await
     }

@@ -25,6 +25,7 @@ use domain::snapshot::Snapshot;
 use domain::{EnrollmentId, EventType, PartnerId, ProspectId, TenantId};
 use serde_json::json;
 use std::collections::HashSet;
+use std::time::Duration;
 use store::*;
 use time::macros::{date, datetime};
 use time::OffsetDateTime;
@@ -238,7 +239,7 @@ fn legacy(s: &Scope) -> WebhookKey {
 
 /// Unix milliseconds as a time.
 fn at_ms(ms: i64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap()
+    domain::clock::from_unix_millis(ms)
 }
 
 fn attempt(c: &Claimed, at: i64, outcome: AttemptOutcome, code: Option<u16>) -> AttemptRecord {
