@@ -327,7 +327,20 @@ pub trait Store: Send + Sync + 'static {
         row: i64,
         expected: OffsetDateTime,
         until: Option<OffsetDateTime>,
-    ) -> StoreResult<bool>;
+    ) -> StoreResult<bool> {
+        let change = LeaseChange {
+            row,
+            expected,
+            until,
+        };
+        let answers = self.change_leases(vec![change]).await?;
+        Ok(answers.first().copied().unwrap_or(false))
+    }
+    /// Applies lease changes as [`Store::set_lease`] does each, in order, together (one
+    /// transaction; on PostgreSQL one statement per batch whose rows are distinct). Answers,
+    /// for each change in order, whether the lease was still its own (false: the row is left
+    /// untouched — its lease expired and it was claimed again, or it was settled).
+    async fn change_leases(&self, changes: Vec<LeaseChange>) -> StoreResult<Vec<bool>>;
     /// Queues notifications that do not come from stored events (simulations) for a webhook.
     async fn queue_direct(
         &self,

@@ -621,6 +621,17 @@ impl Claimed {
     }
 }
 
+/// One change to a claim's lease ([`crate::Store::change_leases`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaseChange {
+    /// The notification's row ([`Claimed::row`]).
+    pub row: i64,
+    /// The lease the claim holds: the change applies only while the row still has it.
+    pub expected: time::OffsetDateTime,
+    /// The new lease end (a renewal), or None to hand the claim back (due again at once).
+    pub until: Option<time::OffsetDateTime>,
+}
+
 /// What to do with a notification after an attempt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AttemptOutcome {

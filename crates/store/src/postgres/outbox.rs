@@ -326,26 +326,87 @@ fn claimed_row(r: &Row, lease_until: OffsetDateTime, now_ms: i64) -> Claimed {
     }
 }
 
-pub(super) async fn set_lease(
+/// [`crate::Store::change_leases`]: one `UPDATE … FROM unnest(…) RETURNING id` per run of
+/// distinct rows (a batch normally is one), in one transaction when there are several; a
+/// deadlock or serialization failure re-runs the whole batch.
+pub(super) async fn change_leases(
     c: &mut Object,
-    row: i64,
-    expected: OffsetDateTime,
-    until: Option<OffsetDateTime>,
-) -> StoreResult<bool> {
-    let (expected, until) = (unix_millis(expected), until.map(unix_millis));
+    changes: &[LeaseChange],
+) -> StoreResult<Vec<bool>> {
+    let mut attempt = 0;
+    loop {
+        match change_leases_once(c, changes).await {
+            Err(e) if is_retryable(&e) && attempt + 1 < TX_ATTEMPTS => attempt += 1,
+            other => return other,
+        }
+    }
+}
+
+async fn change_leases_once(c: &mut Object, changes: &[LeaseChange]) -> StoreResult<Vec<bool>> {
+    let parts = distinct_rows(changes.len(), |i| changes[i].row);
+    let mut kept = vec![false; changes.len()];
+    if let [part] = parts.as_slice() {
+        mark_kept(
+            &move_leases(&*c, changes, part).await?,
+            part,
+            changes,
+            &mut kept,
+        );
+        return Ok(kept);
+    }
+    let tx = c.transaction().await.map_err(pg)?;
+    for part in &parts {
+        mark_kept(
+            &move_leases(&tx, changes, part).await?,
+            part,
+            changes,
+            &mut kept,
+        );
+    }
+    tx.commit().await.map_err(pg)?;
+    Ok(kept)
+}
+
+/// Moves the leases of `changes[part]` (distinct rows) still as expected; the rows moved.
+async fn move_leases<C: deadpool_postgres::GenericClient>(
+    c: &C,
+    changes: &[LeaseChange],
+    part: &[usize],
+) -> StoreResult<std::collections::HashSet<i64>> {
     let s = c
         .prepare_cached(
-            "UPDATE notifications SET lease_until = $3::BIGINT,
-                next_attempt_at = COALESCE($3::BIGINT, 0::BIGINT)
-             WHERE id = $1 AND lease_until = $2 AND status = 0",
+            "UPDATE notifications n SET lease_until = x.u, next_attempt_at = COALESCE(x.u, 0)
+             FROM unnest($1::BIGINT[], $2::BIGINT[], $3::BIGINT[]) AS x(id, e, u)
+             WHERE n.id = x.id AND n.lease_until = x.e AND n.status = 0
+             RETURNING n.id",
         )
         .await
         .map_err(pg)?;
-    let n = c
-        .execute(&s, &[&row, &expected, &until])
+    let of = || part.iter().map(|&i| &changes[i]);
+    let rows = c
+        .query(
+            &s,
+            &[
+                &column(of(), |l| l.row),
+                &column(of(), |l| unix_millis(l.expected)),
+                &column(of(), |l| l.until.map(unix_millis)),
+            ],
+        )
         .await
         .map_err(pg)?;
-    Ok(n == 1)
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Marks the changes of `part` whose row `moved` holds.
+fn mark_kept(
+    moved: &std::collections::HashSet<i64>,
+    part: &[usize],
+    changes: &[LeaseChange],
+    kept: &mut [bool],
+) {
+    for &i in part {
+        kept[i] = moved.contains(&changes[i].row);
+    }
 }
 
 /// Records a batch of attempts in one transaction: the attempts logged with one multi-row

@@ -225,13 +225,11 @@ impl Store for PostgresStore {
         outbox::record_attempts(&mut self.conn().await?, &records).await
     }
 
-    async fn set_lease(
-        &self,
-        row: i64,
-        expected: OffsetDateTime,
-        until: Option<OffsetDateTime>,
-    ) -> StoreResult<bool> {
-        outbox::set_lease(&mut self.conn().await?, row, expected, until).await
+    async fn change_leases(&self, changes: Vec<LeaseChange>) -> StoreResult<Vec<bool>> {
+        if changes.is_empty() {
+            return Ok(Vec::new());
+        }
+        outbox::change_leases(&mut self.conn().await?, &changes).await
     }
 
     async fn queue_direct(

@@ -392,19 +392,20 @@ fn update_health(c: &Connection, r: &AttemptRecord, health: Health) -> StoreResu
     Ok(())
 }
 
-pub(super) fn set_lease(
-    c: &Connection,
-    row: i64,
-    expected: OffsetDateTime,
-    until: Option<OffsetDateTime>,
-) -> StoreResult<bool> {
-    let (expected, until) = (unix_millis(expected), until.map(unix_millis));
+/// One change of [`crate::Store::change_leases`]: whether the lease was still its own.
+pub(super) fn change_lease(c: &Connection, change: &LeaseChange) -> StoreResult<bool> {
     let n = c
         .prepare_cached(
             "UPDATE notifications SET lease_until = ?3, next_attempt_at = COALESCE(?3, 0)
              WHERE id = ?1 AND lease_until = ?2 AND status = 0",
         )
-        .and_then(|mut s| s.execute(params![row, expected, until]))
+        .and_then(|mut s| {
+            s.execute(params![
+                change.row,
+                unix_millis(change.expected),
+                change.until.map(unix_millis)
+            ])
+        })
         .map_err(internal)?;
     Ok(n == 1)
 }

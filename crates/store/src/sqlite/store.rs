@@ -278,13 +278,11 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn set_lease(
-        &self,
-        row: i64,
-        expected: OffsetDateTime,
-        until: Option<OffsetDateTime>,
-    ) -> StoreResult<bool> {
-        self.write(move |c| outbox::set_lease(c, row, expected, until))
+    async fn change_leases(&self, changes: Vec<LeaseChange>) -> StoreResult<Vec<bool>> {
+        if changes.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write(move |c| changes.iter().map(|l| outbox::change_lease(c, l)).collect())
             .await
     }
 

@@ -98,6 +98,7 @@ contract!(
     v2::deleting_a_used_webhook_needs_force_and_pauses,
     v2::webhook_health_moves_per_webhook_in_batches,
     outbox::attempts_with_nul_text_are_recorded,
+    outbox::lease_changes_in_a_batch_report_stale_ones,
 );
 
 // --- helpers ---------------------------------------------------------------------------------

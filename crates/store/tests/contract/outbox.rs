@@ -625,3 +625,97 @@ pub(crate) async fn attempts_with_nul_text_are_recorded(s: DynStore) {
         .unwrap();
     assert_eq!(other.status, DeliveryStatus::Delivered);
 }
+
+/// A batch of lease changes (renewals and hand-backs) answers each change by whether its
+/// expected lease was still the row's: stale ones (moved meanwhile, or settled) report lost and
+/// leave their rows untouched; changes to one row apply in order.
+pub(crate) async fn lease_changes_in_a_batch_report_stale_ones(s: DynStore) {
+    let a = scope("t1", "pa");
+    queue_changes(&s, &a, 1, 4).await;
+    let now = ms(NOW) + 1_000;
+    s.put_webhook(&a, "http://127.0.0.1:9/a", "sa", at_ms(now))
+        .await
+        .unwrap();
+    let lease = Duration::from_secs(30);
+    let got = s
+        .claim_due(at_ms(now), lease, 10, &ClaimRoom::any())
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 4);
+    // got[1]'s lease moves (its old one goes stale); got[3] is delivered (settled).
+    assert!(s
+        .set_lease(got[1].row, got[1].lease_until, Some(at_ms(now + 60_000)))
+        .await
+        .unwrap());
+    s.record_attempt(attempt(
+        &got[3],
+        now + 1,
+        AttemptOutcome::Delivered,
+        Some(200),
+    ))
+    .await
+    .unwrap();
+
+    let change = |c: &Claimed, until: Option<i64>| LeaseChange {
+        row: c.row,
+        expected: c.lease_until,
+        until: until.map(at_ms),
+    };
+    let answers = s
+        .change_leases(vec![
+            change(&got[0], Some(now + 90_000)),
+            change(&got[1], Some(now + 90_000)),
+            change(&got[2], None),
+            change(&got[3], None),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(answers, vec![true, false, true, false]);
+
+    // got[2] was handed back: due at once; got[0] is held until +90 s, got[1] (untouched)
+    // until +60 s, got[3] stays delivered.
+    let due = |at: i64| {
+        let s = s.clone();
+        async move {
+            let c = s
+                .claim_due(at_ms(at), lease, 10, &ClaimRoom::any())
+                .await
+                .unwrap();
+            c.iter().map(|c| c.row).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(due(now + 35_000).await, vec![got[2].row]);
+    assert_eq!(due(now + 61_000).await, vec![got[1].row]);
+    let (info, _) = s
+        .get_delivery(&legacy(&a), &got[3].delivery_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(info.status, DeliveryStatus::Delivered);
+
+    // One row twice in a batch: the changes apply in order, each against the lease the one
+    // before left.
+    let answers = s
+        .change_leases(vec![
+            LeaseChange {
+                row: got[0].row,
+                expected: at_ms(now + 90_000),
+                until: Some(at_ms(now + 100_000)),
+            },
+            LeaseChange {
+                row: got[0].row,
+                expected: at_ms(now + 100_000),
+                until: Some(at_ms(now + 110_000)),
+            },
+            LeaseChange {
+                row: got[0].row,
+                expected: at_ms(now + 100_000),
+                until: None,
+            },
+        ])
+        .await
+        .unwrap();
+    assert_eq!(answers, vec![true, true, false]);
+    assert!(!due(now + 105_000).await.contains(&got[0].row));
+    assert!(s.change_leases(Vec::new()).await.unwrap().is_empty());
+}
