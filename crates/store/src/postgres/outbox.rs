@@ -201,7 +201,7 @@ pub(super) async fn outbox(
 }
 
 const DELIVERY_COLS: &str = "id, delivery_id, event_id, event_name, enrollment_id, status,
-    attempts, last_attempt_at, next_attempt_at, last_status_code, last_error";
+    attempts, last_attempt_at, next_attempt_at, last_status_code, last_error, lease_until";
 
 fn delivery_row(r: &Row) -> (i64, DeliveryInfo) {
     let status = DeliveryStatus::from_code(r.get::<_, i32>(5) as i64);
@@ -215,7 +215,7 @@ fn delivery_row(r: &Row) -> (i64, DeliveryInfo) {
             status,
             attempts: r.get::<_, i32>(6) as u32,
             last_attempt_at: r.get(7),
-            next_attempt_at: shown_next_attempt(status, r.get(8)),
+            next_attempt_at: shown_next_attempt(status, r.get(8), r.get(11)),
             last_status_code: r.get::<_, Option<i32>>(9).map(|c| c as u16),
             last_error: r.get(10),
         },
@@ -234,7 +234,8 @@ pub(super) async fn claim_due(
     let (now_ms, lease_ms) = (unix_millis(now), unix_millis(lease_until));
     // One statement: each enabled webhook's oldest due rows up to its room (one range scan
     // of notifications_due_webhook each), oldest first overall; rows locked by another
-    // replica's claim are skipped, not waited for.
+    // replica's claim are skipped, not waited for. Only the lease changes (no indexed column:
+    // a HOT update, D98); rows held by a lease stay in the range and are stepped over.
     let s = c
         .prepare_cached(
             "WITH room AS (
@@ -256,7 +257,7 @@ pub(super) async fn claim_due(
                 WHERE w.enabled
                 ORDER BY d.next_attempt_at
                 LIMIT $3)
-             UPDATE notifications n SET lease_until = $1, next_attempt_at = $1
+             UPDATE notifications n SET lease_until = $1
              FROM due, webhooks w
              WHERE n.id = due.id AND w.tenant_id = n.tenant_id AND w.partner_id = n.partner_id
                AND w.webhook_id = n.webhook_id
@@ -375,7 +376,7 @@ async fn move_leases<C: deadpool_postgres::GenericClient>(
 ) -> StoreResult<std::collections::HashSet<i64>> {
     let s = c
         .prepare_cached(
-            "UPDATE notifications n SET lease_until = x.u, next_attempt_at = COALESCE(x.u, 0)
+            "UPDATE notifications n SET lease_until = x.u
              FROM unnest($1::BIGINT[], $2::BIGINT[], $3::BIGINT[]) AS x(id, e, u)
              WHERE n.id = x.id AND n.lease_until = x.e AND n.status = 0
              RETURNING n.id",
@@ -981,6 +982,76 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(got.len(), 1, "the notification is due, not parked");
+        drop(c);
+        drop(store);
+        drop_test_schema(&url, &schema).await.unwrap();
+    }
+
+    /// This session's updates of notifications not yet reported to the statistics: (all,
+    /// HOT). Nothing is reported inside a transaction block, so differences taken there count
+    /// that block's updates.
+    async fn updates(c: &Object) -> (i64, i64) {
+        let row = c
+            .query_one(
+                "SELECT pg_stat_get_xact_tuples_updated('notifications'::regclass),
+                        pg_stat_get_xact_tuples_hot_updated('notifications'::regclass)",
+                &[],
+            )
+            .await
+            .unwrap();
+        (row.get(0), row.get(1))
+    }
+
+    /// Claims write only `lease_until`, which no index holds, and the table leaves room on its
+    /// pages for each row's next version: every claim is a HOT update (no new index entries;
+    /// D98). (Lease changes write only `lease_until` too, but whether their page has room
+    /// again depends on pruning, which other transactions running meanwhile can hold back.)
+    #[tokio::test]
+    async fn claims_are_hot_updates() {
+        let Ok(url) = std::env::var("PROSPECT_EVENTS_TEST_POSTGRES_URL") else {
+            return;
+        };
+        let schema = format!("hot_claims_{}", std::process::id());
+        let schema_url = create_test_schema(&url, &schema).await.unwrap();
+        let store = PostgresStore::open(&schema_url, PostgresOptions::default())
+            .await
+            .unwrap();
+        let scope = Scope {
+            tenant: TenantId("t1".into()),
+            partner: PartnerId("pa".into()),
+        };
+        let now = OffsetDateTime::now_utc();
+        store
+            .put_webhook(&scope, "https://example.com/hot", "s", now)
+            .await
+            .unwrap();
+        // Rows of the size real notifications have (~800 bytes), several pages of them.
+        let items: Vec<DirectNotification> = (0..60)
+            .map(|i| DirectNotification {
+                delivery_id: format!("dl_hot_{i}"),
+                event_id: format!("ev_hot_{i}"),
+                event_name: "prospect_changed_role".into(),
+                event_time: now.unix_timestamp(),
+                enrollment_key: "k".into(),
+                payload: serde_json::json!({ "i": i, "pad": "x".repeat(600) }),
+            })
+            .collect();
+        let key = WebhookKey::legacy(&scope);
+        assert_eq!(store.queue_direct(&key, items, now).await.unwrap(), 60);
+
+        // In a transaction block, its updates counted before it commits.
+        let mut c = store.conn().await.unwrap();
+        let lease = std::time::Duration::from_secs(30);
+        c.batch_execute("BEGIN").await.unwrap();
+        let before = updates(&c).await;
+        let got = claim_due(&mut c, now, lease, 100, &ClaimRoom::any())
+            .await
+            .unwrap();
+        assert_eq!(got.len(), 60);
+        let after = updates(&c).await;
+        let hot = (after.0 - before.0, after.1 - before.1);
+        assert_eq!(hot, (60, 60), "every claim is HOT");
+        c.batch_execute("COMMIT").await.unwrap();
         drop(c);
         drop(store);
         drop_test_schema(&url, &schema).await.unwrap();

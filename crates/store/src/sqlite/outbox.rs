@@ -224,7 +224,7 @@ fn lease_rows(
     let lease_ms = unix_millis(lease_until);
     let mut lease = c
         .prepare_cached(
-            "UPDATE notifications SET lease_until = ?1, next_attempt_at = ?1 WHERE id = ?2
+            "UPDATE notifications SET lease_until = ?1 WHERE id = ?2
              RETURNING delivery_id, event_id, cycle_attempts",
         )
         .map_err(internal)?;
@@ -396,7 +396,7 @@ fn update_health(c: &Connection, r: &AttemptRecord, health: Health) -> StoreResu
 pub(super) fn change_lease(c: &Connection, change: &LeaseChange) -> StoreResult<bool> {
     let n = c
         .prepare_cached(
-            "UPDATE notifications SET lease_until = ?3, next_attempt_at = COALESCE(?3, 0)
+            "UPDATE notifications SET lease_until = ?3
              WHERE id = ?1 AND lease_until = ?2 AND status = 0",
         )
         .and_then(|mut s| {
@@ -462,7 +462,7 @@ pub(super) fn insert_payload(c: &Connection, notification: i64, payload: &str) -
 
 const DELIVERY_COLS: &str =
     "id, delivery_id, event_id, event_name, enrollment_id, status, attempts,
-    last_attempt_at, next_attempt_at, last_status_code, last_error";
+    last_attempt_at, next_attempt_at, last_status_code, last_error, lease_until";
 
 fn delivery_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, DeliveryInfo)> {
     let status = DeliveryStatus::from_code(r.get(5)?);
@@ -476,7 +476,7 @@ fn delivery_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, DeliveryInfo)> 
             status,
             attempts: r.get(6)?,
             last_attempt_at: r.get(7)?,
-            next_attempt_at: shown_next_attempt(status, r.get(8)?),
+            next_attempt_at: shown_next_attempt(status, r.get(8)?, r.get(11)?),
             last_status_code: r.get(9)?,
             last_error: r.get(10)?,
         },

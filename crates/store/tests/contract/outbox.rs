@@ -671,6 +671,18 @@ pub(crate) async fn lease_changes_in_a_batch_report_stale_ones(s: DynStore) {
         .await
         .unwrap();
     assert_eq!(answers, vec![true, false, true, false]);
+    // The delivery log: a held notification is next tried when its lease ends; one handed
+    // back is due again as it was before its claim (D98).
+    let key = legacy(&a);
+    let next_of = |c: &Claimed| {
+        let (s, key, id) = (s.clone(), key.clone(), c.delivery_id.clone());
+        async move {
+            let (info, _) = s.get_delivery(&key, &id).await.unwrap().unwrap();
+            info.next_attempt_at
+        }
+    };
+    assert_eq!(next_of(&got[0]).await, Some(now + 90_000));
+    assert_eq!(next_of(&got[2]).await, Some(now));
 
     // got[2] was handed back: due at once; got[0] is held until +90 s, got[1] (untouched)
     // until +60 s, got[3] stays delivered.
