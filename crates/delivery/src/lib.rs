@@ -10,9 +10,9 @@
 //! The store claims due notifications with a lease and records attempts; it calls this crate
 //! for the HTTP side, never holding a transaction open across [`Sender::send`].
 
+mod batcher;
 pub mod limiter;
 pub mod metrics;
-mod recorder;
 pub mod retry;
 pub mod sender;
 pub mod ssrf;

@@ -1,6 +1,7 @@
 //! The delivery worker: claim due notifications with a lease (a short write transaction),
 //! send each one outside any transaction, record the attempt (another short transaction,
-//! shared with the attempts that finish meanwhile: see [`Recorder`]).
+//! shared with the attempts that finish meanwhile: see [`Recorder`]). Lease renewals and
+//! hand-backs are batched the same way ([`Leases`]).
 //! A crash between claim and record only delays the notification until the lease expires:
 //! it is delivered again, never dropped (at-least-once).
 //!
@@ -8,13 +9,16 @@
 //! (it is excluded from claims beyond that), and sending goes through the [`Limiter`],
 //! so one slow receiver holds at most its own slots.
 
-use crate::recorder::Recorder;
+use crate::batcher::{Leases, Recorder};
 use crate::{Limiter, Outcome, RetryPolicy, Secrets, Sender};
 use domain::clock::Clock;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use store::{AttemptOutcome, AttemptRecord, ClaimRoom, Claimed, DynStore, Webhook, WebhookKey};
+use store::{
+    AttemptOutcome, AttemptRecord, ClaimRoom, Claimed, DynStore, LeaseChange, Webhook, WebhookKey,
+};
+use time::OffsetDateTime;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 
@@ -70,11 +74,12 @@ impl WorkerConfig {
     }
 }
 
-/// Database connections one worker uses at once: a claim, the recorder's batches, a lease
-/// renewal or hand-back, and a waiting claim's webhook re-read (D113). Fixed, whatever
-/// `--delivery-concurrency` says: attempts are recorded in batches, not a transaction each, and
-/// webhooks re-read at most once per [`REFRESH_AFTER`] each.
-pub const DATABASE_CONNECTIONS: usize = 3 + crate::recorder::FLUSHERS;
+/// Database connections one worker uses at once: a claim, the recorder's batches, a batch of
+/// lease renewals and hand-backs, and a waiting claim's webhook re-read (D113). Fixed, whatever
+/// `--delivery-concurrency` says: attempts and lease changes are written in batches, not a
+/// transaction each, and webhooks re-read at most once per [`REFRESH_AFTER`] each.
+pub const DATABASE_CONNECTIONS: usize =
+    2 + crate::batcher::FLUSHERS + crate::batcher::LEASE_FLUSHERS;
 
 /// Handle to wake the worker when new notifications were queued in this process.
 #[derive(Clone, Default)]
@@ -94,6 +99,7 @@ pub struct Worker {
     wake: Wake,
     in_flight: Arc<Mutex<HashMap<WebhookKey, usize>>>,
     recorder: Recorder,
+    leases: Leases,
     settings: Settings,
 }
 
@@ -106,6 +112,7 @@ impl Worker {
             wake: Wake::default(),
             in_flight: Default::default(),
             recorder: Recorder::new(store.clone()),
+            leases: Leases::new(store.clone()),
             settings: Settings::default(),
             store,
         }
@@ -193,12 +200,7 @@ impl Worker {
         let limit = (self.cfg.batch as usize).min(room_total) as u32;
         let claimed = match self
             .store
-            .claim_due(
-                self.cfg.clock.unix_millis(),
-                self.cfg.lease.as_millis() as i64,
-                limit,
-                &room,
-            )
+            .claim_due(self.cfg.clock.now(), self.cfg.lease, limit, &room)
             .await
         {
             Ok(c) => c,
@@ -224,6 +226,7 @@ impl Worker {
                 stop: stop.clone(),
                 in_flight: self.in_flight.clone(),
                 recorder: self.recorder.clone(),
+                leases: self.leases.clone(),
                 settings: self.settings.clone(),
             };
             set.spawn(job.deliver(c));
@@ -243,6 +246,7 @@ struct Attempt {
     stop: watch::Receiver<bool>,
     in_flight: Arc<Mutex<HashMap<WebhookKey, usize>>>,
     recorder: Recorder,
+    leases: Leases,
     settings: Settings,
 }
 
@@ -291,6 +295,9 @@ const SETTINGS_SWEEP: usize = 1024;
 /// webhook before signing (D113); sooner, the claim's copy is current enough.
 const REFRESH_AFTER: Duration = Duration::from_millis(100);
 
+/// How much longer than the send timeout a lease must last when an attempt starts.
+const LEASE_MARGIN: Duration = Duration::from_secs(5);
+
 /// Decrements the in-flight count of a webhook however an attempt ends.
 struct InFlight {
     map: Arc<Mutex<HashMap<WebhookKey, usize>>>,
@@ -334,7 +341,7 @@ impl Attempt {
         drop(permit);
         crate::metrics::METRICS.attempt(&record.outcome, record.latency_ms);
         // Recorded together with the attempts finishing meanwhile (one transaction).
-        if let Err(e) = self.recorder.record(record).await {
+        if let Err(e) = self.recorder.submit(record).await {
             // The lease expires and the notification is delivered again: at-least-once.
             tracing::warn!(error = %e, "recording a delivery attempt failed");
         }
@@ -354,9 +361,7 @@ impl Attempt {
             }
         };
         if permit.is_none() {
-            if let Err(e) = self.store.set_lease(c.row, c.lease_until, None).await {
-                tracing::debug!(error = %e, "releasing an unstarted claim failed; its lease will expire");
-            }
+            self.hand_back(c).await;
         }
         permit
     }
@@ -367,8 +372,8 @@ impl Attempt {
     /// gone or disabled meanwhile: the claim is handed back, its notification left to the store
     /// (due again when the webhook is enabled; failed with a deleted one).
     async fn fresh_claim(&self, mut c: Claimed) -> Option<Claimed> {
-        let claimed_at = c.lease_until - self.lease.as_millis() as i64;
-        if self.clock.unix_millis() - claimed_at < REFRESH_AFTER.as_millis() as i64 {
+        let claimed_at = c.lease_until - self.lease;
+        if self.clock.now() - claimed_at < REFRESH_AFTER {
             return Some(c);
         }
         let now_ms = self.clock.unix_millis();
@@ -382,9 +387,7 @@ impl Attempt {
                 Some(c)
             }
             Ok(_) => {
-                if let Err(e) = self.store.set_lease(c.row, c.lease_until, None).await {
-                    tracing::debug!(error = %e, "handing back a claim failed; its lease will expire");
-                }
+                self.hand_back(&c).await;
                 None
             }
             Err(e) => {
@@ -396,18 +399,20 @@ impl Attempt {
 
     /// The lease must outlast this attempt: renewed when the wait for a slot used it up. None
     /// when meanwhile someone else claimed the notification (or renewing failed): leave it.
-    async fn lease_for_attempt(&self, c: &Claimed) -> Option<i64> {
-        let timeout_ms = self.sender.config().timeout.as_millis() as i64;
-        if self.clock.unix_millis() + timeout_ms + 5_000 <= c.lease_until {
+    async fn lease_for_attempt(&self, c: &Claimed) -> Option<OffsetDateTime> {
+        let needed = self.sender.config().timeout + LEASE_MARGIN;
+        let now = self.clock.now();
+        if now + needed <= c.lease_until {
             return Some(c.lease_until);
         }
-        let renewed =
-            self.clock.unix_millis() + (self.lease.as_millis() as i64).max(timeout_ms + 5_000);
-        match self
-            .store
-            .set_lease(c.row, c.lease_until, Some(renewed))
-            .await
-        {
+        let renewed = domain::clock::millis_after(now, self.lease.max(needed));
+        let renewal = LeaseChange {
+            row: c.row,
+            expected: c.lease_until,
+            until: Some(renewed),
+        };
+        // Renewed together with the other claims renewing or handed back meanwhile.
+        match self.leases.submit(renewal).await {
             Ok(true) => Some(renewed),
             Ok(false) => None,
             Err(e) => {
@@ -417,8 +422,21 @@ impl Attempt {
         }
     }
 
+    /// Hands an unsent claim back (due again at once), together with the other lease changes
+    /// made meanwhile; when that fails, its lease expires instead.
+    async fn hand_back(&self, c: &Claimed) {
+        let release = LeaseChange {
+            row: c.row,
+            expected: c.lease_until,
+            until: None,
+        };
+        if let Err(e) = self.leases.submit(release).await {
+            tracing::debug!(error = %e, "handing back a claim failed; its lease will expire");
+        }
+    }
+
     /// Signs and sends once, and turns the result into the record of this attempt.
-    async fn attempt(&self, c: &Claimed, lease_until: i64) -> AttemptRecord {
+    async fn attempt(&self, c: &Claimed, lease_until: OffsetDateTime) -> AttemptRecord {
         let now = self.clock.now();
         let attempted_at = domain::clock::unix_millis(now);
         let record = |status_code, error, latency_ms, response_body, outcome| AttemptRecord {
@@ -503,5 +521,102 @@ fn body_of(c: &Claimed) -> Vec<u8> {
             Ok(v) => format.render(&v),
             Err(_) => c.payload.clone().into_bytes(),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batcher::LEASE_FLUSHERS;
+    use crate::SenderConfig;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use store::{DirectNotification, Scope};
+
+    /// Queues `n` notifications for a webhook at a port that refuses (attempts fail at once).
+    async fn queued(n: usize) -> (tempfile::TempDir, DynStore, Scope) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("w.db").display());
+        let store = store::open(&url).await.unwrap();
+        let scope = Scope {
+            tenant: domain::TenantId("t1".into()),
+            partner: domain::PartnerId("p1".into()),
+        };
+        let now = OffsetDateTime::now_utc();
+        let secret = domain::signing::generate_secret([7; 32]);
+        store
+            .put_webhook(&scope, "http://127.0.0.1:9/hook", &secret, now)
+            .await
+            .unwrap();
+        let items = (0..n)
+            .map(|i| DirectNotification {
+                delivery_id: format!("dl_{i:024}"),
+                event_id: format!("ev_{i}"),
+                event_name: "prospect_changed_role".into(),
+                event_time: now.unix_timestamp(),
+                enrollment_key: "k".into(),
+                payload: serde_json::json!({ "i": i }),
+            })
+            .collect();
+        let key = WebhookKey::legacy(&scope);
+        store.queue_direct(&key, items, now).await.unwrap();
+        (dir, store, scope)
+    }
+
+    /// Claims whose lease is too short for an attempt all renew it before sending: a burst of
+    /// them costs a few batched store calls, not one each, and the renewed leases are the ones
+    /// the attempts are recorded under.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_burst_of_renewals_costs_few_store_calls() {
+        const N: usize = 200;
+        let (_dir, store, scope) = queued(N).await;
+        let sender = Sender::new(SenderConfig {
+            allow_private_targets: true,
+            ..SenderConfig::default()
+        })
+        .unwrap();
+        // Retried an hour later when recorded under the lease it holds; a record under a lost
+        // lease would leave the renewal's end (seconds away) as the next attempt.
+        let cfg = WorkerConfig {
+            lease: Duration::from_secs(1),
+            retry: RetryPolicy::new(vec![Duration::from_secs(3600)], 0.0),
+            ..WorkerConfig::default()
+        };
+        let start = domain::clock::unix_millis(OffsetDateTime::now_utc());
+        let mut worker = Worker::new(store.clone(), sender, Arc::new(Limiter::new(N, N)), cfg);
+        let (calls, changes) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (c, n, s) = (calls.clone(), changes.clone(), store.clone());
+        worker.leases = Leases::writing_with(
+            LEASE_FLUSHERS,
+            Arc::new(move |batch: Vec<LeaseChange>| {
+                c.fetch_add(1, Ordering::SeqCst);
+                n.fetch_add(batch.len(), Ordering::SeqCst);
+                assert!(batch.iter().all(|l| l.until.is_some()), "renewals only");
+                let s = s.clone();
+                Box::pin(async move { s.change_leases(batch).await })
+            }),
+        );
+        assert_eq!(worker.run_once().await, N);
+        assert_eq!(changes.load(Ordering::SeqCst), N, "every claim renewed");
+        let calls = calls.load(Ordering::SeqCst);
+        assert!(calls <= N / 10, "{calls} store calls for {N} renewals");
+        // Each attempt held its renewed lease when recorded: all moved on to the retry.
+        let rows = store.outbox(Some(&scope), N as u32 + 1).await.unwrap();
+        assert_eq!(rows.len(), N);
+        assert!(rows.iter().all(|r| r.attempts == 1));
+        let page = store
+            .list_deliveries(
+                &WebhookKey::legacy(&scope),
+                &store::DeliveryQuery {
+                    limit: N as u32,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(page.deliveries.len(), N);
+        assert!(page
+            .deliveries
+            .iter()
+            .all(|d| d.next_attempt_at.is_some_and(|t| t > start + 3_000_000)));
     }
 }

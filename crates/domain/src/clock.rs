@@ -58,6 +58,26 @@ pub fn unix_millis(t: OffsetDateTime) -> i64 {
     (t.unix_timestamp_nanos() / 1_000_000) as i64
 }
 
+/// Unix milliseconds as a time, saturating at the ends of what `OffsetDateTime` holds (only
+/// a parked notification's "never" is stored beyond them, and it is never read as a time).
+pub fn from_unix_millis(ms: i64) -> OffsetDateTime {
+    let lowest = unix_millis(time::PrimitiveDateTime::MIN.assume_utc());
+    let highest = unix_millis(time::PrimitiveDateTime::MAX.assume_utc());
+    OffsetDateTime::UNIX_EPOCH + time::Duration::milliseconds(ms.clamp(lowest, highest))
+}
+
+/// `t` truncated to whole milliseconds: a time made this way reads back from the store equal
+/// to itself (leases are compared for equality).
+pub fn whole_millis(t: OffsetDateTime) -> OffsetDateTime {
+    from_unix_millis(unix_millis(t))
+}
+
+/// `t + span` in whole milliseconds, saturating instead of overflowing.
+pub fn millis_after(t: OffsetDateTime, span: std::time::Duration) -> OffsetDateTime {
+    let span = i64::try_from(span.as_millis()).unwrap_or(i64::MAX);
+    from_unix_millis(unix_millis(t).saturating_add(span))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,5 +90,20 @@ mod tests {
         assert_eq!(c.unix_millis(), 1_718_020_800_250);
         let t = Clock::system().now();
         assert!(t > datetime!(2024-01-01 0:00 UTC));
+    }
+
+    #[test]
+    fn whole_milliseconds_round_trip_and_saturate() {
+        let t = datetime!(2024-06-10 12:00:00.250_999 UTC);
+        assert_eq!(whole_millis(t), datetime!(2024-06-10 12:00:00.250 UTC));
+        assert_eq!(
+            from_unix_millis(unix_millis(whole_millis(t))),
+            whole_millis(t)
+        );
+        let later = millis_after(t, std::time::Duration::from_micros(30_000_900));
+        assert_eq!(later, datetime!(2024-06-10 12:00:30.250 UTC));
+        let end = millis_after(t, std::time::Duration::MAX);
+        assert_eq!(end, whole_millis(time::PrimitiveDateTime::MAX.assume_utc()));
+        assert_eq!(from_unix_millis(i64::MAX), end);
     }
 }

@@ -299,13 +299,14 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Webhook>;
 
     // --- Delivery --------------------------------------------------------------------------
-    /// Leases up to `limit` due notifications of enabled webhooks until `now_ms + lease_ms`,
-    /// oldest due first, and no more per webhook than `room` allows (webhooks with enough work
-    /// in flight get nothing). Cost: one index range scan per enabled webhook with room.
+    /// Leases up to `limit` notifications due at `now` of enabled webhooks until `now + lease`
+    /// (in whole milliseconds), oldest due first, and no more per webhook than `room` allows
+    /// (webhooks with enough work in flight get nothing). Cost: one index range scan per
+    /// enabled webhook with room.
     async fn claim_due(
         &self,
-        now_ms: i64,
-        lease_ms: i64,
+        now: OffsetDateTime,
+        lease: std::time::Duration,
         limit: u32,
         room: &ClaimRoom,
     ) -> StoreResult<Vec<Claimed>>;
@@ -321,7 +322,25 @@ pub trait Store: Send + Sync + 'static {
     async fn record_attempts(&self, records: Vec<AttemptRecord>) -> StoreResult<()>;
     /// Moves a claim's lease from `expected` to `until` (None releases the claim). False when
     /// the lease is no longer ours (it expired and another worker claimed the notification).
-    async fn set_lease(&self, row: i64, expected: i64, until: Option<i64>) -> StoreResult<bool>;
+    async fn set_lease(
+        &self,
+        row: i64,
+        expected: OffsetDateTime,
+        until: Option<OffsetDateTime>,
+    ) -> StoreResult<bool> {
+        let change = LeaseChange {
+            row,
+            expected,
+            until,
+        };
+        let answers = self.change_leases(vec![change]).await?;
+        Ok(answers.first().copied().unwrap_or(false))
+    }
+    /// Applies lease changes as [`Store::set_lease`] does each, in order, together (one
+    /// transaction; on PostgreSQL one statement per batch whose rows are distinct). Answers,
+    /// for each change in order, whether the lease was still its own (false: the row is left
+    /// untouched — its lease expired and it was claimed again, or it was settled).
+    async fn change_leases(&self, changes: Vec<LeaseChange>) -> StoreResult<Vec<bool>>;
     /// Queues notifications that do not come from stored events (simulations) for a webhook.
     async fn queue_direct(
         &self,

@@ -590,8 +590,9 @@ pub struct Claimed {
     pub payload: String,
     /// Attempts made in the current retry cycle before this one.
     pub cycle_attempts: u32,
-    /// The lease this claim holds (unix ms); recording checks it is still ours.
-    pub lease_until: i64,
+    /// The lease this claim holds (whole milliseconds, as stored: its identity, compared for
+    /// equality); recording checks it is still ours.
+    pub lease_until: time::OffsetDateTime,
     pub scope: Scope,
     pub webhook_id: String,
     pub webhook_url: String,
@@ -620,6 +621,17 @@ impl Claimed {
     }
 }
 
+/// One change to a claim's lease ([`crate::Store::change_leases`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaseChange {
+    /// The notification's row ([`Claimed::row`]).
+    pub row: i64,
+    /// The lease the claim holds: the change applies only while the row still has it.
+    pub expected: time::OffsetDateTime,
+    /// The new lease end (a renewal), or None to hand the claim back (due again at once).
+    pub until: Option<time::OffsetDateTime>,
+}
+
 /// What to do with a notification after an attempt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AttemptOutcome {
@@ -636,7 +648,8 @@ pub enum AttemptOutcome {
 #[derive(Clone, Debug)]
 pub struct AttemptRecord {
     pub row: i64,
-    pub lease_until: i64,
+    /// The lease the attempt was made under ([`Claimed::lease_until`] or its renewal).
+    pub lease_until: time::OffsetDateTime,
     pub scope: Scope,
     pub webhook_id: String,
     pub generation: i64,

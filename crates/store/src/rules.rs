@@ -162,9 +162,16 @@ impl AttemptEffect {
     }
 }
 
-/// The `next_attempt_at` a delivery shows: only a pending, unparked one has one.
-pub(crate) fn shown_next_attempt(status: DeliveryStatus, stored: Option<i64>) -> Option<i64> {
-    stored.filter(|t| status == DeliveryStatus::Pending && *t != PARKED)
+/// The `next_attempt_at` a delivery shows: only a pending, unparked one has one; while a lease
+/// holds it (claims leave the due time as it was, D98), not before the lease ends.
+pub(crate) fn shown_next_attempt(
+    status: DeliveryStatus,
+    stored: Option<i64>,
+    lease_until: Option<i64>,
+) -> Option<i64> {
+    stored
+        .filter(|t| status == DeliveryStatus::Pending && *t != PARKED)
+        .map(|t| lease_until.map_or(t, |l| t.max(l)))
 }
 
 /// A stored notification payload as JSON (`null` if a row holds something unreadable: the
@@ -407,13 +414,21 @@ mod tests {
             Some(9)
         );
         assert_eq!(
-            shown_next_attempt(DeliveryStatus::Pending, Some(PARKED)),
+            shown_next_attempt(DeliveryStatus::Pending, Some(PARKED), None),
             None
         );
-        assert_eq!(shown_next_attempt(DeliveryStatus::Failed, Some(5)), None);
         assert_eq!(
-            shown_next_attempt(DeliveryStatus::Pending, Some(5)),
+            shown_next_attempt(DeliveryStatus::Failed, Some(5), None),
+            None
+        );
+        assert_eq!(
+            shown_next_attempt(DeliveryStatus::Pending, Some(5), None),
             Some(5)
+        );
+        // Claimed: due since 5, leased until 9.
+        assert_eq!(
+            shown_next_attempt(DeliveryStatus::Pending, Some(5), Some(9)),
+            Some(9)
         );
     }
 }

@@ -69,7 +69,12 @@ pub(crate) async fn check_upgraded(s: &dyn Store) {
     assert_eq!(cov.len(), 1);
     assert_eq!(cov[0].webhook_id, LEGACY_WEBHOOK_ID);
     let got = s
-        .claim_due(1_000_000, 30_000, 10, &ClaimRoom::any())
+        .claim_due(
+            domain::clock::from_unix_millis(1_000_000),
+            std::time::Duration::from_secs(30),
+            10,
+            &ClaimRoom::any(),
+        )
         .await
         .unwrap();
     assert_eq!(got.len(), 1);

@@ -52,6 +52,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "console_stats_per_webhook",
         include_str!("../../migrations/postgres/0009_console_stats_per_webhook.sql"),
     ),
+    (
+        10,
+        "delivery_hot_claims",
+        include_str!("../../migrations/postgres/0010_delivery_hot_claims.sql"),
+    ),
 ];
 
 /// Applies the migrations not yet applied, up to version `last` (tests build older schemas).

@@ -209,12 +209,12 @@ impl Store for PostgresStore {
     // --- Delivery --------------------------------------------------------------------------
     async fn claim_due(
         &self,
-        now_ms: i64,
-        lease_ms: i64,
+        now: OffsetDateTime,
+        lease: std::time::Duration,
         limit: u32,
         room: &ClaimRoom,
     ) -> StoreResult<Vec<Claimed>> {
-        outbox::claim_due(&mut self.conn().await?, now_ms, lease_ms, limit, room).await
+        outbox::claim_due(&mut self.conn().await?, now, lease, limit, room).await
     }
 
     async fn record_attempts(&self, records: Vec<AttemptRecord>) -> StoreResult<()> {
@@ -225,8 +225,11 @@ impl Store for PostgresStore {
         outbox::record_attempts(&mut self.conn().await?, &records).await
     }
 
-    async fn set_lease(&self, row: i64, expected: i64, until: Option<i64>) -> StoreResult<bool> {
-        outbox::set_lease(&mut self.conn().await?, row, expected, until).await
+    async fn change_leases(&self, changes: Vec<LeaseChange>) -> StoreResult<Vec<bool>> {
+        if changes.is_empty() {
+            return Ok(Vec::new());
+        }
+        outbox::change_leases(&mut self.conn().await?, &changes).await
     }
 
     async fn queue_direct(

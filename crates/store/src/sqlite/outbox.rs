@@ -11,6 +11,7 @@ use crate::rules::{
     FAILING_REASON,
 };
 use crate::{StoreError, StoreResult};
+use domain::clock::unix_millis;
 use domain::detect::DetectedEvent;
 use domain::{PartnerId, TenantId};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -117,12 +118,13 @@ pub(super) fn outbox(
 
 pub(super) fn claim_due(
     c: &Connection,
-    now_ms: i64,
-    lease_ms: i64,
+    now: OffsetDateTime,
+    lease: std::time::Duration,
     limit: u32,
     room: &ClaimRoom,
 ) -> StoreResult<Vec<Claimed>> {
-    let lease_until = now_ms + lease_ms;
+    let lease_until = domain::clock::millis_after(now, lease);
+    let now_ms = unix_millis(now);
     let hooks = enabled_webhooks(c)?;
     let due = oldest_due(c, &hooks, now_ms, limit, room)?;
     let mut out = lease_rows(c, &hooks, due, lease_until, now_ms)?;
@@ -216,12 +218,13 @@ fn lease_rows(
     c: &Connection,
     hooks: &[EnabledWebhook],
     due: Vec<(i64, i64, usize)>,
-    lease_until: i64,
+    lease_until: OffsetDateTime,
     now_ms: i64,
 ) -> StoreResult<Vec<Claimed>> {
+    let lease_ms = unix_millis(lease_until);
     let mut lease = c
         .prepare_cached(
-            "UPDATE notifications SET lease_until = ?1, next_attempt_at = ?1 WHERE id = ?2
+            "UPDATE notifications SET lease_until = ?1 WHERE id = ?2
              RETURNING delivery_id, event_id, cycle_attempts",
         )
         .map_err(internal)?;
@@ -236,7 +239,7 @@ fn lease_rows(
             partner: PartnerId(partner.clone()),
         };
         let (delivery_id, event_id, cycle_attempts): (String, String, u32) = lease
-            .query_row(params![lease_until, row], |r| {
+            .query_row(params![lease_ms, row], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })
             .map_err(internal)?;
@@ -322,7 +325,7 @@ fn settle_notification(
     .and_then(|mut s| {
         s.execute(params![
             r.row,
-            r.lease_until,
+            unix_millis(r.lease_until),
             r.attempted_at,
             r.status_code,
             r.error,
@@ -389,18 +392,20 @@ fn update_health(c: &Connection, r: &AttemptRecord, health: Health) -> StoreResu
     Ok(())
 }
 
-pub(super) fn set_lease(
-    c: &Connection,
-    row: i64,
-    expected: i64,
-    until: Option<i64>,
-) -> StoreResult<bool> {
+/// One change of [`crate::Store::change_leases`]: whether the lease was still its own.
+pub(super) fn change_lease(c: &Connection, change: &LeaseChange) -> StoreResult<bool> {
     let n = c
         .prepare_cached(
-            "UPDATE notifications SET lease_until = ?3, next_attempt_at = COALESCE(?3, 0)
+            "UPDATE notifications SET lease_until = ?3
              WHERE id = ?1 AND lease_until = ?2 AND status = 0",
         )
-        .and_then(|mut s| s.execute(params![row, expected, until]))
+        .and_then(|mut s| {
+            s.execute(params![
+                change.row,
+                unix_millis(change.expected),
+                change.until.map(unix_millis)
+            ])
+        })
         .map_err(internal)?;
     Ok(n == 1)
 }
@@ -457,7 +462,7 @@ pub(super) fn insert_payload(c: &Connection, notification: i64, payload: &str) -
 
 const DELIVERY_COLS: &str =
     "id, delivery_id, event_id, event_name, enrollment_id, status, attempts,
-    last_attempt_at, next_attempt_at, last_status_code, last_error";
+    last_attempt_at, next_attempt_at, last_status_code, last_error, lease_until";
 
 fn delivery_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, DeliveryInfo)> {
     let status = DeliveryStatus::from_code(r.get(5)?);
@@ -471,7 +476,7 @@ fn delivery_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, DeliveryInfo)> 
             status,
             attempts: r.get(6)?,
             last_attempt_at: r.get(7)?,
-            next_attempt_at: shown_next_attempt(status, r.get(8)?),
+            next_attempt_at: shown_next_attempt(status, r.get(8)?, r.get(11)?),
             last_status_code: r.get(9)?,
             last_error: r.get(10)?,
         },

@@ -258,13 +258,13 @@ impl Store for SqliteStore {
 
     async fn claim_due(
         &self,
-        now_ms: i64,
-        lease_ms: i64,
+        now: OffsetDateTime,
+        lease: std::time::Duration,
         limit: u32,
         room: &ClaimRoom,
     ) -> StoreResult<Vec<Claimed>> {
         let room = room.clone();
-        self.write(move |c| outbox::claim_due(c, now_ms, lease_ms, limit, &room))
+        self.write(move |c| outbox::claim_due(c, now, lease, limit, &room))
             .await
     }
 
@@ -278,8 +278,11 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn set_lease(&self, row: i64, expected: i64, until: Option<i64>) -> StoreResult<bool> {
-        self.write(move |c| outbox::set_lease(c, row, expected, until))
+    async fn change_leases(&self, changes: Vec<LeaseChange>) -> StoreResult<Vec<bool>> {
+        if changes.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write(move |c| changes.iter().map(|l| outbox::change_lease(c, l)).collect())
             .await
     }
 

@@ -25,6 +25,7 @@ use domain::snapshot::Snapshot;
 use domain::{EnrollmentId, EventType, PartnerId, ProspectId, TenantId};
 use serde_json::json;
 use std::collections::HashSet;
+use std::time::Duration;
 use store::*;
 use time::macros::{date, datetime};
 use time::OffsetDateTime;
@@ -97,6 +98,7 @@ contract!(
     v2::deleting_a_used_webhook_needs_force_and_pauses,
     v2::webhook_health_moves_per_webhook_in_batches,
     outbox::attempts_with_nul_text_are_recorded,
+    outbox::lease_changes_in_a_batch_report_stale_ones,
 );
 
 // --- helpers ---------------------------------------------------------------------------------
@@ -238,7 +240,7 @@ fn legacy(s: &Scope) -> WebhookKey {
 
 /// Unix milliseconds as a time.
 fn at_ms(ms: i64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).unwrap()
+    domain::clock::from_unix_millis(ms)
 }
 
 fn attempt(c: &Claimed, at: i64, outcome: AttemptOutcome, code: Option<u16>) -> AttemptRecord {

@@ -10,7 +10,12 @@ pub(crate) async fn claims_leases_and_attempts(s: DynStore) {
     let now = ms(NOW) + 1_000;
     // No webhook, nothing to claim.
     assert!(s
-        .claim_due(now, 30_000, 10, &ClaimRoom::any())
+        .claim_due(
+            at_ms(now),
+            Duration::from_millis(30_000),
+            10,
+            &ClaimRoom::any()
+        )
         .await
         .unwrap()
         .is_empty());
@@ -22,16 +27,26 @@ pub(crate) async fn claims_leases_and_attempts(s: DynStore) {
         .unwrap();
     // Excluded scopes are skipped.
     let got = s
-        .claim_due(now, 30_000, 10, &ClaimRoom::excluding(&[legacy(&a)]))
+        .claim_due(
+            at_ms(now),
+            Duration::from_millis(30_000),
+            10,
+            &ClaimRoom::excluding(&[legacy(&a)]),
+        )
         .await
         .unwrap();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].scope, b);
     assert_eq!(got[0].webhook_url, "http://127.0.0.1:9/b");
     assert_eq!(got[0].secret, "sb");
-    assert_eq!(got[0].lease_until, now + 30_000);
+    assert_eq!(got[0].lease_until, at_ms(now + 30_000));
     let got = s
-        .claim_due(now, 30_000, 10, &ClaimRoom::any())
+        .claim_due(
+            at_ms(now),
+            Duration::from_millis(30_000),
+            10,
+            &ClaimRoom::any(),
+        )
         .await
         .unwrap();
     assert_eq!(got.len(), 2, "b's row is leased");
@@ -42,13 +57,23 @@ pub(crate) async fn claims_leases_and_attempts(s: DynStore) {
     assert_eq!(payload["tenant_id"], "t1");
     // Leased rows are not claimed again until the lease expires.
     assert!(s
-        .claim_due(now + 1, 30_000, 10, &ClaimRoom::any())
+        .claim_due(
+            at_ms(now + 1),
+            Duration::from_millis(30_000),
+            10,
+            &ClaimRoom::any()
+        )
         .await
         .unwrap()
         .is_empty());
     let later = now + 30_001;
     let again = s
-        .claim_due(later, 30_000, 10, &ClaimRoom::any())
+        .claim_due(
+            at_ms(later),
+            Duration::from_millis(30_000),
+            10,
+            &ClaimRoom::any(),
+        )
         .await
         .unwrap();
     assert_eq!(again.len(), 3);
@@ -121,8 +146,8 @@ pub(crate) async fn claims_leases_and_attempts(s: DynStore) {
     assert_eq!(info.last_error.as_deref(), Some("HTTP 500"));
     let none = s
         .claim_due(
-            retry_at - 1,
-            30_000,
+            at_ms(retry_at - 1),
+            Duration::from_millis(30_000),
             10,
             &ClaimRoom::excluding(&[legacy(&b)]),
         )
@@ -130,7 +155,12 @@ pub(crate) async fn claims_leases_and_attempts(s: DynStore) {
         .unwrap();
     assert!(none.is_empty());
     let c = s
-        .claim_due(retry_at, 30_000, 10, &ClaimRoom::excluding(&[legacy(&b)]))
+        .claim_due(
+            at_ms(retry_at),
+            Duration::from_millis(30_000),
+            10,
+            &ClaimRoom::excluding(&[legacy(&b)]),
+        )
         .await
         .unwrap();
     assert_eq!(c.len(), 1);
@@ -171,7 +201,10 @@ pub(crate) async fn claims_respect_each_webhooks_room(s: DynStore) {
         per_scope: 2,
         scopes: vec![(legacy(&a), 1)],
     };
-    let got = s.claim_due(now, 30_000, 10, &room).await.unwrap();
+    let got = s
+        .claim_due(at_ms(now), Duration::from_millis(30_000), 10, &room)
+        .await
+        .unwrap();
     let of = |c: &[Claimed], sc: &Scope| c.iter().filter(|c| &c.scope == sc).count();
     assert_eq!((of(&got, &a), of(&got, &b)), (1, 2));
     // The overall limit still applies; a webhook without room is skipped whatever its backlog.
@@ -179,15 +212,28 @@ pub(crate) async fn claims_respect_each_webhooks_room(s: DynStore) {
         per_scope: 10,
         scopes: vec![(legacy(&a), 0)],
     };
-    let got = s.claim_due(now, 30_000, 10, &none_for_a).await.unwrap();
+    let got = s
+        .claim_due(at_ms(now), Duration::from_millis(30_000), 10, &none_for_a)
+        .await
+        .unwrap();
     assert_eq!((of(&got, &a), of(&got, &b)), (0, 1));
     let got = s
-        .claim_due(now, 30_000, 2, &ClaimRoom::any())
+        .claim_due(
+            at_ms(now),
+            Duration::from_millis(30_000),
+            2,
+            &ClaimRoom::any(),
+        )
         .await
         .unwrap();
     assert_eq!(of(&got, &a), 2);
     let got = s
-        .claim_due(now, 30_000, 10, &ClaimRoom::any())
+        .claim_due(
+            at_ms(now),
+            Duration::from_millis(30_000),
+            10,
+            &ClaimRoom::any(),
+        )
         .await
         .unwrap();
     assert_eq!((of(&got, &a), of(&got, &b)), (1, 0));
@@ -207,7 +253,12 @@ pub(crate) async fn concurrent_claims_never_overlap(s: DynStore) {
             let mut mine = Vec::new();
             loop {
                 let got = s
-                    .claim_due(now, 60_000, 7, &ClaimRoom::any())
+                    .claim_due(
+                        at_ms(now),
+                        Duration::from_millis(60_000),
+                        7,
+                        &ClaimRoom::any(),
+                    )
                     .await
                     .unwrap();
                 if got.is_empty() {
@@ -235,7 +286,12 @@ pub(crate) async fn delivery_log_retry_replay_and_direct(s: DynStore) {
         .await
         .unwrap();
     let claimed = s
-        .claim_due(now, 30_000, 10, &ClaimRoom::any())
+        .claim_due(
+            at_ms(now),
+            Duration::from_millis(30_000),
+            10,
+            &ClaimRoom::any(),
+        )
         .await
         .unwrap();
     assert_eq!(claimed.len(), 3);
@@ -347,7 +403,12 @@ pub(crate) async fn delivery_log_retry_replay_and_direct(s: DynStore) {
     assert_eq!(info.status, DeliveryStatus::Pending);
     assert_eq!(info.next_attempt_at, Some(now + 10));
     let c = s
-        .claim_due(now + 10, 30_000, 10, &ClaimRoom::any())
+        .claim_due(
+            at_ms(now + 10),
+            Duration::from_millis(30_000),
+            10,
+            &ClaimRoom::any(),
+        )
         .await
         .unwrap();
     assert_eq!(c.len(), 1);
@@ -461,13 +522,23 @@ pub(crate) async fn attempts_recorded_together_as_one_by_one(s: DynStore) {
         .await
         .unwrap();
     let stale = s
-        .claim_due(now, 30_000, 10, &ClaimRoom::any())
+        .claim_due(
+            at_ms(now),
+            Duration::from_millis(30_000),
+            10,
+            &ClaimRoom::any(),
+        )
         .await
         .unwrap();
     assert_eq!(stale.len(), 3);
     let later = now + 30_001;
     let c = s
-        .claim_due(later, 30_000, 10, &ClaimRoom::any())
+        .claim_due(
+            at_ms(later),
+            Duration::from_millis(30_000),
+            10,
+            &ClaimRoom::any(),
+        )
         .await
         .unwrap();
     assert_eq!(c.len(), 3);
@@ -518,7 +589,12 @@ pub(crate) async fn attempts_with_nul_text_are_recorded(s: DynStore) {
         .await
         .unwrap();
     let c = s
-        .claim_due(now, 30_000, 10, &ClaimRoom::any())
+        .claim_due(
+            at_ms(now),
+            Duration::from_millis(30_000),
+            10,
+            &ClaimRoom::any(),
+        )
         .await
         .unwrap();
     assert_eq!(c.len(), 2);
@@ -548,4 +624,110 @@ pub(crate) async fn attempts_with_nul_text_are_recorded(s: DynStore) {
         .unwrap()
         .unwrap();
     assert_eq!(other.status, DeliveryStatus::Delivered);
+}
+
+/// A batch of lease changes (renewals and hand-backs) answers each change by whether its
+/// expected lease was still the row's: stale ones (moved meanwhile, or settled) report lost and
+/// leave their rows untouched; changes to one row apply in order.
+pub(crate) async fn lease_changes_in_a_batch_report_stale_ones(s: DynStore) {
+    let a = scope("t1", "pa");
+    queue_changes(&s, &a, 1, 4).await;
+    let now = ms(NOW) + 1_000;
+    s.put_webhook(&a, "http://127.0.0.1:9/a", "sa", at_ms(now))
+        .await
+        .unwrap();
+    let lease = Duration::from_secs(30);
+    let got = s
+        .claim_due(at_ms(now), lease, 10, &ClaimRoom::any())
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 4);
+    // got[1]'s lease moves (its old one goes stale); got[3] is delivered (settled).
+    assert!(s
+        .set_lease(got[1].row, got[1].lease_until, Some(at_ms(now + 60_000)))
+        .await
+        .unwrap());
+    s.record_attempt(attempt(
+        &got[3],
+        now + 1,
+        AttemptOutcome::Delivered,
+        Some(200),
+    ))
+    .await
+    .unwrap();
+
+    let change = |c: &Claimed, until: Option<i64>| LeaseChange {
+        row: c.row,
+        expected: c.lease_until,
+        until: until.map(at_ms),
+    };
+    let answers = s
+        .change_leases(vec![
+            change(&got[0], Some(now + 90_000)),
+            change(&got[1], Some(now + 90_000)),
+            change(&got[2], None),
+            change(&got[3], None),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(answers, vec![true, false, true, false]);
+    // The delivery log: a held notification is next tried when its lease ends; one handed
+    // back is due again as it was before its claim (D98).
+    let key = legacy(&a);
+    let next_of = |c: &Claimed| {
+        let (s, key, id) = (s.clone(), key.clone(), c.delivery_id.clone());
+        async move {
+            let (info, _) = s.get_delivery(&key, &id).await.unwrap().unwrap();
+            info.next_attempt_at
+        }
+    };
+    assert_eq!(next_of(&got[0]).await, Some(now + 90_000));
+    assert_eq!(next_of(&got[2]).await, Some(now));
+
+    // got[2] was handed back: due at once; got[0] is held until +90 s, got[1] (untouched)
+    // until +60 s, got[3] stays delivered.
+    let due = |at: i64| {
+        let s = s.clone();
+        async move {
+            let c = s
+                .claim_due(at_ms(at), lease, 10, &ClaimRoom::any())
+                .await
+                .unwrap();
+            c.iter().map(|c| c.row).collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(due(now + 35_000).await, vec![got[2].row]);
+    assert_eq!(due(now + 61_000).await, vec![got[1].row]);
+    let (info, _) = s
+        .get_delivery(&legacy(&a), &got[3].delivery_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(info.status, DeliveryStatus::Delivered);
+
+    // One row twice in a batch: the changes apply in order, each against the lease the one
+    // before left.
+    let answers = s
+        .change_leases(vec![
+            LeaseChange {
+                row: got[0].row,
+                expected: at_ms(now + 90_000),
+                until: Some(at_ms(now + 100_000)),
+            },
+            LeaseChange {
+                row: got[0].row,
+                expected: at_ms(now + 100_000),
+                until: Some(at_ms(now + 110_000)),
+            },
+            LeaseChange {
+                row: got[0].row,
+                expected: at_ms(now + 100_000),
+                until: None,
+            },
+        ])
+        .await
+        .unwrap();
+    assert_eq!(answers, vec![true, true, false]);
+    assert!(!due(now + 105_000).await.contains(&got[0].row));
+    assert!(s.change_leases(Vec::new()).await.unwrap().is_empty());
 }

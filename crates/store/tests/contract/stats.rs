@@ -38,7 +38,7 @@ pub(crate) async fn webhook_stats_window_percentiles_and_backlog(s: DynStore) {
             .unwrap();
     }
     let claimed = s
-        .claim_due(ms(start), 30_000, 10, &ClaimRoom::any())
+        .claim_due(start, Duration::from_millis(30_000), 10, &ClaimRoom::any())
         .await
         .unwrap();
     let mine: Vec<_> = claimed.iter().filter(|c| c.scope == a).collect();

@@ -258,7 +258,10 @@ pub(crate) async fn notifications_go_to_their_enrollments_webhook(s: DynStore) {
         per_scope: 10,
         scopes: vec![(key(&a, "wh_1"), 1)],
     };
-    let got = s.claim_due(t, 30_000, 10, &room).await.unwrap();
+    let got = s
+        .claim_due(at_ms(t), Duration::from_millis(30_000), 10, &room)
+        .await
+        .unwrap();
     let mut by: Vec<(String, String, String)> = got
         .iter()
         .map(|c| {
@@ -353,7 +356,15 @@ pub(crate) async fn disabled_webhooks_wait_and_rotation_signs_with_both(s: DynSt
     assert!(conflict(&r, WEBHOOK_NOT_ACTIVE), "{r:?}");
     assert_eq!(change_roles(&s, &[1], 0).await.notifications_queued, 1);
     let t = ms(now) + 1_000;
-    let got = s.claim_due(t, 30_000, 10, &ClaimRoom::any()).await.unwrap();
+    let got = s
+        .claim_due(
+            at_ms(t),
+            Duration::from_millis(30_000),
+            10,
+            &ClaimRoom::any(),
+        )
+        .await
+        .unwrap();
     assert!(got.is_empty());
     // Re-enabled: they flow, signed for webhook-signature with the previous secret too while
     // a rotation's grace lasts.
@@ -370,7 +381,15 @@ pub(crate) async fn disabled_webhooks_wait_and_rotation_signs_with_both(s: DynSt
         .await
         .unwrap();
     assert!(w.enabled && w.disabled_reason.is_none());
-    let got = s.claim_due(t, 30_000, 10, &ClaimRoom::any()).await.unwrap();
+    let got = s
+        .claim_due(
+            at_ms(t),
+            Duration::from_millis(30_000),
+            10,
+            &ClaimRoom::any(),
+        )
+        .await
+        .unwrap();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].secret, "secret-new");
     assert_eq!(got[0].previous_secret.as_deref(), Some("secret-one"));
@@ -380,7 +399,12 @@ pub(crate) async fn disabled_webhooks_wait_and_rotation_signs_with_both(s: DynSt
     // After the grace only the new secret signs.
     let later = t + 61_000;
     let got = s
-        .claim_due(later, 30_000, 10, &ClaimRoom::any())
+        .claim_due(
+            at_ms(later),
+            Duration::from_millis(30_000),
+            10,
+            &ClaimRoom::any(),
+        )
         .await
         .unwrap();
     assert_eq!(got.len(), 1);
@@ -496,7 +520,15 @@ pub(crate) async fn webhook_health_moves_per_webhook_in_batches(s: DynStore) {
     enroll_to(&s, &a, "en_1", "wh_1", &[pid(2)]).await;
     assert_eq!(change_roles(&s, &[1, 2], 0).await.notifications_queued, 2);
     let t = ms(NOW) + 1_000;
-    let got = s.claim_due(t, 30_000, 10, &ClaimRoom::any()).await.unwrap();
+    let got = s
+        .claim_due(
+            at_ms(t),
+            Duration::from_millis(30_000),
+            10,
+            &ClaimRoom::any(),
+        )
+        .await
+        .unwrap();
     let on = |w: &str| got.iter().find(|c| c.webhook_id == w).unwrap().clone();
     let (v1, one) = (on(LEGACY_WEBHOOK_ID), on("wh_1"));
     assert_eq!((v1.generation, one.generation), (1, 1));

@@ -47,7 +47,12 @@ pub(crate) async fn webhook_disabled_by_gone_and_by_continuous_failure(s: DynSto
 
     // 410: the webhook is disabled, the notification waits, nothing is claimable.
     let c = s
-        .claim_due(now, 30_000, 10, &ClaimRoom::excluding(&[legacy(&b)]))
+        .claim_due(
+            at_ms(now),
+            Duration::from_millis(30_000),
+            10,
+            &ClaimRoom::excluding(&[legacy(&b)]),
+        )
         .await
         .unwrap();
     assert_eq!(c.len(), 1);
@@ -68,7 +73,12 @@ pub(crate) async fn webhook_disabled_by_gone_and_by_continuous_failure(s: DynSto
         .unwrap();
     assert_eq!(info.status, DeliveryStatus::Pending);
     assert!(s
-        .claim_due(now + 1, 30_000, 10, &ClaimRoom::excluding(&[legacy(&b)]))
+        .claim_due(
+            at_ms(now + 1),
+            Duration::from_millis(30_000),
+            10,
+            &ClaimRoom::excluding(&[legacy(&b)])
+        )
         .await
         .unwrap()
         .is_empty());
@@ -81,7 +91,12 @@ pub(crate) async fn webhook_disabled_by_gone_and_by_continuous_failure(s: DynSto
     assert_eq!(w.disabled_at, None);
     assert_eq!(s.get_webhook(&a).await.unwrap().unwrap(), w);
     let c2 = s
-        .claim_due(now + 2, 30_000, 10, &ClaimRoom::excluding(&[legacy(&b)]))
+        .claim_due(
+            at_ms(now + 2),
+            Duration::from_millis(30_000),
+            10,
+            &ClaimRoom::excluding(&[legacy(&b)]),
+        )
         .await
         .unwrap();
     assert_eq!(c2.len(), 1);
@@ -96,7 +111,12 @@ pub(crate) async fn webhook_disabled_by_gone_and_by_continuous_failure(s: DynSto
     // Continuous failure for longer than disable_after: disabled.
     let day = 24 * 3600 * 1000;
     let c = s
-        .claim_due(now, 30_000, 10, &ClaimRoom::excluding(&[legacy(&a)]))
+        .claim_due(
+            at_ms(now),
+            Duration::from_millis(30_000),
+            10,
+            &ClaimRoom::excluding(&[legacy(&a)]),
+        )
         .await
         .unwrap();
     assert_eq!(c.len(), 2);
@@ -118,8 +138,8 @@ pub(crate) async fn webhook_disabled_by_gone_and_by_continuous_failure(s: DynSto
     assert_eq!(w.disabled_at, Some(now + 3 * day));
     assert!(s
         .claim_due(
-            now + 5 * day,
-            30_000,
+            at_ms(now + 5 * day),
+            Duration::from_millis(30_000),
             10,
             &ClaimRoom::excluding(&[legacy(&a)])
         )
@@ -160,7 +180,12 @@ pub(crate) async fn notifications_without_a_webhook_wait_parked(s: DynStore) {
         "parked: no time"
     );
     assert!(s
-        .claim_due(i64::MAX - 1, 1, 10, &ClaimRoom::any())
+        .claim_due(
+            at_ms(i64::MAX - 1),
+            Duration::from_millis(1),
+            10,
+            &ClaimRoom::any()
+        )
         .await
         .unwrap()
         .is_empty());
@@ -169,31 +194,41 @@ pub(crate) async fn notifications_without_a_webhook_wait_parked(s: DynStore) {
         .await
         .unwrap();
     let got = s
-        .claim_due(now, 30_000, 10, &ClaimRoom::any())
+        .claim_due(
+            at_ms(now),
+            Duration::from_millis(30_000),
+            10,
+            &ClaimRoom::any(),
+        )
         .await
         .unwrap();
     assert_eq!(got.len(), 3, "registration makes them due now");
     // Renewing a lease moves it; the old lease no longer matches.
     assert!(s
-        .set_lease(got[0].row, got[0].lease_until, Some(now + 60_000))
+        .set_lease(got[0].row, got[0].lease_until, Some(at_ms(now + 60_000)))
         .await
         .unwrap());
     assert!(!s
-        .set_lease(got[0].row, got[0].lease_until, Some(now + 70_000))
+        .set_lease(got[0].row, got[0].lease_until, Some(at_ms(now + 70_000)))
         .await
         .unwrap());
     assert!(
-        s.claim_due(now + 40_000, 30_000, 10, &ClaimRoom::any())
-            .await
-            .unwrap()
-            .len()
+        s.claim_due(
+            at_ms(now + 40_000),
+            Duration::from_millis(30_000),
+            10,
+            &ClaimRoom::any()
+        )
+        .await
+        .unwrap()
+        .len()
             == 2
     );
     let got: Vec<Claimed> = {
         let mut g = got.clone();
-        g[0].lease_until = now + 60_000;
-        g[1].lease_until = now + 40_000 + 30_000;
-        g[2].lease_until = now + 40_000 + 30_000;
+        g[0].lease_until = at_ms(now + 60_000);
+        g[1].lease_until = at_ms(now + 40_000 + 30_000);
+        g[2].lease_until = at_ms(now + 40_000 + 30_000);
         g
     };
 
@@ -206,7 +241,12 @@ pub(crate) async fn notifications_without_a_webhook_wait_parked(s: DynStore) {
         assert!(s.set_lease(c.row, c.lease_until, None).await.unwrap());
     }
     assert!(s
-        .claim_due(now + 10, 30_000, 10, &ClaimRoom::any())
+        .claim_due(
+            at_ms(now + 10),
+            Duration::from_millis(30_000),
+            10,
+            &ClaimRoom::any()
+        )
         .await
         .unwrap()
         .is_empty());
@@ -215,7 +255,12 @@ pub(crate) async fn notifications_without_a_webhook_wait_parked(s: DynStore) {
         .await
         .unwrap();
     let got = s
-        .claim_due(now + 30, 30_000, 10, &ClaimRoom::any())
+        .claim_due(
+            at_ms(now + 30),
+            Duration::from_millis(30_000),
+            10,
+            &ClaimRoom::any(),
+        )
         .await
         .unwrap();
     assert_eq!(got.len(), 3);
@@ -227,7 +272,12 @@ pub(crate) async fn notifications_without_a_webhook_wait_parked(s: DynStore) {
     }
     s.delete_webhook(&a).await.unwrap();
     assert!(s
-        .claim_due(i64::MAX - 1, 1, 10, &ClaimRoom::any())
+        .claim_due(
+            at_ms(i64::MAX - 1),
+            Duration::from_millis(1),
+            10,
+            &ClaimRoom::any()
+        )
         .await
         .unwrap()
         .is_empty());
@@ -257,7 +307,12 @@ pub(crate) async fn webhook_url_update_keeps_the_secret(s: DynStore) {
     assert_eq!(s.get_webhook(&a).await.unwrap(), Some(w.clone()));
     // A 410 disables it; its notification waits.
     let c = s
-        .claim_due(now, 30_000, 10, &ClaimRoom::excluding(&[]))
+        .claim_due(
+            at_ms(now),
+            Duration::from_millis(30_000),
+            10,
+            &ClaimRoom::excluding(&[]),
+        )
         .await
         .unwrap();
     assert_eq!(c.len(), 1);
@@ -281,7 +336,12 @@ pub(crate) async fn webhook_url_update_keeps_the_secret(s: DynStore) {
     assert_eq!((w2.created_at, w2.last_modified_time), (now, now + 5));
     assert_eq!(s.get_webhook(&a).await.unwrap(), Some(w2.clone()));
     let c2 = s
-        .claim_due(now + 5, 30_000, 10, &ClaimRoom::excluding(&[]))
+        .claim_due(
+            at_ms(now + 5),
+            Duration::from_millis(30_000),
+            10,
+            &ClaimRoom::excluding(&[]),
+        )
         .await
         .unwrap();
     assert_eq!(c2.len(), 1);
