@@ -287,6 +287,29 @@ pub(crate) async fn concurrent_updates_keep_the_prospect_index_exact(s: DynStore
     }
 }
 
+pub(crate) async fn repeated_ids_are_indexed_once(s: DynStore) {
+    // The API de-duplicates lists, but the store takes any: an id named twice is one index row,
+    // on creation and on update (the index rows are inserted without `ON CONFLICT`).
+    let a = scope("t1", "pa");
+    let (p1, p2, p3) = (pid(1), pid(2), pid(3));
+    enroll(&s, &a, "enr_1", spec("k", &ALL, &[p1, p2, p1])).await;
+    s.update_enrollment(&a, "enr_1", spec("k", &ALL, &[p3, p2, p3, p2]), NOW)
+        .await
+        .unwrap();
+    let by = |p: ProspectId| EnrollmentQuery {
+        prospect_id: Some(p),
+        ..Default::default()
+    };
+    assert!(list(&s, &a, by(p1)).await.enrollments.is_empty());
+    assert_eq!(ids(&list(&s, &a, by(p2)).await), ["enr_1"]);
+    assert_eq!(ids(&list(&s, &a, by(p3)).await), ["enr_1"]);
+    assert_eq!(s.covering_enrollments(&p3, ROLE).await.unwrap().len(), 1);
+    s.delete_enrollment(&a, "enr_1").await.unwrap();
+    for p in [p1, p2, p3] {
+        assert!(s.covering_enrollments(&p, ROLE).await.unwrap().is_empty());
+    }
+}
+
 pub(crate) async fn covering_enrollments_by_event_type(s: DynStore) {
     let a = scope("t1", "pa");
     let b = scope("t2", "pb");

@@ -65,6 +65,7 @@ contract!(
     enrollments::enrollment_update_replaces_atomically,
     enrollments::enrollment_delete_and_scope,
     enrollments::concurrent_updates_keep_the_prospect_index_exact,
+    enrollments::repeated_ids_are_indexed_once,
     enrollments::covering_enrollments_by_event_type,
     ingest::ingest_counts_events_and_outbox,
     ingest::ingest_is_idempotent_and_keeps_key_at_queue_time,
