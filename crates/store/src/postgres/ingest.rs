@@ -194,11 +194,11 @@ async fn lock_states(
 }
 
 /// What a batch decides: its counts so far, the events to store and the prospects whose state
-/// moved (in first-seen order), each with whether it had a stored state row.
+/// moved (in first-seen order).
 struct Decided {
     counts: IngestCounts,
     events: Vec<DetectedEvent>,
-    dirty: Vec<(ProspectId, bool)>,
+    dirty: Vec<ProspectId>,
 }
 
 /// Applies each snapshot of the batch to the state it finds (`domain::detect::apply`), moving
@@ -209,7 +209,7 @@ fn decide(
     opts: &IngestOptions,
 ) -> Decided {
     let mut counts = IngestCounts::default();
-    let mut dirty: Vec<(ProspectId, bool)> = Vec::new();
+    let mut dirty: Vec<ProspectId> = Vec::new();
     let mut dirty_set: HashSet<ProspectId> = Default::default();
     let mut events: Vec<DetectedEvent> = Vec::new();
     let window = AnniversaryWindow::at_ingestion(opts.now, opts.anniversary_lead_days);
@@ -220,9 +220,8 @@ fn decide(
         counts.tally(applied.tally);
         events.extend(applied.events);
         if applied.becomes_current {
-            // The first move of a prospect: what `lock_states` found is what is stored.
             if dirty_set.insert(pid) {
-                dirty.push((pid, current.is_some()));
+                dirty.push(pid);
             }
             states.insert(pid, Some(snap.clone()));
         }
@@ -240,13 +239,12 @@ fn decide(
 async fn write_states(
     tx: &Transaction<'_>,
     states: &HashMap<ProspectId, Option<Snapshot>>,
-    dirty: &[(ProspectId, bool)],
+    dirty: &[ProspectId],
     now: OffsetDateTime,
 ) -> StoreResult<()> {
     let mut dirty = dirty.to_vec();
     dirty.sort_unstable();
-    let state = |pid: &ProspectId| states.get(pid).and_then(Option::as_ref);
-    let all = StateColumns::of(dirty.iter().filter_map(|d| state(&d.0)))?;
+    let all = StateColumns::of(dirty.iter().filter_map(|p| states.get(p)?.as_ref()))?;
     let now_s = now.unix_timestamp();
     if !all.ids.is_empty() {
         let s = tx.prepare_cached(UPSERT_STATES).await.map_err(pg)?;
