@@ -73,6 +73,10 @@ pub const WEBHOOK_HEADER_MAX_BYTES: usize = 4096;
 pub const POSTGRES_POOL_SIZE: usize = 16;
 /// PostgreSQL: longest wait for a pooled connection, and for opening a new one.
 pub const POSTGRES_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+/// PostgreSQL: transactions one ingestion batch is applied in at once, each on its own
+/// connection, split by prospect (URL parameter `ingest_lanes`; at most `pool_size`). Two keep
+/// two server cores busy with one ingestion (D93).
+pub const POSTGRES_INGEST_LANES: usize = 2;
 /// SQLite: read connections kept open beside the one writer.
 pub const SQLITE_READERS: usize = 4;
 /// SQLite: most queued write jobs committed together in one transaction.

@@ -342,9 +342,95 @@ pub(crate) const CLIENT_DISABLED_REASON: &str = "disabled by the client";
 /// id never comes back).
 pub(crate) const WEBHOOK_DELETED_ERROR: &str = "webhook deleted";
 
+/// PostgreSQL ingestion's lock buckets (D92): prospects are spread over this many, and an
+/// ingestion transaction holds the advisory locks of the buckets its prospects fall in.
+pub(crate) const LOCK_BUCKETS: u32 = 128;
+
+/// The lock bucket of a prospect (FNV-1a of its id, modulo [`LOCK_BUCKETS`]): the same in every
+/// process and version that shares the database.
+pub(crate) fn lock_bucket(p: &ProspectId) -> u32 {
+    let h = p.as_bytes().iter().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
+    });
+    h % LOCK_BUCKETS
+}
+
+/// The lanes a batch is applied in, each in a transaction of its own at the same time (D93): a
+/// prospect's lane is its lock bucket modulo `lanes`, so every snapshot of a prospect is in
+/// one lane, in batch order, and two lanes never hold the same bucket. Empty lanes are left
+/// out (`lanes` is at least 1 and at most [`LOCK_BUCKETS`] in effect).
+pub(crate) fn ingest_lanes(
+    batch: &[domain::snapshot::Snapshot],
+    lanes: usize,
+) -> Vec<Vec<&domain::snapshot::Snapshot>> {
+    let n = lanes.clamp(1, LOCK_BUCKETS as usize);
+    let mut out: Vec<Vec<&domain::snapshot::Snapshot>> = vec![Vec::new(); n];
+    if n == 1 {
+        out[0].extend(batch);
+    } else {
+        for s in batch {
+            out[lock_bucket(&s.prospect_id) as usize % n].push(s);
+        }
+    }
+    out.retain(|lane| !lane.is_empty());
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn lane_snapshot(p: u32, n: u32) -> domain::snapshot::Snapshot {
+        domain::snapshot::Snapshot {
+            prospect_id: ProspectId::parse(&format!("{p:040x}")).unwrap(),
+            observed_at: OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(i64::from(n)),
+            full_name: None,
+            linkedin_url: None,
+            company_id: None,
+            company_name: None,
+            job_title: None,
+            job_start_date: None,
+        }
+    }
+
+    #[test]
+    fn lanes_keep_each_prospect_whole_and_in_order() {
+        // 300 prospects, each observed 3 times, interleaved (as a file's rounds are).
+        let batch: Vec<_> = (0..3)
+            .flat_map(|n| (0..300).map(move |p| lane_snapshot(p, n)))
+            .collect();
+        for lanes in [1, 2, 3, 16, 500] {
+            let split = ingest_lanes(&batch, lanes);
+            assert_eq!(split.len(), lanes.min(LOCK_BUCKETS as usize));
+            assert_eq!(split.iter().map(Vec::len).sum::<usize>(), batch.len());
+            let mut lane_of = std::collections::HashMap::new();
+            for (i, lane) in split.iter().enumerate() {
+                let mut buckets = std::collections::HashSet::new();
+                for s in lane {
+                    // one lane per prospect, and per bucket
+                    assert_eq!(*lane_of.entry(s.prospect_id).or_insert(i), i);
+                    buckets.insert(lock_bucket(&s.prospect_id));
+                }
+                for other in &split[i + 1..] {
+                    assert!(other
+                        .iter()
+                        .all(|s| !buckets.contains(&lock_bucket(&s.prospect_id))));
+                }
+                // a lane is the batch's order restricted to its prospects
+                let expect: Vec<_> = batch
+                    .iter()
+                    .filter(|s| lane_of.get(&s.prospect_id) == Some(&i))
+                    .collect();
+                assert_eq!(lane, &expect);
+            }
+        }
+        assert!(ingest_lanes(&[], 2).is_empty());
+        // a prospect's bucket is stable (stored databases depend on it)
+        assert_eq!(
+            lock_bucket(&ProspectId([0; 20])),
+            0xb9fe_e455_u32 % LOCK_BUCKETS
+        );
+    }
 
     #[test]
     fn parked_sql_is_parked() {

@@ -4,20 +4,18 @@
 
 use super::{is_retryable, outbox, pg, PostgresStore};
 use crate::model::*;
-use crate::rules::{stored_event, stored_prospect_id};
+use crate::rules::{ingest_lanes, lock_bucket, stored_event, stored_prospect_id};
 use crate::{SnapshotBatch, StoreResult};
 use deadpool_postgres::{Object, Transaction};
 use domain::detect::{apply, month_day, AnniversaryWindow, DetectedEvent};
 use domain::instant::{from_unix_nanos, to_unix_nanos};
 use domain::snapshot::{format_date, parse_date, Snapshot};
 use domain::ProspectId;
+use futures_util::future::join_all;
 use std::collections::{HashMap, HashSet};
 use time::OffsetDateTime;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
-
-/// Prospects are spread over this many lock buckets: an ingestion transaction holds the
-/// transaction-level advisory locks of the buckets its prospects fall in (so at most this many).
-const LOCK_BUCKETS: u32 = 128;
 
 /// Attempts of a transaction that failed with a deadlock or serialization failure.
 pub(super) const TX_ATTEMPTS: u32 = 5;
@@ -42,20 +40,39 @@ pub(super) fn state_row(r: &Row) -> StoreResult<Snapshot> {
     })
 }
 
+/// Applies a batch in its lanes (D93), each in a transaction of its own on its own connection,
+/// all at once; returns once every lane has committed or failed (the first failure is the
+/// answer; the lanes that committed stay committed, re-ingestion settles the rest).
 pub(super) async fn ingest_snapshots(
     store: &PostgresStore,
     batch: SnapshotBatch,
     opts: IngestOptions,
 ) -> StoreResult<IngestCounts> {
     batch.check_storable()?;
-    let batch = batch.snapshots();
-    if batch.is_empty() {
-        return Ok(IngestCounts::default());
+    let lanes = ingest_lanes(batch.snapshots(), store.ingest_lanes());
+    let done = join_all(lanes.iter().map(|lane| ingest_lane(store, lane, opts))).await;
+    let mut counts = IngestCounts::default();
+    let mut failed = None;
+    for lane in done {
+        match lane {
+            Ok(c) => counts += c,
+            Err(e) if failed.is_none() => failed = Some(e),
+            Err(e) => tracing::warn!(error = %e, "another ingestion lane failed too"),
+        }
     }
+    failed.map_or(Ok(counts), Err)
+}
+
+/// One lane in its transaction, retried on deadlocks and serialization failures.
+async fn ingest_lane(
+    store: &PostgresStore,
+    lane: &[&Snapshot],
+    opts: IngestOptions,
+) -> StoreResult<IngestCounts> {
     let mut attempt = 0;
     loop {
         let mut c = store.conn().await?;
-        match ingest_once(&mut c, batch, opts).await {
+        match ingest_once(&mut c, lane, opts).await {
             Err(e) if is_retryable(&e) && attempt + 1 < TX_ATTEMPTS => {
                 attempt += 1;
                 tracing::debug!(error = %e, attempt, "retrying ingestion transaction");
@@ -117,7 +134,7 @@ pub(super) async fn prune_events(c: &mut Object, before: OffsetDateTime) -> Stor
 
 async fn ingest_once(
     c: &mut Object,
-    batch: &[Snapshot],
+    batch: &[&Snapshot],
     opts: IngestOptions,
 ) -> StoreResult<IngestCounts> {
     let tx = c.transaction().await.map_err(pg)?;
@@ -132,14 +149,11 @@ async fn ingest_once(
     Ok(counts)
 }
 
-/// The lock bucket of a prospect (FNV-1a of its id): the same in every process and version
-/// that shares the database.
-fn lock_bucket(p: &ProspectId) -> i32 {
-    let h = p.as_bytes().iter().fold(0x811c_9dc5u32, |h, b| {
-        (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
-    });
-    (h % LOCK_BUCKETS) as i32
-}
+/// Takes the advisory locks of the buckets $1 (sorted, distinct) in bucket order, until the
+/// transaction ends.
+const LOCK_BUCKETS_SQL: &str = "SELECT count(pg_advisory_xact_lock(
+        hashtext(current_database() || '/' || current_schema() || '/prospect_state'), b))
+     FROM (SELECT b FROM unnest($1::INTEGER[]) AS b ORDER BY b) AS sorted";
 
 /// The current state of every prospect of the batch (`None` for one never seen), after taking
 /// the advisory locks of the batch's buckets in bucket order: ingestions touching a common
@@ -148,19 +162,15 @@ fn lock_bucket(p: &ProspectId) -> i32 {
 /// lock it); the read that follows sees every ingestion that held them before.
 async fn lock_states(
     tx: &Transaction<'_>,
-    batch: &[Snapshot],
+    batch: &[&Snapshot],
 ) -> StoreResult<HashMap<ProspectId, Option<Snapshot>>> {
-    let mut buckets: Vec<i32> = batch.iter().map(|s| lock_bucket(&s.prospect_id)).collect();
+    let mut buckets: Vec<i32> = batch
+        .iter()
+        .map(|s| lock_bucket(&s.prospect_id) as i32)
+        .collect();
     buckets.sort_unstable();
     buckets.dedup();
-    let s = tx
-        .prepare_cached(
-            "SELECT count(pg_advisory_xact_lock(
-                hashtext(current_database() || '/' || current_schema() || '/prospect_state'), b))
-             FROM (SELECT b FROM unnest($1::INTEGER[]) AS b ORDER BY b) AS sorted",
-        )
-        .await
-        .map_err(pg)?;
+    let s = tx.prepare_cached(LOCK_BUCKETS_SQL).await.map_err(pg)?;
     tx.query_one(&s, &[&buckets]).await.map_err(pg)?;
     let mut pids: Vec<&[u8]> = batch
         .iter()
@@ -195,15 +205,15 @@ struct Decided {
 /// `states` forward; drops the events beyond retention.
 fn decide(
     states: &mut HashMap<ProspectId, Option<Snapshot>>,
-    batch: &[Snapshot],
+    batch: &[&Snapshot],
     opts: &IngestOptions,
 ) -> Decided {
     let mut counts = IngestCounts::default();
     let mut dirty: Vec<ProspectId> = Vec::new();
-    let mut dirty_set: std::collections::HashSet<ProspectId> = Default::default();
+    let mut dirty_set: HashSet<ProspectId> = Default::default();
     let mut events: Vec<DetectedEvent> = Vec::new();
     let window = AnniversaryWindow::at_ingestion(opts.now, opts.anniversary_lead_days);
-    for snap in batch {
+    for &snap in batch {
         let pid = snap.prospect_id;
         let current = states.get(&pid).and_then(|s| s.as_ref());
         let applied = apply(current, snap, window);
@@ -232,67 +242,73 @@ async fn write_states(
     dirty: &[ProspectId],
     now: OffsetDateTime,
 ) -> StoreResult<()> {
-    if dirty.is_empty() {
-        return Ok(());
-    }
     let mut dirty = dirty.to_vec();
     dirty.sort_unstable();
+    let all = StateColumns::of(dirty.iter().filter_map(|p| states.get(p)?.as_ref()))?;
     let now_s = now.unix_timestamp();
-    let mut ids: Vec<&[u8]> = Vec::with_capacity(dirty.len());
-    let mut observed: Vec<i64> = Vec::with_capacity(dirty.len());
-    let mut full_name: Vec<Option<&str>> = Vec::with_capacity(dirty.len());
-    let mut linkedin: Vec<Option<&str>> = Vec::with_capacity(dirty.len());
-    let mut company_id: Vec<Option<&str>> = Vec::with_capacity(dirty.len());
-    let mut company_name: Vec<Option<&str>> = Vec::with_capacity(dirty.len());
-    let mut job_title: Vec<Option<&str>> = Vec::with_capacity(dirty.len());
-    let mut start: Vec<Option<String>> = Vec::with_capacity(dirty.len());
-    let mut anniv: Vec<Option<i32>> = Vec::with_capacity(dirty.len());
-    for pid in &dirty {
-        let Some(Some(s)) = states.get(pid) else {
-            continue;
-        };
-        ids.push(&s.prospect_id.as_bytes()[..]);
-        observed.push(to_unix_nanos(s.observed_at)?);
-        full_name.push(s.full_name.as_deref());
-        linkedin.push(s.linkedin_url.as_deref());
-        company_id.push(s.company_id.as_deref());
-        company_name.push(s.company_name.as_deref());
-        job_title.push(s.job_title.as_deref());
-        start.push(s.job_start_date.map(format_date));
-        anniv.push(s.job_start_date.map(month_day));
+    if !all.ids.is_empty() {
+        let s = tx.prepare_cached(UPSERT_STATES).await.map_err(pg)?;
+        tx.execute(&s, &all.params(&now_s)).await.map_err(pg)?;
     }
-    let s = tx
-        .prepare_cached(
-            "INSERT INTO prospect_state (prospect_id, observed_at, full_name, linkedin_url,
-                company_id, company_name, job_title, job_start_date, anniv_md, updated_at)
-             SELECT x.*, $10 FROM unnest($1::BYTEA[], $2::BIGINT[], $3::TEXT[], $4::TEXT[],
-                $5::TEXT[], $6::TEXT[], $7::TEXT[], $8::TEXT[], $9::INTEGER[]) AS x
-             ON CONFLICT (prospect_id) DO UPDATE SET observed_at = excluded.observed_at,
-                full_name = excluded.full_name, linkedin_url = excluded.linkedin_url,
-                company_id = excluded.company_id, company_name = excluded.company_name,
-                job_title = excluded.job_title, job_start_date = excluded.job_start_date,
-                anniv_md = excluded.anniv_md, updated_at = excluded.updated_at",
-        )
-        .await
-        .map_err(pg)?;
-    tx.execute(
-        &s,
-        &[
-            &ids,
-            &observed,
-            &full_name,
-            &linkedin,
-            &company_id,
-            &company_name,
-            &job_title,
-            &start,
-            &anniv,
-            &now_s,
-        ],
-    )
-    .await
-    .map_err(pg)?;
     Ok(())
+}
+
+const UPSERT_STATES: &str = "INSERT INTO prospect_state (prospect_id, observed_at, full_name,
+        linkedin_url, company_id, company_name, job_title, job_start_date, anniv_md, updated_at)
+     SELECT x.*, $10 FROM unnest($1::BYTEA[], $2::BIGINT[], $3::TEXT[], $4::TEXT[],
+        $5::TEXT[], $6::TEXT[], $7::TEXT[], $8::TEXT[], $9::INTEGER[]) AS x
+     ON CONFLICT (prospect_id) DO UPDATE SET observed_at = excluded.observed_at,
+        full_name = excluded.full_name, linkedin_url = excluded.linkedin_url,
+        company_id = excluded.company_id, company_name = excluded.company_name,
+        job_title = excluded.job_title, job_start_date = excluded.job_start_date,
+        anniv_md = excluded.anniv_md, updated_at = excluded.updated_at";
+
+/// State rows as the arrays `UPSERT_STATES` unnests ($1–$9).
+#[derive(Default)]
+struct StateColumns<'a> {
+    ids: Vec<&'a [u8]>,
+    observed: Vec<i64>,
+    full_name: Vec<Option<&'a str>>,
+    linkedin: Vec<Option<&'a str>>,
+    company_id: Vec<Option<&'a str>>,
+    company_name: Vec<Option<&'a str>>,
+    job_title: Vec<Option<&'a str>>,
+    start: Vec<Option<String>>,
+    anniv: Vec<Option<i32>>,
+}
+
+impl<'a> StateColumns<'a> {
+    fn of(states: impl Iterator<Item = &'a Snapshot>) -> StoreResult<Self> {
+        let mut c = Self::default();
+        for s in states {
+            c.ids.push(&s.prospect_id.as_bytes()[..]);
+            c.observed.push(to_unix_nanos(s.observed_at)?);
+            c.full_name.push(s.full_name.as_deref());
+            c.linkedin.push(s.linkedin_url.as_deref());
+            c.company_id.push(s.company_id.as_deref());
+            c.company_name.push(s.company_name.as_deref());
+            c.job_title.push(s.job_title.as_deref());
+            c.start.push(s.job_start_date.map(format_date));
+            c.anniv.push(s.job_start_date.map(month_day));
+        }
+        Ok(c)
+    }
+
+    /// The statements' parameters, with `now_s` as `updated_at` ($10).
+    fn params<'p>(&'p self, now_s: &'p i64) -> [&'p (dyn ToSql + Sync); 10] {
+        [
+            &self.ids,
+            &self.observed,
+            &self.full_name,
+            &self.linkedin,
+            &self.company_id,
+            &self.company_name,
+            &self.job_title,
+            &self.start,
+            &self.anniv,
+            now_s,
+        ]
+    }
 }
 
 /// Stores events whose ids are not known yet and queues one notification per enrollment
@@ -351,4 +367,91 @@ pub(super) async fn store_events(
 
     let queued = outbox::queue_for_events(tx, &new, now).await?;
     Ok((new.len() as u64, queued))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LOCK_BUCKETS_SQL;
+    use crate::postgres::{create_test_schema, drop_test_schema, PostgresOptions, PostgresStore};
+    use crate::rules::{lock_bucket, LOCK_BUCKETS};
+    use crate::{IngestOptions, SnapshotBatch, Store};
+    use domain::snapshot::Snapshot;
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    fn baseline(n: u32) -> Snapshot {
+        Snapshot::from_json(&serde_json::json!({
+            "prospect_id": format!("{n:040x}"),
+            "observed_at": "2024-01-01T00:00:00Z",
+            "job_title": "Engineer",
+        }))
+        .unwrap()
+    }
+
+    /// The lanes of a batch commit on their own (D93): while another transaction holds the
+    /// buckets of lane 0, lane 1's prospects are stored and the call waits for lane 0 only.
+    /// Runs with `PROSPECT_EVENTS_TEST_POSTGRES_URL` set.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn each_lane_commits_on_its_own() {
+        let Ok(url) = std::env::var("PROSPECT_EVENTS_TEST_POSTGRES_URL") else {
+            return;
+        };
+        let schema = format!("ingest_lanes_{}", std::process::id());
+        let schema_url = create_test_schema(&url, &schema).await.unwrap();
+        let opts = PostgresOptions {
+            ingest_lanes: 2,
+            ..PostgresOptions::default()
+        };
+        let store = Arc::new(PostgresStore::open(&schema_url, opts).await.unwrap());
+        let batch: Vec<Snapshot> = (0..64).map(baseline).collect();
+        let lane_of = |s: &Snapshot| lock_bucket(&s.prospect_id) % 2;
+        let in_lane_1 = batch.iter().filter(|s| lane_of(s) == 1).count() as i64;
+        assert!(
+            in_lane_1 > 0 && in_lane_1 < 64,
+            "the batch spans both lanes"
+        );
+
+        // Another transaction holds every bucket of lane 0.
+        let mut holder = store.conn().await.unwrap();
+        let tx = holder.transaction().await.unwrap();
+        let lane_0: Vec<i32> = (0..LOCK_BUCKETS as i32).filter(|b| b % 2 == 0).collect();
+        tx.query_one(LOCK_BUCKETS_SQL, &[&lane_0]).await.unwrap();
+
+        let s = store.clone();
+        let ingest = tokio::spawn(async move {
+            let o = IngestOptions {
+                now: time::OffsetDateTime::now_utc(),
+                anniversary_lead_days: 7,
+                event_retention: None,
+            };
+            s.ingest_snapshots(SnapshotBatch::from(batch), o).await
+        });
+        let stored = || async {
+            let c = store.conn().await.unwrap();
+            let r = c.query_one("SELECT count(*) FROM prospect_state", &[]);
+            r.await.unwrap().get::<_, i64>(0)
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while stored().await < in_lane_1 {
+            assert!(
+                Instant::now() < deadline,
+                "lane 1 did not commit while lane 0 waited"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(stored().await, in_lane_1, "lane 0 went ahead of the lock");
+        assert!(
+            !ingest.is_finished(),
+            "the call returned before lane 0 committed"
+        );
+
+        tx.commit().await.unwrap();
+        let counts = ingest.await.unwrap().unwrap();
+        assert_eq!(counts.baselines, 64);
+        assert_eq!(stored().await, 64);
+        drop(holder);
+        drop(store);
+        drop_test_schema(&url, &schema).await.unwrap();
+    }
 }

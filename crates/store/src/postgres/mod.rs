@@ -43,6 +43,9 @@ pub struct PostgresOptions {
     pub max_connections: usize,
     /// Longest wait for a pooled connection, and for opening a new one.
     pub acquire_timeout: Duration,
+    /// Transactions one ingestion batch is applied in at once (D93), at most
+    /// `max_connections`.
+    pub ingest_lanes: usize,
 }
 
 impl Default for PostgresOptions {
@@ -50,6 +53,7 @@ impl Default for PostgresOptions {
         Self {
             max_connections: domain::defaults::POSTGRES_POOL_SIZE,
             acquire_timeout: domain::defaults::POSTGRES_ACQUIRE_TIMEOUT,
+            ingest_lanes: domain::defaults::POSTGRES_INGEST_LANES,
         }
     }
 }
@@ -59,12 +63,14 @@ pub struct PostgresStore {
     /// Key of the scanner's session advisory lock (derived from database and schema, so tests
     /// running in separate schemas do not exclude each other).
     scan_lock_key: i64,
+    /// [`PostgresOptions::ingest_lanes`], within the pool.
+    ingest_lanes: usize,
 }
 
 impl PostgresStore {
     /// Connects to `url` (`postgres://user:pass@host:port/db?...`, one host or several),
     /// runs migrations and keeps a pool. URL parameters understood here (removed before the
-    /// driver sees the URL): `pool_size`, and libpq's `sslmode`, `sslrootcert`, `sslcert`,
+    /// driver sees the URL): `pool_size`, `ingest_lanes`, and libpq's `sslmode`, `sslrootcert`, `sslcert`,
     /// `sslkey`, `connect_timeout` (see [`connect`](self::connect)).
     pub async fn open(url: &str, opts: PostgresOptions) -> Result<Self, StoreError> {
         Self::open_up_to(url, opts, i64::MAX).await
@@ -119,11 +125,16 @@ impl PostgresStore {
         Ok(Self {
             pool,
             scan_lock_key,
+            ingest_lanes: opts.ingest_lanes.clamp(1, opts.max_connections.max(1)),
         })
     }
 
     pub(crate) async fn conn(&self) -> Result<Object, StoreError> {
         get(&self.pool).await
+    }
+
+    pub(crate) fn ingest_lanes(&self) -> usize {
+        self.ingest_lanes
     }
 }
 
@@ -165,11 +176,8 @@ fn take_params(
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         match k {
-            "pool_size" => {
-                opts.max_connections = v.parse().map_err(|_| {
-                    StoreError::internal(format!("invalid pool_size in the database URL: {v}"))
-                })?
-            }
+            "pool_size" => opts.max_connections = url_count(k, v)?,
+            "ingest_lanes" => opts.ingest_lanes = url_count(k, v)?,
             _ if params.take(k, v)? => {}
             _ => kept.push(pair),
         }
@@ -180,6 +188,12 @@ fn take_params(
         format!("{base}?{}", kept.join("&"))
     };
     Ok((url, params))
+}
+
+/// A count given as a URL parameter (0 counts as 1 where it is used).
+fn url_count(name: &str, v: &str) -> Result<usize, StoreError> {
+    v.parse()
+        .map_err(|_| StoreError::internal(format!("invalid {name} in the database URL: {v}")))
 }
 
 /// Test support: creates the empty schema `schema` in the database at `base_url` and returns a
@@ -316,6 +330,10 @@ mod tests {
         let (u, _) = take_params("postgres://u@h/db?pool_size=4", &mut o).unwrap();
         assert_eq!(u, "postgres://u@h/db");
         assert!(take_params("postgres://u@h/db?pool_size=x", &mut o).is_err());
+        assert_eq!(o.ingest_lanes, domain::defaults::POSTGRES_INGEST_LANES);
+        let (u, _) = take_params("postgres://u@h/db?ingest_lanes=3&x=1", &mut o).unwrap();
+        assert_eq!((u.as_str(), o.ingest_lanes), ("postgres://u@h/db?x=1", 3));
+        assert!(take_params("postgres://u@h/db?ingest_lanes=-1", &mut o).is_err());
         assert!(take_params("postgres://u@h/db?sslmode=verify-everything", &mut o).is_err());
         assert_eq!(
             take_params("postgres://u@h/db", &mut o).unwrap().0,
