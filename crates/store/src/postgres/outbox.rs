@@ -990,6 +990,46 @@ mod tests {
         drop_test_schema(&url, &schema).await.unwrap();
     }
 
+    /// A store in a fresh test schema (under `url`), with the partner's v1 webhook and `n`
+    /// direct notifications queued for it (`pad` bytes of payload each): (store, schema, now).
+    async fn store_with_queued(
+        url: &str,
+        label: &str,
+        n: usize,
+        pad: usize,
+    ) -> (PostgresStore, String, OffsetDateTime) {
+        let schema = format!("{label}_{}", std::process::id());
+        let schema_url = create_test_schema(url, &schema).await.unwrap();
+        let store = PostgresStore::open(&schema_url, PostgresOptions::default())
+            .await
+            .unwrap();
+        let scope = Scope {
+            tenant: TenantId("t1".into()),
+            partner: PartnerId("pa".into()),
+        };
+        let now = OffsetDateTime::now_utc();
+        store
+            .put_webhook(&scope, &format!("https://example.com/{label}"), "s", now)
+            .await
+            .unwrap();
+        let items: Vec<DirectNotification> = (0..n)
+            .map(|i| DirectNotification {
+                delivery_id: format!("dl_{label}_{i}"),
+                event_id: format!("ev_{label}_{i}"),
+                event_name: "prospect_changed_role".into(),
+                event_time: now.unix_timestamp(),
+                enrollment_key: "k".into(),
+                payload: serde_json::json!({ "i": i, "pad": "x".repeat(pad) }),
+            })
+            .collect();
+        let key = WebhookKey::legacy(&scope);
+        assert_eq!(
+            store.queue_direct(&key, items, now).await.unwrap(),
+            n as u64
+        );
+        (store, schema, now)
+    }
+
     /// The claim finds the rows it leases by primary key whatever the planner estimates: as a
     /// generic plan (what a prepared statement runs after five executions) on a table of
     /// 20,000 notifications, it never reads the whole table (D99). Joined to `due` instead, the
@@ -1000,32 +1040,7 @@ mod tests {
         let Ok(url) = std::env::var("PROSPECT_EVENTS_TEST_POSTGRES_URL") else {
             return;
         };
-        let schema = format!("claim_plan_{}", std::process::id());
-        let schema_url = create_test_schema(&url, &schema).await.unwrap();
-        let store = PostgresStore::open(&schema_url, PostgresOptions::default())
-            .await
-            .unwrap();
-        let scope = Scope {
-            tenant: TenantId("t1".into()),
-            partner: PartnerId("pa".into()),
-        };
-        let now = OffsetDateTime::now_utc();
-        store
-            .put_webhook(&scope, "https://example.com/plan", "s", now)
-            .await
-            .unwrap();
-        let items: Vec<DirectNotification> = (0..20_000)
-            .map(|i| DirectNotification {
-                delivery_id: format!("dl_plan_{i}"),
-                event_id: format!("ev_plan_{i}"),
-                event_name: "prospect_changed_role".into(),
-                event_time: now.unix_timestamp(),
-                enrollment_key: "k".into(),
-                payload: serde_json::json!({ "i": i }),
-            })
-            .collect();
-        let key = WebhookKey::legacy(&scope);
-        assert_eq!(store.queue_direct(&key, items, now).await.unwrap(), 20_000);
+        let (store, schema, _) = store_with_queued(&url, "claim_plan", 20_000, 0).await;
         let c = store.conn().await.unwrap();
         c.batch_execute(&format!(
             "ANALYZE notifications; SET plan_cache_mode = force_generic_plan;
@@ -1081,33 +1096,8 @@ mod tests {
         let Ok(url) = std::env::var("PROSPECT_EVENTS_TEST_POSTGRES_URL") else {
             return;
         };
-        let schema = format!("hot_claims_{}", std::process::id());
-        let schema_url = create_test_schema(&url, &schema).await.unwrap();
-        let store = PostgresStore::open(&schema_url, PostgresOptions::default())
-            .await
-            .unwrap();
-        let scope = Scope {
-            tenant: TenantId("t1".into()),
-            partner: PartnerId("pa".into()),
-        };
-        let now = OffsetDateTime::now_utc();
-        store
-            .put_webhook(&scope, "https://example.com/hot", "s", now)
-            .await
-            .unwrap();
         // Rows of the size real notifications have (~800 bytes), several pages of them.
-        let items: Vec<DirectNotification> = (0..60)
-            .map(|i| DirectNotification {
-                delivery_id: format!("dl_hot_{i}"),
-                event_id: format!("ev_hot_{i}"),
-                event_name: "prospect_changed_role".into(),
-                event_time: now.unix_timestamp(),
-                enrollment_key: "k".into(),
-                payload: serde_json::json!({ "i": i, "pad": "x".repeat(600) }),
-            })
-            .collect();
-        let key = WebhookKey::legacy(&scope);
-        assert_eq!(store.queue_direct(&key, items, now).await.unwrap(), 60);
+        let (store, schema, now) = store_with_queued(&url, "hot_claims", 60, 600).await;
 
         // In a transaction block, its updates counted before it commits.
         let mut c = store.conn().await.unwrap();
