@@ -454,4 +454,75 @@ mod tests {
         drop(store);
         drop_test_schema(&url, &schema).await.unwrap();
     }
+
+    /// A prospect's snapshot with fields of a real feed's size (the state row is ~200 bytes).
+    fn observed(n: u32, day: u32, title: &str) -> Snapshot {
+        Snapshot::from_json(&serde_json::json!({
+            "prospect_id": format!("{n:040x}"),
+            "observed_at": format!("2024-01-{day:02}T00:00:00Z"),
+            "full_name": format!("Person {n}"),
+            "linkedin_url": format!("https://www.linkedin.com/in/p{n}"),
+            "company_id": format!("{n:032x}"),
+            "company_name": format!("Company {n}"),
+            "job_title": title,
+            "job_start_date": "2019-06-01",
+        }))
+        .unwrap()
+    }
+
+    /// A feed re-observes every prospect round after round, so each line rewrites its state
+    /// row. The table leaves room on its pages (D119): a row's next version stays on its page —
+    /// a HOT update, no new index entry — round after round; at least 90 % of them here (the
+    /// last row of a page may find no room; with full pages nearly every row moves).
+    #[tokio::test]
+    async fn state_rows_stay_on_their_pages() {
+        let Ok(url) = std::env::var("PROSPECT_EVENTS_TEST_POSTGRES_URL") else {
+            return;
+        };
+        let schema = format!("state_pages_{}", std::process::id());
+        let schema_url = create_test_schema(&url, &schema).await.unwrap();
+        let store = PostgresStore::open(&schema_url, PostgresOptions::default())
+            .await
+            .unwrap();
+        let ingest = |day: u32| {
+            let title = if day % 2 == 0 { "Engineer" } else { "Manager" };
+            let batch: Vec<Snapshot> = (0..400).map(|n| observed(n, day, title)).collect();
+            let o = IngestOptions {
+                now: time::OffsetDateTime::now_utc(),
+                anniversary_lead_days: 7,
+                event_retention: None,
+            };
+            store.ingest_snapshots(SnapshotBatch::from(batch), o)
+        };
+        let pages = || async {
+            let c = store.conn().await.unwrap();
+            let rows = c
+                .query(
+                    "SELECT prospect_id, (ctid::TEXT::POINT)[0]::BIGINT FROM prospect_state
+                     ORDER BY prospect_id",
+                    &[],
+                )
+                .await
+                .unwrap();
+            rows.iter()
+                .map(|r| (r.get::<_, Vec<u8>>(0), r.get::<_, i64>(1)))
+                .collect::<Vec<_>>()
+        };
+        ingest(1).await.unwrap();
+        let first = pages().await;
+        assert_eq!(first.len(), 400);
+        assert!(
+            first.iter().map(|p| p.1).max() >= Some(4),
+            "the rows span several pages"
+        );
+        for day in 2..6 {
+            let counts = ingest(day).await.unwrap();
+            assert_eq!(counts.changed, 400, "round {day} rewrote every state row");
+            let now = pages().await;
+            let stayed = now.iter().zip(&first).filter(|(a, b)| a == b).count();
+            assert!(stayed >= 360, "round {day}: {stayed} of 400 rows stayed on their page");
+        }
+        drop(store);
+        drop_test_schema(&url, &schema).await.unwrap();
+    }
 }

@@ -57,6 +57,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "delivery_hot_claims",
         include_str!("../../migrations/postgres/0010_delivery_hot_claims.sql"),
     ),
+    (
+        11,
+        "state_hot_updates",
+        include_str!("../../migrations/postgres/0011_state_hot_updates.sql"),
+    ),
 ];
 
 /// Applies the migrations not yet applied, up to version `last` (tests build older schemas).
