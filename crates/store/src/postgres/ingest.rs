@@ -372,7 +372,9 @@ pub(super) async fn store_events(
 #[cfg(test)]
 mod tests {
     use super::LOCK_BUCKETS_SQL;
-    use crate::postgres::{create_test_schema, drop_test_schema, PostgresOptions, PostgresStore};
+    use crate::postgres::{
+        admin_exec, create_test_schema, drop_test_schema, PostgresOptions, PostgresStore,
+    };
     use crate::rules::{lock_bucket, LOCK_BUCKETS};
     use crate::{IngestOptions, SnapshotBatch, Store};
     use domain::snapshot::Snapshot;
@@ -479,9 +481,23 @@ mod tests {
         let Ok(url) = std::env::var("PROSPECT_EVENTS_TEST_POSTGRES_URL") else {
             return;
         };
-        let schema = format!("state_pages_{}", std::process::id());
-        let schema_url = create_test_schema(&url, &schema).await.unwrap();
-        let store = PostgresStore::open(&schema_url, PostgresOptions::default())
+        // A database of its own, and VACUUM after each round: the old row versions are freed
+        // once no transaction that began before they died is running — opportunistic pruning
+        // also waits for those of other databases, VACUUM for those of its own only — and
+        // other tests run meanwhile.
+        let db = format!("state_pages_{}", std::process::id());
+        admin_exec(&url, &format!("CREATE DATABASE {db}"))
+            .await
+            .unwrap();
+        let (base, params) = url
+            .split_once('?')
+            .map_or((&url[..], None), |(b, p)| (b, Some(p)));
+        let (server, _) = base.rsplit_once('/').unwrap();
+        let db_url = match params {
+            Some(p) => format!("{server}/{db}?{p}"),
+            None => format!("{server}/{db}"),
+        };
+        let store = PostgresStore::open(&db_url, PostgresOptions::default())
             .await
             .unwrap();
         let ingest = |day: u32| {
@@ -496,6 +512,7 @@ mod tests {
         };
         let pages = || async {
             let c = store.conn().await.unwrap();
+            c.batch_execute("VACUUM prospect_state").await.unwrap();
             let rows = c
                 .query(
                     "SELECT prospect_id, (ctid::TEXT::POINT)[0]::BIGINT FROM prospect_state
@@ -520,9 +537,14 @@ mod tests {
             assert_eq!(counts.changed, 400, "round {day} rewrote every state row");
             let now = pages().await;
             let stayed = now.iter().zip(&first).filter(|(a, b)| a == b).count();
-            assert!(stayed >= 360, "round {day}: {stayed} of 400 rows stayed on their page");
+            assert!(
+                stayed >= 360,
+                "round {day}: {stayed} of 400 rows stayed on their page"
+            );
         }
         drop(store);
-        drop_test_schema(&url, &schema).await.unwrap();
+        admin_exec(&url, &format!("DROP DATABASE {db} WITH (FORCE)"))
+            .await
+            .unwrap();
     }
 }
