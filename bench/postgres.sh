@@ -26,7 +26,9 @@
 #                             KEEP=1 keeps the cluster running and prints its URL,
 #                             BEFORE=REV also runs every PostgreSQL figure of ingest, api,
 #                             delivery and events with REV's binaries — the previous code — in
-#                             the same run, labelled `postgres@REV`)
+#                             the same run, labelled `postgres@REV`;
+#                             PG_TEST_SETTINGS=$'shared_buffers = 1GB' adds postgresql.conf
+#                             lines to the cluster's, see scripts/pg-test-cluster.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECTIONS=${SECTIONS:-ingest api delivery events scale}
@@ -160,7 +162,7 @@ PY
 ratio() { python3 -c "import sys; print(f'{int(sys.argv[1]) / int(sys.argv[2]):.2f}×')" "$(cat "$WORK/$1.rate")" "$(cat "$WORK/$2.rate")"; }
 
 echo "machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/Mem/{print $2}') GiB RAM, kernel $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "PostgreSQL: $("$PGBIN/postgres" --version) (cluster settings: scripts/pg-test-cluster.sh; fsync on)"
+echo "PostgreSQL: $("$PGBIN/postgres" --version) (cluster settings: scripts/pg-test-cluster.sh; fsync on${PG_TEST_SETTINGS:+; plus: ${PG_TEST_SETTINGS//$'\n'/, }})"
 echo "commit: $(git rev-parse --short HEAD)$(git diff --quiet || echo ' (dirty)'); sections: $SECTIONS"
 
 if section ingest; then

@@ -15,6 +15,9 @@
 # With PG_TEST_TLS=1 the cluster requires TLS (`hostssl` only) with a certificate for 127.0.0.1
 # and localhost from a CA made for it (openssl), and the exported URL connects with
 # `sslmode=verify-full&sslrootcert=<that CA>`; PROSPECT_EVENTS_TEST_POSTGRES_CA names the CA file.
+#
+# PG_TEST_SETTINGS: more postgresql.conf lines (newline-separated), appended after the defaults
+# below so they override them, e.g. $'shared_buffers = 1GB' or auto_explain for a benchmark.
 set -euo pipefail
 
 STATE_FILE="${PG_TEST_STATE:-/tmp/prospect-events-pg-test.dir}"
@@ -109,6 +112,9 @@ shared_buffers = 128MB
 fsync = on
 logging_collector = off
 EOF
+  if [[ -n "${PG_TEST_SETTINGS:-}" ]]; then
+    printf '%s\n' "$PG_TEST_SETTINGS" >>"$dir/data/postgresql.conf"
+  fi
   local url="postgres://postgres@127.0.0.1:$port/$DB_NAME"
   if [[ "${PG_TEST_TLS:-0}" == 1 ]]; then
     make_tls "$dir" "$user"
