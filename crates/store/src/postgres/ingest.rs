@@ -5,7 +5,7 @@
 use super::{is_retryable, outbox, pg, PostgresStore};
 use crate::model::*;
 use crate::rules::{ingest_lanes, lock_bucket, stored_event, stored_prospect_id};
-use crate::{SnapshotBatch, StoreResult};
+use crate::{SnapshotBatch, StoreError, StoreResult};
 use deadpool_postgres::{Object, Transaction};
 use domain::detect::{apply, month_day, AnniversaryWindow, DetectedEvent};
 use domain::instant::{from_unix_nanos, to_unix_nanos};
@@ -194,11 +194,11 @@ async fn lock_states(
 }
 
 /// What a batch decides: its counts so far, the events to store and the prospects whose state
-/// moved (in first-seen order).
+/// moved (in first-seen order), each with whether it had a stored state row.
 struct Decided {
     counts: IngestCounts,
     events: Vec<DetectedEvent>,
-    dirty: Vec<ProspectId>,
+    dirty: Vec<(ProspectId, bool)>,
 }
 
 /// Applies each snapshot of the batch to the state it finds (`domain::detect::apply`), moving
@@ -209,7 +209,7 @@ fn decide(
     opts: &IngestOptions,
 ) -> Decided {
     let mut counts = IngestCounts::default();
-    let mut dirty: Vec<ProspectId> = Vec::new();
+    let mut dirty: Vec<(ProspectId, bool)> = Vec::new();
     let mut dirty_set: HashSet<ProspectId> = Default::default();
     let mut events: Vec<DetectedEvent> = Vec::new();
     let window = AnniversaryWindow::at_ingestion(opts.now, opts.anniversary_lead_days);
@@ -220,8 +220,9 @@ fn decide(
         counts.tally(applied.tally);
         events.extend(applied.events);
         if applied.becomes_current {
+            // The first move of a prospect in the batch: its state so far is the stored one.
             if dirty_set.insert(pid) {
-                dirty.push(pid);
+                dirty.push((pid, current.is_some()));
             }
             states.insert(pid, Some(snap.clone()));
         }
@@ -234,36 +235,64 @@ fn decide(
     }
 }
 
-/// Writes the new state of each `dirty` prospect (one statement for all of them, rows in id
-/// order as the anniversary scanner locks them).
+/// Writes the new state of each `dirty` prospect: one UPDATE for the stored rows, one INSERT
+/// for the new ones, rows in id order as the anniversary scanner locks them (D120). The batch's
+/// bucket locks make the split exact: no other ingestion stores or changes these prospects
+/// until this transaction ends.
 async fn write_states(
     tx: &Transaction<'_>,
     states: &HashMap<ProspectId, Option<Snapshot>>,
-    dirty: &[ProspectId],
+    dirty: &[(ProspectId, bool)],
     now: OffsetDateTime,
 ) -> StoreResult<()> {
     let mut dirty = dirty.to_vec();
     dirty.sort_unstable();
-    let all = StateColumns::of(dirty.iter().filter_map(|p| states.get(p)?.as_ref()))?;
     let now_s = now.unix_timestamp();
-    if !all.ids.is_empty() {
-        let s = tx.prepare_cached(UPSERT_STATES).await.map_err(pg)?;
-        tx.execute(&s, &all.params(&now_s)).await.map_err(pg)?;
+    let rows = |stored: bool| {
+        let of_kind = dirty.iter().filter(move |d| d.1 == stored);
+        StateColumns::of(of_kind.filter_map(|(p, _)| states.get(p)?.as_ref()))
+    };
+    let stored = rows(true)?;
+    if !stored.ids.is_empty() {
+        // A generic plan (until the transaction ends, the batch's last statement): it probes
+        // the primary key for each row whatever the batch's size.
+        tx.batch_execute("SET LOCAL plan_cache_mode = force_generic_plan")
+            .await
+            .map_err(pg)?;
+        let s = tx.prepare_cached(UPDATE_STATES).await.map_err(pg)?;
+        let n = tx.execute(&s, &stored.params(&now_s)).await.map_err(pg)?;
+        if n != stored.ids.len() as u64 {
+            return Err(StoreError::internal(format!(
+                "{} of {} locked state rows were found to update",
+                n,
+                stored.ids.len()
+            )));
+        }
+    }
+    let new = rows(false)?;
+    if !new.ids.is_empty() {
+        let s = tx.prepare_cached(INSERT_STATES).await.map_err(pg)?;
+        tx.execute(&s, &new.params(&now_s)).await.map_err(pg)?;
     }
     Ok(())
 }
 
-const UPSERT_STATES: &str = "INSERT INTO prospect_state (prospect_id, observed_at, full_name,
+/// The state rows of `$1` (stored ones) rewritten; `$1`–`$9` as in [`StateColumns`].
+const UPDATE_STATES: &str = "UPDATE prospect_state s SET observed_at = x.o,
+        full_name = x.fname, linkedin_url = x.li, company_id = x.cid, company_name = x.cname,
+        job_title = x.title, job_start_date = x.start, anniv_md = x.anniv, updated_at = $10
+     FROM unnest($1::BYTEA[], $2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::TEXT[],
+        $7::TEXT[], $8::TEXT[], $9::INTEGER[])
+        AS x(id, o, fname, li, cid, cname, title, start, anniv)
+     WHERE s.prospect_id = x.id";
+
+/// State rows of prospects not stored yet.
+const INSERT_STATES: &str = "INSERT INTO prospect_state (prospect_id, observed_at, full_name,
         linkedin_url, company_id, company_name, job_title, job_start_date, anniv_md, updated_at)
      SELECT x.*, $10 FROM unnest($1::BYTEA[], $2::BIGINT[], $3::TEXT[], $4::TEXT[],
-        $5::TEXT[], $6::TEXT[], $7::TEXT[], $8::TEXT[], $9::INTEGER[]) AS x
-     ON CONFLICT (prospect_id) DO UPDATE SET observed_at = excluded.observed_at,
-        full_name = excluded.full_name, linkedin_url = excluded.linkedin_url,
-        company_id = excluded.company_id, company_name = excluded.company_name,
-        job_title = excluded.job_title, job_start_date = excluded.job_start_date,
-        anniv_md = excluded.anniv_md, updated_at = excluded.updated_at";
+        $5::TEXT[], $6::TEXT[], $7::TEXT[], $8::TEXT[], $9::INTEGER[]) AS x";
 
-/// State rows as the arrays `UPSERT_STATES` unnests ($1–$9).
+/// State rows as the arrays `UPDATE_STATES` and `INSERT_STATES` unnest ($1–$9).
 #[derive(Default)]
 struct StateColumns<'a> {
     ids: Vec<&'a [u8]>,
@@ -453,6 +482,66 @@ mod tests {
         assert_eq!(counts.baselines, 64);
         assert_eq!(stored().await, 64);
         drop(holder);
+        drop(store);
+        drop_test_schema(&url, &schema).await.unwrap();
+    }
+
+    /// Sequential scans of this schema's `prospect_state` reported so far (flushing this
+    /// session's pending statistics first).
+    async fn state_seq_scans(c: &deadpool_postgres::Object) -> i64 {
+        c.batch_execute("SELECT pg_stat_force_next_flush()")
+            .await
+            .unwrap();
+        c.query_one(
+            "SELECT seq_scan FROM pg_stat_user_tables
+             WHERE relname = 'prospect_state' AND schemaname = current_schema()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+    }
+
+    /// The stored rows of a batch are rewritten by primary key, whatever the batch's size
+    /// (D120): a custom plan for 10,000 of 200,000 rows hashes them against a scan of the table.
+    #[tokio::test]
+    async fn a_big_batch_never_scans_the_states() {
+        let Ok(url) = std::env::var("PROSPECT_EVENTS_TEST_POSTGRES_URL") else {
+            return;
+        };
+        let schema = format!("state_scan_{}", std::process::id());
+        let schema_url = create_test_schema(&url, &schema).await.unwrap();
+        let store = PostgresStore::open(&schema_url, PostgresOptions::default())
+            .await
+            .unwrap();
+        let mut c = store.conn().await.unwrap();
+        c.batch_execute(
+            "INSERT INTO prospect_state (prospect_id, observed_at, full_name, linkedin_url,
+                company_id, company_name, job_title, job_start_date, anniv_md, updated_at)
+             SELECT decode(lpad(to_hex(g), 40, '0'), 'hex'), 1704067200000000000,
+                'Person ' || g, 'https://www.linkedin.com/in/p' || g, md5(g::TEXT),
+                'Company ' || g, 'Engineer', '2019-06-01', 601, 0
+             FROM generate_series(0, 199999) AS g;
+             ANALYZE prospect_state",
+        )
+        .await
+        .unwrap();
+        let batch: Vec<Snapshot> = (0..10_000).map(|n| observed(n, 2, "Manager")).collect();
+        let lane: Vec<&Snapshot> = batch.iter().collect();
+        let opts = IngestOptions {
+            now: time::OffsetDateTime::now_utc(),
+            anniversary_lead_days: 7,
+            event_retention: None,
+        };
+        let before = state_seq_scans(&c).await;
+        let counts = super::ingest_once(&mut c, &lane, opts).await.unwrap();
+        assert_eq!(counts.changed, 10_000, "every stored row was rewritten");
+        assert_eq!(
+            state_seq_scans(&c).await,
+            before,
+            "the batch scanned prospect_state"
+        );
+        drop(c);
         drop(store);
         drop_test_schema(&url, &schema).await.unwrap();
     }
