@@ -149,17 +149,42 @@ async fn get(pool: &Pool) -> Result<Object, StoreError> {
     })
 }
 
-/// Settings of every connection: a name in `pg_stat_activity`, and TCP keepalives so that a
-/// vanished server is noticed on idle and busy connections within seconds.
+/// Settings of every connection: a name in `pg_stat_activity`, JIT compilation off (unless the
+/// URL's `options` set `jit`: D121), and TCP keepalives so that a vanished server is noticed on
+/// idle and busy connections within seconds.
 fn tune(cfg: &mut tokio_postgres::Config) {
     if cfg.get_application_name().is_none() {
         cfg.application_name("prospect-events");
+    }
+    let options = cfg.get_options().unwrap_or_default();
+    if !sets(options, "jit") {
+        let with_jit = format!("{options} -c jit=off");
+        cfg.options(with_jit.trim_start());
     }
     cfg.keepalives(true);
     cfg.keepalives_idle(Duration::from_secs(10));
     cfg.keepalives_interval(Duration::from_secs(2));
     cfg.keepalives_retries(3);
     cfg.tcp_user_timeout(Duration::from_secs(20));
+}
+
+/// Whether server `options` (`-c name=value`, `-cname=value` or `--name=value`, separated by
+/// spaces) set the parameter `name`.
+fn sets(options: &str, name: &str) -> bool {
+    let mut words = options.split_whitespace();
+    while let Some(w) = words.next() {
+        let setting = match w {
+            "-c" => words.next().unwrap_or_default(),
+            _ => w
+                .strip_prefix("--")
+                .or_else(|| w.strip_prefix("-c"))
+                .unwrap_or_default(),
+        };
+        if setting.split_once('=').map(|(n, _)| n.trim()) == Some(name) {
+            return true;
+        }
+    }
+    false
 }
 
 /// Removes the parameters this crate understands (the pool's and [`ConnectParams`]) from the
@@ -301,6 +326,44 @@ pub(crate) fn is_unique_violation(e: &tokio_postgres::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn options_that_set_a_parameter() {
+        assert!(sets("-c jit=on", "jit"));
+        assert!(sets("-csearch_path=x -cjit=off", "jit"));
+        assert!(sets("--jit=on", "jit"));
+        assert!(!sets("-csearch_path=jit_1", "jit"));
+        assert!(!sets("-c jit_above_cost=0", "jit"));
+        assert!(!sets("", "jit"));
+    }
+
+    /// JIT compilation is off on the store's connections — a claim's plan, estimated far above
+    /// `jit_above_cost`, was compiled with inlining and optimization at each claim, ~600 ms
+    /// (D121) — unless the URL's `options` set `jit`.
+    #[tokio::test]
+    async fn connections_run_without_jit_unless_asked() {
+        let Ok(url) = std::env::var("PROSPECT_EVENTS_TEST_POSTGRES_URL") else {
+            return;
+        };
+        let schema = format!("jit_{}", std::process::id());
+        let schema_url = create_test_schema(&url, &schema).await.unwrap();
+        let jit = |u: String| async move {
+            let store = PostgresStore::open(&u, PostgresOptions::default())
+                .await
+                .unwrap();
+            let c = store.conn().await.unwrap();
+            let row = c.query_one("SHOW jit", &[]).await.unwrap();
+            let path = c.query_one("SHOW search_path", &[]).await.unwrap();
+            (row.get::<_, String>(0), path.get::<_, String>(0))
+        };
+        let mine = (String::from("off"), schema.clone());
+        assert_eq!(jit(schema_url).await, mine, "the store's own setting");
+        let sep = if url.contains('?') { '&' } else { '?' };
+        let asked = format!("{url}{sep}options=-csearch_path%3D{schema}%20-cjit%3Don");
+        let theirs = (String::from("on"), schema.clone());
+        assert_eq!(jit(asked).await, theirs, "the URL's setting");
+        drop_test_schema(&url, &schema).await.unwrap();
+    }
 
     /// Retries follow the SQLSTATE recorded when the driver error was mapped, not the text: a
     /// message that merely mentions a serialization failure's code is not retried.
