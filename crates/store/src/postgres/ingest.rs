@@ -590,7 +590,11 @@ mod tests {
             .await
             .unwrap();
         let ingest = |day: u32| {
-            let title = if day.is_multiple_of(2) { "Engineer" } else { "Manager" };
+            let title = if day.is_multiple_of(2) {
+                "Engineer"
+            } else {
+                "Manager"
+            };
             let batch: Vec<Snapshot> = (0..400).map(|n| observed(n, day, title)).collect();
             let o = IngestOptions {
                 now: time::OffsetDateTime::now_utc(),
