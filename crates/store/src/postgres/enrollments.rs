@@ -49,9 +49,9 @@ macro_rules! locked_enrollment {
 
 /// `was`: the `fresh` enrollment's stored prospects as an array (the stored list is 40 hex digits
 /// an id, decoded at once and cut as bytes: cutting the text cost a scan from its start per id,
-/// character positions being multibyte-aware), and `gone`: the deletion of the index rows of those not among `$kept` (a parameter:
-/// an array of ids), by primary key (an array, so the plan is an index scan, never a join over
-/// the table).
+/// character positions being multibyte-aware), and `gone`: the deletion of the index rows of
+/// those not among `$kept` (a parameter: an array of ids), by primary key (an array, so the plan
+/// is an index scan, never a join over the table).
 macro_rules! gone_prospects {
     ($kept:literal) => {
         concat!(
@@ -523,7 +523,7 @@ fn id_bytes(ids: &[ProspectId]) -> Vec<&[u8]> {
 #[cfg(test)]
 mod tests {
     use crate::model::*;
-    use crate::postgres::{create_test_schema, drop_test_schema, PostgresOptions, PostgresStore};
+    use crate::postgres::{drop_test_schema, plan_of, test_store, PostgresOptions};
     use crate::Store;
     use domain::{EnrollmentId, EventType, PartnerId, ProspectId, TenantId};
     use std::sync::Arc;
@@ -537,11 +537,7 @@ mod tests {
         let Ok(url) = std::env::var("PROSPECT_EVENTS_TEST_POSTGRES_URL") else {
             return;
         };
-        let schema = format!("lookup_plan_{}", std::process::id());
-        let schema_url = create_test_schema(&url, &schema).await.unwrap();
-        let store = PostgresStore::open(&schema_url, PostgresOptions::default())
-            .await
-            .unwrap();
+        let (store, schema) = test_store(&url, "lookup_plan", PostgresOptions::default()).await;
         let c = store.conn().await.unwrap();
         c.batch_execute(
             "ALTER TABLE enrollments SET (autovacuum_enabled = false);
@@ -552,21 +548,16 @@ mod tests {
         )
         .await
         .unwrap();
-        let plan: Vec<String> = c
-            .query(
-                concat!(
-                    "EXPLAIN SELECT 1 FROM enrollments WHERE ",
-                    by_id_in_scope!(),
-                    " FOR UPDATE"
-                ),
-                &[&"en_5", &"t1", &"pa"],
-            )
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        let plan = plan.join("\n");
+        let plan = plan_of(
+            &c,
+            concat!(
+                "EXPLAIN SELECT 1 FROM enrollments WHERE ",
+                by_id_in_scope!(),
+                " FOR UPDATE"
+            ),
+            &[&"en_5", &"t1", &"pa"],
+        )
+        .await;
         assert!(
             plan.contains("Index Scan using enrollments_enrollment_id_key"),
             "{plan}"
@@ -585,13 +576,8 @@ mod tests {
         let Ok(url) = std::env::var("PROSPECT_EVENTS_TEST_POSTGRES_URL") else {
             return;
         };
-        let schema = format!("patch_lock_{}", std::process::id());
-        let schema_url = create_test_schema(&url, &schema).await.unwrap();
-        let store = Arc::new(
-            PostgresStore::open(&schema_url, PostgresOptions::default())
-                .await
-                .unwrap(),
-        );
+        let (store, schema) = test_store(&url, "patch_lock", PostgresOptions::default()).await;
+        let store = Arc::new(store);
         let scope = Scope {
             tenant: TenantId("t1".into()),
             partner: PartnerId("pa".into()),

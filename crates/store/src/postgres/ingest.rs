@@ -402,13 +402,23 @@ pub(super) async fn store_events(
 mod tests {
     use super::LOCK_BUCKETS_SQL;
     use crate::postgres::{
-        admin_exec, create_test_schema, drop_test_schema, PostgresOptions, PostgresStore,
+        create_test_database, drop_test_database, drop_test_schema, test_store, PostgresOptions,
+        PostgresStore,
     };
     use crate::rules::{lock_bucket, LOCK_BUCKETS};
     use crate::{IngestOptions, SnapshotBatch, Store};
     use domain::snapshot::Snapshot;
     use std::sync::Arc;
     use std::time::{Duration, Instant};
+
+    /// Ingestion as of now, anniversaries a week ahead, no retention.
+    fn ingest_options() -> IngestOptions {
+        IngestOptions {
+            now: time::OffsetDateTime::now_utc(),
+            anniversary_lead_days: 7,
+            event_retention: None,
+        }
+    }
 
     fn baseline(n: u32) -> Snapshot {
         Snapshot::from_json(&serde_json::json!({
@@ -427,13 +437,12 @@ mod tests {
         let Ok(url) = std::env::var("PROSPECT_EVENTS_TEST_POSTGRES_URL") else {
             return;
         };
-        let schema = format!("ingest_lanes_{}", std::process::id());
-        let schema_url = create_test_schema(&url, &schema).await.unwrap();
         let opts = PostgresOptions {
             ingest_lanes: 2,
             ..PostgresOptions::default()
         };
-        let store = Arc::new(PostgresStore::open(&schema_url, opts).await.unwrap());
+        let (store, schema) = test_store(&url, "ingest_lanes", opts).await;
+        let store = Arc::new(store);
         let batch: Vec<Snapshot> = (0..64).map(baseline).collect();
         let lane_of = |s: &Snapshot| lock_bucket(&s.prospect_id) % 2;
         let in_lane_1 = batch.iter().filter(|s| lane_of(s) == 1).count() as i64;
@@ -450,12 +459,8 @@ mod tests {
 
         let s = store.clone();
         let ingest = tokio::spawn(async move {
-            let o = IngestOptions {
-                now: time::OffsetDateTime::now_utc(),
-                anniversary_lead_days: 7,
-                event_retention: None,
-            };
-            s.ingest_snapshots(SnapshotBatch::from(batch), o).await
+            s.ingest_snapshots(SnapshotBatch::from(batch), ingest_options())
+                .await
         });
         let stored = || async {
             let c = store.conn().await.unwrap();
@@ -509,11 +514,7 @@ mod tests {
         let Ok(url) = std::env::var("PROSPECT_EVENTS_TEST_POSTGRES_URL") else {
             return;
         };
-        let schema = format!("state_scan_{}", std::process::id());
-        let schema_url = create_test_schema(&url, &schema).await.unwrap();
-        let store = PostgresStore::open(&schema_url, PostgresOptions::default())
-            .await
-            .unwrap();
+        let (store, schema) = test_store(&url, "state_scan", PostgresOptions::default()).await;
         let mut c = store.conn().await.unwrap();
         c.batch_execute(
             "INSERT INTO prospect_state (prospect_id, observed_at, full_name, linkedin_url,
@@ -528,13 +529,10 @@ mod tests {
         .unwrap();
         let batch: Vec<Snapshot> = (0..10_000).map(|n| observed(n, 2, "Manager")).collect();
         let lane: Vec<&Snapshot> = batch.iter().collect();
-        let opts = IngestOptions {
-            now: time::OffsetDateTime::now_utc(),
-            anniversary_lead_days: 7,
-            event_retention: None,
-        };
         let before = state_seq_scans(&c).await;
-        let counts = super::ingest_once(&mut c, &lane, opts).await.unwrap();
+        let counts = super::ingest_once(&mut c, &lane, ingest_options())
+            .await
+            .unwrap();
         assert_eq!(counts.changed, 10_000, "every stored row was rewritten");
         assert_eq!(
             state_seq_scans(&c).await,
@@ -575,17 +573,7 @@ mod tests {
         // also waits for those of other databases, VACUUM for those of its own only — and
         // other tests run meanwhile.
         let db = format!("state_pages_{}", std::process::id());
-        admin_exec(&url, &format!("CREATE DATABASE {db}"))
-            .await
-            .unwrap();
-        let (base, params) = url
-            .split_once('?')
-            .map_or((&url[..], None), |(b, p)| (b, Some(p)));
-        let (server, _) = base.rsplit_once('/').unwrap();
-        let db_url = match params {
-            Some(p) => format!("{server}/{db}?{p}"),
-            None => format!("{server}/{db}"),
-        };
+        let db_url = create_test_database(&url, &db).await.unwrap();
         let store = PostgresStore::open(&db_url, PostgresOptions::default())
             .await
             .unwrap();
@@ -596,12 +584,7 @@ mod tests {
                 "Manager"
             };
             let batch: Vec<Snapshot> = (0..400).map(|n| observed(n, day, title)).collect();
-            let o = IngestOptions {
-                now: time::OffsetDateTime::now_utc(),
-                anniversary_lead_days: 7,
-                event_retention: None,
-            };
-            store.ingest_snapshots(SnapshotBatch::from(batch), o)
+            store.ingest_snapshots(SnapshotBatch::from(batch), ingest_options())
         };
         let pages = || async {
             let c = store.conn().await.unwrap();
@@ -636,8 +619,6 @@ mod tests {
             );
         }
         drop(store);
-        admin_exec(&url, &format!("DROP DATABASE {db} WITH (FORCE)"))
-            .await
-            .unwrap();
+        drop_test_database(&url, &db).await.unwrap();
     }
 }

@@ -238,6 +238,58 @@ pub async fn drop_test_schema(base_url: &str, schema: &str) -> Result<(), StoreE
     admin_exec(base_url, &format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await
 }
 
+/// Test support: creates the empty database `name` (a plain identifier, as for
+/// [`create_test_schema`]) on the server of `base_url` and returns its URL (the same
+/// parameters). For a test that must not share its database with the others: opportunistic
+/// pruning, for one, waits for the transactions of the whole database.
+pub async fn create_test_database(base_url: &str, name: &str) -> Result<String, StoreError> {
+    check_schema_name(name)?;
+    admin_exec(base_url, &format!("CREATE DATABASE {name}")).await?;
+    let (base, params) = match base_url.split_once('?') {
+        Some((b, p)) => (b, format!("?{p}")),
+        None => (base_url, String::new()),
+    };
+    let server = base.rsplit_once('/').map_or(base, |(s, _)| s);
+    Ok(format!("{server}/{name}{params}"))
+}
+
+/// Test support: drops a database made by [`create_test_database`], closing its connections.
+pub async fn drop_test_database(base_url: &str, name: &str) -> Result<(), StoreError> {
+    check_schema_name(name)?;
+    admin_exec(
+        base_url,
+        &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+    )
+    .await
+}
+
+/// Test support: a store on a fresh schema `{label}_{pid}` of the database at `base_url`, and
+/// that schema's name (for [`drop_test_schema`]).
+#[cfg(test)]
+pub(crate) async fn test_store(
+    base_url: &str,
+    label: &str,
+    opts: PostgresOptions,
+) -> (PostgresStore, String) {
+    let schema = format!("{label}_{}", std::process::id());
+    let schema_url = create_test_schema(base_url, &schema).await.unwrap();
+    let store = PostgresStore::open(&schema_url, opts).await.unwrap();
+    (store, schema)
+}
+
+/// Test support: the plan PostgreSQL prints for `EXPLAIN …` (`sql` starts with EXPLAIN), one
+/// string.
+#[cfg(test)]
+pub(crate) async fn plan_of(
+    c: &Object,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> String {
+    let rows = c.query(sql, params).await.unwrap();
+    let lines: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    lines.join("\n")
+}
+
 fn check_schema_name(schema: &str) -> Result<(), StoreError> {
     let ok = !schema.is_empty()
         && schema.len() < 64

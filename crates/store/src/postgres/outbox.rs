@@ -910,7 +910,7 @@ pub(super) async fn replay(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::postgres::{create_test_schema, drop_test_schema, PostgresOptions, PostgresStore};
+    use crate::postgres::{drop_test_schema, plan_of, test_store, PostgresOptions, PostgresStore};
     use crate::Store;
     use domain::{PartnerId, TenantId};
     use std::sync::Arc;
@@ -924,13 +924,8 @@ mod tests {
         let Ok(url) = std::env::var("PROSPECT_EVENTS_TEST_POSTGRES_URL") else {
             return;
         };
-        let schema = format!("queue_race_{}", std::process::id());
-        let schema_url = create_test_schema(&url, &schema).await.unwrap();
-        let store = Arc::new(
-            PostgresStore::open(&schema_url, PostgresOptions::default())
-                .await
-                .unwrap(),
-        );
+        let (store, schema) = test_store(&url, "queue_race", PostgresOptions::default()).await;
+        let store = Arc::new(store);
         let scope = Scope {
             tenant: TenantId("t1".into()),
             partner: PartnerId("pa".into()),
@@ -998,11 +993,7 @@ mod tests {
         n: usize,
         pad: usize,
     ) -> (PostgresStore, String, OffsetDateTime) {
-        let schema = format!("{label}_{}", std::process::id());
-        let schema_url = create_test_schema(url, &schema).await.unwrap();
-        let store = PostgresStore::open(&schema_url, PostgresOptions::default())
-            .await
-            .unwrap();
+        let (store, schema) = test_store(url, label, PostgresOptions::default()).await;
         let scope = Scope {
             tenant: TenantId("t1".into()),
             partner: PartnerId("pa".into()),
@@ -1049,17 +1040,12 @@ mod tests {
         ))
         .await
         .unwrap();
-        let plan: Vec<String> = c
-            .query(
-                "EXPLAIN EXECUTE claim_plan(1, 2, 256, '{}', '{}', '{}', 256, '{}')",
-                &[],
-            )
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
-        let plan = plan.join("\n");
+        let plan = plan_of(
+            &c,
+            "EXPLAIN EXECUTE claim_plan(1, 2, 256, '{}', '{}', '{}', 256, '{}')",
+            &[],
+        )
+        .await;
         assert!(
             !plan.contains("Seq Scan on notifications"),
             "the claim scans the table:\n{plan}"
