@@ -106,41 +106,47 @@ pub fn detect_changes(current: Option<&Snapshot>, new: &Snapshot) -> Detection {
         }
     }
 
-    let mut events = Vec::new();
-    let event_time = change_event_time(cur, new);
-    let observed = format_timestamp(new.observed_at);
-
+    // Unequal compared values are formatted (normalized, prefixed) only when they differ: a
+    // move that changes neither (most moves of a feed) allocates nothing here.
+    let mut moved: Vec<(EventType, String, String)> = Vec::new();
     if let (Some(a), Some(b)) = (&cur.job_title, &new.job_title) {
-        let (na, nb) = (normalize(a), normalize(b));
-        if na != nb {
-            events.push(change_event(
-                EventType::ChangedRole,
-                cur,
-                new,
-                event_time,
-                &observed,
-                &na,
-                &nb,
-            ));
-        }
-    }
-    if let (Some(a), Some(b)) = (company_key(cur, new), company_key(new, cur)) {
         if a != b {
-            events.push(change_event(
-                EventType::ChangedCompany,
-                cur,
-                new,
-                event_time,
-                &observed,
-                &a,
-                &b,
-            ));
+            let (na, nb) = (normalize(a), normalize(b));
+            if na != nb {
+                moved.push((EventType::ChangedRole, na, nb));
+            }
         }
     }
+    if company_differs(cur, new) {
+        if let (Some(a), Some(b)) = (company_key(cur, new), company_key(new, cur)) {
+            if a != b {
+                moved.push((EventType::ChangedCompany, a, b));
+            }
+        }
+    }
+    let events = if moved.is_empty() {
+        Vec::new()
+    } else {
+        let event_time = change_event_time(cur, new);
+        let observed = format_timestamp(new.observed_at);
+        moved
+            .iter()
+            .map(|(t, a, b)| change_event(*t, cur, new, event_time, &observed, a, b))
+            .collect()
+    };
     Detection {
         outcome: Outcome::Changed,
         becomes_current: true,
         events,
+    }
+}
+
+/// Whether the companies of `a` and `b` may differ: false when the compared fields are equal as
+/// stored (then their keys are too), without formatting the keys.
+fn company_differs(a: &Snapshot, b: &Snapshot) -> bool {
+    match (&a.company_id, &b.company_id) {
+        (Some(x), Some(y)) => x != y,
+        _ => a.company_name != b.company_name,
     }
 }
 

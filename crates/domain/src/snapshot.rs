@@ -84,7 +84,12 @@ pub fn normalize(s: &str) -> String {
         if i > 0 {
             out.push(' ');
         }
-        out.push_str(&w.to_lowercase());
+        if w.is_ascii() {
+            out.extend(w.bytes().map(|b| char::from(b.to_ascii_lowercase())));
+        } else {
+            // Whole-word lowercasing (a final sigma depends on its position in the word).
+            out.push_str(&w.to_lowercase());
+        }
     }
     out
 }

@@ -39,6 +39,9 @@ fn normalize_examples() {
         ("acme corp", "acme corp"),
         ("\tAcme\n\nCORP\u{a0}", "acme corp"),
         ("ÉCOLE Ñ", "école ñ"),
+        // A word is lowercased whole: a capital sigma at a word's end becomes a final sigma.
+        ("ΟΔΟΣ  VP", "οδος vp"),
+        ("Head of ΣΟΦΙΑΣ Sales", "head of σοφιας sales"),
         ("", ""),
         ("   ", ""),
     ] {

@@ -138,13 +138,13 @@ async fn ingest_once(
     opts: IngestOptions,
 ) -> StoreResult<IngestCounts> {
     let tx = c.transaction().await.map_err(pg)?;
-    let mut states = lock_states(&tx, batch).await?;
-    let decided = decide(&mut states, batch, &opts);
+    let stored = lock_states(&tx, batch).await?;
+    let decided = decide(&stored, batch, &opts);
     let mut counts = decided.counts;
     let (created, queued) = store_events(&tx, decided.events, opts.now).await?;
     counts.events_created = created;
     counts.notifications_queued = queued;
-    write_states(&tx, &states, &decided.dirty, opts.now).await?;
+    write_states(&tx, &decided.dirty, opts.now).await?;
     tx.commit().await.map_err(pg)?;
     Ok(counts)
 }
@@ -155,7 +155,7 @@ const LOCK_BUCKETS_SQL: &str = "SELECT count(pg_advisory_xact_lock(
         hashtext(current_database() || '/' || current_schema() || '/prospect_state'), b))
      FROM (SELECT b FROM unnest($1::INTEGER[]) AS b ORDER BY b) AS sorted";
 
-/// The current state of every prospect of the batch (`None` for one never seen), after taking
+/// The stored state of every prospect of the batch that has one, after taking
 /// the advisory locks of the batch's buckets in bucket order: ingestions touching a common
 /// prospect run one after the other (never deadlocking), those touching none may overlap, and a
 /// prospect not stored yet needs no row to lock. The locks live in memory (no row is written to
@@ -163,7 +163,7 @@ const LOCK_BUCKETS_SQL: &str = "SELECT count(pg_advisory_xact_lock(
 async fn lock_states(
     tx: &Transaction<'_>,
     batch: &[&Snapshot],
-) -> StoreResult<HashMap<ProspectId, Option<Snapshot>>> {
+) -> StoreResult<HashMap<ProspectId, Snapshot>> {
     let mut buckets: Vec<i32> = batch
         .iter()
         .map(|s| lock_bucket(&s.prospect_id) as i32)
@@ -185,46 +185,58 @@ async fn lock_states(
         .await
         .map_err(pg)?;
     let rows = tx.query(&s, &[&pids]).await.map_err(pg)?;
-    let mut states: HashMap<ProspectId, Option<Snapshot>> = HashMap::with_capacity(pids.len());
+    let mut states: HashMap<ProspectId, Snapshot> = HashMap::with_capacity(rows.len());
     for r in &rows {
         let state = state_row(r)?;
-        states.insert(state.prospect_id, Some(state));
+        states.insert(state.prospect_id, state);
     }
     Ok(states)
 }
 
 /// What a batch decides: its counts so far, the events to store and the prospects whose state
-/// moved (in first-seen order), each with whether it had a stored state row.
-struct Decided {
+/// moved, each with its new state (the batch's snapshot) and whether it had a stored row.
+struct Decided<'a> {
     counts: IngestCounts,
     events: Vec<DetectedEvent>,
-    dirty: Vec<(ProspectId, bool)>,
+    dirty: HashMap<ProspectId, Moved<'a>>,
 }
 
-/// Applies each snapshot of the batch to the state it finds (`domain::detect::apply`), moving
-/// `states` forward; drops the events beyond retention.
-fn decide(
-    states: &mut HashMap<ProspectId, Option<Snapshot>>,
-    batch: &[&Snapshot],
+/// A prospect's state after the batch, and whether a row of it was stored before.
+struct Moved<'a> {
+    state: &'a Snapshot,
+    stored: bool,
+}
+
+/// Applies each snapshot of the batch to the state it finds (`domain::detect::apply`): the
+/// stored one, then the batch's own snapshots as they become current (borrowed, not copied);
+/// drops the events beyond retention.
+fn decide<'a>(
+    stored: &'a HashMap<ProspectId, Snapshot>,
+    batch: &[&'a Snapshot],
     opts: &IngestOptions,
-) -> Decided {
+) -> Decided<'a> {
     let mut counts = IngestCounts::default();
-    let mut dirty: Vec<(ProspectId, bool)> = Vec::new();
-    let mut dirty_set: HashSet<ProspectId> = Default::default();
+    let mut dirty: HashMap<ProspectId, Moved<'a>> = HashMap::new();
     let mut events: Vec<DetectedEvent> = Vec::new();
     let window = AnniversaryWindow::at_ingestion(opts.now, opts.anniversary_lead_days);
     for &snap in batch {
         let pid = snap.prospect_id;
-        let current = states.get(&pid).and_then(|s| s.as_ref());
+        let current = match dirty.get(&pid) {
+            Some(m) => Some(m.state),
+            None => stored.get(&pid),
+        };
         let applied = apply(current, snap, window);
         counts.tally(applied.tally);
         events.extend(applied.events);
         if applied.becomes_current {
-            // The first move of a prospect in the batch: its state so far is the stored one.
-            if dirty_set.insert(pid) {
-                dirty.push((pid, current.is_some()));
-            }
-            states.insert(pid, Some(snap.clone()));
+            let was_stored = stored.contains_key(&pid);
+            dirty.insert(
+                pid,
+                Moved {
+                    state: snap,
+                    stored: was_stored,
+                },
+            );
         }
     }
     counts.events_beyond_retention = opts.drop_beyond_retention(&mut events);
@@ -241,16 +253,15 @@ fn decide(
 /// until this transaction ends.
 async fn write_states(
     tx: &Transaction<'_>,
-    states: &HashMap<ProspectId, Option<Snapshot>>,
-    dirty: &[(ProspectId, bool)],
+    dirty: &HashMap<ProspectId, Moved<'_>>,
     now: OffsetDateTime,
 ) -> StoreResult<()> {
-    let mut dirty = dirty.to_vec();
-    dirty.sort_unstable();
+    let mut dirty: Vec<(&ProspectId, &Moved<'_>)> = dirty.iter().collect();
+    dirty.sort_unstable_by_key(|(p, _)| **p);
     let now_s = now.unix_timestamp();
     let rows = |stored: bool| {
-        let of_kind = dirty.iter().filter(move |d| d.1 == stored);
-        StateColumns::of(of_kind.filter_map(|(p, _)| states.get(p)?.as_ref()))
+        let of_kind = dirty.iter().filter(move |(_, m)| m.stored == stored);
+        StateColumns::of(of_kind.map(|(_, m)| m.state))
     };
     let stored = rows(true)?;
     if !stored.ids.is_empty() {
