@@ -357,20 +357,23 @@ pub(crate) fn lock_bucket(p: &ProspectId) -> u32 {
 
 /// The lanes a batch is applied in, each in a transaction of its own at the same time (D93): a
 /// prospect's lane is its lock bucket modulo `lanes`, so every snapshot of a prospect is in
-/// one lane, in batch order, and two lanes never hold the same bucket. Empty lanes are left
-/// out (`lanes` is at least 1 and at most [`LOCK_BUCKETS`] in effect).
-pub(crate) fn ingest_lanes(
-    batch: &[domain::snapshot::Snapshot],
+/// one lane, in batch order, and two lanes never hold the same bucket. Each snapshot travels
+/// with its content hash (`hashes[i]` of `batch[i]`). Empty lanes are left out (`lanes` is at
+/// least 1 and at most [`LOCK_BUCKETS`] in effect).
+pub(crate) fn ingest_lanes<'a>(
+    batch: &'a [domain::snapshot::Snapshot],
+    hashes: &[i64],
     lanes: usize,
-) -> Vec<Vec<&domain::snapshot::Snapshot>> {
+) -> Vec<Vec<(&'a domain::snapshot::Snapshot, i64)>> {
     let n = lanes.clamp(1, LOCK_BUCKETS as usize);
-    let mut out: Vec<Vec<&domain::snapshot::Snapshot>> = vec![Vec::new(); n];
-    if n == 1 {
-        out[0].extend(batch);
-    } else {
-        for s in batch {
-            out[lock_bucket(&s.prospect_id) as usize % n].push(s);
-        }
+    let mut out: Vec<Vec<(&domain::snapshot::Snapshot, i64)>> = vec![Vec::new(); n];
+    for (s, &h) in batch.iter().zip(hashes) {
+        let lane = if n == 1 {
+            0
+        } else {
+            lock_bucket(&s.prospect_id) as usize % n
+        };
+        out[lane].push((s, h));
     }
     out.retain(|lane| !lane.is_empty());
     out
@@ -399,14 +402,17 @@ mod tests {
         let batch: Vec<_> = (0..3)
             .flat_map(|n| (0..300).map(move |p| lane_snapshot(p, n)))
             .collect();
+        let hashes: Vec<i64> = (0..batch.len() as i64).collect();
         for lanes in [1, 2, 3, 16, 500] {
-            let split = ingest_lanes(&batch, lanes);
+            let split = ingest_lanes(&batch, &hashes, lanes);
             assert_eq!(split.len(), lanes.min(LOCK_BUCKETS as usize));
             assert_eq!(split.iter().map(Vec::len).sum::<usize>(), batch.len());
             let mut lane_of = std::collections::HashMap::new();
             for (i, lane) in split.iter().enumerate() {
                 let mut buckets = std::collections::HashSet::new();
-                for s in lane {
+                for &(s, h) in lane {
+                    // each snapshot with its own hash
+                    assert!(std::ptr::eq(s, &batch[h as usize]));
                     // one lane per prospect, and per bucket
                     assert_eq!(*lane_of.entry(s.prospect_id).or_insert(i), i);
                     buckets.insert(lock_bucket(&s.prospect_id));
@@ -414,17 +420,18 @@ mod tests {
                 for other in &split[i + 1..] {
                     assert!(other
                         .iter()
-                        .all(|s| !buckets.contains(&lock_bucket(&s.prospect_id))));
+                        .all(|(s, _)| !buckets.contains(&lock_bucket(&s.prospect_id))));
                 }
                 // a lane is the batch's order restricted to its prospects
                 let expect: Vec<_> = batch
                     .iter()
                     .filter(|s| lane_of.get(&s.prospect_id) == Some(&i))
                     .collect();
-                assert_eq!(lane, &expect);
+                let got: Vec<_> = lane.iter().map(|&(s, _)| s).collect();
+                assert_eq!(got, expect);
             }
         }
-        assert!(ingest_lanes(&[], 2).is_empty());
+        assert!(ingest_lanes(&[], &[], 2).is_empty());
         // a prospect's bucket is stable (stored databases depend on it)
         assert_eq!(
             lock_bucket(&ProspectId([0; 20])),

@@ -173,6 +173,15 @@ async fn batches_spanning_both_lanes_store_what_sqlite_stores() {
         batch(4..6),
         batch(0..6),
         batch(6..7),
+        // Round 6 observed again an hour later: repeats, each settled by its content hash on
+        // PostgreSQL (D123), by SQLite's conditional update (D20).
+        batch(6..7)
+            .into_iter()
+            .map(|mut s| {
+                s.observed_at += time::Duration::hours(1);
+                s
+            })
+            .collect(),
     ];
     enroll(&lite.store).await;
     enroll(&pg.store).await;
@@ -180,6 +189,13 @@ async fn batches_spanning_both_lanes_store_what_sqlite_stores() {
         let expect = ingest(&lite.store, b.clone()).await;
         let got = ingest(&pg.store, b.clone()).await;
         assert_eq!(got, expect, "counts of batch {i}");
+        if i == 5 {
+            assert_eq!(
+                got.unchanged,
+                u64::from(PROSPECTS),
+                "batch 5 repeats every prospect"
+            );
+        }
     }
     let (h_lite, h_pg) = (held(&lite.store).await, held(&pg.store).await);
     assert!(

@@ -49,7 +49,7 @@ pub(super) async fn ingest_snapshots(
     opts: IngestOptions,
 ) -> StoreResult<IngestCounts> {
     batch.check_storable()?;
-    let lanes = ingest_lanes(batch.snapshots(), store.ingest_lanes());
+    let lanes = ingest_lanes(batch.snapshots(), batch.hashes(), store.ingest_lanes());
     let done = join_all(lanes.iter().map(|lane| ingest_lane(store, lane, opts))).await;
     let mut counts = IngestCounts::default();
     let mut failed = None;
@@ -66,7 +66,7 @@ pub(super) async fn ingest_snapshots(
 /// One lane in its transaction, retried on deadlocks and serialization failures.
 async fn ingest_lane(
     store: &PostgresStore,
-    lane: &[&Snapshot],
+    lane: &[(&Snapshot, i64)],
     opts: IngestOptions,
 ) -> StoreResult<IngestCounts> {
     let mut attempt = 0;
@@ -132,18 +132,31 @@ pub(super) async fn prune_events(c: &mut Object, before: OffsetDateTime) -> Stor
     }
 }
 
+/// A lane in one transaction: its buckets locked, its repeats settled by their hashes, the
+/// rest compared with their stored states, then events, notifications and new states written.
 async fn ingest_once(
     c: &mut Object,
-    batch: &[&Snapshot],
+    lane: &[(&Snapshot, i64)],
     opts: IngestOptions,
 ) -> StoreResult<IngestCounts> {
     let tx = c.transaction().await.map_err(pg)?;
-    let stored = lock_states(&tx, batch).await?;
-    let decided = decide(&stored, batch, &opts);
+    lock_buckets(&tx, lane).await?;
+    probe_by_key(&tx, true).await?;
+    let settled = settle_repeats(&tx, lane, opts.now).await?;
+    let rest: Vec<(&Snapshot, i64)> = lane
+        .iter()
+        .filter(|(s, _)| !settled.contains(&s.prospect_id))
+        .copied()
+        .collect();
+    let stored = read_states(&tx, &rest).await?;
+    probe_by_key(&tx, false).await?;
+    let decided = decide(&stored, &rest, &opts);
     let mut counts = decided.counts;
+    counts.unchanged += settled.len() as u64;
     let (created, queued) = store_events(&tx, decided.events, opts.now).await?;
     counts.events_created = created;
     counts.notifications_queued = queued;
+    probe_by_key(&tx, true).await?;
     write_states(&tx, &decided.dirty, opts.now).await?;
     tx.commit().await.map_err(pg)?;
     Ok(counts)
@@ -155,26 +168,100 @@ const LOCK_BUCKETS_SQL: &str = "SELECT count(pg_advisory_xact_lock(
         hashtext(current_database() || '/' || current_schema() || '/prospect_state'), b))
      FROM (SELECT b FROM unnest($1::INTEGER[]) AS b ORDER BY b) AS sorted";
 
-/// The stored state of every prospect of the batch that has one, after taking
-/// the advisory locks of the batch's buckets in bucket order: ingestions touching a common
+/// Takes the advisory locks of the lane's buckets in bucket order: ingestions touching a common
 /// prospect run one after the other (never deadlocking), those touching none may overlap, and a
 /// prospect not stored yet needs no row to lock. The locks live in memory (no row is written to
-/// lock it); the read that follows sees every ingestion that held them before.
-async fn lock_states(
-    tx: &Transaction<'_>,
-    batch: &[&Snapshot],
-) -> StoreResult<HashMap<ProspectId, Snapshot>> {
-    let mut buckets: Vec<i32> = batch
+/// lock it); what the transaction reads next sees every ingestion that held them before.
+async fn lock_buckets(tx: &Transaction<'_>, lane: &[(&Snapshot, i64)]) -> StoreResult<()> {
+    let mut buckets: Vec<i32> = lane
         .iter()
-        .map(|s| lock_bucket(&s.prospect_id) as i32)
+        .map(|(s, _)| lock_bucket(&s.prospect_id) as i32)
         .collect();
     buckets.sort_unstable();
     buckets.dedup();
     let s = tx.prepare_cached(LOCK_BUCKETS_SQL).await.map_err(pg)?;
     tx.query_one(&s, &[&buckets]).await.map_err(pg)?;
-    let mut pids: Vec<&[u8]> = batch
+    Ok(())
+}
+
+/// The repeats of the lane (D123): a prospect seen once in the lane whose stored state has the
+/// same content hash and an earlier `observed_at` only moves its `observed_at` forward — what
+/// the full comparison would decide (a move with no event, counted unchanged) — so one
+/// statement settles them all without reading a row back. Returns the prospects settled.
+async fn settle_repeats(
+    tx: &Transaction<'_>,
+    lane: &[(&Snapshot, i64)],
+    now: OffsetDateTime,
+) -> StoreResult<HashSet<ProspectId>> {
+    let mut seen: HashMap<ProspectId, u32> = HashMap::with_capacity(lane.len());
+    for (s, _) in lane {
+        *seen.entry(s.prospect_id).or_default() += 1;
+    }
+    // In id order, as `write_states` and the anniversary scanner lock rows.
+    let mut once: Vec<(&Snapshot, i64)> = lane
         .iter()
-        .map(|s| &s.prospect_id.as_bytes()[..])
+        .filter(|(s, _)| seen[&s.prospect_id] == 1)
+        .copied()
+        .collect();
+    if once.is_empty() {
+        return Ok(HashSet::new());
+    }
+    once.sort_unstable_by_key(|(s, _)| s.prospect_id);
+    let ids: Vec<&[u8]> = once
+        .iter()
+        .map(|(s, _)| &s.prospect_id.as_bytes()[..])
+        .collect();
+    let observed = once
+        .iter()
+        .map(|(s, _)| to_unix_nanos(s.observed_at))
+        .collect::<Result<Vec<i64>, _>>()?;
+    let hashes: Vec<i64> = once.iter().map(|&(_, h)| h).collect();
+    let s = tx.prepare_cached(SETTLE_REPEATS).await.map_err(pg)?;
+    let rows = tx
+        .query(&s, &[&ids, &observed, &hashes, &now.unix_timestamp()])
+        .await
+        .map_err(pg)?;
+    rows.iter()
+        .map(|r| stored_prospect_id(r.get(0), "prospect_state"))
+        .collect()
+}
+
+/// Until `probe_by_key(tx, false)` or the transaction's end, statements are planned to find
+/// `prospect_state` rows by primary key, one probe per row of the batch's arrays, whatever the
+/// estimates (D120, D123): a generic plan (a custom plan for thousands of rows hashed a
+/// sequential scan of the table) with no sequential scan, hash or merge join to choose (a
+/// connection keeps its generic plan until the table's statistics change, and one made while a
+/// fresh database's table was nearly empty chose to scan it). The statements between, events
+/// and notifications, keep the server's planning.
+async fn probe_by_key(tx: &Transaction<'_>, on: bool) -> StoreResult<()> {
+    tx.batch_execute(if on {
+        "SET LOCAL plan_cache_mode = force_generic_plan; SET LOCAL enable_seqscan = off;
+         SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off"
+    } else {
+        "SET LOCAL plan_cache_mode = DEFAULT; SET LOCAL enable_seqscan = DEFAULT;
+         SET LOCAL enable_hashjoin = DEFAULT; SET LOCAL enable_mergejoin = DEFAULT"
+    })
+    .await
+    .map_err(pg)
+}
+
+/// `$1`–`$3`: prospect ids, their new `observed_at` and content hashes; `$4` `updated_at`.
+const SETTLE_REPEATS: &str = "UPDATE prospect_state s SET observed_at = x.o, updated_at = $4
+     FROM unnest($1::BYTEA[], $2::BIGINT[], $3::BIGINT[]) AS x(id, o, h)
+     WHERE s.prospect_id = x.id AND s.content_hash = x.h AND s.observed_at < x.o
+     RETURNING s.prospect_id";
+
+/// The stored state of every prospect of `rest` that has one (the lane's buckets locked).
+async fn read_states(
+    tx: &Transaction<'_>,
+    rest: &[(&Snapshot, i64)],
+) -> StoreResult<HashMap<ProspectId, Snapshot>> {
+    if rest.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let mut pids: Vec<&[u8]> = rest
+        .iter()
+        .map(|(s, _)| &s.prospect_id.as_bytes()[..])
         .collect();
     pids.sort_unstable();
     pids.dedup();
@@ -201,9 +288,11 @@ struct Decided<'a> {
     dirty: HashMap<ProspectId, Moved<'a>>,
 }
 
-/// A prospect's state after the batch, and whether a row of it was stored before.
+/// A prospect's state after the batch (with its content hash), and whether a row of it was
+/// stored before.
 struct Moved<'a> {
     state: &'a Snapshot,
+    hash: i64,
     stored: bool,
 }
 
@@ -212,14 +301,14 @@ struct Moved<'a> {
 /// drops the events beyond retention.
 fn decide<'a>(
     stored: &'a HashMap<ProspectId, Snapshot>,
-    batch: &[&'a Snapshot],
+    batch: &[(&'a Snapshot, i64)],
     opts: &IngestOptions,
 ) -> Decided<'a> {
     let mut counts = IngestCounts::default();
     let mut dirty: HashMap<ProspectId, Moved<'a>> = HashMap::new();
     let mut events: Vec<DetectedEvent> = Vec::new();
     let window = AnniversaryWindow::at_ingestion(opts.now, opts.anniversary_lead_days);
-    for &snap in batch {
+    for &(snap, hash) in batch {
         let pid = snap.prospect_id;
         let current = match dirty.get(&pid) {
             Some(m) => Some(m.state),
@@ -234,6 +323,7 @@ fn decide<'a>(
                 pid,
                 Moved {
                     state: snap,
+                    hash,
                     stored: was_stored,
                 },
             );
@@ -261,15 +351,10 @@ async fn write_states(
     let now_s = now.unix_timestamp();
     let rows = |stored: bool| {
         let of_kind = dirty.iter().filter(move |(_, m)| m.stored == stored);
-        StateColumns::of(of_kind.map(|(_, m)| m.state))
+        StateColumns::of(of_kind.map(|(_, m)| (m.state, m.hash)))
     };
     let stored = rows(true)?;
     if !stored.ids.is_empty() {
-        // A generic plan (until the transaction ends, the batch's last statement): it probes
-        // the primary key for each row whatever the batch's size.
-        tx.batch_execute("SET LOCAL plan_cache_mode = force_generic_plan")
-            .await
-            .map_err(pg)?;
         let s = tx.prepare_cached(UPDATE_STATES).await.map_err(pg)?;
         let n = tx.execute(&s, &stored.params(&now_s)).await.map_err(pg)?;
         if n != stored.ids.len() as u64 {
@@ -288,22 +373,24 @@ async fn write_states(
     Ok(())
 }
 
-/// The state rows of `$1` (stored ones) rewritten; `$1`–`$9` as in [`StateColumns`].
+/// The state rows of `$1` (stored ones) rewritten; `$1`–`$10` as in [`StateColumns`].
 const UPDATE_STATES: &str = "UPDATE prospect_state s SET observed_at = x.o,
         full_name = x.fname, linkedin_url = x.li, company_id = x.cid, company_name = x.cname,
-        job_title = x.title, job_start_date = x.start, anniv_md = x.anniv, updated_at = $10
+        job_title = x.title, job_start_date = x.start, anniv_md = x.anniv, content_hash = x.h,
+        updated_at = $11
      FROM unnest($1::BYTEA[], $2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::TEXT[],
-        $7::TEXT[], $8::TEXT[], $9::INTEGER[])
-        AS x(id, o, fname, li, cid, cname, title, start, anniv)
+        $7::TEXT[], $8::TEXT[], $9::INTEGER[], $10::BIGINT[])
+        AS x(id, o, fname, li, cid, cname, title, start, anniv, h)
      WHERE s.prospect_id = x.id";
 
 /// State rows of prospects not stored yet.
 const INSERT_STATES: &str = "INSERT INTO prospect_state (prospect_id, observed_at, full_name,
-        linkedin_url, company_id, company_name, job_title, job_start_date, anniv_md, updated_at)
-     SELECT x.*, $10 FROM unnest($1::BYTEA[], $2::BIGINT[], $3::TEXT[], $4::TEXT[],
-        $5::TEXT[], $6::TEXT[], $7::TEXT[], $8::TEXT[], $9::INTEGER[]) AS x";
+        linkedin_url, company_id, company_name, job_title, job_start_date, anniv_md,
+        content_hash, updated_at)
+     SELECT x.*, $11 FROM unnest($1::BYTEA[], $2::BIGINT[], $3::TEXT[], $4::TEXT[],
+        $5::TEXT[], $6::TEXT[], $7::TEXT[], $8::TEXT[], $9::INTEGER[], $10::BIGINT[]) AS x";
 
-/// State rows as the arrays `UPDATE_STATES` and `INSERT_STATES` unnest ($1–$9).
+/// State rows as the arrays `UPDATE_STATES` and `INSERT_STATES` unnest ($1–$10).
 #[derive(Default)]
 struct StateColumns<'a> {
     ids: Vec<&'a [u8]>,
@@ -315,12 +402,13 @@ struct StateColumns<'a> {
     job_title: Vec<Option<&'a str>>,
     start: Vec<Option<String>>,
     anniv: Vec<Option<i32>>,
+    hash: Vec<i64>,
 }
 
 impl<'a> StateColumns<'a> {
-    fn of(states: impl Iterator<Item = &'a Snapshot>) -> StoreResult<Self> {
+    fn of(states: impl Iterator<Item = (&'a Snapshot, i64)>) -> StoreResult<Self> {
         let mut c = Self::default();
-        for s in states {
+        for (s, h) in states {
             c.ids.push(&s.prospect_id.as_bytes()[..]);
             c.observed.push(to_unix_nanos(s.observed_at)?);
             c.full_name.push(s.full_name.as_deref());
@@ -330,12 +418,13 @@ impl<'a> StateColumns<'a> {
             c.job_title.push(s.job_title.as_deref());
             c.start.push(s.job_start_date.map(format_date));
             c.anniv.push(s.job_start_date.map(month_day));
+            c.hash.push(h);
         }
         Ok(c)
     }
 
-    /// The statements' parameters, with `now_s` as `updated_at` ($10).
-    fn params<'p>(&'p self, now_s: &'p i64) -> [&'p (dyn ToSql + Sync); 10] {
+    /// The statements' parameters, with `now_s` as `updated_at` ($11).
+    fn params<'p>(&'p self, now_s: &'p i64) -> [&'p (dyn ToSql + Sync); 11] {
         [
             &self.ids,
             &self.observed,
@@ -346,6 +435,7 @@ impl<'a> StateColumns<'a> {
             &self.job_title,
             &self.start,
             &self.anniv,
+            &self.hash,
             now_s,
         ]
     }
@@ -518,8 +608,10 @@ mod tests {
         .get(0)
     }
 
-    /// The stored rows of a batch are rewritten by primary key, whatever the batch's size
-    /// (D120): a custom plan for 10,000 of 200,000 rows hashes them against a scan of the table.
+    /// The stored rows of a batch are read, settled and rewritten by primary key, whatever the
+    /// batch's size (D120, D123): a custom plan for 10,000 of 200,000 rows hashes them against a
+    /// scan of the table, and a generic plan made while the table was nearly empty (a fresh
+    /// database's first batches; plain inserts never invalidate it) scans it.
     #[tokio::test]
     async fn a_big_batch_never_scans_the_states() {
         let Ok(url) = std::env::var("PROSPECT_EVENTS_TEST_POSTGRES_URL") else {
@@ -527,29 +619,122 @@ mod tests {
         };
         let (store, schema) = test_store(&url, "state_scan", PostgresOptions::default()).await;
         let mut c = store.conn().await.unwrap();
+        // First batches on the empty table: every statement is planned on this connection.
+        for (day, title) in [(1, "Engineer"), (2, "Manager"), (3, "Manager")] {
+            let few: Vec<Snapshot> = (300_000..300_003)
+                .map(|n| observed(n, day, title))
+                .collect();
+            super::ingest_once(&mut c, &lane_of(&few), ingest_options())
+                .await
+                .unwrap();
+        }
         c.batch_execute(
             "INSERT INTO prospect_state (prospect_id, observed_at, full_name, linkedin_url,
                 company_id, company_name, job_title, job_start_date, anniv_md, updated_at)
              SELECT decode(lpad(to_hex(g), 40, '0'), 'hex'), 1704067200000000000,
                 'Person ' || g, 'https://www.linkedin.com/in/p' || g, md5(g::TEXT),
                 'Company ' || g, 'Engineer', '2019-06-01', 601, 0
-             FROM generate_series(0, 199999) AS g;
-             ANALYZE prospect_state",
+             FROM generate_series(0, 199999) AS g",
         )
         .await
         .unwrap();
-        let batch: Vec<Snapshot> = (0..10_000).map(|n| observed(n, 2, "Manager")).collect();
-        let lane: Vec<&Snapshot> = batch.iter().collect();
         let before = state_seq_scans(&c).await;
-        let counts = super::ingest_once(&mut c, &lane, ingest_options())
+        // Rows without a content hash: each is read and rewritten whole.
+        let changes: Vec<Snapshot> = (0..10_000).map(|n| observed(n, 2, "Manager")).collect();
+        let counts = super::ingest_once(&mut c, &lane_of(&changes), ingest_options())
             .await
             .unwrap();
         assert_eq!(counts.changed, 10_000, "every stored row was rewritten");
+        // Then repeats of them: settled by their hashes in one UPDATE (D123).
+        let repeats: Vec<Snapshot> = (0..10_000).map(|n| observed(n, 3, "Manager")).collect();
+        let counts = super::ingest_once(&mut c, &lane_of(&repeats), ingest_options())
+            .await
+            .unwrap();
+        assert_eq!(counts.unchanged, 10_000, "every repeat was settled");
         assert_eq!(
             state_seq_scans(&c).await,
             before,
-            "the batch scanned prospect_state"
+            "a batch scanned prospect_state"
         );
+        drop(c);
+        drop(store);
+        drop_test_schema(&url, &schema).await.unwrap();
+    }
+
+    /// Snapshots as a lane holds them, each with its content hash.
+    fn lane_of(batch: &[Snapshot]) -> Vec<(&Snapshot, i64)> {
+        batch.iter().map(|s| (s, s.content_hash())).collect()
+    }
+
+    /// The stored `(observed_at, full_name, content_hash)` of prospect `n`.
+    async fn stored_state(store: &PostgresStore, n: u32) -> (i64, String, Option<i64>) {
+        let c = store.conn().await.unwrap();
+        let id = hex::decode(format!("{n:040x}")).unwrap();
+        let r = c
+            .query_one(
+                "SELECT observed_at, full_name, content_hash FROM prospect_state
+                 WHERE prospect_id = $1",
+                &[&id],
+            )
+            .await
+            .unwrap();
+        (r.get(0), r.get(1), r.get(2))
+    }
+
+    /// A line that repeats a prospect's stored state with a newer `observed_at` is settled by
+    /// the content hash alone (D123): the row is not read back, only `observed_at` moves. A row
+    /// without a hash (stored before migration 0012) takes the full comparison and gets one;
+    /// a change stores the new snapshot's hash.
+    #[tokio::test]
+    async fn a_repeat_is_settled_by_its_content_hash() {
+        let Ok(url) = std::env::var("PROSPECT_EVENTS_TEST_POSTGRES_URL") else {
+            return;
+        };
+        let (store, schema) = test_store(&url, "state_hash", PostgresOptions::default()).await;
+        let ingest =
+            |s: Snapshot| store.ingest_snapshots(SnapshotBatch::from(vec![s]), ingest_options());
+        let nanos = |s: &Snapshot| domain::instant::to_unix_nanos(s.observed_at).unwrap();
+        let first = observed(7, 1, "Engineer");
+        assert_eq!(ingest(first.clone()).await.unwrap().baselines, 1);
+        assert_eq!(stored_state(&store, 7).await.2, Some(first.content_hash()));
+
+        // A field changed behind ingestion's back, the hash kept: the repeat trusts the hash.
+        let c = store.conn().await.unwrap();
+        c.batch_execute("UPDATE prospect_state SET full_name = 'Tampered'")
+            .await
+            .unwrap();
+        let repeat = observed(7, 2, "Engineer");
+        assert_eq!(ingest(repeat.clone()).await.unwrap().unchanged, 1);
+        assert_eq!(
+            stored_state(&store, 7).await,
+            (
+                nanos(&repeat),
+                "Tampered".to_string(),
+                Some(repeat.content_hash())
+            ),
+            "only observed_at moved"
+        );
+
+        // No hash: the full comparison rewrites the row, with its hash.
+        c.batch_execute("UPDATE prospect_state SET content_hash = NULL")
+            .await
+            .unwrap();
+        let again = observed(7, 3, "Engineer");
+        assert_eq!(ingest(again.clone()).await.unwrap().unchanged, 1);
+        assert_eq!(
+            stored_state(&store, 7).await,
+            (
+                nanos(&again),
+                "Person 7".to_string(),
+                Some(again.content_hash())
+            )
+        );
+
+        // A change is detected and stores the new hash.
+        let moved = observed(7, 4, "Manager");
+        let counts = ingest(moved.clone()).await.unwrap();
+        assert_eq!((counts.changed, counts.events_created), (1, 1));
+        assert_eq!(stored_state(&store, 7).await.2, Some(moved.content_hash()));
         drop(c);
         drop(store);
         drop_test_schema(&url, &schema).await.unwrap();

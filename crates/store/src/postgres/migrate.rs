@@ -62,6 +62,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "state_hot_updates",
         include_str!("../../migrations/postgres/0011_state_hot_updates.sql"),
     ),
+    (
+        12,
+        "state_content_hash",
+        include_str!("../../migrations/postgres/0012_state_content_hash.sql"),
+    ),
 ];
 
 /// Applies the migrations not yet applied, up to version `last` (tests build older schemas).
