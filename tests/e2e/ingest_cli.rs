@@ -399,12 +399,18 @@ fn crash_file(path: &Path) {
 /// A fresh database with the same enrollments (same ids) every time.
 fn crash_db(path: &Path) -> String {
     let url = format!("sqlite://{}", path.display());
+    crash_enrollments(&url);
+    url
+}
+
+/// The crash test's key and enrollments, in the (empty) database at `url`.
+fn crash_enrollments(url: &str) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
-        let store = store::open(&url).await.unwrap();
+        let store = store::open(url).await.unwrap();
         store
             .create_key(store::NewApiKey {
                 key_hash: [7; 32],
@@ -454,7 +460,6 @@ fn crash_db(path: &Path) -> String {
                 .unwrap();
         }
     });
-    url
 }
 
 /// Everything ingestion writes, minus wall-clock columns, in a canonical order.
@@ -600,6 +605,145 @@ fn sigkill_mid_file_then_rerun_equals_one_clean_run() {
         s["notifications_queued"].as_u64().unwrap()
     );
     assert_eq!(count(&crash_path, "events"), clean[1].len() as i64);
+}
+
+/// The crash test on PostgreSQL (issue 13: "the same at-most-a-batch-lost guarantees on a
+/// kill" with ingestion lanes): SIGKILL once some batches are committed, run again, and the
+/// schema holds what one clean run's holds — states, events, notifications — and the killed
+/// run's events and notifications are not created twice. A batch's lanes commit on their own
+/// (D93), so a kill may leave one lane of a batch committed: the rerun settles the rest. Runs
+/// in the PostgreSQL pass of the suite (`PROSPECT_EVENTS_TEST_BACKEND=postgres`).
+#[test]
+fn sigkill_mid_file_then_rerun_equals_one_clean_run_on_postgres() {
+    use std::os::unix::process::ExitStatusExt;
+    if std::env::var("PROSPECT_EVENTS_TEST_BACKEND").as_deref() != Ok("postgres") {
+        return;
+    }
+    let base = std::env::var("PROSPECT_EVENTS_TEST_POSTGRES_URL")
+        .expect("the PostgreSQL pass needs PROSPECT_EVENTS_TEST_POSTGRES_URL");
+    let bin = binary_or_skip!();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let file = d.join("big.ndjson");
+    crash_file(&file);
+    let lines = (CRASH_PROSPECTS * CRASH_ROUNDS) as u64;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let tag = format!("{}_{nanos}", std::process::id());
+    let schema = |name: &str| {
+        let schema = format!("crash_{name}_{tag}");
+        let url = rt
+            .block_on(store::postgres::create_test_schema(&base, &schema))
+            .unwrap();
+        crash_enrollments(&url);
+        (schema, url)
+    };
+    let rows = |url: &str, sql: &str| rt.block_on(store::postgres::test_rows(url, sql)).unwrap();
+    let count = |url: &str, table: &str| -> usize {
+        rows(url, &format!("SELECT count(*) FROM {table}"))[0]
+            .parse()
+            .unwrap()
+    };
+    let dump = |url: &str| -> Vec<Vec<String>> {
+        [
+            "SELECT encode(prospect_id, 'hex'), observed_at, full_name, linkedin_url, company_id,
+                    company_name, job_title, job_start_date, anniv_md, content_hash
+             FROM prospect_state ORDER BY prospect_id",
+            "SELECT event_id, encode(prospect_id, 'hex'), event_type, event_time, data FROM events
+             ORDER BY event_id",
+            "SELECT delivery_id, event_id, event_name, event_time, tenant_id, partner_id,
+                    enrollment_id, enrollment_key, payload, status, attempts
+             FROM notifications ORDER BY delivery_id",
+        ]
+        .iter()
+        .map(|sql| rows(url, sql))
+        .collect()
+    };
+    let ingest = |db: &str| {
+        let mut c = command(&bin, d);
+        c.args([
+            "ingest",
+            file.to_str().unwrap(),
+            "--batch-size",
+            "500",
+            "--database-url",
+            db,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        c
+    };
+
+    let (clean_schema, clean_url) = schema("clean");
+    let o = ingest(&clean_url).output().unwrap();
+    assert_eq!(code(&o), 0, "{o:?}");
+    let s = summary(&o);
+    assert_eq!(s["lines"], lines);
+    assert!(s["events_created"].as_u64().unwrap() > 50_000, "{s}");
+    assert!(s["notifications_queued"].as_u64().unwrap() > 1_000, "{s}");
+    let clean = dump(&clean_url);
+
+    let (crash_schema, crash_url) = schema("crash");
+    let mut child = ingest(&crash_url).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the ingest finished before it could be killed"
+        );
+        // Past the first round (one new prospect a line), into the changes of the second.
+        if count(&crash_url, "events") >= 2_000 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no progress");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    let status = child.wait().unwrap();
+    assert_eq!(status.signal(), Some(9), "{status:?}");
+    let partial = dump(&crash_url);
+    assert!(
+        partial[1].len() < clean[1].len(),
+        "the kill came too late to test anything"
+    );
+
+    let o = ingest(&crash_url).output().unwrap();
+    assert_eq!(code(&o), 0, "{o:?}");
+    let s2 = summary(&o);
+    assert_eq!(s2["lines"], lines);
+    let after = dump(&crash_url);
+    for (i, table) in ["prospect_state", "events", "notifications"]
+        .iter()
+        .enumerate()
+    {
+        assert_eq!(
+            after[i].len(),
+            clean[i].len(),
+            "{table}: row counts differ after the crash and rerun"
+        );
+        if let Some((a, b)) = after[i].iter().zip(&clean[i]).find(|(a, b)| a != b) {
+            panic!("{table} differs:\n crash+rerun: {a}\n clean:       {b}");
+        }
+    }
+    assert_eq!(
+        partial[1].len() as u64 + s2["events_created"].as_u64().unwrap(),
+        s["events_created"].as_u64().unwrap()
+    );
+    assert_eq!(
+        partial[2].len() as u64 + s2["notifications_queued"].as_u64().unwrap(),
+        s["notifications_queued"].as_u64().unwrap()
+    );
+    for schema in [clean_schema, crash_schema] {
+        rt.block_on(store::postgres::drop_test_schema(&base, &schema))
+            .unwrap();
+    }
 }
 
 /// A bulk ingest into the SQLite file a running server uses (issue 11, item 7): every API write

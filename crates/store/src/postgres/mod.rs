@@ -307,16 +307,45 @@ fn check_schema_name(schema: &str) -> Result<(), StoreError> {
 }
 
 async fn admin_exec(base_url: &str, sql: &str) -> Result<(), StoreError> {
-    let (url, params) = take_params(base_url, &mut PostgresOptions::default())?;
-    let connector = Connector::new(&url, &params, |_| {})?;
-    let (client, task) =
-        deadpool_postgres::Connect::connect(&connector, &tokio_postgres::Config::new())
-            .await
-            .map_err(pg)?;
+    let (client, task) = one_connection(base_url).await?;
     let res = client.batch_execute(sql).await.map_err(pg);
     drop(client);
     let _ = task.await;
     res
+}
+
+/// One connection to `url` outside any pool (its TLS, schema and options as the store's), and
+/// the task that drives it.
+async fn one_connection(
+    url: &str,
+) -> Result<(tokio_postgres::Client, tokio::task::JoinHandle<()>), StoreError> {
+    let (url, params) = take_params(url, &mut PostgresOptions::default())?;
+    let connector = Connector::new(&url, &params, |_| {})?;
+    deadpool_postgres::Connect::connect(&connector, &tokio_postgres::Config::new())
+        .await
+        .map_err(pg)
+}
+
+/// Test support: the rows `sql` returns on a connection of `url` (a test schema's URL reads
+/// that schema), each as its columns' text joined by `|` (`NULL` for a null), in the order
+/// returned — for comparing what two databases hold.
+pub async fn test_rows(url: &str, sql: &str) -> Result<Vec<String>, StoreError> {
+    let (client, task) = one_connection(url).await?;
+    let res = client.simple_query(sql).await.map_err(pg);
+    drop(client);
+    let _ = task.await;
+    Ok(res?
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(
+                (0..r.len())
+                    .map(|i| r.get(i).unwrap_or("NULL"))
+                    .collect::<Vec<_>>()
+                    .join("|"),
+            ),
+            _ => None,
+        })
+        .collect())
 }
 
 /// Whether retrying the whole transaction is safe and may succeed: the database reported a
