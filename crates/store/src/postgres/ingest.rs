@@ -619,8 +619,13 @@ mod tests {
         };
         let (store, schema) = test_store(&url, "state_scan", PostgresOptions::default()).await;
         let mut c = store.conn().await.unwrap();
-        // First batches on the empty table: every statement is planned on this connection.
-        for (day, title) in [(1, "Engineer"), (2, "Manager"), (3, "Manager")] {
+        // A dozen small batches on the empty table: every statement is planned on this
+        // connection, past the five custom plans after which the server's default keeps a
+        // generic one (a state read left to it scanned the big batches' table).
+        let titles = [
+            "Engineer", "Manager", "Manager", "Engineer", "Engineer", "Manager",
+        ];
+        for (day, title) in (1..).zip(titles.into_iter().cycle().take(12)) {
             let few: Vec<Snapshot> = (300_000..300_003)
                 .map(|n| observed(n, day, title))
                 .collect();
