@@ -502,33 +502,85 @@ fn count(path: &Path, table: &str) -> i64 {
         .unwrap_or(0)
 }
 
+/// The crash test's `ingest` of `file` into `db`, 500 lines a batch, with `extra` flags.
+fn crash_ingest(bin: &Path, dir: &Path, file: &Path, db: &str, extra: &[&str]) -> Command {
+    let mut c = command(bin, dir);
+    c.args(["ingest", file.to_str().unwrap(), "--batch-size", "500"])
+        .args(extra)
+        .args(["--database-url", db])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    c
+}
+
+/// Starts `ingest` and SIGKILLs it as soon as `progressed` says enough is committed (within
+/// two minutes, before it finishes on its own; `context` goes into that failure's message).
+fn kill_once(mut ingest: Command, context: &str, progressed: impl Fn() -> bool) {
+    use std::os::unix::process::ExitStatusExt;
+    let mut child = ingest.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the ingest finished before it could be killed ({context})"
+        );
+        if progressed() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no progress");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    let status = child.wait().unwrap();
+    assert_eq!(status.signal(), Some(9), "{status:?}");
+}
+
+/// The crash test's verdict, from the dumps (states, events, notifications) of the killed run
+/// (`partial`), of the killed run after its rerun (`after`) and of a clean run, and the
+/// summaries of the rerun and the clean run: the rerun's database is exactly the clean run's,
+/// and what the killed run committed plus what the rerun created is what the clean run
+/// created (nothing created twice).
+fn assert_rerun_equals_clean(
+    partial: &[Vec<String>],
+    after: &[Vec<String>],
+    clean: &[Vec<String>],
+    rerun: &Value,
+    clean_run: &Value,
+) {
+    for (i, table) in ["prospect_state", "events", "notifications"]
+        .iter()
+        .enumerate()
+    {
+        assert_eq!(
+            after[i].len(),
+            clean[i].len(),
+            "{table}: row counts differ after the crash and rerun"
+        );
+        if let Some((a, b)) = after[i].iter().zip(&clean[i]).find(|(a, b)| a != b) {
+            panic!("{table} differs:\n crash+rerun: {a}\n clean:       {b}");
+        }
+    }
+    assert_eq!(
+        partial[1].len() as u64 + rerun["events_created"].as_u64().unwrap(),
+        clean_run["events_created"].as_u64().unwrap()
+    );
+    assert_eq!(
+        partial[2].len() as u64 + rerun["notifications_queued"].as_u64().unwrap(),
+        clean_run["notifications_queued"].as_u64().unwrap()
+    );
+}
+
 #[test]
 fn sigkill_mid_file_then_rerun_equals_one_clean_run() {
-    use std::os::unix::process::ExitStatusExt;
     let bin = binary_or_skip!();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let file = d.join("big.ndjson");
     crash_file(&file);
     let lines = (CRASH_PROSPECTS * CRASH_ROUNDS) as u64;
-    let ingest = |db: &str| {
-        let mut c = command(&bin, d);
-        c.args([
-            "ingest",
-            file.to_str().unwrap(),
-            "--batch-size",
-            "500",
-            // Two batches per transaction: the bulk mode's grouped commits are what a kill hits.
-            "--commit-every",
-            "1000",
-            "--database-url",
-            db,
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-        c
-    };
+    // Two batches per transaction: the bulk mode's grouped commits are what a kill hits.
+    let ingest = |db: &str| crash_ingest(&bin, d, &file, db, &["--commit-every", "1000"]);
 
     // The reference: one clean run.
     let clean_path = d.join("clean.db");
@@ -546,23 +598,12 @@ fn sigkill_mid_file_then_rerun_equals_one_clean_run() {
     // The crash: SIGKILL once some batches are committed, well before the end.
     let crash_path = d.join("crash.db");
     let crash_url = crash_db(&crash_path);
-    let mut child = ingest(&crash_url).spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the ingest finished before it could be killed (clean run took {clean_secs:.1}s)"
-        );
-        // The first round has one new prospect per line: 5,000 rows = 5 commits of 2 batches.
-        if count(&crash_path, "prospect_state") >= 5_000 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no progress");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    child.kill().unwrap(); // SIGKILL
-    let status = child.wait().unwrap();
-    assert_eq!(status.signal(), Some(9), "{status:?}");
+    // The first round has one new prospect per line: 5,000 rows = 5 commits of 2 batches.
+    kill_once(
+        ingest(&crash_url),
+        &format!("clean run took {clean_secs:.1}s"),
+        || count(&crash_path, "prospect_state") >= 5_000,
+    );
     let partial = dump(&crash_path);
     let clean = dump(&clean_path);
     assert!(
@@ -581,29 +622,7 @@ fn sigkill_mid_file_then_rerun_equals_one_clean_run() {
     assert_eq!(code(&o), 0, "{o:?}");
     let s2 = summary(&o);
     assert_eq!(s2["lines"], lines);
-    let after = dump(&crash_path);
-    for (i, table) in ["prospect_state", "events", "notifications"]
-        .iter()
-        .enumerate()
-    {
-        assert_eq!(
-            after[i].len(),
-            clean[i].len(),
-            "{table}: row counts differ after the crash and rerun"
-        );
-        if let Some((a, b)) = after[i].iter().zip(&clean[i]).find(|(a, b)| a != b) {
-            panic!("{table} differs:\n crash+rerun: {a}\n clean:       {b}");
-        }
-    }
-    // What the killed run committed plus what the rerun created is what the clean run created.
-    assert_eq!(
-        partial[1].len() as u64 + s2["events_created"].as_u64().unwrap(),
-        s["events_created"].as_u64().unwrap()
-    );
-    assert_eq!(
-        partial[2].len() as u64 + s2["notifications_queued"].as_u64().unwrap(),
-        s["notifications_queued"].as_u64().unwrap()
-    );
+    assert_rerun_equals_clean(&partial, &dump(&crash_path), &clean, &s2, &s);
     assert_eq!(count(&crash_path, "events"), clean[1].len() as i64);
 }
 
@@ -615,7 +634,6 @@ fn sigkill_mid_file_then_rerun_equals_one_clean_run() {
 /// in the PostgreSQL pass of the suite (`PROSPECT_EVENTS_TEST_BACKEND=postgres`).
 #[test]
 fn sigkill_mid_file_then_rerun_equals_one_clean_run_on_postgres() {
-    use std::os::unix::process::ExitStatusExt;
     if std::env::var("PROSPECT_EVENTS_TEST_BACKEND").as_deref() != Ok("postgres") {
         return;
     }
@@ -665,21 +683,7 @@ fn sigkill_mid_file_then_rerun_equals_one_clean_run_on_postgres() {
         .map(|sql| rows(url, sql))
         .collect()
     };
-    let ingest = |db: &str| {
-        let mut c = command(&bin, d);
-        c.args([
-            "ingest",
-            file.to_str().unwrap(),
-            "--batch-size",
-            "500",
-            "--database-url",
-            db,
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-        c
-    };
+    let ingest = |db: &str| crash_ingest(&bin, d, &file, db, &[]);
 
     let (clean_schema, clean_url) = schema("clean");
     let o = ingest(&clean_url).output().unwrap();
@@ -691,23 +695,10 @@ fn sigkill_mid_file_then_rerun_equals_one_clean_run_on_postgres() {
     let clean = dump(&clean_url);
 
     let (crash_schema, crash_url) = schema("crash");
-    let mut child = ingest(&crash_url).spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the ingest finished before it could be killed"
-        );
-        // Past the first round (one new prospect a line), into the changes of the second.
-        if count(&crash_url, "events") >= 2_000 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no progress");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    child.kill().unwrap(); // SIGKILL
-    let status = child.wait().unwrap();
-    assert_eq!(status.signal(), Some(9), "{status:?}");
+    // Past the first round (one new prospect a line), into the changes of the second.
+    kill_once(ingest(&crash_url), "PostgreSQL", || {
+        count(&crash_url, "events") >= 2_000
+    });
     let partial = dump(&crash_url);
     assert!(
         partial[1].len() < clean[1].len(),
@@ -718,28 +709,7 @@ fn sigkill_mid_file_then_rerun_equals_one_clean_run_on_postgres() {
     assert_eq!(code(&o), 0, "{o:?}");
     let s2 = summary(&o);
     assert_eq!(s2["lines"], lines);
-    let after = dump(&crash_url);
-    for (i, table) in ["prospect_state", "events", "notifications"]
-        .iter()
-        .enumerate()
-    {
-        assert_eq!(
-            after[i].len(),
-            clean[i].len(),
-            "{table}: row counts differ after the crash and rerun"
-        );
-        if let Some((a, b)) = after[i].iter().zip(&clean[i]).find(|(a, b)| a != b) {
-            panic!("{table} differs:\n crash+rerun: {a}\n clean:       {b}");
-        }
-    }
-    assert_eq!(
-        partial[1].len() as u64 + s2["events_created"].as_u64().unwrap(),
-        s["events_created"].as_u64().unwrap()
-    );
-    assert_eq!(
-        partial[2].len() as u64 + s2["notifications_queued"].as_u64().unwrap(),
-        s["notifications_queued"].as_u64().unwrap()
-    );
+    assert_rerun_equals_clean(&partial, &dump(&crash_url), &clean, &s2, &s);
     for schema in [clean_schema, crash_schema] {
         rt.block_on(store::postgres::drop_test_schema(&base, &schema))
             .unwrap();
