@@ -106,24 +106,15 @@ pub fn detect_changes(current: Option<&Snapshot>, new: &Snapshot) -> Detection {
         }
     }
 
-    // Unequal compared values are formatted (normalized, prefixed) only when they differ: a
-    // move that changes neither (most moves of a feed) allocates nothing here.
-    let mut moved: Vec<(EventType, String, String)> = Vec::new();
-    if let (Some(a), Some(b)) = (&cur.job_title, &new.job_title) {
-        if a != b {
-            let (na, nb) = (normalize(a), normalize(b));
-            if na != nb {
-                moved.push((EventType::ChangedRole, na, nb));
-            }
-        }
-    }
-    if company_differs(cur, new) {
-        if let (Some(a), Some(b)) = (company_key(cur, new), company_key(new, cur)) {
-            if a != b {
-                moved.push((EventType::ChangedCompany, a, b));
-            }
-        }
-    }
+    // Compared values are formatted (normalized, prefixed) only when the stored fields differ:
+    // a move that changes neither (most moves of a feed) allocates nothing here.
+    let moved: Vec<(EventType, String, String)> = [
+        (EventType::ChangedRole, role_change(cur, new)),
+        (EventType::ChangedCompany, company_change(cur, new)),
+    ]
+    .into_iter()
+    .filter_map(|(t, change)| change.map(|(a, b)| (t, a, b)))
+    .collect();
     let events = if moved.is_empty() {
         Vec::new()
     } else {
@@ -141,13 +132,29 @@ pub fn detect_changes(current: Option<&Snapshot>, new: &Snapshot) -> Detection {
     }
 }
 
-/// Whether the companies of `a` and `b` may differ: false when the compared fields are equal as
-/// stored (then their keys are too), without formatting the keys.
-fn company_differs(a: &Snapshot, b: &Snapshot) -> bool {
-    match (&a.company_id, &b.company_id) {
-        (Some(x), Some(y)) => x != y,
-        _ => a.company_name != b.company_name,
+/// The previous and new compared titles (normalized) when the role changed: both known and
+/// unequal once normalized.
+fn role_change(cur: &Snapshot, new: &Snapshot) -> Option<(String, String)> {
+    let (a, b) = (cur.job_title.as_ref()?, new.job_title.as_ref()?);
+    if a == b {
+        return None;
     }
+    let (na, nb) = (normalize(a), normalize(b));
+    (na != nb).then_some((na, nb))
+}
+
+/// The previous and new company keys ([`company_key`]) when the company changed: both known
+/// and unequal. Fields equal as stored give equal keys, so those are not formatted.
+fn company_change(cur: &Snapshot, new: &Snapshot) -> Option<(String, String)> {
+    let same = match (&cur.company_id, &new.company_id) {
+        (Some(x), Some(y)) => x == y,
+        _ => cur.company_name == new.company_name,
+    };
+    if same {
+        return None;
+    }
+    let (a, b) = (company_key(cur, new)?, company_key(new, cur)?);
+    (a != b).then_some((a, b))
 }
 
 /// The value of `s` used to compare companies with `other`: the id when both have one, else the
