@@ -66,11 +66,6 @@ impl SnapshotBatch {
         &self.snapshots
     }
 
-    /// `snapshots()[i].content_hash()` for each `i`.
-    pub fn hashes(&self) -> &[i64] {
-        &self.hashes
-    }
-
     /// On drop, the snapshots are sent to `home` instead of being freed by the dropping thread
     /// (freed there if `home` is gone).
     pub fn send_home_on_drop(&mut self, home: Sender<Vec<Snapshot>>) {

@@ -357,23 +357,18 @@ pub(crate) fn lock_bucket(p: &ProspectId) -> u32 {
 
 /// The lanes a batch is applied in, each in a transaction of its own at the same time (D93): a
 /// prospect's lane is its lock bucket modulo `lanes`, so every snapshot of a prospect is in
-/// one lane, in batch order, and two lanes never hold the same bucket. Each snapshot travels
-/// with its content hash (`hashes[i]` of `batch[i]`). Empty lanes are left out (`lanes` is at
-/// least 1 and at most [`LOCK_BUCKETS`] in effect).
+/// one lane, in batch order (a grouped batch gives lanes in prospect order), and two lanes
+/// never hold the same bucket. Each snapshot travels with its content hash, as
+/// [`crate::SnapshotBatch::grouped`] gives them. Empty lanes are left out (`lanes` is at least 1
+/// and at most [`LOCK_BUCKETS`] in effect).
 pub(crate) fn ingest_lanes<'a>(
-    batch: &'a [domain::snapshot::Snapshot],
-    hashes: &[i64],
+    batch: impl IntoIterator<Item = (&'a domain::snapshot::Snapshot, i64)>,
     lanes: usize,
 ) -> Vec<Vec<(&'a domain::snapshot::Snapshot, i64)>> {
     let n = lanes.clamp(1, LOCK_BUCKETS as usize);
     let mut out: Vec<Vec<(&domain::snapshot::Snapshot, i64)>> = vec![Vec::new(); n];
-    for (s, &h) in batch.iter().zip(hashes) {
-        let lane = if n == 1 {
-            0
-        } else {
-            lock_bucket(&s.prospect_id) as usize % n
-        };
-        out[lane].push((s, h));
+    for (s, h) in batch {
+        out[lock_bucket(&s.prospect_id) as usize % n].push((s, h));
     }
     out.retain(|lane| !lane.is_empty());
     out
@@ -404,7 +399,7 @@ mod tests {
             .collect();
         let hashes: Vec<i64> = (0..batch.len() as i64).collect();
         for lanes in [1, 2, 3, 16, 500] {
-            let split = ingest_lanes(&batch, &hashes, lanes);
+            let split = ingest_lanes(batch.iter().zip(hashes.iter().copied()), lanes);
             assert_eq!(split.len(), lanes.min(LOCK_BUCKETS as usize));
             assert_eq!(split.iter().map(Vec::len).sum::<usize>(), batch.len());
             let mut lane_of = std::collections::HashMap::new();
@@ -431,7 +426,7 @@ mod tests {
                 assert_eq!(got, expect);
             }
         }
-        assert!(ingest_lanes(&[], &[], 2).is_empty());
+        assert!(ingest_lanes([], 2).is_empty());
         // a prospect's bucket is stable (stored databases depend on it)
         assert_eq!(
             lock_bucket(&ProspectId([0; 20])),

@@ -45,11 +45,13 @@ pub(super) fn state_row(r: &Row) -> StoreResult<Snapshot> {
 /// answer; the lanes that committed stay committed, re-ingestion settles the rest).
 pub(super) async fn ingest_snapshots(
     store: &PostgresStore,
-    batch: SnapshotBatch,
+    mut batch: SnapshotBatch,
     opts: IngestOptions,
 ) -> StoreResult<IngestCounts> {
     batch.check_storable()?;
-    let lanes = ingest_lanes(batch.snapshots(), batch.hashes(), store.ingest_lanes());
+    // Grouped (a no-op for the CLI's batches, grouped by their producer): each lane is in
+    // prospect order, which `ingest_once` relies on.
+    let lanes = ingest_lanes(batch.grouped(), store.ingest_lanes());
     let done = join_all(lanes.iter().map(|lane| ingest_lane(store, lane, opts))).await;
     let mut counts = IngestCounts::default();
     let mut failed = None;
@@ -134,11 +136,17 @@ pub(super) async fn prune_events(c: &mut Object, before: OffsetDateTime) -> Stor
 
 /// A lane in one transaction: its buckets locked, its repeats settled by their hashes, the
 /// rest compared with their stored states, then events, notifications and new states written.
+/// The lane is in prospect order (each prospect's snapshots together, in input order).
 async fn ingest_once(
     c: &mut Object,
     lane: &[(&Snapshot, i64)],
     opts: IngestOptions,
 ) -> StoreResult<IngestCounts> {
+    debug_assert!(
+        lane.windows(2)
+            .all(|w| w[0].0.prospect_id <= w[1].0.prospect_id),
+        "an ingestion lane out of prospect order"
+    );
     let tx = c.transaction().await.map_err(pg)?;
     lock_buckets(&tx, lane).await?;
     probe_by_key(&tx, true).await?;
@@ -193,20 +201,18 @@ async fn settle_repeats(
     lane: &[(&Snapshot, i64)],
     now: OffsetDateTime,
 ) -> StoreResult<HashSet<ProspectId>> {
-    let mut seen: HashMap<ProspectId, u32> = HashMap::with_capacity(lane.len());
-    for (s, _) in lane {
-        *seen.entry(s.prospect_id).or_default() += 1;
-    }
-    // In id order, as `write_states` and the anniversary scanner lock rows.
-    let mut once: Vec<(&Snapshot, i64)> = lane
-        .iter()
-        .filter(|(s, _)| seen[&s.prospect_id] == 1)
-        .copied()
+    // The lane is in prospect order: a prospect seen once is a group of one, and the rows are
+    // updated in id order, as `write_states` and the anniversary scanner lock them.
+    let once: Vec<(&Snapshot, i64)> = lane
+        .chunk_by(|a, b| a.0.prospect_id == b.0.prospect_id)
+        .filter_map(|group| match group {
+            [one] => Some(*one),
+            _ => None,
+        })
         .collect();
     if once.is_empty() {
         return Ok(HashSet::new());
     }
-    once.sort_unstable_by_key(|(s, _)| s.prospect_id);
     let ids: Vec<&[u8]> = once
         .iter()
         .map(|(s, _)| &s.prospect_id.as_bytes()[..])
@@ -259,11 +265,11 @@ async fn read_states(
     if rest.is_empty() {
         return Ok(HashMap::new());
     }
+    // In prospect order: each prospect once.
     let mut pids: Vec<&[u8]> = rest
         .iter()
         .map(|(s, _)| &s.prospect_id.as_bytes()[..])
         .collect();
-    pids.sort_unstable();
     pids.dedup();
     let s = tx
         .prepare_cached(&format!(
@@ -281,11 +287,12 @@ async fn read_states(
 }
 
 /// What a batch decides: its counts so far, the events to store and the prospects whose state
-/// moved, each with its new state (the batch's snapshot) and whether it had a stored row.
+/// moved (in prospect order, each once), each with its new state (the batch's snapshot) and
+/// whether it had a stored row.
 struct Decided<'a> {
     counts: IngestCounts,
     events: Vec<DetectedEvent>,
-    dirty: HashMap<ProspectId, Moved<'a>>,
+    dirty: Vec<Moved<'a>>,
 }
 
 /// A prospect's state after the batch (with its content hash), and whether a row of it was
@@ -296,21 +303,23 @@ struct Moved<'a> {
     stored: bool,
 }
 
-/// Applies each snapshot of the batch to the state it finds (`domain::detect::apply`): the
-/// stored one, then the batch's own snapshots as they become current (borrowed, not copied);
-/// drops the events beyond retention.
+/// Applies each snapshot of the lane (in prospect order) to the state it finds
+/// (`domain::detect::apply`): the stored one, then the lane's own snapshots as they become
+/// current (borrowed, not copied); drops the events beyond retention.
 fn decide<'a>(
     stored: &'a HashMap<ProspectId, Snapshot>,
-    batch: &[(&'a Snapshot, i64)],
+    lane: &[(&'a Snapshot, i64)],
     opts: &IngestOptions,
 ) -> Decided<'a> {
     let mut counts = IngestCounts::default();
-    let mut dirty: HashMap<ProspectId, Moved<'a>> = HashMap::new();
+    let mut dirty: Vec<Moved<'a>> = Vec::new();
     let mut events: Vec<DetectedEvent> = Vec::new();
     let window = AnniversaryWindow::at_ingestion(opts.now, opts.anniversary_lead_days);
-    for &(snap, hash) in batch {
+    for &(snap, hash) in lane {
         let pid = snap.prospect_id;
-        let current = match dirty.get(&pid) {
+        // The prospect's move in this lane, if any, is the last one made (prospect order).
+        let moved_here = dirty.last_mut().filter(|m| m.state.prospect_id == pid);
+        let current = match &moved_here {
             Some(m) => Some(m.state),
             None => stored.get(&pid),
         };
@@ -318,15 +327,15 @@ fn decide<'a>(
         counts.tally(applied.tally);
         events.extend(applied.events);
         if applied.becomes_current {
-            let was_stored = stored.contains_key(&pid);
-            dirty.insert(
-                pid,
-                Moved {
-                    state: snap,
-                    hash,
-                    stored: was_stored,
-                },
-            );
+            let now = Moved {
+                state: snap,
+                hash,
+                stored: stored.contains_key(&pid),
+            };
+            match moved_here {
+                Some(m) => *m = now,
+                None => dirty.push(now),
+            }
         }
     }
     counts.events_beyond_retention = opts.drop_beyond_retention(&mut events);
@@ -343,15 +352,13 @@ fn decide<'a>(
 /// until this transaction ends.
 async fn write_states(
     tx: &Transaction<'_>,
-    dirty: &HashMap<ProspectId, Moved<'_>>,
+    dirty: &[Moved<'_>],
     now: OffsetDateTime,
 ) -> StoreResult<()> {
-    let mut dirty: Vec<(&ProspectId, &Moved<'_>)> = dirty.iter().collect();
-    dirty.sort_unstable_by_key(|(p, _)| **p);
     let now_s = now.unix_timestamp();
     let rows = |stored: bool| {
-        let of_kind = dirty.iter().filter(move |(_, m)| m.stored == stored);
-        StateColumns::of(of_kind.map(|(_, m)| (m.state, m.hash)))
+        let of_kind = dirty.iter().filter(move |m| m.stored == stored);
+        StateColumns::of(of_kind.map(|m| (m.state, m.hash)))
     };
     let stored = rows(true)?;
     if !stored.ids.is_empty() {
