@@ -326,6 +326,21 @@ pub struct EventQuery {
     pub to: Option<time::OffsetDateTime>,
 }
 
+impl EventQuery {
+    /// The wanted types as one mask of their bits (`event_type & mask != 0` in SQL).
+    pub(crate) fn type_mask(&self) -> i32 {
+        self.event_types
+            .iter()
+            .fold(0, |m, t| m | i32::from(t.bit()))
+    }
+
+    /// The inclusive bounds in unix seconds (no upper bound: `i64::MAX`).
+    pub(crate) fn unix_bounds(&self) -> (i64, i64) {
+        let to = self.to.map_or(i64::MAX, |t| t.unix_timestamp());
+        (self.from.unix_timestamp(), to)
+    }
+}
+
 /// What one anniversary scan did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ScanReport {

@@ -180,6 +180,14 @@ pub(crate) fn payload_json(stored: &str) -> serde_json::Value {
     serde_json::from_str(stored).unwrap_or(serde_json::Value::Null)
 }
 
+/// The events API's order: newest first, and of events at the same second the one stored last
+/// first. Rows come with their storage id (the insertion order) in whatever order the backend
+/// read them; sorting ~120 rows here costs less than the database's sort, which copies each row.
+pub(crate) fn newest_first(mut rows: Vec<(i64, StoredEvent)>) -> Vec<StoredEvent> {
+    rows.sort_unstable_by_key(|(id, e)| std::cmp::Reverse((e.event_time, *id)));
+    rows.into_iter().map(|(_, e)| e).collect()
+}
+
 /// An events row (`event_type` as its bit, `event_time` in unix seconds, `data` as JSON text).
 pub(crate) fn stored_event(
     event_id: String,

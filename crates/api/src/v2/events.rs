@@ -4,10 +4,10 @@
 use crate::body::JsonBody;
 use crate::context::{RequestCtx, V2ResponseContext};
 use crate::error::ApiError;
-use crate::events::{find, EventOut};
+use crate::events::{answer_size, find, sized_json, EventOut};
 use crate::{AppState, Caller};
 use axum::extract::State;
-use axum::Json;
+use axum::response::Response;
 use domain::validation::EventsRequest;
 use serde::Serialize;
 
@@ -24,10 +24,14 @@ pub(crate) async fn fetch(
     ctx: RequestCtx,
     _caller: Caller,
     JsonBody(req): JsonBody<EventsRequest>,
-) -> Result<Json<V2ProspectsFetchEventsResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let (status, output_events) = find(&state, req).await?;
-    Ok(Json(V2ProspectsFetchEventsResponse {
-        response_context: ctx.v2_response_context(status),
-        output_events,
-    }))
+    let size = answer_size(&output_events);
+    sized_json(
+        &V2ProspectsFetchEventsResponse {
+            response_context: ctx.v2_response_context(status),
+            output_events,
+        },
+        size,
+    )
 }

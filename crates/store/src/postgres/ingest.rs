@@ -4,7 +4,7 @@
 
 use super::{is_retryable, outbox, pg, PostgresStore};
 use crate::model::*;
-use crate::rules::{ingest_lanes, lock_bucket, stored_event, stored_prospect_id};
+use crate::rules::{ingest_lanes, lock_bucket, newest_first, stored_event, stored_prospect_id};
 use crate::{SnapshotBatch, StoreError, StoreResult};
 use deadpool_postgres::{Object, Transaction};
 use domain::detect::{apply, month_day, AnniversaryWindow, DetectedEvent};
@@ -89,30 +89,34 @@ pub(super) async fn query_events(c: &mut Object, q: &EventQuery) -> StoreResult<
     if q.prospect_ids.is_empty() || q.event_types.is_empty() {
         return Ok(vec![]);
     }
+    // One range scan per prospect over events_by_prospect, the wanted types filtered in the
+    // scan (as SQLite does); unordered: `newest_first` sorts the few rows a request returns.
     let s = c
         .prepare_cached(
-            "SELECT event_id, prospect_id, event_type, event_time, data FROM events
-             WHERE prospect_id = ANY($1::BYTEA[]) AND event_type = ANY($2::INTEGER[])
-               AND event_time >= $3 AND event_time <= $4
-             ORDER BY event_time DESC, id DESC",
+            "SELECT id, event_id, prospect_id, event_type, event_time, data FROM events
+             WHERE prospect_id = ANY($1::BYTEA[]) AND event_type & $2 <> 0
+               AND event_time >= $3 AND event_time <= $4",
         )
         .await
         .map_err(pg)?;
     let pids: Vec<&[u8]> = q.prospect_ids.iter().map(|p| &p.as_bytes()[..]).collect();
-    let types: Vec<i32> = q.event_types.iter().map(|t| t.bit() as i32).collect();
-    let from = q.from.unix_timestamp();
-    let to = q.to.map(|t| t.unix_timestamp()).unwrap_or(i64::MAX);
+    let (from, to) = q.unix_bounds();
     let rows = c
-        .query(&s, &[&pids, &types, &from, &to])
+        .query(&s, &[&pids, &q.type_mask(), &from, &to])
         .await
         .map_err(pg)?;
-    rows.iter()
+    let rows = rows
+        .iter()
         .map(|r| {
-            let bit: i32 = r.get(2);
-            let pid = stored_prospect_id(r.get(1), "events")?;
-            stored_event(r.get(0), pid, i64::from(bit), r.get(3), r.get(4))
+            let bit: i32 = r.get(3);
+            let pid = stored_prospect_id(r.get(2), "events")?;
+            Ok((
+                r.get(0),
+                stored_event(r.get(1), pid, i64::from(bit), r.get(4), r.get(5))?,
+            ))
         })
-        .collect()
+        .collect::<StoreResult<_>>()?;
+    Ok(newest_first(rows))
 }
 
 pub(super) async fn prune_events(c: &mut Object, before: OffsetDateTime) -> StoreResult<u64> {

@@ -4,7 +4,7 @@
 
 use super::{internal, outbox, SqliteStore};
 use crate::model::*;
-use crate::rules::stored_event;
+use crate::rules::{newest_first, stored_event};
 use crate::{SnapshotBatch, StoreResult};
 use domain::detect::{apply, month_day, AnniversaryWindow, DetectedEvent, Outcome};
 use domain::instant::{from_unix_nanos, to_unix_nanos};
@@ -318,9 +318,8 @@ pub(super) fn query_events(c: &Connection, q: &EventQuery) -> StoreResult<Vec<St
                AND event_time >= ?3 AND event_time <= ?4",
         )
         .map_err(internal)?;
-    let mask: i64 = q.event_types.iter().fold(0, |m, t| m | i64::from(t.bit()));
-    let from = q.from.unix_timestamp();
-    let to = q.to.map(|t| t.unix_timestamp()).unwrap_or(i64::MAX);
+    let mask = q.type_mask();
+    let (from, to) = q.unix_bounds();
     let mut out: Vec<(i64, StoredEvent)> = Vec::new();
     for pid in &q.prospect_ids {
         let rows = s
@@ -339,8 +338,7 @@ pub(super) fn query_events(c: &Connection, q: &EventQuery) -> StoreResult<Vec<St
             out.push((id, stored_event(event_id, *pid, bit, t, data)?));
         }
     }
-    out.sort_by_key(|e| std::cmp::Reverse((e.1.event_time, e.0)));
-    Ok(out.into_iter().map(|(_, e)| e).collect())
+    Ok(newest_first(out))
 }
 
 pub(super) async fn prune_events(store: &SqliteStore, before: OffsetDateTime) -> StoreResult<u64> {
