@@ -9,13 +9,15 @@
 #             lines/s, client peak RSS, PostgreSQL ÷ SQLite;
 #   api       `serve` on an empty database of each backend: PATCH replacing all 20 ids of a random
 #             one of 1,000 enrollments, PATCH replacing 2 of the 20, POST, GET (crates/bench,
-#             CONNS keep-alive connections, SECS s after a 3 s warm-up) → req/s and percentiles;
+#             CONNS keep-alive connections, SECS s after a 3 s warm-up) → req/s, percentiles and
+#             the CPU ms a request cost `serve` and the cluster (`cpu_ms_per_request`);
 #   delivery  delivery_bench throughput (NOTIFS notifications queued by ingestion, drained by the
 #             real worker into a local keep-alive receiver) with 1 and 10 webhooks, on SQLite and
 #             on PostgreSQL with one and two replicas → deliveries/s, duplicates, connections the
 #             receiver accepted per 100 deliveries; then latency at EPS events/s;
 #   events    ≥ 1,000,000 events stored (gen_snapshots 200,000 × 6, every line a change) in each
-#             backend; the events API with 1 and 20 ids a request over ECONNS connections;
+#             backend; the events API with 1 and 20 ids a request over ECONNS connections
+#             (req/s, percentiles, CPU ms a request as for api);
 #   scale     ENROLLMENTS enrollments × 20 prospects loaded straight into PostgreSQL's tables with
 #             INSERT … SELECT generate_series (rows identical in shape to what the API writes, see
 #             the SQL below), VACUUM ANALYZE + CHECKPOINT, then the same PATCH load → p99 vs. the
@@ -123,7 +125,11 @@ start_server() { # URL [flags…] → SERVER, PORT
 }
 stop_server() { kill "$SERVER"; wait "$SERVER" 2>/dev/null || true; SERVER=; }
 rss() { awk '/VmRSS|VmHWM/{printf "%s %s %s  ", $1, $2, $3}' "/proc/$SERVER/status"; echo; }
-load() { "$LOAD" --addr "127.0.0.1:$PORT" --key "$KEY" --connections "$CONNS" --seconds "$SECS" "$@"; }
+# The load generator reports the CPU milliseconds a request cost `serve` and the cluster (the
+# postmaster and its backends): on this shared machine steadier than throughput.
+POSTMASTER=$(head -1 "$PG_TEST_CLUSTER_DIR/data/postmaster.pid")
+cpu() { echo --cpu "serve=$SERVER" --cpu "postgres=$POSTMASTER"; }
+load() { "$LOAD" --addr "127.0.0.1:$PORT" --key "$KEY" --connections "$CONNS" --seconds "$SECS" $(cpu) "$@"; }
 
 # enroll URL IDS_FILE: enrolls the ids, 20 per POST, through the API of a serve on URL.
 enroll() {
@@ -252,7 +258,7 @@ if section events; then
     start_server "$url" --no-worker --no-scanner
     for ids in 1 20; do
       echo -n "$backend, $ids id(s)/request: "
-      "$LOAD" --addr "127.0.0.1:$PORT" --key "$KEY" --op events --prospect-file "$WORK/ev_ids.txt" \
+      "$LOAD" --addr "127.0.0.1:$PORT" --key "$KEY" $(cpu) --op events --prospect-file "$WORK/ev_ids.txt" \
         --ids "$ids" --connections "$ECONNS" --seconds "$SECS"
     done
     stop_server

@@ -3,6 +3,8 @@
 //! percentiles. Deliberately minimal (hand-written HTTP/1.1 over TCP) so the generator costs as
 //! little CPU as possible next to the server on a small machine.
 
+mod cpu;
+
 use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
 use rand::{Rng, SeedableRng};
@@ -30,6 +32,10 @@ struct Args {
     /// Measured duration in seconds.
     #[arg(long, default_value_t = 20)]
     seconds: u64,
+    /// A process whose CPU time over the measured seconds is reported per request (`LABEL=PID`,
+    /// its children counted with it: give PostgreSQL's postmaster); repeatable.
+    #[arg(long = "cpu")]
+    cpu: Vec<cpu::Watched>,
     /// Unmeasured warm-up in seconds.
     #[arg(long, default_value_t = 3)]
     warmup: u64,
@@ -339,7 +345,15 @@ async fn main() -> Result<()> {
             stop.clone(),
         )));
     }
-    tokio::time::sleep(Duration::from_secs(args.warmup + args.seconds)).await;
+    tokio::time::sleep_until(measure_from.into()).await;
+    let cpu_from: Vec<f64> = args.cpu.iter().map(|w| cpu::seconds(w.pid)).collect();
+    tokio::time::sleep(Duration::from_secs(args.seconds)).await;
+    let cpu_spent: Vec<f64> = args
+        .cpu
+        .iter()
+        .zip(cpu_from)
+        .map(|(w, from)| cpu::seconds(w.pid) - from)
+        .collect();
     stop.store(true, Ordering::Relaxed);
     let mut all = Vec::new();
     let mut errors = 0;
@@ -352,8 +366,21 @@ async fn main() -> Result<()> {
     }
     all.sort_unstable();
     let secs = args.seconds as f64;
+    // CPU milliseconds a measured request cost each watched process.
+    let cpu_ms: Vec<String> = args
+        .cpu
+        .iter()
+        .zip(cpu_spent)
+        .map(|(w, s)| {
+            format!(
+                "\"{}\":{:.3}",
+                w.label,
+                s * 1000.0 / all.len().max(1) as f64
+            )
+        })
+        .collect();
     println!(
-        "{{\"op\":\"{:?}\",\"changed_ids\":{},\"connections\":{},\"seconds\":{},\"ok\":{},\"errors\":{},\"rps\":{:.0},\"p50_ms\":{:.3},\"p90_ms\":{:.3},\"p99_ms\":{:.3},\"p999_ms\":{:.3},\"max_ms\":{:.3}}}",
+        "{{\"op\":\"{:?}\",\"changed_ids\":{},\"connections\":{},\"seconds\":{},\"ok\":{},\"errors\":{},\"rps\":{:.0},\"p50_ms\":{:.3},\"p90_ms\":{:.3},\"p99_ms\":{:.3},\"p999_ms\":{:.3},\"max_ms\":{:.3},\"cpu_ms_per_request\":{{{}}}}}",
         args.op,
         args.changed_ids.unwrap_or(args.ids),
         args.connections,
@@ -366,6 +393,7 @@ async fn main() -> Result<()> {
         pct(&all, 0.99),
         pct(&all, 0.999),
         pct(&all, 1.0),
+        cpu_ms.join(","),
     );
     if let Some(e) = first_error {
         eprintln!("first error: {e}");
