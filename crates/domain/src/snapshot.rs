@@ -208,20 +208,32 @@ pub fn format_timestamp(t: OffsetDateTime) -> String {
 impl Snapshot {
     /// Parses one NDJSON line. Errors are short and human, prefixed by the field name
     /// (`"prospect_id: must be 40 lowercase hex characters"`, `"invalid JSON: …"`).
+    ///
+    /// The known fields are read straight from the text ([`line::Line`]) instead of through a
+    /// `Value` (a map, a key and a value string allocated per field): the same results and
+    /// messages, and 15–25 % less CPU in the ingesting process (1M-line feed, D124).
     pub fn from_json_line(line: &str) -> Result<Snapshot, String> {
-        let v: Value = serde_json::from_str(line).map_err(|e| format!("invalid JSON: {e}"))?;
-        Self::from_json(&v)
+        match serde_json::from_str(line).map_err(|e| format!("invalid JSON: {e}"))? {
+            line::Line::Object(fields) => Self::from_json_fields(&fields),
+            line::Line::NotObject => Err("expected a JSON object".into()),
+        }
     }
 
     /// Parses a JSON value (an object with the `COLUMNS` keys); also reads back `to_json`.
     pub fn from_json(v: &Value) -> Result<Snapshot, String> {
         let obj: &Map<String, Value> = v.as_object().ok_or("expected a JSON object")?;
+        Self::from_json_fields(&COLUMNS.map(|name| line::Field::of(obj.get(name))))
+    }
+
+    /// A JSON object's known fields, in `COLUMNS` order: absent and `null` are null, a string is
+    /// the value, anything else an error (the first such column's).
+    fn from_json_fields(fields: &[line::Field<'_>; 8]) -> Result<Snapshot, String> {
         let mut raw = Raw::default();
-        for (i, name) in COLUMNS.iter().enumerate() {
-            raw.vals[i] = match obj.get(*name) {
-                None | Some(Value::Null) => None,
-                Some(Value::String(s)) => Some(s.as_str()),
-                Some(_) => return Err(format!("{name}: must be a string")),
+        for (i, f) in fields.iter().enumerate() {
+            raw.vals[i] = match f {
+                line::Field::Null => None,
+                line::Field::Text(s) => Some(s.as_ref()),
+                line::Field::Other => return Err(format!("{}: must be a string", COLUMNS[i])),
             };
         }
         raw.build()
@@ -339,9 +351,232 @@ impl Snapshot {
     }
 }
 
+/// An NDJSON line read without building a `Value`: the known fields' strings are borrowed from
+/// the line (owned only when they hold an escape); everything else is parsed exactly as a
+/// `Value` would be (unknown keys' values, non-string values, a non-object line are read as
+/// `Value`s and dropped), so a line fails with the message a `Value` parse gives.
+mod line {
+    use super::{column_index, Value};
+    use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+    use std::borrow::Cow;
+    use std::fmt;
+
+    /// A known field's value.
+    #[derive(Default)]
+    pub(super) enum Field<'a> {
+        /// Absent or `null`.
+        #[default]
+        Null,
+        Text(Cow<'a, str>),
+        /// A number, boolean, array or object.
+        Other,
+    }
+
+    impl<'a> Field<'a> {
+        pub(super) fn of(v: Option<&'a Value>) -> Self {
+            match v {
+                None | Some(Value::Null) => Field::Null,
+                Some(Value::String(s)) => Field::Text(Cow::Borrowed(s)),
+                Some(_) => Field::Other,
+            }
+        }
+    }
+
+    pub(super) enum Line<'a> {
+        /// The known fields in `COLUMNS` order (a repeated key keeps its last value).
+        Object([Field<'a>; 8]),
+        NotObject,
+    }
+
+    impl<'de> Deserialize<'de> for Line<'de> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_any(LineVisitor)
+        }
+    }
+
+    impl<'de> Deserialize<'de> for Field<'de> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_any(FieldVisitor)
+        }
+    }
+
+    /// A map key, borrowed when it holds no escape.
+    struct Key<'a>(Cow<'a, str>);
+
+    impl<'de> Deserialize<'de> for Key<'de> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_str(KeyVisitor)
+        }
+    }
+
+    /// Reads the rest of a value that is not a known field's string, as a `Value` would.
+    fn drain_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element::<Value>()?.is_some() {}
+        Ok(())
+    }
+
+    fn drain_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<(), A::Error> {
+        while map.next_key::<Key<'de>>()?.is_some() {
+            map.next_value::<Value>()?;
+        }
+        Ok(())
+    }
+
+    struct LineVisitor;
+
+    /// Every kind of value is accepted (a non-object is `NotObject`, not a parse error).
+    macro_rules! not_object {
+        ($($f:ident: $t:ty),*) => {$(
+            fn $f<E>(self, _: $t) -> Result<Line<'de>, E> {
+                Ok(Line::NotObject)
+            }
+        )*};
+    }
+
+    impl<'de> Visitor<'de> for LineVisitor {
+        type Value = Line<'de>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a JSON value")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Line<'de>, A::Error> {
+            let mut fields: [Field<'de>; 8] = Default::default();
+            while let Some(Key(key)) = map.next_key()? {
+                match column_index(&key) {
+                    Some(i) => fields[i] = map.next_value()?,
+                    None => drop(map.next_value::<Value>()?),
+                }
+            }
+            Ok(Line::Object(fields))
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Line<'de>, A::Error> {
+            drain_seq(seq).map(|()| Line::NotObject)
+        }
+
+        fn visit_unit<E>(self) -> Result<Line<'de>, E> {
+            Ok(Line::NotObject)
+        }
+
+        not_object!(visit_bool: bool, visit_i64: i64, visit_u64: u64, visit_f64: f64, visit_str: &str);
+    }
+
+    struct FieldVisitor;
+
+    macro_rules! other {
+        ($($f:ident: $t:ty),*) => {$(
+            fn $f<E>(self, _: $t) -> Result<Field<'de>, E> {
+                Ok(Field::Other)
+            }
+        )*};
+    }
+
+    impl<'de> Visitor<'de> for FieldVisitor {
+        type Value = Field<'de>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a JSON value")
+        }
+
+        fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Field<'de>, E> {
+            Ok(Field::Text(Cow::Borrowed(s)))
+        }
+
+        fn visit_str<E>(self, s: &str) -> Result<Field<'de>, E> {
+            Ok(Field::Text(Cow::Owned(s.to_string())))
+        }
+
+        fn visit_unit<E>(self) -> Result<Field<'de>, E> {
+            Ok(Field::Null)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Field<'de>, A::Error> {
+            drain_seq(seq).map(|()| Field::Other)
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Field<'de>, A::Error> {
+            drain_map(map).map(|()| Field::Other)
+        }
+
+        other!(visit_bool: bool, visit_i64: i64, visit_u64: u64, visit_f64: f64);
+    }
+
+    struct KeyVisitor;
+
+    impl<'de> Visitor<'de> for KeyVisitor {
+        type Value = Key<'de>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a string key")
+        }
+
+        fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Key<'de>, E> {
+            Ok(Key(Cow::Borrowed(s)))
+        }
+
+        fn visit_str<E>(self, s: &str) -> Result<Key<'de>, E> {
+            Ok(Key(Cow::Owned(s.to_string())))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The line reader answers what parsing the line into a `Value` and reading that answers:
+    /// the same snapshot, or the same message.
+    #[test]
+    fn a_line_reads_as_its_value_does() {
+        let pid = "a".repeat(40);
+        let lines = [
+            format!(r#"{{"prospect_id":"{pid}","observed_at":"2024-01-01","job_title":"CTO"}}"#),
+            // escapes (owned strings), unknown keys with nested values, a repeated key
+            format!(
+                r#"{{"x":{{"prospect_id":5,"y":[1,{{"z":null}}]}},"prospect_id":"{pid}","job_title":"Head \u0041\n","observed_at":"2024-01-01T00:00:00+02:00","job_title":"CEO","full_name":null}}"#
+            ),
+            format!(
+                r#"{{"prospect_id":"{pid}","observed_at":"2024-01-01","p\u0072ospect_id":"{pid}"}}"#
+            ),
+            // wrong types: the first column in COLUMNS order is named, not the first in the line
+            format!(r#"{{"job_title":[1],"prospect_id":"{pid}","observed_at":1}}"#),
+            format!(
+                r#"{{"prospect_id":"{pid}","observed_at":"2024-01-01","company_name":{{"a":1}}}}"#
+            ),
+            format!(r#"{{"prospect_id":"{pid}","observed_at":"2024-01-01","full_name":true}}"#),
+            // a number out of range in an unknown field is a parse error, as for a Value
+            format!(r#"{{"prospect_id":"{pid}","observed_at":"2024-01-01","extra":1e400}}"#),
+            format!(r#"{{"prospect_id":"{pid}","observed_at":"2024-01-01","full_name":-1e400}}"#),
+            // not objects, broken JSON, trailing characters
+            "[1,2,{\"a\":3}]".into(),
+            "\"text\"".into(),
+            "null".into(),
+            "12".into(),
+            "{\"prospect_id\":".into(),
+            format!(r#"{{"prospect_id":"{pid}","observed_at":"2024-01-01"}} x"#),
+            "{\"a\":\"\\ud800\"}".into(),
+            String::new(),
+            // field rules behind the reader: missing, malformed
+            r#"{"observed_at":"2024-01-01"}"#.into(),
+            format!(
+                r#"{{"prospect_id":"{}","observed_at":"2024-01-01"}}"#,
+                "A".repeat(40)
+            ),
+        ];
+        for line in &lines {
+            let via_value = serde_json::from_str::<Value>(line)
+                .map_err(|e| format!("invalid JSON: {e}"))
+                .and_then(|v| Snapshot::from_json(&v));
+            assert_eq!(Snapshot::from_json_line(line), via_value, "{line}");
+        }
+        let ok = Snapshot::from_json_line(&lines[1]).unwrap();
+        assert_eq!(ok.job_title.as_deref(), Some("CEO"));
+        assert_eq!(
+            Snapshot::from_json_line(&lines[2]).map(|s| s.prospect_id.to_string()),
+            Ok(pid)
+        );
+    }
 
     #[test]
     fn normalize_collapses() {

@@ -118,6 +118,32 @@ proptest! {
         let _ = Snapshot::from_json_line(&line);
     }
 
+    /// Objects of known and unknown keys (repeats allowed) with values of every kind: a line
+    /// reads as the `Value` it parses to (the same snapshot or the same message).
+    #[test]
+    fn a_line_reads_as_its_value(
+        pairs in prop::collection::vec((
+            prop_oneof![prop::sample::select(COLUMNS.to_vec()).prop_map(String::from), "[a-z_]{1,3}"],
+            prop_oneof![
+                Just("null".to_string()),
+                Just(format!("\"{PID}\"")),
+                Just("\"2024-02-29\"".to_string()),
+                ".{0,12}".prop_map(|s| json!(s).to_string()),
+                any::<f64>().prop_map(|f| json!(f).to_string()),
+                any::<bool>().prop_map(|b| b.to_string()),
+                prop::collection::vec(any::<i32>(), 0..3).prop_map(|v| json!(v).to_string()),
+                Just("{\"prospect_id\":[1,{}]}".to_string()),
+            ],
+        ), 0..10),
+    ) {
+        let body: Vec<String> = pairs.iter().map(|(k, v)| format!("{}:{v}", json!(k))).collect();
+        let line = format!("{{{}}}", body.join(","));
+        let via_value = serde_json::from_str::<serde_json::Value>(&line)
+            .map_err(|e| format!("invalid JSON: {e}"))
+            .and_then(|v| Snapshot::from_json(&v));
+        prop_assert_eq!(Snapshot::from_json_line(&line), via_value);
+    }
+
     #[test]
     fn json_field_parsing_never_panics(vals in prop::collection::vec(".{0,40}", 8)) {
         let obj: serde_json::Map<String, serde_json::Value> =
