@@ -30,9 +30,10 @@ impl FromStr for Watched {
     }
 }
 
-/// CPU seconds used so far by `pid` and its live children (0 for a process that is gone).
+/// CPU seconds used so far by `pid` and its children, live or exited (0 for a process that is
+/// gone): a child that exits moves its time from the live scan to its parent's `cutime`.
 pub fn seconds(pid: u32) -> f64 {
-    let own = stat(pid).map_or(0, |s| s.ticks);
+    let own = stat(pid).map_or(0, |s| s.ticks + s.reaped_children_ticks);
     let children: u64 = std::fs::read_dir("/proc")
         .into_iter()
         .flatten()
@@ -48,10 +49,11 @@ pub fn seconds(pid: u32) -> f64 {
 struct Stat {
     parent: u32,
     ticks: u64,
+    reaped_children_ticks: u64,
 }
 
 /// `/proc/PID/stat`: after the command name (in parentheses, which may hold spaces) come the
-/// state, the parent pid, … and `utime`, `stime` (fields 14 and 15 of the whole line).
+/// state, the parent pid, … `utime`, `stime`, `cutime`, `cstime` (fields 14–17 of the line).
 fn stat(pid: u32) -> Option<Stat> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let fields: Vec<&str> = text[text.rfind(')')? + 1..].split_whitespace().collect();
@@ -59,6 +61,7 @@ fn stat(pid: u32) -> Option<Stat> {
     Some(Stat {
         parent: u32::try_from(field(1)?).ok()?,
         ticks: field(11)? + field(12)?,
+        reaped_children_ticks: field(13)? + field(14)?,
     })
 }
 
