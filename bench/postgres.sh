@@ -129,6 +129,16 @@ rss() { awk '/VmRSS|VmHWM/{printf "%s %s %s  ", $1, $2, $3}' "/proc/$SERVER/stat
 # postmaster and its backends): on this shared machine steadier than throughput.
 POSTMASTER=$(head -1 "$PG_TEST_CLUSTER_DIR/data/postmaster.pid")
 cpu() { echo --cpu "serve=$SERVER" --cpu "postgres=$POSTMASTER"; }
+# cluster_cpu → CPU ticks (1/100 s) the cluster has used: the postmaster, its reaped children
+# (cutime, cstime) and its live ones.
+cluster_cpu() {
+  local t p
+  t=$(awk '{print $14 + $15 + $16 + $17}' "/proc/$POSTMASTER/stat")
+  for p in $(pgrep -P "$POSTMASTER"); do
+    t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$t"
+}
 load() { "$LOAD" --addr "127.0.0.1:$PORT" --key "$KEY" --connections "$CONNS" --seconds "$SECS" $(cpu) "$@"; }
 
 # enroll URL IDS_FILE: enrolls the ids, 20 per POST, through the API of a serve on URL.
@@ -156,15 +166,18 @@ PY
 
 # run_ingest LABEL URL FILE: one timed CLI run → a result line; lines/s also in $WORK/LABEL.rate.
 run_ingest() {
-  local label=$1 url=$2 file=$3 t0 t1
+  local label=$1 url=$2 file=$3 t0 t1 c0 c1
+  c0=$(cluster_cpu)
   t0=$(date +%s.%N)
   # gen_snapshots dates its feed from 2025-01-01: keep its events whatever today is.
   /usr/bin/time -v "$BIN" ingest "$file" --database-url "$url" --event-retention 100000d \
     >"$WORK/$label.summary" 2>"$WORK/$label.time" || { echo "ingest failed:"; tail -20 "$WORK/$label.time"; exit 1; }
   t1=$(date +%s.%N)
-  python3 - "$label" "$t0" "$t1" "$WORK" <<'PY'
+  sleep 0.5; c1=$(cluster_cpu)  # the backends have exited and been reaped
+  python3 - "$label" "$t0" "$t1" "$WORK" "$((c1 - c0))" <<'PY'
 import json, re, sys
 label, t0, t1, work = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+cluster_cpu = int(sys.argv[5]) / 100
 summary = json.load(open(f"{work}/{label}.summary"))
 timing = open(f"{work}/{label}.time").read()
 rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", timing).group(1))
@@ -172,7 +185,7 @@ cpu = re.search(r"Percent of CPU this job got: (\S+)", timing).group(1)
 rate = summary["lines"] / (t1 - t0)
 open(f"{work}/{label}.rate", "w").write(f"{rate:.0f}")
 print(f"{label}: {summary['lines']:,} lines in {t1 - t0:.2f}s = {rate:,.0f} lines/s, client peak RSS "
-      f"{rss / 1024:.1f} MiB, CPU {cpu}; events {summary.get('events_created')}, "
+      f"{rss / 1024:.1f} MiB, CPU {cpu}, cluster CPU {cluster_cpu:.1f}s; events {summary.get('events_created')}, "
       f"notifications {summary.get('notifications_queued')}")
 PY
 }
