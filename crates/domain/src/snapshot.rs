@@ -214,8 +214,8 @@ impl Snapshot {
     /// messages, and 15–25 % less CPU in the ingesting process (1M-line feed, D124).
     pub fn from_json_line(line: &str) -> Result<Snapshot, String> {
         match serde_json::from_str(line).map_err(|e| format!("invalid JSON: {e}"))? {
-            line::Line::Object(fields) => Self::from_json_fields(&fields),
-            line::Line::NotObject => Err("expected a JSON object".into()),
+            line::Read::Object(fields) => Self::from_json_fields(&fields),
+            line::Read::Field(_) => Err("expected a JSON object".into()),
         }
     }
 
@@ -353,7 +353,7 @@ impl Snapshot {
 
 /// An NDJSON line read without building a `Value`: the known fields' strings are borrowed from
 /// the line (owned only when they hold an escape); everything else is parsed exactly as a
-/// `Value` would be (unknown keys' values, non-string values, a non-object line are read as
+/// `Value` would be (unknown keys' values, the insides of arrays and nested objects are read as
 /// `Value`s and dropped), so a line fails with the message a `Value` parse gives.
 mod line {
     use super::{column_index, Value};
@@ -382,142 +382,86 @@ mod line {
         }
     }
 
-    pub(super) enum Line<'a> {
-        /// The known fields in `COLUMNS` order (a repeated key keeps its last value).
+    /// One JSON value as read here: the line's object with its known fields in `COLUMNS` order
+    /// (a repeated key keeps its last value), or any other value as a field would be.
+    pub(super) enum Read<'a> {
         Object([Field<'a>; 8]),
-        NotObject,
+        Field(Field<'a>),
     }
 
-    impl<'de> Deserialize<'de> for Line<'de> {
+    impl<'de> Deserialize<'de> for Read<'de> {
         fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            d.deserialize_any(LineVisitor)
+            d.deserialize_any(ReadVisitor { line: true })
         }
     }
 
+    /// A field's value, a key, or a value inside one: objects below the line's are drained.
     impl<'de> Deserialize<'de> for Field<'de> {
         fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            d.deserialize_any(FieldVisitor)
+            Ok(match d.deserialize_any(ReadVisitor { line: false })? {
+                Read::Field(f) => f,
+                Read::Object(_) => Field::Other,
+            })
         }
     }
 
-    /// A map key, borrowed when it holds no escape.
-    struct Key<'a>(Cow<'a, str>);
-
-    impl<'de> Deserialize<'de> for Key<'de> {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-            d.deserialize_str(KeyVisitor)
-        }
+    /// `line`: whether an object met is the line's own (its known fields are kept).
+    struct ReadVisitor {
+        line: bool,
     }
 
-    /// Reads the rest of a value that is not a known field's string, as a `Value` would.
-    fn drain_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element::<Value>()?.is_some() {}
-        Ok(())
-    }
-
-    fn drain_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<(), A::Error> {
-        while map.next_key::<Key<'de>>()?.is_some() {
-            map.next_value::<Value>()?;
-        }
-        Ok(())
-    }
-
-    struct LineVisitor;
-
-    /// Every kind of value is accepted (a non-object is `NotObject`, not a parse error).
-    macro_rules! not_object {
+    /// Values that are a known field's error (and, for the line, not an object).
+    macro_rules! other {
         ($($f:ident: $t:ty),*) => {$(
-            fn $f<E>(self, _: $t) -> Result<Line<'de>, E> {
-                Ok(Line::NotObject)
+            fn $f<E>(self, _: $t) -> Result<Read<'de>, E> {
+                Ok(Read::Field(Field::Other))
             }
         )*};
     }
 
-    impl<'de> Visitor<'de> for LineVisitor {
-        type Value = Line<'de>;
+    impl<'de> Visitor<'de> for ReadVisitor {
+        type Value = Read<'de>;
 
         fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
             f.write_str("a JSON value")
         }
 
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Line<'de>, A::Error> {
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Read<'de>, A::Error> {
             let mut fields: [Field<'de>; 8] = Default::default();
-            while let Some(Key(key)) = map.next_key()? {
-                match column_index(&key) {
+            while let Some(key) = map.next_key::<Field<'de>>()? {
+                let known = match &key {
+                    Field::Text(k) if self.line => column_index(k),
+                    _ => None,
+                };
+                match known {
                     Some(i) => fields[i] = map.next_value()?,
                     None => drop(map.next_value::<Value>()?),
                 }
             }
-            Ok(Line::Object(fields))
+            Ok(match self.line {
+                true => Read::Object(fields),
+                false => Read::Field(Field::Other),
+            })
         }
 
-        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Line<'de>, A::Error> {
-            drain_seq(seq).map(|()| Line::NotObject)
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Read<'de>, A::Error> {
+            while seq.next_element::<Value>()?.is_some() {}
+            Ok(Read::Field(Field::Other))
         }
 
-        fn visit_unit<E>(self) -> Result<Line<'de>, E> {
-            Ok(Line::NotObject)
+        fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Read<'de>, E> {
+            Ok(Read::Field(Field::Text(Cow::Borrowed(s))))
         }
 
-        not_object!(visit_bool: bool, visit_i64: i64, visit_u64: u64, visit_f64: f64, visit_str: &str);
-    }
-
-    struct FieldVisitor;
-
-    macro_rules! other {
-        ($($f:ident: $t:ty),*) => {$(
-            fn $f<E>(self, _: $t) -> Result<Field<'de>, E> {
-                Ok(Field::Other)
-            }
-        )*};
-    }
-
-    impl<'de> Visitor<'de> for FieldVisitor {
-        type Value = Field<'de>;
-
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("a JSON value")
+        fn visit_str<E>(self, s: &str) -> Result<Read<'de>, E> {
+            Ok(Read::Field(Field::Text(Cow::Owned(s.to_string()))))
         }
 
-        fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Field<'de>, E> {
-            Ok(Field::Text(Cow::Borrowed(s)))
-        }
-
-        fn visit_str<E>(self, s: &str) -> Result<Field<'de>, E> {
-            Ok(Field::Text(Cow::Owned(s.to_string())))
-        }
-
-        fn visit_unit<E>(self) -> Result<Field<'de>, E> {
-            Ok(Field::Null)
-        }
-
-        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Field<'de>, A::Error> {
-            drain_seq(seq).map(|()| Field::Other)
-        }
-
-        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Field<'de>, A::Error> {
-            drain_map(map).map(|()| Field::Other)
+        fn visit_unit<E>(self) -> Result<Read<'de>, E> {
+            Ok(Read::Field(Field::Null))
         }
 
         other!(visit_bool: bool, visit_i64: i64, visit_u64: u64, visit_f64: f64);
-    }
-
-    struct KeyVisitor;
-
-    impl<'de> Visitor<'de> for KeyVisitor {
-        type Value = Key<'de>;
-
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("a string key")
-        }
-
-        fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Key<'de>, E> {
-            Ok(Key(Cow::Borrowed(s)))
-        }
-
-        fn visit_str<E>(self, s: &str) -> Result<Key<'de>, E> {
-            Ok(Key(Cow::Owned(s.to_string())))
-        }
     }
 }
 
