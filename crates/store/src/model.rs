@@ -329,9 +329,7 @@ pub struct EventQuery {
 impl EventQuery {
     /// The wanted types as one mask of their bits (`event_type & mask != 0` in SQL).
     pub(crate) fn type_mask(&self) -> i32 {
-        self.event_types
-            .iter()
-            .fold(0, |m, t| m | i32::from(t.bit()))
+        i32::from(domain::event_mask(&self.event_types))
     }
 
     /// The inclusive bounds in unix seconds (no upper bound: `i64::MAX`).
