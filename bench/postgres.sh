@@ -10,7 +10,8 @@
 #   api       `serve` on an empty database of each backend: PATCH replacing all 20 ids of a random
 #             one of 1,000 enrollments, PATCH replacing 2 of the 20, POST, GET (crates/bench,
 #             CONNS keep-alive connections, SECS s after a 3 s warm-up) → req/s, percentiles and
-#             the CPU ms a request cost `serve` and the cluster (`cpu_ms_per_request`);
+#             the CPU ms a request cost `serve` and the cluster (`cpu_ms_per_request`), and on
+#             PostgreSQL the WAL the cluster wrote a request (`wal_kb_per_request`);
 #   delivery  delivery_bench throughput (NOTIFS notifications queued by ingestion, drained by the
 #             real worker into a local keep-alive receiver) with 1 and 10 webhooks, on SQLite and
 #             on PostgreSQL with one and two replicas → deliveries/s, duplicates, connections the
@@ -21,7 +22,7 @@
 #   scale     ENROLLMENTS enrollments × 20 prospects loaded straight into PostgreSQL's tables with
 #             INSERT … SELECT generate_series (rows identical in shape to what the API writes, see
 #             the SQL below), VACUUM ANALYZE + CHECKPOINT, then the same PATCH load → p99 vs. the
-#             empty database, serve's RSS, the database size.
+#             empty database, the WAL a request wrote in each, serve's RSS, the database size.
 #
 # Usage: bench/postgres.sh   (env: SECTIONS="ingest api delivery events scale" CONNS=32 SECS=20
 #                             N=200000 K=5 NOTIFS=100000 EPS=1000 ECONNS=8 ENROLLMENTS=1000000,
@@ -139,7 +140,11 @@ cluster_cpu() {
   done
   echo "$t"
 }
-load() { "$LOAD" --addr "127.0.0.1:$PORT" --key "$KEY" --connections "$CONNS" --seconds "$SECS" $(cpu) "$@"; }
+# WAL_URL (set for PostgreSQL runs): the load reports the WAL the cluster wrote per request.
+load() {
+  "$LOAD" --addr "127.0.0.1:$PORT" --key "$KEY" --connections "$CONNS" --seconds "$SECS" $(cpu) \
+    ${WAL_URL:+--wal "$WAL_URL"} "$@"
+}
 
 # enroll URL IDS_FILE: enrolls the ids, 20 per POST, through the API of a serve on URL.
 enroll() {
@@ -218,6 +223,7 @@ if section api; then
   for backend in $BACKENDS; do
     use "$backend"; t=$(tag "$backend")
     url=$(new_db "$backend" "api_$t")
+    WAL_URL=; [ "$backend" != sqlite ] && WAL_URL=$url
     KEY=$("$BIN" keys create --tenant con_bench --partner bench --database-url "$url" 2>/dev/null)
     start_server "$url"
     # PATCH first, on a database holding only its own 1,000 enrollments.
@@ -284,6 +290,7 @@ if section scale; then
   echo "== scale: $ENROLLMENTS enrollments, $((ENROLLMENTS * 20)) enrolled prospect pairs"
   createdb bench_empty
   URL="$BASE/bench_empty"
+  WAL_URL=$URL
   KEY=$("$BIN" keys create --tenant con_bench --partner bench --database-url "$URL" 2>/dev/null)
   start_server "$URL"
   DB=bench_empty psql -c "CHECKPOINT"
@@ -291,6 +298,7 @@ if section scale; then
   stop_server
   createdb bench_scale
   URL="$BASE/bench_scale"
+  WAL_URL=$URL
   KEY=$("$BIN" keys create --tenant con_bench --partner bench --database-url "$URL" 2>/dev/null)
   # Enrollment g (1..N) covers prospects n = (g-1)*20 … (g-1)*20+19; prospect n's id is
   # md5(n) (32 hex) followed by n as 8 hex digits: unique, and spread over the key space like
@@ -335,7 +343,7 @@ import json, sys
 e = next(json.loads(l) for l in open(sys.argv[1]) if l.startswith("{"))
 s = next(json.loads(l) for l in open(sys.argv[2]) if l.startswith("{"))
 print(f"PATCH p99: empty {e['p99_ms']:.2f} ms, scale {s['p99_ms']:.2f} ms → {s['p99_ms'] / e['p99_ms']:.2f}× (target ≤ 1.5×); "
-      f"throughput {e['rps']:.0f} → {s['rps']:.0f} req/s")
+      f"throughput {e['rps']:.0f} → {s['rps']:.0f} req/s; WAL {e['wal_kb_per_request']} → {s['wal_kb_per_request']} kB a request")
 EOF
 fi
 if [ "${KEEP:-0}" = 1 ]; then echo "cluster kept: $BASE (stop: PG_TEST_STATE=$PG_TEST_STATE scripts/pg-test-cluster.sh stop)"; fi

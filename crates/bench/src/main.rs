@@ -4,6 +4,7 @@
 //! little CPU as possible next to the server on a small machine.
 
 mod cpu;
+mod wal;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
@@ -36,6 +37,10 @@ struct Args {
     /// its children counted with it: give PostgreSQL's postmaster); repeatable.
     #[arg(long = "cpu")]
     cpu: Vec<cpu::Watched>,
+    /// PostgreSQL URL of the server's cluster: the WAL it wrote over the measured seconds is
+    /// reported per request (`wal_kb_per_request`; null without it).
+    #[arg(long)]
+    wal: Option<String>,
     /// Unmeasured warm-up in seconds.
     #[arg(long, default_value_t = 3)]
     warmup: u64,
@@ -347,7 +352,15 @@ async fn main() -> Result<()> {
     }
     tokio::time::sleep_until(measure_from.into()).await;
     let cpu_from: Vec<f64> = args.cpu.iter().map(|w| cpu::seconds(w.pid)).collect();
+    let wal_from = match &args.wal {
+        Some(url) => Some(wal::position(url).await?),
+        None => None,
+    };
     tokio::time::sleep(Duration::from_secs(args.seconds)).await;
+    let wal_written = match (&args.wal, wal_from) {
+        (Some(url), Some(from)) => Some(wal::position(url).await? - from),
+        _ => None,
+    };
     let cpu_spent: Vec<f64> = args
         .cpu
         .iter()
@@ -379,8 +392,12 @@ async fn main() -> Result<()> {
             )
         })
         .collect();
+    // WAL kilobytes a measured request cost the cluster.
+    let wal_kb = wal_written.map_or("null".to_string(), |b| {
+        format!("{:.1}", b as f64 / 1024.0 / all.len().max(1) as f64)
+    });
     println!(
-        "{{\"op\":\"{:?}\",\"changed_ids\":{},\"connections\":{},\"seconds\":{},\"ok\":{},\"errors\":{},\"rps\":{:.0},\"p50_ms\":{:.3},\"p90_ms\":{:.3},\"p99_ms\":{:.3},\"p999_ms\":{:.3},\"max_ms\":{:.3},\"cpu_ms_per_request\":{{{}}}}}",
+        "{{\"op\":\"{:?}\",\"changed_ids\":{},\"connections\":{},\"seconds\":{},\"ok\":{},\"errors\":{},\"rps\":{:.0},\"p50_ms\":{:.3},\"p90_ms\":{:.3},\"p99_ms\":{:.3},\"p999_ms\":{:.3},\"max_ms\":{:.3},\"cpu_ms_per_request\":{{{}}},\"wal_kb_per_request\":{}}}",
         args.op,
         args.changed_ids.unwrap_or(args.ids),
         args.connections,
@@ -394,6 +411,7 @@ async fn main() -> Result<()> {
         pct(&all, 0.999),
         pct(&all, 1.0),
         cpu_ms.join(","),
+        wal_kb,
     );
     if let Some(e) = first_error {
         eprintln!("first error: {e}");
