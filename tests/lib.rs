@@ -219,6 +219,11 @@ impl TestApp {
             .await
             .expect("events request");
         let status = resp.status().as_u16();
+        assert_eq!(
+            resp.headers()["content-type"],
+            "application/json",
+            "an events answer is JSON"
+        );
         (status, resp.json().await.unwrap_or(serde_json::Value::Null))
     }
 }

@@ -17,6 +17,11 @@ async fn v2_events(app: &TestApp, body: &Value) -> (u16, Value) {
         .await
         .unwrap();
     let status = resp.status().as_u16();
+    assert_eq!(
+        resp.headers()["content-type"],
+        "application/json",
+        "an events answer is JSON"
+    );
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 

@@ -50,31 +50,27 @@ pub(crate) async fn fetch(
     JsonBody(req): JsonBody<EventsRequest>,
 ) -> Result<Response, ApiError> {
     let (status, output_events) = find(&state, req).await?;
-    let size = answer_size(&output_events);
-    sized_json(
-        &EventsOut {
-            response_context: ctx.response_context(status),
-            output_events,
-        },
-        size,
-    )
+    events_answer(output_events, |output_events| EventsOut {
+        response_context: ctx.response_context(status),
+        output_events,
+    })
 }
 
-/// About the serialized size of an events answer: each event's `data` plus its other fields
-/// (~150 bytes), plus the response context.
-pub(crate) fn answer_size(events: &[EventOut]) -> usize {
-    512 + events
-        .iter()
-        .map(|e| e.data.get().len() + 160)
-        .sum::<usize>()
-}
-
-/// `Json(value)`'s response, serialized into a buffer of `capacity` bytes up front. axum's
-/// `Json` starts at 128 bytes and doubles, so a 20-id answer (~55 kB) was copied nine times on
-/// its way out.
-pub(crate) fn sized_json<T: Serialize>(value: &T, capacity: usize) -> Result<Response, ApiError> {
-    let mut body = Vec::with_capacity(capacity);
-    serde_json::to_writer(&mut body, value)
+/// The JSON response `wrap` makes of `events` (v1's and v2's answers differ only in their
+/// context), serialized into a buffer sized from the events up front: axum's `Json` starts at
+/// 128 bytes and doubles, so a 20-id answer (~55 kB) was copied nine times on its way out.
+pub(crate) fn events_answer<T: Serialize>(
+    events: Vec<EventOut>,
+    wrap: impl FnOnce(Vec<EventOut>) -> T,
+) -> Result<Response, ApiError> {
+    // Each event's `data` plus its other fields (~150 bytes), plus the response context.
+    let size = 512
+        + events
+            .iter()
+            .map(|e| e.data.get().len() + 160)
+            .sum::<usize>();
+    let mut body = Vec::with_capacity(size);
+    serde_json::to_writer(&mut body, &wrap(events))
         .map_err(|e| ApiError::Internal(format!("serializing the answer: {e}")))?;
     Ok(([(CONTENT_TYPE, "application/json")], body).into_response())
 }

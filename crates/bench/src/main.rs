@@ -352,14 +352,14 @@ async fn main() -> Result<()> {
     }
     tokio::time::sleep_until(measure_from.into()).await;
     let cpu_from: Vec<f64> = args.cpu.iter().map(|w| cpu::seconds(w.pid)).collect();
-    let wal_from = match &args.wal {
-        Some(url) => Some(wal::position(url).await?),
+    let wal_from = match args.wal.as_deref() {
+        Some(url) => Some((url, wal::position(url).await?)),
         None => None,
     };
     tokio::time::sleep(Duration::from_secs(args.seconds)).await;
-    let wal_written = match (&args.wal, wal_from) {
-        (Some(url), Some(from)) => Some(wal::position(url).await? - from),
-        _ => None,
+    let wal_written = match wal_from {
+        Some((url, from)) => Some(wal::position(url).await? - from),
+        None => None,
     };
     let cpu_spent: Vec<f64> = args
         .cpu
@@ -379,22 +379,17 @@ async fn main() -> Result<()> {
     }
     all.sort_unstable();
     let secs = args.seconds as f64;
+    let requests = all.len().max(1) as f64;
     // CPU milliseconds a measured request cost each watched process.
     let cpu_ms: Vec<String> = args
         .cpu
         .iter()
         .zip(cpu_spent)
-        .map(|(w, s)| {
-            format!(
-                "\"{}\":{:.3}",
-                w.label,
-                s * 1000.0 / all.len().max(1) as f64
-            )
-        })
+        .map(|(w, s)| format!("\"{}\":{:.3}", w.label, s * 1000.0 / requests))
         .collect();
     // WAL kilobytes a measured request cost the cluster.
     let wal_kb = wal_written.map_or("null".to_string(), |b| {
-        format!("{:.1}", b as f64 / 1024.0 / all.len().max(1) as f64)
+        format!("{:.1}", b as f64 / 1024.0 / requests)
     });
     println!(
         "{{\"op\":\"{:?}\",\"changed_ids\":{},\"connections\":{},\"seconds\":{},\"ok\":{},\"errors\":{},\"rps\":{:.0},\"p50_ms\":{:.3},\"p90_ms\":{:.3},\"p99_ms\":{:.3},\"p999_ms\":{:.3},\"max_ms\":{:.3},\"cpu_ms_per_request\":{{{}}},\"wal_kb_per_request\":{}}}",

@@ -4,7 +4,7 @@
 use crate::body::JsonBody;
 use crate::context::{RequestCtx, V2ResponseContext};
 use crate::error::ApiError;
-use crate::events::{answer_size, find, sized_json, EventOut};
+use crate::events::{events_answer, find, EventOut};
 use crate::{AppState, Caller};
 use axum::extract::State;
 use axum::response::Response;
@@ -26,12 +26,10 @@ pub(crate) async fn fetch(
     JsonBody(req): JsonBody<EventsRequest>,
 ) -> Result<Response, ApiError> {
     let (status, output_events) = find(&state, req).await?;
-    let size = answer_size(&output_events);
-    sized_json(
-        &V2ProspectsFetchEventsResponse {
+    events_answer(output_events, |output_events| {
+        V2ProspectsFetchEventsResponse {
             response_context: ctx.v2_response_context(status),
             output_events,
-        },
-        size,
-    )
+        }
+    })
 }
